@@ -1,0 +1,63 @@
+# Thin wrapper: set-up, data, tests, book. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= cpu
+CHAPTERS ?=
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export MPLBACKEND := Agg
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: setup data test unit smoke nbval book execute html bench clean help
+
+help:
+	@echo "make test   - set up, fetch data, unit tests, smoke-execute every chapter, nbval"
+	@echo "make book   - set up, fetch data, execute chapters (PROFILE=$(PROFILE)), render HTML"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[book,test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+data:
+	@if [ -f $(FASHION_DIR)/t10k-labels-idx1-ubyte.gz ]; then \
+	  echo "Fashion-MNIST found in $(FASHION_DIR)"; \
+	elif command -v apt-get >/dev/null; then \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+	  echo "Fashion-MNIST missing: install Debian's dataset-fashion-mnist or set MCUTILS_DATA (see README)"; \
+	fi
+
+unit: setup data
+	$(PY) -m pytest -q tests
+
+smoke: setup data
+	$(PY) -m mcutils.book execute --profile smoke --output build/smoke $(if $(CHAPTERS),--chapters $(CHAPTERS))
+
+nbval: smoke
+	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax build/smoke
+
+test: unit smoke nbval
+
+execute: setup data
+	$(PY) -m mcutils.book execute --profile $(PROFILE) --output book/chapters $(if $(CHAPTERS),--chapters $(CHAPTERS))
+
+html: setup
+	rm -rf _build/html
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+	@echo "Book: $(abspath _build/html/index.html)"
+
+book: execute html
+
+bench: setup data
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf _build build book/chapters

@@ -1,0 +1,191 @@
+"""Load-or-train cache of checkpoints, keyed by a stable hash of a config.
+
+A checkpoint is two files under ``$MCUTILS_CACHE`` (default ``.cache/mcutils`` in the
+repository): ``<hash>.pt`` (a state dict) and ``<hash>.json`` (the config, metrics,
+training time and the SHA-256 of the ``.pt``). Writes are atomic (temporary file in
+the same folder, then :func:`os.replace`), loads use ``torch.load(weights_only=True)``,
+a corrupted or truncated checkpoint is removed and retrained with a warning, and a
+per-key file lock makes a second process wait for the first instead of training twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mcutils.runtime import repo_root
+
+__all__ = ["cache_dir", "config_hash", "load_or_train", "checkpoint_paths", "CacheInfo"]
+
+CacheInfo = dict[str, Any]
+
+
+def cache_dir() -> Path:
+    """The cache folder: ``$MCUTILS_CACHE`` or ``<repo>/.cache/mcutils``."""
+    env = os.environ.get("MCUTILS_CACHE")
+    return Path(env) if env else repo_root() / ".cache" / "mcutils"
+
+
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, float) and obj.is_integer():
+        return obj  # keep 1.0 distinct from 1 only through type: json writes 1.0
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    raise TypeError(f"config values must be JSON-like, got {type(obj).__name__}: {obj!r}")
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """A stable 16-hex-digit hash of a JSON-like config (key order does not matter)."""
+    text = json.dumps(_canonical(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def checkpoint_paths(config: Mapping[str, Any], folder: Path | None = None) -> tuple[Path, Path]:
+    """The ``(.pt, .json)`` paths of a config's checkpoint."""
+    folder = folder or cache_dir()
+    prefix = str(config.get("name", "model")).replace("/", "_").replace(":", "_")
+    stem = f"{prefix}-{config_hash(config)}"
+    return folder / f"{stem}.pt", folder / f"{stem}.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _try_load(pt: Path, meta_path: Path, model: nn.Module, remove: bool) -> CacheInfo | None:
+    """Load a checkpoint into ``model``; None when absent or unusable.
+
+    Only a caller holding the key's lock passes ``remove=True``: without the lock a
+    checkpoint may be half written by another process (its ``.json`` comes last).
+    """
+    if not pt.exists() and not meta_path.exists():
+        return None
+    if not remove and not (pt.exists() and meta_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("sha256") != _sha256(pt):
+            raise ValueError("checksum mismatch (truncated or modified file)")
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+        expected = model.state_dict()
+        if set(state) != set(expected) or any(
+                state[k].shape != expected[k].shape for k in expected):
+            raise ValueError("state dict does not match the model built for this config")
+        model.load_state_dict(state)
+        return meta
+    except Exception as exc:  # any failure means: not a usable checkpoint
+        if not remove:
+            return None
+        warnings.warn(f"removing unusable checkpoint {pt.name} ({exc}); retraining",
+                      RuntimeWarning, stacklevel=3)
+        for p in (pt, meta_path):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        return None
+
+
+def load_or_train(
+    key_config: Mapping[str, Any],
+    build: Callable[[], nn.Module],
+    train: Callable[[nn.Module], nn.Module | None],
+    evaluate: Callable[[nn.Module], Mapping[str, Any]] | None = None,
+    return_info: bool = False,
+    folder: str | Path | None = None,
+) -> nn.Module | tuple[nn.Module, CacheInfo]:
+    """Return the trained model for ``key_config``, training it only on a cache miss.
+
+    Args:
+        key_config: everything that determines the trained weights (dataset, model,
+            epochs, lr, seed ...); JSON-like values. Its hash names the checkpoint; an
+            optional ``name`` key gives a readable prefix.
+        build: makes the untrained module (the skeleton the state dict is loaded into).
+        train: trains the module in place (returning None) or returns the trained module.
+        evaluate: optional; its metrics dict is stored beside the checkpoint on a miss.
+        return_info: also return the stored metadata (``cached``, ``train_seconds``,
+            ``metrics``, ``path`` ...).
+        folder: cache folder (default :func:`cache_dir`).
+
+    Returns:
+        The trained model (in eval mode, on the CPU), and the info dict if asked.
+    """
+    pt, meta_path = checkpoint_paths(key_config, Path(folder) if folder else None)
+    model = build()
+    meta = _try_load(pt, meta_path, model, remove=False)
+    cached = meta is not None
+    if meta is None:
+        with _locked(pt):
+            meta = _try_load(pt, meta_path, model, remove=True)  # another process may have finished
+            cached = meta is not None
+            if meta is None:
+                start = time.perf_counter()
+                result = train(model)
+                seconds = time.perf_counter() - start
+                if result is not None:
+                    model = result
+                model = model.cpu().eval()
+                metrics = dict(evaluate(model)) if evaluate is not None else {}
+                state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+                _atomic_write(pt, lambda f: torch.save(state, f))
+                meta = {
+                    "config": _canonical(key_config),
+                    "hash": config_hash(key_config),
+                    "train_seconds": seconds,
+                    "metrics": metrics,
+                    "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "torch": torch.__version__,
+                    "sha256": _sha256(pt),
+                }
+                _atomic_write(meta_path, lambda f: json.dump(meta, f, indent=2), mode="w")
+    model = model.cpu().eval()
+    if not return_info:
+        return model
+    info = dict(meta)
+    info.update(cached=cached, path=str(pt))
+    return model, info
