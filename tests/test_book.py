@@ -1,0 +1,92 @@
+"""The runner, the profiles and the packaging files."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mcutils import book
+from mcutils.runtime import ParameterError, repo_root
+
+ROOT = repo_root()
+
+
+def test_chapters_found_and_numbered():
+    found = book.chapters()
+    assert "00" in found and all(re.fullmatch(r"\d\d", k) for k in found)
+
+
+def test_unknown_profile_lists_valid():
+    with pytest.raises(ParameterError) as exc:
+        book.execute("huge", ["00"], output="/tmp/never")
+    assert "smoke" in str(exc.value) and "cpu" in str(exc.value)
+
+
+def test_unknown_chapter_is_error_before_running(tmp_path):
+    with pytest.raises(ParameterError, match="99"):
+        book.execute("smoke", ["99"], output=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_reports_errors(capsys):
+    assert book.main(["execute", "--profile", "nope", "--chapters", "00"]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_profiles_only_set_declared_parameters(profile):
+    prof = book.load_profile(profile)
+    for chapter, nb in book.chapters().items():
+        params = book.chapter_parameters(prof, chapter, nb, profile)
+        assert params.get("profile", profile) == profile
+
+
+def test_profile_typo_is_caught(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    nb = ROOT / "notebooks" / "00_preliminaries.ipynb"
+    (tmp_path / "notebooks" / nb.name).write_bytes(nb.read_bytes())
+    (tmp_path / "profiles" / "bad.yaml").write_text(yaml.safe_dump(
+        {"defaults": {}, "chapters": {"00": {"num_epocs": 3}}}))
+    with pytest.raises(ParameterError, match="num_epocs"):
+        book.execute("bad", ["00"], output=tmp_path / "out", root=tmp_path)
+
+
+def test_notebooks_are_committed_without_outputs():
+    import nbformat
+
+    for nb_path in (ROOT / "notebooks").glob("*.ipynb"):
+        nb = nbformat.read(nb_path, 4)
+        tags = [c.metadata.get("tags", []) for c in nb.cells]
+        assert any("parameters" in t for t in tags), nb_path.name
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, nb_path.name
+
+
+def _requirement_names(reqs):
+    return {re.split(r"[<>=!~\[ ]", r, maxsplit=1)[0].lower(): r.replace(" ", "") for r in reqs}
+
+
+def test_environment_yml_mirrors_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        reqs += extra
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    env_reqs = [r for r in pip_section if not r.startswith("-e")]
+    assert _requirement_names(reqs) == _requirement_names(env_reqs)
+
+
+def test_toc_lists_every_chapter():
+    toc = (ROOT / "_toc.yml").read_text()
+    for nb in book.chapters().values():
+        assert f"book/chapters/{nb.stem}" in toc, nb.name
+
+
+def test_ci_calls_make_test():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "make test" in (ROOT / "README.md").read_text()
