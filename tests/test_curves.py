@@ -1,0 +1,219 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from mcutils import curves
+from mcutils.data import ImageDataset, TensorLoader, dataset_info
+from mcutils.models import build_model
+from mcutils.runtime import ParameterError
+
+
+def _model(seed: int, name: str = "small_cnn", **kw) -> nn.Module:
+    torch.manual_seed(seed)
+    kw.setdefault("width", 4) if name == "small_cnn" else None
+    if name == "small_cnn":
+        kw.setdefault("hidden", 16)
+    return build_model(name, num_classes=3, in_channels=1, input_size=8, **kw).eval()
+
+
+class _BNNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def _bn_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Identity(), _BNNet()).eval()
+
+
+def _loader(n: int = 64, seed: int = 0, batch_size: int = 16) -> TensorLoader:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=g)
+    y = (x.mean((1, 2, 3)) * 30).long() % 3
+    ds = ImageDataset(x, y, dataset_info("digits"), "train")
+    return TensorLoader(ds, batch_size, shuffle=True, seed=seed)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models: thread hand-offs cost more than they save on a shared machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+X = torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+def test_coefficients_sum_to_one_and_hit_ends():
+    for cls in (curves.Bezier, curves.PolyChain):
+        for n in (2, 3, 5):
+            c = cls(n)
+            for t in torch.linspace(0, 1, 11):
+                assert torch.isclose(c(t).sum(), torch.tensor(1.0))
+            assert torch.equal(c(0.0), torch.eye(n)[0])
+            assert torch.equal(c(1.0), torch.eye(n)[-1])
+    # polychain passes through its knots
+    assert torch.allclose(curves.PolyChain(3)(0.5), torch.tensor([0.0, 1.0, 0.0]))
+    # Bezier(3) at 0.5 is (1/4, 1/2, 1/4)
+    assert torch.allclose(curves.Bezier(3)(0.5), torch.tensor([0.25, 0.5, 0.25]))
+    with pytest.raises(ParameterError):
+        curves.Bezier(1)
+
+
+@pytest.mark.parametrize("curve", ["bezier", "polychain"])
+@pytest.mark.parametrize("fix_ends", [True, False])
+def test_ends_reproduce_endpoint_models_exactly(curve, fix_ends):
+    a, b = _model(0), _model(1)
+    cm = curves.CurveModel(a, a, b, curve, fix_ends=fix_ends, num_bends=4)
+    with torch.no_grad():
+        # perturb the inner bends so that the check is not trivial
+        for p in cm.parameters():
+            p.add_(torch.randn_like(p))
+        if not fix_ends:  # ends are free parameters: restore them
+            for i, name in enumerate(cm.param_names):
+                cm.bends[i][0].copy_(a.state_dict()[name])
+                cm.bends[i][-1].copy_(b.state_dict()[name])
+        assert torch.equal(cm(X, 0.0), a(X))
+        assert torch.equal(cm(X, 1.0), b(X))
+        assert torch.equal(cm.model_at(0.0)(X), a(X))
+        assert torch.equal(cm.model_at(1.0)(X), b(X))
+        for k, v in cm.state_at(1.0).items():
+            assert torch.equal(v, b.state_dict()[k])
+
+
+def test_identical_ends_linear_init_is_constant():
+    a = _model(0)
+    for curve in ("bezier", "polychain"):
+        cm = curves.CurveModel(a, a, a, curve, num_bends=3)
+        with torch.no_grad():
+            for t in (0.0, 0.13, 0.5, 0.77, 1.0):
+                assert torch.allclose(cm(X, t), a(X), atol=1e-6)
+
+
+def test_linear_init_gives_straight_line():
+    a, b = _model(0), _model(1)
+    cm = curves.CurveModel(a, a, b, "bezier", num_bends=3)
+    line = curves.linear_path(a, b)
+    sa, sb = a.state_dict(), b.state_dict()
+    for t in (0.25, 0.6):
+        s1, s2 = cm.state_at(t), line.state_at(t)
+        for k in s1:
+            expect = (1 - t) * sa[k] + t * sb[k]
+            assert torch.allclose(s1[k], expect, atol=1e-6)
+            assert torch.allclose(s2[k], expect, atol=1e-6)
+
+
+def test_gradients_reach_only_free_bends():
+    a, b = _model(0), _model(1)
+    cm = curves.CurveModel(a, a, b, "bezier", num_bends=3, fix_ends=True)
+    names = [n for n, p in cm.named_parameters()]
+    assert all(n.startswith("bends.") for n in names)
+    assert sum(p.numel() for p in cm.parameters()) == sum(p.numel() for p in a.parameters())
+    cm(X, 0.3).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in cm.parameters())
+    assert all(not b_.requires_grad for b_ in cm.buffers())
+    # the original models are untouched and get no gradient
+    assert all(p.grad is None for p in a.parameters())
+    # free ends: all three bends are parameters
+    cm2 = curves.CurveModel(a, a, b, "bezier", num_bends=3, fix_ends=False)
+    assert sum(p.numel() for p in cm2.parameters()) == 3 * sum(p.numel() for p in a.parameters())
+
+
+def test_train_curve_lowers_midpoint_loss_and_penalty_shrinks_weights():
+    from mcutils.training import evaluate, train
+
+    loader = _loader(128)
+    a, b = _model(0), _model(1)
+    train(a, loader, epochs=15, lr=0.01, progress=False)
+    train(b, loader, epochs=15, lr=0.01, progress=False)
+    cm = curves.CurveModel(a, a, b, "bezier", num_bends=3)
+    before = evaluate(cm.model_at(0.5), loader)["loss"]
+    hist = curves.train_curve(copy.deepcopy(cm), loader, epochs=1, lr=0.05, progress=False)
+    assert len(hist["loss"]) == len(loader) and all(0 <= t <= 1 for t in hist["t"])
+    trained = copy.deepcopy(cm)
+    curves.train_curve(trained, loader, steps=80, lr=0.05, progress=False, seed=3)
+    after = evaluate(trained.model_at(0.5), loader)["loss"]
+    assert after < before
+    heavy = copy.deepcopy(cm)
+    curves.train_curve(heavy, loader, steps=80, lr=0.05, weight_decay=1.0, progress=False, seed=3)
+    # the penalty is on w(t), not on the bend: the midpoint's norm shrinks
+    norm = lambda m: sum(float((v.detach() ** 2).sum()) for v in m.weights(0.5).values())  # noqa: E731
+    assert norm(heavy) < norm(trained)
+    # ends stay fixed
+    for k, v in trained.state_at(0.0).items():
+        assert torch.equal(v, a.state_dict()[k])
+
+
+def test_train_curve_steps_are_deterministic():
+    loader = _loader(64)
+    a, b = _model(0), _model(1)
+    c1 = curves.CurveModel(a, a, b, "polychain", num_bends=3)
+    c2 = copy.deepcopy(c1)
+    curves.train_curve(c1, loader, steps=5, lr=0.01, progress=False, seed=7)
+    curves.train_curve(c2, _loader(64), steps=5, lr=0.01, progress=False, seed=7)
+    for p, q in zip(c1.parameters(), c2.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_batchnorm_stats_recomputed_along_curve():
+    a, b = _bn_model(0), _bn_model(1)
+    loader = _loader(64)
+    cm = curves.CurveModel(a, a, b, "bezier", num_bends=3)
+    m = cm.model_at(0.5)
+    before = m[1].bn.running_mean.clone()
+    curves.recompute_bn(m, loader)
+    assert not torch.allclose(m[1].bn.running_mean, before)
+    assert not m.training
+    # evaluate_curve needs a bn_loader for BN models and uses it
+    with pytest.raises(ParameterError, match="bn_loader"):
+        curves.evaluate_curve(cm, [0.5], loader)
+    df = curves.evaluate_curve(cm, 3, loader, bn_loader=loader,
+                               extra={"one": lambda model: 1.0})
+    assert list(df.columns) == ["t", "loss", "accuracy", "one"]
+    assert df["t"].tolist() == [0.0, 0.5, 1.0]
+    # the exported model after update_bn matches a direct recompute
+    direct = curves.recompute_bn(cm.model_at(0.5), loader)
+    from mcutils.training import evaluate
+    assert abs(evaluate(direct, loader)["loss"] - df["loss"][1]) < 1e-5
+    # training works through BN layers in train mode
+    curves.train_curve(cm, loader, steps=3, lr=0.01, progress=False)
+
+
+def test_normalize_buffers_carried_through():
+    a, b = _model(0), _model(1)
+    cm = curves.CurveModel(a, a, b, "bezier")
+    st = cm.state_at(0.4)
+    assert torch.equal(st["0.mean"], a.state_dict()["0.mean"])
+    assert set(st) == set(a.state_dict())
+
+
+def test_vgg_like_any_module_and_errors():
+    a, b = _model(0, "mlp", hidden=8), _model(1, "mlp", hidden=8)
+    cm = curves.CurveModel(a, a.state_dict(), b.state_dict(), curves.PolyChain(5))
+    assert cm(X, 0.5).shape == (10, 3)
+    with pytest.raises(ParameterError):
+        curves.CurveModel(a, a, _model(0), "bezier")  # architecture mismatch
+    with pytest.raises(ParameterError):
+        curves.CurveModel(a, a, b, "spline")
+    with pytest.raises(ParameterError):
+        cm.state_at(1.5)
+    with pytest.raises(ParameterError):
+        curves.train_curve(curves.linear_path(a, b), _loader(), steps=1, progress=False)
+    with pytest.raises(ParameterError):
+        curves.evaluate_curve(cm, [0.2, 1.2], _loader())
+
+
+def test_linear_path_barrier_between_different_models():
+    a, b = _model(0), _model(1)
+    df = curves.evaluate_curve(curves.linear_path(a, b), 5, _loader())
+    assert len(df) == 5 and df["accuracy"].between(0, 1).all()
