@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -87,6 +88,9 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
     """
     import papermill as pm
 
+    # figures must render inline in the executed notebooks: a non-interactive backend
+    # inherited from the shell (MPLBACKEND=Agg) would silently drop every figure
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     root = root or repo_root()
     prof = load_profile(profile, root)
     available = chapters(root)
