@@ -90,3 +90,17 @@ def test_toc_lists_every_chapter():
 def test_ci_calls_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_bad_parameter_fails_fast_through_papermill(tmp_path):
+    import time
+
+    import papermill as pm
+
+    start = time.perf_counter()
+    with pytest.raises(pm.PapermillExecutionError) as exc:
+        pm.execute_notebook(str(ROOT / "notebooks" / "00_preliminaries.ipynb"),
+                            str(tmp_path / "out.ipynb"), parameters={"dataset": "nope"},
+                            progress_bar=False, kernel_name="python3", cwd=str(ROOT))
+    assert "dataset='nope'" in str(exc.value) and "fashion-mnist" in str(exc.value)
+    assert time.perf_counter() - start < 60
