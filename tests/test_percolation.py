@@ -183,6 +183,10 @@ def test_grid_points_geometry():
     assert torch.allclose(gram, gram[0, 0] * torch.eye(3), atol=1e-4)
     with pytest.raises(ParameterError, match="n="):
         perc.grid_points(xa, xb, d=2, n=6)
+    small = perc.grid_points(xa, xb, d=2, n=3)  # no margin: x_a and x_b on the faces
+    assert small.anchor_a == (0, 1) and small.anchor_b == (2, 1)
+    assert torch.allclose(small.points().view(3, 3, -1)[2, 1], xb.flatten())
+    assert [perc.grid_size(d, 729) for d in (2, 3, 4, 6)] == [27, 9, 5, 3]
 
 
 def test_label_grid_and_connectivity_on_a_halfspace_model():
@@ -214,3 +218,24 @@ def test_network_grid_study_and_plane():
     plane = perc.plane_predictions(model, x[0], x[1], x[2], n=11)
     assert plane["labels"].shape == (11, 11)
     assert len(plane["anchors"]) == 3
+
+
+def test_threshold_table():
+    table = perc.threshold_table([1, 2], [[4, 16], [8, 16]], 12, seed=0, )
+    assert list(table.index) == [1, 2]
+    assert table.loc[2, "published"] == pytest.approx(0.592746)
+    assert np.isnan(table.loc[1, "published"]) and table.loc[1, "pc"] > 0.9
+    again = perc.threshold_table([2], [[8, 16]], 12, seed=0)
+    assert again.loc[2, "pc"] == table.loc[2, "pc"]  # per-dimension seeding
+    with pytest.raises(ParameterError, match="sizes"):
+        perc.threshold_table([2, 3], [[8, 16]], 4)
+
+
+def test_same_class_pairs():
+    x = torch.rand(40, 1, 2, 2)
+    y = (x.flatten(1)[:, 0] > 0.5).long()
+    i, j = perc.same_class_pairs(_Halfspace(), x, y, num_pairs=5, seed=0)
+    assert len(i) == 5 and torch.all(i != j) and torch.all(y[i] == y[j])
+    assert set(y[i].tolist()) == {0, 1}  # spread over both classes
+    wrong = 1 - y
+    assert len(perc.same_class_pairs(_Halfspace(), x, wrong, 3)[0]) == 0

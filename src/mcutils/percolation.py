@@ -45,13 +45,17 @@ __all__ = [
     "METHODS", "BOUNDARIES", "PUBLISHED_THRESHOLDS", "random_lattice", "clusters",
     "largest_cluster", "spans", "spanning_probability", "connection_probability",
     "anchor_connection_probability", "spanning_thresholds", "estimate_threshold",
-    "bethe_threshold", "asymptotic_threshold", "Grid", "grid_points", "grid_size",
+    "threshold_table", "bethe_threshold", "asymptotic_threshold", "Grid", "same_class_pairs", "grid_points", "grid_size",
     "label_grid", "grid_connectivity", "network_grid_study", "plane_predictions",
 ]
 
 #: Cluster-labelling back ends: ``scipy.ndimage.label`` and a sparse neighbour graph
-#: solved by ``scipy.sparse.csgraph.connected_components``.
+#: solved by ``scipy.sparse.csgraph.connected_components``. Every function also
+#: accepts ``"auto"`` (the default): ``ndimage`` up to 5 array axes (batch axis
+#: included), ``csgraph`` above, where ``ndimage`` slows down with the ``3**axes``
+#: structuring element (see benchmarks/percolation.py).
 METHODS = ("ndimage", "csgraph")
+_AUTO_MAX_AXES = 5
 #: Boundary conditions: ``free`` (open box) or ``cylinder`` (periodic along every axis
 #: except the first, the axis along which spanning is measured).
 BOUNDARIES = ("free", "cylinder")
@@ -143,7 +147,7 @@ def _merge_labels(labels: np.ndarray, n: int, a: np.ndarray, b: np.ndarray
 
 
 def clusters(lattice: np.ndarray, periodic: bool | Sequence[bool] = False,
-             batched: bool = False, method: str = "ndimage") -> tuple[np.ndarray, int]:
+             batched: bool = False, method: str = "auto") -> tuple[np.ndarray, int]:
     """Label the nearest-neighbour clusters of open sites.
 
     Two open sites are connected when they differ by one step along one axis (and,
@@ -154,16 +158,19 @@ def clusters(lattice: np.ndarray, periodic: bool | Sequence[bool] = False,
             lattices that never connect to each other.
         periodic: one flag for all lattice axes or one per axis.
         batched: treat the first axis as a batch of trials.
-        method: ``"ndimage"`` (``scipy.ndimage.label``, then periodic joins) or
-            ``"csgraph"`` (connected components of the sparse neighbour graph).
+        method: ``"ndimage"`` (``scipy.ndimage.label``, then periodic joins),
+            ``"csgraph"`` (connected components of the sparse neighbour graph) or
+            ``"auto"`` (``ndimage`` up to 5 array axes, ``csgraph`` above).
 
     Returns:
         ``(labels, n)``: integer labels (0 on closed sites, 1..n on clusters, unique
         across the batch) and the number of clusters.
     """
     lattice = np.asarray(lattice, dtype=bool)
+    if method == "auto":
+        method = "ndimage" if lattice.ndim <= _AUTO_MAX_AXES else "csgraph"
     if method not in METHODS:
-        raise ParameterError(f"method={method!r} is not known; valid values: {', '.join(METHODS)}")
+        raise ParameterError(f"method={method!r} is not known; valid values: auto, {', '.join(METHODS)}")
     k = lattice.ndim - int(batched)
     if k < 1:
         raise ParameterError("the lattice needs at least one axis besides the batch axis")
@@ -226,7 +233,7 @@ def largest_cluster(labels: np.ndarray) -> np.ndarray:
     return labels == (1 + int(np.argmax(counts[1:])))
 
 
-def spans(lattices: np.ndarray, boundary: str = "cylinder", method: str = "ndimage"
+def spans(lattices: np.ndarray, boundary: str = "cylinder", method: str = "auto"
           ) -> np.ndarray:
     """Whether each lattice of a batch has an open cluster joining the two faces of axis 1.
 
@@ -252,7 +259,7 @@ def spans(lattices: np.ndarray, boundary: str = "cylinder", method: str = "ndima
 
 def spanning_probability(d: int, L: int, p: float | Sequence[float], trials: int,
                          rng: int | np.random.Generator | None = None,
-                         boundary: str = "cylinder", method: str = "ndimage",
+                         boundary: str = "cylinder", method: str = "auto",
                          max_sites: int = 2**22) -> float | np.ndarray:
     """Fraction of ``trials`` random lattices with an open cluster joining two opposite faces.
 
@@ -287,7 +294,7 @@ def spanning_probability(d: int, L: int, p: float | Sequence[float], trials: int
 
 def connection_probability(d: int, L: int, p: float | Sequence[float], trials: int,
                            rng: int | np.random.Generator | None = None,
-                           boundary: str = "free", method: str = "ndimage",
+                           boundary: str = "free", method: str = "auto",
                            max_sites: int = 2**22) -> float | np.ndarray:
     """Probability that two distinct random open sites of a lattice lie in one cluster.
 
@@ -322,7 +329,7 @@ def connection_probability(d: int, L: int, p: float | Sequence[float], trials: i
 def anchor_connection_probability(shape: Sequence[int], a: Sequence[int], b: Sequence[int],
                                   p: float, trials: int,
                                   rng: int | np.random.Generator | None = None,
-                                  method: str = "ndimage") -> float:
+                                  method: str = "auto") -> float:
     """Probability that two given sites, both forced open, are connected in a random lattice.
 
     The reference for a network grid: if the grid cells of one class were placed at
@@ -349,7 +356,7 @@ def anchor_connection_probability(shape: Sequence[int], a: Sequence[int], b: Seq
 
 def spanning_thresholds(d: int, L: int, trials: int, rng: int | np.random.Generator | None = None,
                         resolution: float = 2e-4, boundary: str = "cylinder",
-                        method: str = "ndimage", max_sites: int = 2**22,
+                        method: str = "auto", max_sites: int = 2**22,
                         progress: bool = False) -> np.ndarray:
     """The occupation at which each random sample starts to span, one value per trial.
 
@@ -396,7 +403,7 @@ def _crossing(m1: float, s1: float, m2: float, s2: float) -> float:
 def estimate_threshold(d: int, sizes: Sequence[int], trials: int,
                        rng: int | np.random.Generator | None = None,
                        resolution: float = 2e-4, boundary: str = "cylinder",
-                       bootstrap: int = 400, method: str = "ndimage",
+                       bootstrap: int = 400, method: str = "auto",
                        progress: bool = False) -> dict:
     """Estimate ``p_c(d)`` from where the spanning curves of two sizes cross.
 
@@ -433,6 +440,36 @@ def estimate_threshold(d: int, sizes: Sequence[int], trials: int,
     sys = abs(cross[-1] - cross[-2]) / 2 if len(cross) >= 2 else 0.0
     return dict(pc=cross[-1], err=float(math.hypot(stat, sys)), stat_err=stat, sys_err=sys,
                 sizes=sizes, mean=mean, std=std, crossings=cross, thresholds=thr)
+
+
+def threshold_table(dims: Sequence[int], sizes: Sequence[Sequence[int]], trials: int,
+                    seed: int = 0, boundary: str = "cylinder", progress: bool = False
+                    ) -> pd.DataFrame:
+    """Estimate ``p_c(d)`` for several dimensions beside the published and series values.
+
+    Args:
+        dims: dimensions.
+        sizes: one list of sides per dimension (see :func:`estimate_threshold`).
+        trials: samples per size.
+        seed: dimension ``d`` uses ``numpy.random.default_rng([seed, d])``, so a
+            dimension's estimate does not depend on which others are listed.
+        boundary: ``"free"`` or ``"cylinder"``.
+
+    Returns:
+        DataFrame indexed by ``d`` with ``pc``, ``err``, ``sizes``, ``published`` (NaN
+        where unknown), ``ref`` (bibliography key), ``bethe`` and ``series``.
+    """
+    dims = [_check_int("d", d, 1) for d in dims]
+    if len(sizes) != len(dims):
+        raise ParameterError(f"sizes has {len(sizes)} entries for {len(dims)} dimensions")
+    rows = []
+    for d, sz in zip(dims, sizes):
+        est = estimate_threshold(d, sz, trials, np.random.default_rng([seed, d]),
+                                 boundary=boundary, progress=progress)
+        pub, ref = PUBLISHED_THRESHOLDS.get(d, (float("nan"), ""))
+        rows.append(dict(d=d, pc=est["pc"], err=est["err"], sizes=list(sz), published=pub,
+                         ref=ref, bethe=bethe_threshold(d), series=asymptotic_threshold(d)))
+    return pd.DataFrame(rows).set_index("d")
 
 
 def bethe_threshold(d: int | np.ndarray) -> float | np.ndarray:
@@ -489,10 +526,10 @@ class Grid:
 
 
 def grid_size(d: int, max_cells: int) -> int:
-    """The largest ``n = 4m + 1`` (m >= 1) with ``n**d <= max_cells`` (at least 5)."""
-    n = 5
-    while (n + 4) ** d <= max_cells:
-        n += 4
+    """The largest odd ``n >= 3`` with ``n**d <= max_cells`` (3 if even that is too many)."""
+    n = 3
+    while (n + 2) ** d <= max_cells:
+        n += 2
     return n
 
 
@@ -500,19 +537,21 @@ def grid_points(x_a: torch.Tensor, x_b: torch.Tensor, d: int, n: int,
                 generator: torch.Generator | None = None) -> Grid:
     """A grid through ``x_a`` and ``x_b`` in a random ``d``-dimensional affine subspace.
 
-    Axis 0 runs along ``x_b - x_a`` from -0.5 to 1.5 (``x_a`` at 0, ``x_b`` at 1);
-    the other ``d - 1`` axes follow random directions orthogonal to it and to each
-    other, with the same length, from -1 to 1. Both inputs are grid points.
+    Axis 0 runs along ``x_b - x_a`` with step ``h = 1 / (n - 1 - 2q)``, ``q = (n - 1) // 4``
+    points of margin on each side (``x_a`` at index ``q``, ``x_b`` at ``n - 1 - q``;
+    for ``n = 5``: -0.5, 0, 0.5, 1, 1.5). The other ``d - 1`` axes follow random
+    directions orthogonal to it and to each other, with the same length, centred on
+    ``x_a`` with the same step. Both inputs are grid points.
 
     Args:
         x_a, x_b: two inputs of the same shape (pixel space).
         d: grid dimension (>= 1).
-        n: points per axis, ``n = 4m + 1`` (5, 9, 13, ...).
+        n: points per axis, odd and >= 3.
         generator: torch generator for the random directions.
     """
     d = _check_int("d", d, 1)
-    if not isinstance(n, int) or n < 5 or (n - 1) % 4:
-        raise ParameterError(f"n={n!r} must be 4m + 1 with m >= 1 (5, 9, 13, ...)")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 3 or n % 2 == 0:
+        raise ParameterError(f"n={n!r} must be an odd integer >= 3")
     if x_a.shape != x_b.shape:
         raise ParameterError("x_a and x_b must have the same shape")
     v = (x_b - x_a).flatten().double()
@@ -526,11 +565,13 @@ def grid_points(x_a: torch.Tensor, x_b: torch.Tensor, d: int, n: int,
     q, _ = torch.linalg.qr(torch.cat([v[None], rand]).T)
     dirs = q.T * norm
     dirs[0] = v
-    m = (n - 1) // 4
+    margin = (n - 1) // 4
+    h = 1.0 / (n - 1 - 2 * margin)
+    c = (n - 1) // 2
     k = torch.arange(n, dtype=torch.float32)
     return Grid(origin=x_a.detach().float().cpu(), directions=dirs.float(),
-                coords0=(k - m) / (2 * m), coords=(k - 2 * m) / (2 * m),
-                anchor_a=(m,) + (2 * m,) * (d - 1), anchor_b=(3 * m,) + (2 * m,) * (d - 1))
+                coords0=(k - margin) * h, coords=(k - c) * h,
+                anchor_a=(margin,) + (c,) * (d - 1), anchor_b=(n - 1 - margin,) + (c,) * (d - 1))
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -540,7 +581,7 @@ def _device_of(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def label_grid(model: nn.Module, grid: Grid, batch_size: int = 2048) -> np.ndarray:
+def label_grid(model: nn.Module, grid: Grid, batch_size: int = 512) -> np.ndarray:
     """The model's predicted class at every grid point (batched, inference mode).
 
     Returns:
@@ -572,14 +613,46 @@ def grid_connectivity(labels: np.ndarray, cls: int, a: Sequence[int], b: Sequenc
     return frac, bool(lab[a] == lab[b])
 
 
+def same_class_pairs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_pairs: int,
+                     seed: int = 0, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs of inputs with the same label that ``model`` classifies correctly.
+
+    Both inputs of a pair thus lie in the model's region of their class. Pairs are
+    spread over the classes round-robin (classes with fewer than two correct inputs
+    are skipped), drawn with :func:`mcutils.data.class_pairs`.
+
+    Returns:
+        ``(i, j)``: index tensors into ``x`` of length ``<= num_pairs``.
+    """
+    from mcutils.data import class_pairs
+
+    num_pairs = _check_int("num_pairs", num_pairs, 1)
+    model.eval()
+    device = _device_of(model)
+    with torch.inference_mode():
+        pred = torch.cat([model(x[s:s + batch_size].to(device)).argmax(1).cpu()
+                          for s in range(0, len(x), batch_size)])
+    ok = (pred == y).nonzero().flatten()
+    labels = y[ok]
+    counts = torch.bincount(labels)
+    k = int((counts >= 2).sum())
+    if k == 0:
+        return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+    per = -(-num_pairs // k)
+    i, j = class_pairs(labels, per, seed=seed)
+    order = torch.arange(len(i)).view(k, per).T.flatten()  # round-robin over classes
+    i, j = i[order][:num_pairs], j[order][:num_pairs]
+    return ok[i], ok[j]
+
+
 def network_grid_study(model: nn.Module, x: torch.Tensor,
                        pairs: tuple[torch.Tensor, torch.Tensor], dims: Sequence[int] = (2, 3, 4),
-                       max_cells: int = 2000, seed: int = 0, random_trials: int = 64,
-                       batch_size: int = 2048, progress: bool = False) -> pd.DataFrame:
+                       max_cells: int = 729, seed: int = 0, random_trials: int = 64,
+                       batch_size: int = 512, progress: bool = False) -> pd.DataFrame:
     """Label random grids through input pairs and compare with random site percolation.
 
     For each pair ``(x[i], x[j])`` and each ``d`` in ``dims``, a grid of ``n**d`` cells
-    (``n`` from :func:`grid_size`) is laid through both inputs (:func:`grid_points`)
+    (``n`` from :func:`grid_size`: the largest odd ``n`` with ``n**d <= max_cells``) is laid through both inputs (:func:`grid_points`)
     and labelled by the model. The class of the grid is the model's prediction at
     ``x[i]``. Recorded: the fraction ``p`` of cells of that class, whether both inputs
     lie in one cluster of it, and ``random_connect``, the probability of that event if
