@@ -1,0 +1,128 @@
+"""Error injection: the fault sneaking attack (Zhao et al. 2019).
+
+The attacker changes the weights of ONE chosen layer so that ``S`` chosen images are
+classified as chosen (wrong) labels while a set of other images keep their labels,
+with a small weight change. The original attack solves an L0/L2-regularised problem
+with ADMM; :func:`fault_sneaking_attack` solves its penalty form with Adam:
+
+    min_delta  CE(f_{W+delta}(x_S), y_S) + keep_weight * CE(f_{W+delta}(x_R), y_R)
+               + l2 * ||delta||^2
+
+where only the chosen layer's parameters move. :func:`fault_success_rate` is the
+fraction of the ``S`` images that take their injected labels.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mcutils.runtime import ParameterError, get_device
+
+__all__ = ["choose_faults", "fault_sneaking_attack", "fault_success_rate", "last_linear_layer"]
+
+
+def last_linear_layer(model: nn.Module) -> str:
+    """Name of the last ``nn.Linear`` (or, failing that, ``nn.Conv2d``) module of ``model``."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    names = names or [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not names:
+        raise ParameterError("the model has no Linear or Conv2d layer to inject faults into")
+    return names[-1]
+
+
+def choose_faults(labels: torch.Tensor, num: int, num_classes: int, seed: int = 0
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick ``num`` images and a random wrong label for each.
+
+    Returns:
+        Indices into ``labels`` and the injected labels (never the true ones).
+    """
+    if not 1 <= num <= len(labels):
+        raise ParameterError(f"num={num} must lie in [1, {len(labels)}]")
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(labels), generator=gen)[:num]
+    shift = torch.randint(1, num_classes, (num,), generator=gen)
+    return idx, (labels[idx] + shift) % num_classes
+
+
+@torch.inference_mode()
+def fault_success_rate(model: nn.Module, x: torch.Tensor, y_fault: torch.Tensor) -> float:
+    """Fraction of the images ``x`` that ``model`` classifies as their injected labels."""
+    device = next(model.parameters()).device
+    model.eval()
+    return float((model(x.to(device)).argmax(1).cpu() == y_fault).float().mean())
+
+
+def fault_sneaking_attack(model: nn.Module, x_fault: torch.Tensor, y_fault: torch.Tensor,
+                          x_keep: torch.Tensor, y_keep: torch.Tensor | None = None,
+                          layer: str | None = None, steps: int = 300, lr: float = 0.01,
+                          keep_weight: float = 1.0, l2: float = 0.01,
+                          device: str | torch.device = "cpu", seed: int = 0
+                          ) -> tuple[nn.Module, dict[str, Any]]:
+    """Inject faults by changing one layer: ``x_fault`` -> ``y_fault``, ``x_keep`` unchanged.
+
+    Args:
+        model: the victim (not modified; a changed copy is returned).
+        x_fault, y_fault: the ``S`` images and their injected labels.
+        x_keep: images whose classification must be kept.
+        y_keep: their labels (default: the victim's own predictions).
+        layer: name of the module to change (default: :func:`last_linear_layer`).
+        steps, lr: Adam steps and learning rate.
+        keep_weight: weight of the keep term.
+        l2: weight of the squared-norm penalty on the change.
+        device: where to optimise.
+        seed: unused randomness guard (the optimisation is deterministic).
+
+    Returns:
+        The faulted model (eval mode, CPU) and info: ``layer``, ``success_rate`` on the
+        ``S`` images, ``keep_rate`` (fraction of ``x_keep`` still classified as
+        ``y_keep``) and ``delta_norm`` (L2 norm of the change).
+    """
+    if len(x_fault) != len(y_fault) or len(x_fault) == 0:
+        raise ParameterError("x_fault and y_fault must be non-empty and of equal length")
+    if steps < 0 or lr <= 0 or l2 < 0 or keep_weight < 0:
+        raise ParameterError("need steps >= 0, lr > 0, l2 >= 0, keep_weight >= 0")
+    layer = layer or last_linear_layer(model)
+    modules = dict(model.named_modules())
+    if layer not in modules or not list(modules[layer].parameters(recurse=False)):
+        raise ParameterError(f"layer={layer!r} is not a module with parameters of the model")
+    device = get_device(device)
+    torch.manual_seed(seed)
+    attacked = copy.deepcopy(model).to(device).eval()
+    target = dict(attacked.named_modules())[layer]
+    for p in attacked.parameters():
+        p.requires_grad_(False)
+    params = list(target.parameters(recurse=False))
+    original = [p.detach().clone() for p in params]
+    for p in params:
+        p.requires_grad_(True)
+    x_fault, y_fault, x_keep = x_fault.to(device), y_fault.to(device), x_keep.to(device)
+    with torch.no_grad():
+        y_keep = (model.to(device).eval()(x_keep).argmax(1) if y_keep is None
+                  else y_keep.to(device))
+    opt = torch.optim.Adam(params, lr=lr)
+    for _ in range(steps):
+        loss = F.cross_entropy(attacked(x_fault), y_fault)
+        if keep_weight:
+            loss = loss + keep_weight * F.cross_entropy(attacked(x_keep), y_keep)
+        if l2:
+            loss = loss + l2 * sum(((p - o) ** 2).sum() for p, o in zip(params, original))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    for p in attacked.parameters():
+        p.requires_grad_(True)
+    attacked = attacked.cpu().eval()
+    model.cpu()
+    with torch.no_grad():
+        delta = sum(float(((p.detach().cpu() - o.cpu()) ** 2).sum())
+                    for p, o in zip(params, original)) ** 0.5
+        keep_rate = float((attacked(x_keep.cpu()).argmax(1) == y_keep.cpu()).float().mean())
+    info = dict(layer=layer, success_rate=fault_success_rate(attacked, x_fault.cpu(), y_fault.cpu()),
+                keep_rate=keep_rate, delta_norm=delta)
+    return attacked, info
