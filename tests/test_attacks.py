@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcutils import attacks
+from mcutils import attacks, inputspace
 from mcutils.runtime import ParameterError
 
 
@@ -147,14 +147,7 @@ def test_optimization_attack_mse_weight_and_tv(toy):
     d = lambda a: attacks.perturbation_norms(x, a)["l2"].mean()  # noqa: E731
     assert d(tight) < d(loose)
     smooth = attacks.optimization_attack(model, x, target, steps=100, lr=0.02, tv_weight=5.0)
-    assert attacks.total_variation(smooth).mean() < attacks.total_variation(loose).mean()
-
-
-def test_total_variation_properties():
-    flat = torch.full((2, 1, 5, 5), 0.3)
-    assert torch.allclose(attacks.total_variation(flat), torch.zeros(2))
-    noisy = torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(0))
-    assert (attacks.total_variation(noisy) > 0).all()
+    assert inputspace.total_variation(smooth).mean() < inputspace.total_variation(loose).mean()
 
 
 def test_run_attack_dispatch(toy):
@@ -210,3 +203,29 @@ def test_pgd_agrees_with_foolbox(toy):
     # both reach a comparable robust loss (same algorithm, different implementations)
     lo, lf = _loss(model, ours, y).mean(), _loss(model, fb_adv, y).mean()
     assert abs(float(lo - lf)) < 0.1 * float(lf) + 0.05
+
+
+def test_barrier_attack_lowers_path_loss(toy):
+    model, x, y = toy
+    target = (y + 1) % 3
+    # references: 2 real images of each target class
+    refs = torch.stack([x[(y == int(t)).nonzero().flatten()[:2]] for t in target])
+    t = torch.tensor([0.25, 0.5, 0.75])
+
+    def path_loss(xa):
+        pts = xa[:, None, None] + t.view(1, 1, -1, 1, 1, 1) * (refs[:, :, None] - xa[:, None, None])
+        tg = target.view(-1, 1, 1).expand(-1, 2, 3).reshape(-1)
+        return _loss(model, pts.reshape(-1, 1, 6, 6), tg).mean()
+
+    # without the path term it is exactly the optimisation attack
+    plain = attacks.optimization_attack(model, x, target, steps=20, lr=0.02)
+    same = attacks.barrier_attack(model, x, target, refs, steps=20, lr=0.02, path_weight=0.0)
+    assert torch.allclose(plain, same, atol=1e-6)
+    # the path term alone (no target CE pressure beyond it) flattens the paths
+    adaptive = attacks.barrier_attack(model, x, target, refs, steps=40, lr=0.02,
+                                      path_weight=10.0, num_points=3)
+    assert path_loss(adaptive) < 0.1 * path_loss(x)
+    assert attacks.success_rate(model, adaptive, target, targeted=True) > 0.9
+    assert adaptive.min() >= 0 and adaptive.max() <= 1
+    with pytest.raises(ParameterError, match="references"):
+        attacks.barrier_attack(model, x, target, refs[:, 0])

@@ -1,5 +1,6 @@
 """Adversarial attacks in pixel space, batched: FGSM, PGD (L-inf / L2), Carlini-Wagner L2,
-the input-space paper's optimisation attack, and adversarial-training transforms.
+the input-space paper's optimisation attack, an adaptive attack that also flattens the
+loss along input-space paths to real images, and adversarial-training transforms.
 
 Every model in the book takes images in ``[0, 1]`` (normalisation is its first layer),
 so every attack here works on raw pixels, keeps its result inside the ``[0, 1]`` box
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mcutils.inputspace import total_variation
 from mcutils.runtime import ParameterError
 
 __all__ = [
@@ -36,11 +38,11 @@ __all__ = [
     "run_attack",
     "perturbation_norms",
     "success_rate",
-    "total_variation",
+    "barrier_attack",
 ]
 
 NORMS = ("linf", "l2")
-ATTACKS = ("fgsm", "pgd_linf", "pgd_l2", "cw", "optim")
+ATTACKS = ("fgsm", "pgd_linf", "pgd_l2", "cw", "optim", "adaptive")
 
 Transform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -123,13 +125,6 @@ def _batched(fn: Callable[..., torch.Tensor], x: torch.Tensor, others: Sequence[
     outs = [fn(x[i:i + batch_size], *[o[i:i + batch_size] for o in others], **kw)
             for i in range(0, len(x), batch_size)]
     return torch.cat(outs)
-
-
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Per-sample anisotropic total variation (mean absolute neighbour difference) of images."""
-    dh = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
-    dw = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
-    return dh + dw
 
 
 # ----------------------------------------------------------------------------- attacks
@@ -358,13 +353,95 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
     return _batched(run, x, [target, stop], batch_size)
 
 
+def barrier_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                   references: torch.Tensor, steps: int = 256, lr: float = 0.005,
+                   mse_weight: float = 0.1, path_weight: float = 1.0, num_points: int = 4,
+                   stop_loss: float | torch.Tensor | None = None,
+                   batch_size: int | None = None) -> torch.Tensor:
+    """Adaptive attack on connectivity-based detectors: the optimisation attack plus a
+    penalty on the loss *along the straight paths* to the attacker's own references.
+
+    Minimises ``CE(x') + mse_weight * MSE(x', x) + path_weight * mean_{k, t} CE((1-t) x'
+    + t r_k)`` over ``num_points`` interior points ``t`` of the paths to each reference
+    ``r_k`` of the target class, so the adversarial example's loss profiles look like
+    those of a real image (low and flat). The references should be disjoint from the
+    defender's. With ``stop_loss`` a sample stops once its target cross-entropy is below
+    it *and* its mean path loss is too.
+
+    Args:
+        model: classifier on ``[0, 1]`` inputs.
+        x: source images ``[N, C, H, W]``.
+        target: target classes ``[N]``.
+        references: ``[N, K, C, H, W]`` real images of each target class.
+        steps, lr, mse_weight: as in :func:`optimization_attack`.
+        path_weight: weight of the path-loss penalty (0 gives the optimisation attack).
+        num_points: interior points per path (evenly spaced in ``(0, 1)``).
+        stop_loss: optional early-stopping threshold (float or per-sample tensor).
+        batch_size: chunk size over inputs.
+
+    Returns:
+        Adversarial images in ``[0, 1]``.
+    """
+    _check_inputs(x, target)
+    _check_positive(lr=lr)
+    if not isinstance(steps, int) or steps < 1 or not isinstance(num_points, int) \
+            or num_points < 1:
+        raise ParameterError("steps and num_points must be positive integers")
+    if references.dim() != x.dim() + 1 or references.shape[0] != len(x) \
+            or references.shape[2:] != x.shape[1:]:
+        raise ParameterError(f"references must be [N, K, ...] with N={len(x)} and the "
+                             f"image shape {tuple(x.shape[1:])}, got {tuple(references.shape)}")
+    if mse_weight < 0 or path_weight < 0:
+        raise ParameterError("mse_weight and path_weight must be >= 0")
+    ts = torch.linspace(0, 1, num_points + 2, dtype=x.dtype, device=x.device)[1:-1]
+    stop = None
+    if stop_loss is not None:
+        stop = torch.as_tensor(stop_loss, dtype=x.dtype, device=x.device).expand(len(x))
+
+    def run(xb: torch.Tensor, tb: torch.Tensor, rb: torch.Tensor,
+            sb: torch.Tensor | None) -> torch.Tensor:
+        xb = xb.detach()
+        n, k = rb.shape[:2]
+        xa = xb.clone().requires_grad_(True)
+        opt = torch.optim.Adam([xa], lr=lr)
+        active = torch.ones(n, dtype=torch.bool, device=xb.device)
+        tv = ts.view(1, 1, -1, *([1] * (xb.dim() - 1)))
+        path_targets = tb.view(n, 1, 1).expand(n, k, len(ts)).reshape(-1)
+        for _ in range(steps):
+            with torch.enable_grad():
+                ce = F.cross_entropy(model(xa), tb, reduction="none")
+                start = xa.unsqueeze(1).unsqueeze(2)
+                points = start + tv * (rb.unsqueeze(2) - start)
+                path = F.cross_entropy(model(points.reshape(-1, *xb.shape[1:])), path_targets,
+                                       reduction="none").view(n, -1).mean(1)
+                if sb is not None:
+                    done = (ce.detach() < sb) & (path.detach() < sb)
+                    active = active & ~done
+                    if not active.any():
+                        break
+                loss = ce + mse_weight * (xa - xb).flatten(1).pow(2).mean(1) + path_weight * path
+                opt.zero_grad()
+                (loss * active).sum().backward()
+                xa.grad[~active] = 0
+                before = xa.detach().clone()
+                opt.step()
+            with torch.no_grad():
+                xa.copy_(torch.where(_view(active, xa), xa, before).clamp(0, 1))
+        return xa.detach()
+
+    if stop is None:
+        return _batched(lambda a, b, r: run(a, b, r, None), x, [target, references], batch_size)
+    return _batched(run, x, [target, references, stop], batch_size)
+
+
 # ----------------------------------------------------------------------------- utilities
 def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                **kwargs: Any) -> torch.Tensor:
-    """Dispatch by name: ``fgsm``, ``pgd_linf``, ``pgd_l2``, ``cw`` or ``optim``.
+    """Dispatch by name: ``fgsm``, ``pgd_linf``, ``pgd_l2``, ``cw``, ``optim`` or ``adaptive``.
 
-    ``y`` is the true label for the untargeted attacks and the target for ``optim``
-    (and for the others when ``targeted=True`` is passed).
+    ``y`` is the true label for the untargeted attacks and the target for ``optim`` and
+    ``adaptive`` (which also needs ``references=``), and for the others when
+    ``targeted=True`` is passed.
     """
     if name == "fgsm":
         return fgsm(model, x, y, **kwargs)
@@ -376,6 +453,8 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         return cw_l2(model, x, y, **kwargs)
     if name == "optim":
         return optimization_attack(model, x, y, **kwargs)
+    if name == "adaptive":
+        return barrier_attack(model, x, y, **kwargs)
     raise ParameterError(f"attack={name!r} is not known; valid values: {ATTACKS}")
 
 
