@@ -227,6 +227,7 @@ def test_threshold_table():
     assert np.isnan(table.loc[1, "published"]) and table.loc[1, "pc"] > 0.9
     again = perc.threshold_table([2], [[8, 16]], 12, seed=0)
     assert again.loc[2, "pc"] == table.loc[2, "pc"]  # per-dimension seeding
+    assert len(table.attrs["thresholds"][2][16]) == 12
     with pytest.raises(ParameterError, match="sizes"):
         perc.threshold_table([2, 3], [[8, 16]], 4)
 

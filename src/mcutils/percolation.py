@@ -457,19 +457,23 @@ def threshold_table(dims: Sequence[int], sizes: Sequence[Sequence[int]], trials:
 
     Returns:
         DataFrame indexed by ``d`` with ``pc``, ``err``, ``sizes``, ``published`` (NaN
-        where unknown), ``ref`` (bibliography key), ``bethe`` and ``series``.
+        where unknown), ``ref`` (bibliography key), ``bethe`` and ``series``;
+        ``attrs["thresholds"]`` keeps the per-sample thresholds (d -> size -> array).
     """
     dims = [_check_int("d", d, 1) for d in dims]
     if len(sizes) != len(dims):
         raise ParameterError(f"sizes has {len(sizes)} entries for {len(dims)} dimensions")
-    rows = []
+    rows, samples = [], {}
     for d, sz in zip(dims, sizes):
         est = estimate_threshold(d, sz, trials, np.random.default_rng([seed, d]),
                                  boundary=boundary, progress=progress)
+        samples[d] = est["thresholds"]
         pub, ref = PUBLISHED_THRESHOLDS.get(d, (float("nan"), ""))
         rows.append(dict(d=d, pc=est["pc"], err=est["err"], sizes=list(sz), published=pub,
                          ref=ref, bethe=bethe_threshold(d), series=asymptotic_threshold(d)))
-    return pd.DataFrame(rows).set_index("d")
+    table = pd.DataFrame(rows).set_index("d")
+    table.attrs["thresholds"] = samples
+    return table
 
 
 def bethe_threshold(d: int | np.ndarray) -> float | np.ndarray:
