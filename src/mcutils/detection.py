@@ -1,0 +1,448 @@
+"""Connectivity-based adversarial detection: barrier features, detectors, ROC/AUROC.
+
+An input ``x`` predicted as class ``c`` is joined by straight paths to ``K`` real
+reference images of class ``c``; the loss profiles of these paths (cross-entropy of
+``c`` along each path, from :func:`mcutils.inputspace.loss_profiles`) are the raw
+material. The input-space paper suggests that real images sit in one connected,
+low-loss region per class while adversarial examples are separated from it by
+barriers. :func:`barrier_features` computes the profiles for many inputs at once
+(all inputs x references x points in flattened batches), :func:`feature_matrix` turns
+them (and the logits, for the baselines) into detector inputs, and
+:func:`cross_val_scores` fits scikit-learn detectors with folds disjoint by source
+image; :func:`auroc` reports the area under the ROC curve with a bootstrap interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from mcutils.inputspace import DEFAULT_BATCH_SIZE, barrier, loss_profiles
+from mcutils.runtime import ParameterError
+
+__all__ = [
+    "DETECTORS",
+    "CLASSIFIERS",
+    "BarrierFeatures",
+    "LogitFeatures",
+    "reference_indices",
+    "barrier_features",
+    "barrier_features_loop",
+    "local_maxima",
+    "logit_features",
+    "feature_matrix",
+    "stack_groups",
+    "make_classifier",
+    "cross_val_scores",
+    "fit_detector",
+    "detector_scores",
+    "roc_curve",
+    "auroc",
+    "AUROC",
+    "evaluate_detectors",
+]
+
+DETECTORS = ("barrier", "barrier_max", "profile", "profile_logits", "msp", "margin", "logits")
+CLASSIFIERS = ("logistic", "boosting")
+
+
+# ----------------------------------------------------------------------------- features
+@dataclass
+class BarrierFeatures:
+    """Loss-profile features of ``N`` inputs against ``K`` references each.
+
+    Attributes:
+        profiles: ``[N, K, P]`` cross-entropy of the predicted class along each path
+            (column 0 at the input, the last column at the reference).
+        gap: ``[N, K]`` barrier heights (highest loss minus larger endpoint loss).
+        max: ``[N, K]`` raw maxima of the profiles.
+        maxima: ``[N, K]`` number of interior local maxima of each profile.
+    """
+
+    profiles: torch.Tensor
+    gap: torch.Tensor
+    max: torch.Tensor
+    maxima: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.profiles.shape[0]
+
+    def first_references(self, k: int) -> BarrierFeatures:
+        """The same features restricted to the first ``k`` references."""
+        if not 1 <= k <= self.profiles.shape[1]:
+            raise ParameterError(f"k={k} must be in [1, {self.profiles.shape[1]}]")
+        return BarrierFeatures(self.profiles[:, :k], self.gap[:, :k], self.max[:, :k],
+                               self.maxima[:, :k])
+
+    def select(self, index: torch.Tensor | np.ndarray | Sequence[int]) -> BarrierFeatures:
+        """The features of a subset of inputs."""
+        idx = torch.as_tensor(index)
+        return BarrierFeatures(self.profiles[idx], self.gap[idx], self.max[idx],
+                               self.maxima[idx])
+
+
+@dataclass
+class LogitFeatures:
+    """Baseline features of ``N`` inputs: logits sorted in decreasing order (``[N, C]``),
+    maximum softmax probability and top-1 minus top-2 logit margin (``[N]``)."""
+
+    sorted_logits: torch.Tensor
+    msp: torch.Tensor
+    margin: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.sorted_logits.shape[0]
+
+    def select(self, index: torch.Tensor | np.ndarray | Sequence[int]) -> LogitFeatures:
+        """The features of a subset of inputs."""
+        idx = torch.as_tensor(index)
+        return LogitFeatures(self.sorted_logits[idx], self.msp[idx], self.margin[idx])
+
+
+def reference_indices(pool_labels: torch.Tensor, classes: torch.Tensor, k: int,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """For each requested class, ``k`` distinct random pool indices of that class.
+
+    Args:
+        pool_labels: ``[M]`` labels of the reference pool (real images, disjoint from
+            the inputs to be tested).
+        classes: ``[N]`` class of each input (its predicted class).
+        k: references per input.
+        generator: seeded randomness.
+
+    Returns:
+        ``[N, k]`` indices into the pool.
+
+    Raises:
+        ParameterError: when a class has fewer than ``k`` pool images.
+    """
+    if not isinstance(k, int) or k < 1:
+        raise ParameterError(f"k={k!r} must be a positive integer")
+    classes = torch.as_tensor(classes)
+    out = torch.empty(len(classes), k, dtype=torch.long)
+    for c in classes.unique().tolist():
+        members = (pool_labels == c).nonzero().flatten()
+        if len(members) < k:
+            raise ParameterError(f"class {c} has {len(members)} pool images, fewer than k={k}")
+        rows = (classes == c).nonzero().flatten()
+        # an independent random choice of k distinct members per input
+        scores = torch.rand(len(rows), len(members), generator=generator)
+        out[rows] = members[scores.argsort(dim=1)[:, :k]]
+    return out
+
+
+def local_maxima(profiles: torch.Tensor, tol: float = 1e-3) -> torch.Tensor:
+    """Number of interior strict local maxima of each profile rising more than ``tol``
+    above both neighbours' running minima (small wiggles are not counted).
+
+    Args:
+        profiles: ``[..., P]`` losses along paths.
+        tol: minimum rise over the lowest point on each side.
+
+    Returns:
+        ``[...]`` integer counts.
+    """
+    if profiles.shape[-1] < 3:
+        return torch.zeros(profiles.shape[:-1], dtype=torch.long)
+    mid = profiles[..., 1:-1]
+    peak = (mid > profiles[..., :-2]) & (mid >= profiles[..., 2:])
+    # prominence on each side: rise above the lowest point between the peak and the
+    # nearest higher point would be exact; the running minima to the ends are a cheap
+    # lower bound that ignores tiny ripples
+    left_min = torch.cummin(profiles, dim=-1).values[..., :-2]
+    right_min = torch.cummin(profiles.flip(-1), dim=-1).values.flip(-1)[..., 2:]
+    prominent = (mid - torch.maximum(left_min, right_min)) > tol
+    return (peak & prominent).sum(-1)
+
+
+def barrier_features(model: nn.Module, x: torch.Tensor, predicted: torch.Tensor,
+                     references: torch.Tensor, num_points: int = 64,
+                     batch_size: int = DEFAULT_BATCH_SIZE, tol: float = 1e-3
+                     ) -> BarrierFeatures:
+    """Loss profiles of every input against each of its references, batched.
+
+    All ``N x K`` straight paths are evaluated by one call to
+    :func:`mcutils.inputspace.loss_profiles` (flattened batches of points).
+
+    Args:
+        model: the classifier.
+        x: ``[N, C, H, W]`` inputs (real or adversarial).
+        predicted: ``[N]`` the class the model predicts for each input; the profiles
+            are the cross-entropy of this class.
+        references: ``[N, K, C, H, W]`` real images of each input's predicted class.
+        num_points: points per path, both ends included.
+        batch_size: points per forward pass.
+        tol: prominence threshold of :func:`local_maxima`.
+
+    Returns:
+        The :class:`BarrierFeatures`.
+    """
+    predicted = torch.as_tensor(predicted)
+    if x.dim() < 2 or predicted.shape != (len(x),):
+        raise ParameterError("predicted must be [N] for x of shape [N, ...]")
+    if references.dim() != x.dim() + 1 or references.shape[0] != len(x) \
+            or references.shape[2:] != x.shape[1:]:
+        raise ParameterError(f"references must be [N, K, ...] with N={len(x)} and image shape "
+                             f"{tuple(x.shape[1:])}, got {tuple(references.shape)}")
+    n, k = references.shape[:2]
+    a = x.unsqueeze(1).expand(n, k, *x.shape[1:]).reshape(n * k, *x.shape[1:])
+    c = references.reshape(n * k, *x.shape[1:])
+    targets = predicted.view(n, 1).expand(n, k).reshape(-1)
+    prof = loss_profiles(model, a, c, targets, num_points=num_points, batch_size=batch_size)
+    gap = barrier(prof, "gap").view(n, k)
+    top = barrier(prof, "max").view(n, k)
+    prof = prof.view(n, k, -1)
+    return BarrierFeatures(prof, gap, top, local_maxima(prof, tol))
+
+
+def barrier_features_loop(model: nn.Module, x: torch.Tensor, predicted: torch.Tensor,
+                          references: torch.Tensor, num_points: int = 64,
+                          tol: float = 1e-3) -> BarrierFeatures:
+    """Reference implementation of :func:`barrier_features`: one input at a time (its
+    ``K`` paths in one small batch). Used by the tests and the benchmark."""
+    parts = [barrier_features(model, x[i:i + 1], torch.as_tensor(predicted)[i:i + 1],
+                              references[i:i + 1], num_points=num_points, tol=tol)
+             for i in range(len(x))]
+    return BarrierFeatures(*(torch.cat([getattr(p, f) for p in parts])
+                             for f in ("profiles", "gap", "max", "maxima")))
+
+
+@torch.inference_mode()
+def logit_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> LogitFeatures:
+    """Logit-based baseline features (sorted logits, max softmax probability, margin)."""
+    was = model.training
+    model.eval()
+    try:
+        dev = next(iter(model.parameters())).device
+        logits = torch.cat([model(x[i:i + batch_size].to(dev)).float().cpu()
+                            for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was)
+    s = logits.sort(dim=1, descending=True).values
+    return LogitFeatures(s, logits.softmax(1).amax(1), s[:, 0] - s[:, 1])
+
+
+def feature_matrix(detector: str, barriers: BarrierFeatures | None = None,
+                   logits: LogitFeatures | None = None) -> np.ndarray:
+    """The input matrix ``[N, F]`` of one detector.
+
+    Detectors:
+        * ``barrier``: mean gap barrier over the references (1 feature);
+        * ``barrier_max``: mean raw maximum of the profiles (1 feature);
+        * ``profile``: the mean profile over references, its standard deviation over
+          references and the mean number of local maxima (``2P + 1`` features);
+        * ``profile_logits``: ``profile`` plus the sorted logits;
+        * ``msp``: maximum softmax probability; ``margin``: top-1 minus top-2 logit;
+        * ``logits``: the sorted logits.
+    """
+    if detector not in DETECTORS:
+        raise ParameterError(f"detector={detector!r} is not known; valid values: {DETECTORS}")
+    needs_barriers = detector in ("barrier", "barrier_max", "profile", "profile_logits")
+    needs_logits = detector in ("profile_logits", "msp", "margin", "logits")
+    if needs_barriers and barriers is None:
+        raise ParameterError(f"detector {detector!r} needs barrier features")
+    if needs_logits and logits is None:
+        raise ParameterError(f"detector {detector!r} needs logit features")
+    if needs_barriers and needs_logits and len(barriers) != len(logits):  # type: ignore[arg-type]
+        raise ParameterError("barrier and logit features describe different numbers of inputs")
+    if detector == "barrier":
+        m = barriers.gap.mean(1, keepdim=True)  # type: ignore[union-attr]
+    elif detector == "barrier_max":
+        m = barriers.max.mean(1, keepdim=True)  # type: ignore[union-attr]
+    elif detector in ("profile", "profile_logits"):
+        p = barriers.profiles  # type: ignore[union-attr]
+        std = p.std(1) if p.shape[1] > 1 else torch.zeros_like(p[:, 0])
+        m = torch.cat([p.mean(1), std, barriers.maxima.float().mean(1, keepdim=True)], 1)  # type: ignore[union-attr]
+        if detector == "profile_logits":
+            m = torch.cat([m, logits.sorted_logits], 1)  # type: ignore[union-attr]
+    elif detector == "msp":
+        m = logits.msp[:, None]  # type: ignore[union-attr]
+    elif detector == "margin":
+        m = logits.margin[:, None]  # type: ignore[union-attr]
+    else:
+        m = logits.sorted_logits  # type: ignore[union-attr]
+    return m.double().numpy()
+
+
+def stack_groups(negative: np.ndarray, positive: np.ndarray,
+                 negative_groups: np.ndarray | Sequence[int],
+                 positive_groups: np.ndarray | Sequence[int]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stack real (label 0) and adversarial (label 1) feature rows with their groups.
+
+    Groups name the source image of each row (a real image and the adversarial
+    examples made from it share a group), so cross-validation folds never split them.
+
+    Returns:
+        ``(X, labels, groups)``.
+    """
+    negative, positive = np.asarray(negative), np.asarray(positive)
+    if negative.ndim != 2 or positive.ndim != 2 or negative.shape[1] != positive.shape[1]:
+        raise ParameterError("feature matrices must be 2-D with the same number of columns")
+    ng, pg = np.asarray(negative_groups), np.asarray(positive_groups)
+    if len(ng) != len(negative) or len(pg) != len(positive):
+        raise ParameterError("one group per feature row is needed")
+    x = np.concatenate([negative, positive])
+    y = np.concatenate([np.zeros(len(negative), int), np.ones(len(positive), int)])
+    return x, y, np.concatenate([ng, pg])
+
+
+# ----------------------------------------------------------------------------- detectors
+def make_classifier(method: str = "logistic", seed: int = 0):
+    """An unfitted scikit-learn detector.
+
+    ``logistic``: standardisation + L2-regularised logistic regression;
+    ``boosting``: histogram gradient boosting (100 shallow trees, no early stopping).
+    """
+    if method not in CLASSIFIERS:
+        raise ParameterError(f"method={method!r} is not known; valid values: {CLASSIFIERS}")
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if method == "logistic":
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
+    return HistGradientBoostingClassifier(max_iter=100, max_depth=3, learning_rate=0.1,
+                                          early_stopping=False, random_state=seed)
+
+
+def _check_xy(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, labels = np.asarray(x, dtype=float), np.asarray(labels)
+    if x.ndim != 2 or len(x) != len(labels):
+        raise ParameterError("X must be [N, F] with one label per row")
+    if set(np.unique(labels).tolist()) != {0, 1}:
+        raise ParameterError("labels must contain both classes 0 (real) and 1 (adversarial)")
+    return x, labels
+
+
+def cross_val_scores(x: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                     method: str = "logistic", folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Out-of-fold detector scores (probability of "adversarial") for every row.
+
+    Folds are stratified and disjoint by group (source image): a real image and the
+    adversarial examples made from it are never split between training and testing.
+
+    Args:
+        x: ``[N, F]`` features; labels: ``[N]`` 0/1; groups: ``[N]`` source ids.
+        method: ``"logistic"`` or ``"boosting"``.
+        folds: number of folds.
+        seed: fold shuffling and classifier seed.
+
+    Returns:
+        ``[N]`` scores, each from a detector that did not see its group.
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    x, labels = _check_xy(x, labels)
+    groups = np.asarray(groups)
+    if len(groups) != len(x):
+        raise ParameterError("one group per row is needed")
+    if not isinstance(folds, int) or folds < 2 or len(np.unique(groups)) < folds:
+        raise ParameterError(f"folds={folds!r} must be >= 2 and at most the number of groups")
+    base = make_classifier(method, seed)
+    scores = np.empty(len(x))
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train_idx, test_idx in splitter.split(x, labels, groups):
+        clf = clone(base).fit(x[train_idx], labels[train_idx])
+        scores[test_idx] = clf.predict_proba(x[test_idx])[:, 1]
+    return scores
+
+
+def fit_detector(x: np.ndarray, labels: np.ndarray, method: str = "logistic", seed: int = 0):
+    """Fit a detector on all rows (for transfer: train on one attack, score another)."""
+    x, labels = _check_xy(x, labels)
+    return make_classifier(method, seed).fit(x, labels)
+
+
+def detector_scores(detector, x: np.ndarray) -> np.ndarray:
+    """Probability of "adversarial" from a fitted detector."""
+    return detector.predict_proba(np.asarray(x, dtype=float))[:, 1]
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates of the ROC curve (higher score = adversarial)."""
+    from sklearn.metrics import roc_curve as _roc
+
+    fpr, tpr, _ = _roc(np.asarray(labels), np.asarray(scores))
+    return fpr, tpr
+
+
+@dataclass
+class AUROC:
+    """Area under the ROC curve with a bootstrap confidence interval."""
+
+    auc: float
+    low: float
+    high: float
+
+    def __float__(self) -> float:
+        return self.auc
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray, num_boot: int = 1000, level: float = 0.95,
+          seed: int = 0, groups: np.ndarray | None = None) -> AUROC:
+    """AUROC and a percentile bootstrap interval.
+
+    Args:
+        labels: ``[N]`` 0/1 (1 = adversarial); scores: ``[N]`` (higher = adversarial).
+        num_boot: bootstrap resamples (0: no interval, ``low = high = auc``).
+        level: confidence level.
+        seed: bootstrap seed.
+        groups: optional source ids; resampling whole groups keeps paired real and
+            adversarial rows together.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    if labels.shape != scores.shape or set(np.unique(labels).tolist()) != {0, 1}:
+        raise ParameterError("labels (both 0 and 1 present) and scores must have the same shape")
+    if not 0 < level < 1:
+        raise ParameterError(f"level={level} must be in (0, 1)")
+    auc = float(roc_auc_score(labels, scores))
+    if num_boot <= 0:
+        return AUROC(auc, auc, auc)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        units = [np.array([i]) for i in range(len(labels))]
+    else:
+        groups = np.asarray(groups)
+        units = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    stats = []
+    for _ in range(num_boot):
+        pick = rng.integers(0, len(units), len(units))
+        idx = np.concatenate([units[i] for i in pick])
+        lab = labels[idx]
+        if lab.min() == lab.max():
+            continue
+        stats.append(roc_auc_score(lab, scores[idx]))
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2]) if stats else (auc, auc)
+    return AUROC(auc, float(lo), float(hi))
+
+
+def evaluate_detectors(barriers_real: BarrierFeatures, logits_real: LogitFeatures,
+                       barriers_adv: BarrierFeatures, logits_adv: LogitFeatures,
+                       groups_real: np.ndarray | Sequence[int],
+                       groups_adv: np.ndarray | Sequence[int],
+                       detectors: Sequence[str] = DETECTORS, method: str = "logistic",
+                       folds: int = 5, seed: int = 0,
+                       num_boot: int = 0) -> Mapping[str, AUROC]:
+    """Cross-validated AUROC of several detectors on one real-vs-adversarial set.
+
+    Returns:
+        detector -> :class:`AUROC` (bootstrap over groups when ``num_boot > 0``).
+    """
+    out = {}
+    for det in detectors:
+        neg = feature_matrix(det, barriers_real, logits_real)
+        pos = feature_matrix(det, barriers_adv, logits_adv)
+        x, y, g = stack_groups(neg, pos, groups_real, groups_adv)
+        s = cross_val_scores(x, y, g, method=method, folds=folds, seed=seed)
+        out[det] = auroc(y, s, num_boot=num_boot, seed=seed, groups=g)
+    return out
+
