@@ -187,8 +187,9 @@ def test_connect_removes_planted_barrier():
 
 def test_connect_straight_path_needs_no_round(tiny):
     model, a, _, y = tiny
-    res = ins.connect(model, a, a + 1e-4, y, max_rounds=2, tol=0.1, steps=2)
+    res = ins.connect(model, a, a + 1e-4, y, max_rounds=2, tol=0.1, steps=2, num_points=None)
     assert res.connected_by_round == [1.0, 1.0, 1.0]
+    assert res.profile is None and not res.bypass_history
     assert all(len(v) == 2 for v in res.vertices)
 
 

@@ -540,7 +540,7 @@ class ConnectResult:
     Attributes:
         vertices: per pair, the path's vertices ``[V, C, H, W]`` (first ``A``, last ``C``).
         profile: ``[pairs, num_points]`` loss along the final path at evenly spaced
-            arc-length positions (:func:`path_profiles`).
+            arc-length positions (:func:`path_profiles`), or ``None`` if not asked for.
         barriers: ``[pairs]`` final path barrier: highest loss on any segment minus
             the larger endpoint loss (from :func:`find_barrier`).
         connected: ``[pairs]`` whether the final barrier is below ``tol``.
@@ -550,12 +550,13 @@ class ConnectResult:
             (-1: never).
         linear_barriers: ``[pairs]`` barrier of the straight path.
         first_bypass: ``(pair_index, B, B')`` of the first round, for figures.
-        forward_passes: inputs evaluated by the barrier searches.
+        forward_passes: inputs evaluated by the barrier searches (bypass steps and
+            the final profile not included).
         bypass_history: mean cross-entropy of the bypassed points per step, per round.
     """
 
     vertices: list[torch.Tensor]
-    profile: torch.Tensor
+    profile: torch.Tensor | None
     barriers: torch.Tensor
     connected: torch.Tensor
     connected_by_round: list[float]
@@ -574,24 +575,19 @@ def _segments(vertices: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor,
     return starts, ends, owner
 
 
-def _path_barriers(model: nn.Module, vertices: list[torch.Tensor], targets: torch.Tensor,
-                   end_loss: torch.Tensor, search: dict) -> tuple[torch.Tensor, torch.Tensor,
-                                                                  torch.Tensor, torch.Tensor, int]:
-    """Per segment: excess of its highest loss over the pair's worse endpoint, and where."""
-    starts, ends, owner = _segments(vertices)
-    seg_max, t_max, passes = find_barrier(model, starts, ends, targets[owner], kind="max",
-                                          **search)
-    excess = (seg_max - end_loss[owner]).clamp_min(0)
-    per_pair = torch.zeros(len(vertices)).scatter_reduce(0, owner, excess, "amax",
-                                                         include_self=True)
-    return excess, t_max, owner, per_pair, passes
+def _segment_search(model: nn.Module, starts: torch.Tensor, ends: torch.Tensor,
+                    targets: torch.Tensor, end_loss: torch.Tensor,
+                    search: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per segment: excess of its highest loss over its pair's worse endpoint loss, and where."""
+    seg_max, t_max, passes = find_barrier(model, starts, ends, targets, kind="max", **search)
+    return (seg_max - end_loss).clamp_min(0), t_max, passes
 
 
 def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.Tensor,
             max_rounds: int = 3, tol: float = 0.1, steps: int = 100, lr: float = 0.01,
             deviation_weight: float = 1.0, tv_weight: float = 0.1,
             stop_loss: float | None = None, box: tuple[float, float] | None = (0.0, 1.0),
-            num_points: int = 100, search: dict | None = None,
+            num_points: int | None = 100, search: dict | None = None,
             batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False) -> ConnectResult:
     """Recursive piecewise-linear paths between every pair.
 
@@ -600,78 +596,89 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
     point ``B`` (found by :func:`find_barrier`), and ``B`` is replaced by the bypass
     ``B'`` of :func:`bypass_barrier` in the hyperplane orthogonal to that segment. A
     pair is *connected* when no segment of its path has such an excess. All bad
-    segments of all pairs are handled in one batch per round.
+    segments of all pairs are handled in one batch per round, and only the new
+    segments are searched again.
 
     Args:
-        model, a, c, targets: as in :func:`loss_profiles` (``a``, ``c`` on the CPU).
+        model, a, c, targets: as in :func:`loss_profiles`.
         max_rounds: bypass rounds.
         tol: barrier tolerance (loss units) for a segment to count as flat.
         steps, lr, deviation_weight, tv_weight, stop_loss, box: passed to
             :func:`bypass_barrier`.
-        num_points: points of the returned final profile.
+        num_points: points of the returned final profile (``None``: skip it, saving
+            ``pairs x num_points`` forward passes; ``profile`` is then ``None``).
         search: keyword arguments for :func:`find_barrier` (default ``tol=tol/10``).
         batch_size: points per forward pass.
         progress: show a progress bar over rounds.
 
     Returns:
-        A :class:`ConnectResult`.
+        A :class:`ConnectResult` (tensors on the CPU).
     """
     _check_pairs(a, c, targets)
     _check_positive(tol=tol)
     if not isinstance(max_rounds, int) or max_rounds < 0:
         raise ParameterError(f"max_rounds={max_rounds!r} must be a non-negative integer")
     search = dict(dict(tol=tol / 10, batch_size=batch_size), **(search or {}))
-    targets = torch.as_tensor(targets)
+    targets = torch.as_tensor(targets).cpu()
     a, c = a.detach().cpu().float(), c.detach().cpu().float()
     p = a.shape[0]
-    ends = loss_profiles(model, a, c, targets, num_points=2, batch_size=batch_size)
-    end_loss = ends.max(dim=1).values
+    end_loss = loss_profiles(model, a, c, targets, num_points=2,
+                             batch_size=batch_size).max(dim=1).values
+    passes = 2 * p
     vertices = [torch.stack([a[i], c[i]]) for i in range(p)]
-    excess, t_max, owner, per_pair, passes = _path_barriers(model, vertices, targets, end_loss,
-                                                            search)
-    linear = per_pair.clone()
-    connected = per_pair < tol
+    exc, tm, more = _segment_search(model, a, c, targets, end_loss, search)
+    passes += more
+    seg_excess = [exc[i:i + 1] for i in range(p)]
+    seg_t = [tm[i:i + 1] for i in range(p)]
+    linear = exc.clone()
+    connected = linear < tol
     rounds_needed = torch.where(connected, 0, -1)
     by_round = [connected.float().mean().item()]
     first = None
     histories = []
     for rnd in tqdm(range(1, max_rounds + 1), desc="connect", disable=not progress, leave=False):
-        bad = (excess >= tol).nonzero().flatten()
-        if len(bad) == 0:
-            by_round.append(by_round[-1])
-            continue
-        starts, ends_, _ = _segments(vertices)
-        s, e = starts[bad], ends_[bad]
-        bpts = interpolate(s, e, t_max[bad])
-        b_prime, hist = bypass_barrier(model, s, e, bpts, targets[owner[bad]], steps=steps, lr=lr,
-                                       deviation_weight=deviation_weight, tv_weight=tv_weight,
-                                       stop_loss=stop_loss, box=box)
-        histories.append(hist.mean(dim=1))
-        if first is None:
-            first = (owner[bad].clone(), bpts, b_prime)
-        # insert B' after the start of each bad segment (per pair, in path order)
-        seg_offsets = torch.zeros(p + 1, dtype=torch.long)
-        seg_offsets[1:] = torch.tensor([len(v) - 1 for v in vertices]).cumsum(0)
-        new_vertices = []
-        bad_set = {int(k): j for j, k in enumerate(bad)}
-        for i, v in enumerate(vertices):
-            pieces = [v[:1]]
-            for sidx in range(len(v) - 1):
-                j = bad_set.get(int(seg_offsets[i]) + sidx)
-                if j is not None:
-                    pieces.append(b_prime[j:j + 1])
-                pieces.append(v[sidx + 1:sidx + 2])
-            new_vertices.append(torch.cat(pieces))
-        vertices = new_vertices
-        excess, t_max, owner, per_pair, more = _path_barriers(model, vertices, targets, end_loss,
-                                                              search)
-        passes += more
-        now = per_pair < tol
-        rounds_needed = torch.where((rounds_needed < 0) & now, rnd, rounds_needed)
-        connected = now
+        bad = [(i, k) for i in range(p) for k in (seg_excess[i] >= tol).nonzero().flatten().tolist()]
+        if bad:
+            owner = torch.tensor([i for i, _ in bad])
+            s = torch.stack([vertices[i][k] for i, k in bad])
+            e = torch.stack([vertices[i][k + 1] for i, k in bad])
+            bpts = interpolate(s, e, torch.stack([seg_t[i][k] for i, k in bad]))
+            b_prime, hist = bypass_barrier(model, s, e, bpts, targets[owner], steps=steps, lr=lr,
+                                           deviation_weight=deviation_weight, tv_weight=tv_weight,
+                                           stop_loss=stop_loss, box=box)
+            histories.append(hist.mean(dim=1))
+            if first is None:
+                first = (owner, bpts, b_prime)
+            n = len(bad)
+            exc, tm, more = _segment_search(model, torch.cat([s, b_prime]), torch.cat([b_prime, e]),
+                                            targets[owner].repeat(2), end_loss[owner].repeat(2),
+                                            search)
+            passes += more
+            new = {(i, k): j for j, (i, k) in enumerate(bad)}
+            for i in owner.unique().tolist():
+                verts, ex, ts = [vertices[i][:1]], [], []
+                for k in range(len(vertices[i]) - 1):
+                    j = new.get((i, k))
+                    if j is None:
+                        ex.append(seg_excess[i][k:k + 1])
+                        ts.append(seg_t[i][k:k + 1])
+                    else:
+                        verts.append(b_prime[j:j + 1])
+                        ex += [exc[j:j + 1], exc[n + j:n + j + 1]]
+                        ts += [tm[j:j + 1], tm[n + j:n + j + 1]]
+                    verts.append(vertices[i][k + 1:k + 2])
+                vertices[i] = torch.cat(verts)
+                seg_excess[i] = torch.cat(ex)
+                seg_t[i] = torch.cat(ts)
+        connected = torch.stack([ex.max() < tol for ex in seg_excess])
+        rounds_needed = torch.where((rounds_needed < 0) & connected, rnd, rounds_needed)
         by_round.append(connected.float().mean().item())
-    profile = path_profiles(model, vertices, targets, num_points=num_points, batch_size=batch_size)
-    return ConnectResult(vertices=vertices, profile=profile, barriers=per_pair,
+    barriers = torch.stack([ex.max() for ex in seg_excess])
+    profile = None
+    if num_points is not None:
+        profile = path_profiles(model, vertices, targets, num_points=num_points,
+                                batch_size=batch_size)
+    return ConnectResult(vertices=vertices, profile=profile, barriers=barriers,
                          connected=connected, connected_by_round=by_round,
                          rounds_needed=rounds_needed, linear_barriers=linear,
                          first_bypass=first, forward_passes=passes, bypass_history=histories)
