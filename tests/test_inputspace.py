@@ -254,3 +254,44 @@ def test_bad_inputs_fail_fast(tiny):
         ins.connect(model, a, c, y, max_rounds=-1)
     with pytest.raises(ParameterError):
         ins.synthesize(model, y, (1, 8))
+
+
+def test_relative_deviation():
+    b = torch.full((2, 1, 2, 2), 0.5)
+    bp = b.clone()
+    bp[0, 0, 0, 0] += 0.1
+    r = ins.relative_deviation(b, bp)
+    assert torch.allclose(r, torch.tensor([0.2, 0.0]))
+    assert torch.allclose(ins.relative_deviation(b, bp, "l2"), torch.tensor([0.1, 0.0]))
+
+
+def test_matched_pairs():
+    la = torch.tensor([0, 0, 1, 2, 2])
+    lb = torch.tensor([1, 0, 1, 3])
+    i, j = ins.matched_pairs(la, lb, 4, seed=0)
+    assert len(i) == 8  # classes 0 and 1 only
+    assert (la[i] == lb[j]).all()
+    i2, j2 = ins.matched_pairs(la, lb, 4, seed=0)
+    assert torch.equal(i, i2) and torch.equal(j, j2)
+
+
+def test_load_image_folder_and_torchvision_model(tmp_path):
+    from PIL import Image
+
+    for name in ("7", "goldfish"):
+        (tmp_path / name).mkdir()
+        for k in range(2):
+            Image.new("RGB", (40, 30), (50 * k, 100, 200)).save(tmp_path / name / f"{k}.png")
+    x, y, names = ins.load_image_folder(str(tmp_path), size=32,
+                                        categories=["tench", "goldfish"])
+    assert x.shape == (4, 3, 32, 32) and x.min() >= 0 and x.max() <= 1
+    assert sorted(y.tolist()) == [1, 1, 7, 7] and names == ["7", "goldfish"]
+    with pytest.raises(ParameterError):
+        ins.load_image_folder(str(tmp_path / "missing"))
+    with pytest.raises(ParameterError):
+        ins.load_image_folder(str(tmp_path), size=32)  # "goldfish" unknown without categories
+    # the gpu-profile path: a torchvision ImageNet architecture (no weights offline)
+    model = build_model("torchvision:googlenet", num_classes=1000, in_channels=3,
+                        input_size=64).eval()
+    prof = ins.loss_profiles(model, x[:1], x[1:2], y[:1], num_points=2)
+    assert prof.shape == (1, 2) and torch.isfinite(prof).all()
