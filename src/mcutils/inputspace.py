@@ -56,6 +56,10 @@ __all__ = [
     "matched_pairs",
     "load_image_folder",
     "BARRIER_KINDS",
+    "connected_fraction",
+    "rounds_needed",
+    "class_reference_loss",
+    "BarrierRecorder",
 ]
 
 BARRIER_KINDS = ("gap", "max")
@@ -454,7 +458,8 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
                    targets: torch.Tensor, steps: int = 100, lr: float = 0.01,
                    deviation_weight: float = 1.0, tv_weight: float = 0.1,
                    stop_loss: float | None = None, box: tuple[float, float] | None = (0.0, 1.0),
-                   progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                   progress: bool = False, constrain: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Move barrier points ``B`` off the straight path, inside their hyperplanes.
 
     For every pair at once, minimises
@@ -479,6 +484,9 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
         stop_loss: a pair stops moving once its cross-entropy is below this.
         box: pixel range kept (``None``: unconstrained).
         progress: show a tqdm bar.
+        constrain: keep ``B'`` in the hyperplane (default). ``False``: free
+            optimisation of ``B'`` (only ``box`` applies), as the paper does for
+            untrained networks.
 
     Returns:
         ``(b_prime [pairs, C, H, W], history [steps, pairs])``: the moved points (CPU
@@ -521,14 +529,18 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
                     if not active.any():
                         history[step + 1:] = history[step]
                         break
-                g = g - _bview((g * n).flatten(1).sum(1), g) * n
+                if constrain:
+                    g = g - _bview((g * n).flatten(1).sum(1), g) * n
                 m.mul_(beta1).add_(g, alpha=1 - beta1)
                 v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
                 mhat = m / (1 - beta1 ** (step + 1))
                 vhat = v / (1 - beta2 ** (step + 1))
                 upd = lr * mhat / (vhat.sqrt() + eps)
                 x = x - upd * _bview(active.to(x.dtype), x)
-                x = project_to_hyperplane(x, b0, normal, box=box)
+                if constrain:
+                    x = project_to_hyperplane(x, b0, normal, box=box)
+                elif box is not None:
+                    x = x.clamp(box[0], box[1])
     finally:
         for p, req in zip(model.parameters(), params_grad):
             p.requires_grad_(req)
@@ -556,6 +568,9 @@ class ConnectResult:
         forward_passes: inputs evaluated by the barrier searches (bypass steps and
             the final profile not included).
         bypass_history: mean cross-entropy of the bypassed points per step, per round.
+        barriers_by_round: ``[pairs]`` path barriers after round 0 (straight
+            path), 1, ... ``max_rounds`` (for :func:`connected_fraction` at other
+            tolerances: a path found with a small ``tol`` is a witness for any larger one).
     """
 
     vertices: list[torch.Tensor]
@@ -568,6 +583,7 @@ class ConnectResult:
     first_bypass: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     forward_passes: int = 0
     bypass_history: list[torch.Tensor] = field(default_factory=list)
+    barriers_by_round: list[torch.Tensor] = field(default_factory=list)
 
 
 def _segments(vertices: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -591,7 +607,8 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
             deviation_weight: float = 1.0, tv_weight: float = 0.1,
             stop_loss: float | None = None, box: tuple[float, float] | None = (0.0, 1.0),
             num_points: int | None = 100, search: dict | None = None,
-            batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False) -> ConnectResult:
+            batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
+            constrain: bool = True) -> ConnectResult:
     """Recursive piecewise-linear paths between every pair.
 
     Round 0 is the straight path. In each round, every segment whose highest loss
@@ -613,6 +630,8 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
         search: keyword arguments for :func:`find_barrier` (default ``tol=tol/10``).
         batch_size: points per forward pass.
         progress: show a progress bar over rounds.
+        constrain: bypass inside the hyperplane (default) or, with ``False``, by
+            free optimisation of the barrier point (see :func:`bypass_barrier`).
 
     Returns:
         A :class:`ConnectResult` (tensors on the CPU).
@@ -637,6 +656,7 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
     connected = linear < tol
     rounds_needed = torch.where(connected, 0, -1)
     by_round = [connected.float().mean().item()]
+    barriers_by_round = [linear.clone()]
     first = None
     histories = []
     for rnd in tqdm(range(1, max_rounds + 1), desc="connect", disable=not progress, leave=False):
@@ -648,7 +668,7 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
             bpts = interpolate(s, e, torch.stack([seg_t[i][k] for i, k in bad]))
             b_prime, hist = bypass_barrier(model, s, e, bpts, targets[owner], steps=steps, lr=lr,
                                            deviation_weight=deviation_weight, tv_weight=tv_weight,
-                                           stop_loss=stop_loss, box=box)
+                                           stop_loss=stop_loss, box=box, constrain=constrain)
             histories.append(hist.mean(dim=1))
             if first is None:
                 first = (owner, bpts, b_prime)
@@ -676,6 +696,7 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
         connected = torch.stack([ex.max() < tol for ex in seg_excess])
         rounds_needed = torch.where((rounds_needed < 0) & connected, rnd, rounds_needed)
         by_round.append(connected.float().mean().item())
+        barriers_by_round.append(torch.stack([ex.max() for ex in seg_excess]))
     barriers = torch.stack([ex.max() for ex in seg_excess])
     profile = None
     if num_points is not None:
@@ -684,7 +705,8 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
     return ConnectResult(vertices=vertices, profile=profile, barriers=barriers,
                          connected=connected, connected_by_round=by_round,
                          rounds_needed=rounds_needed, linear_barriers=linear,
-                         first_bypass=first, forward_passes=passes, bypass_history=histories)
+                         first_bypass=first, forward_passes=passes, bypass_history=histories,
+                         barriers_by_round=barriers_by_round)
 
 
 def path_profiles(model: nn.Module, vertices: Sequence[torch.Tensor], targets: torch.Tensor,
@@ -945,3 +967,151 @@ def synthesize(model: nn.Module, targets: torch.Tensor, shape: Sequence[int], st
         for p, req in zip(model.parameters(), params_grad):
             p.requires_grad_(req)
     return best.cpu(), best_loss.cpu()
+
+
+# ----------------------------------------------------------------------------- connectivity summaries
+def connected_fraction(barriers: torch.Tensor | Sequence[torch.Tensor],
+                       tol: float | torch.Tensor) -> torch.Tensor:
+    """Fraction of pairs whose path barrier is below a tolerance, per round.
+
+    A pair counts as connected when its barrier is below ``tol`` or exactly 0 (a path
+    that never rises above its worse end is connected under any tolerance, including a
+    per-pair tolerance of 0).
+
+    Args:
+        barriers: ``[pairs]``, or ``[rounds, pairs]`` (a tensor or a list of ``[pairs]``
+            tensors such as :attr:`ConnectResult.barriers_by_round`).
+        tol: one tolerance (loss units), or a ``[pairs]`` tensor with one per pair
+            (for example ``0.1 * linear_barriers`` for "at least 90% lower than the
+            straight path").
+
+    Returns:
+        A 0-d tensor for ``[pairs]`` input, else ``[rounds]`` fractions.
+    """
+    b = torch.stack(list(barriers)) if not isinstance(barriers, torch.Tensor) else barriers
+    if b.dim() not in (1, 2) or b.shape[-1] == 0:
+        raise ParameterError(f"barriers must be [pairs] or [rounds, pairs], got {tuple(b.shape)}")
+    tol_t = torch.as_tensor(tol, dtype=b.dtype)
+    if tol_t.dim() == 1 and tol_t.shape[0] != b.shape[-1]:
+        raise ParameterError(f"a per-pair tol needs {b.shape[-1]} values, got {tol_t.shape[0]}")
+    if tol_t.dim() > 1 or bool((tol_t < 0).any()):
+        raise ParameterError("tol must be a non-negative number or a [pairs] tensor")
+    ok = (b < tol_t) | (b == 0)
+    return ok.float().mean(dim=-1)
+
+
+def rounds_needed(barriers: torch.Tensor | Sequence[torch.Tensor],
+                  tol: float | torch.Tensor) -> torch.Tensor:
+    """First round after which each pair is connected (as in :func:`connected_fraction`).
+
+    Args:
+        barriers: ``[rounds, pairs]`` barriers after round 0 (straight path), 1, ...
+        tol: a number or a ``[pairs]`` tensor.
+
+    Returns:
+        ``[pairs]`` long tensor: the first connected round, ``-1`` if none.
+    """
+    b = torch.stack(list(barriers)) if not isinstance(barriers, torch.Tensor) else barriers
+    if b.dim() != 2:
+        raise ParameterError(f"barriers must be [rounds, pairs], got {tuple(b.shape)}")
+    tol_t = torch.as_tensor(tol, dtype=b.dtype)
+    ok = (b < tol_t) | (b == 0)
+    first = ok.float().argmax(dim=0)
+    return torch.where(ok.any(dim=0), first, torch.full_like(first, -1))
+
+
+@torch.inference_mode()
+def class_reference_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                         num_classes: int | None = None,
+                         batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
+    """Median cross-entropy of the correctly classified inputs of each class.
+
+    A loss scale for barrier tolerances: a barrier below it is smaller than the loss
+    the model typically has on a real input it gets right.
+
+    Args:
+        model: the classifier (evaluated in eval mode, mode restored).
+        x: ``[N, C, H, W]`` inputs; y: ``[N]`` labels.
+        num_classes: length of the result (default ``y.max() + 1``).
+        batch_size: inputs per forward pass.
+
+    Returns:
+        ``[num_classes]`` medians (``nan`` for a class without a correct input).
+    """
+    if len(x) != len(y) or len(x) == 0:
+        raise ParameterError("x and y must be non-empty and of the same length")
+    device = _model_device(model)
+    k = int(num_classes if num_classes is not None else int(y.max()) + 1)
+    losses, correct = [], []
+    with _EvalMode(model):
+        for lo in range(0, len(x), batch_size):
+            logits = model(x[lo:lo + batch_size].to(device)).float().cpu()
+            yb = y[lo:lo + batch_size].cpu()
+            losses.append(F.cross_entropy(logits, yb, reduction="none"))
+            correct.append(logits.argmax(1) == yb)
+    loss, ok, y = torch.cat(losses), torch.cat(correct), y.cpu()
+    out = torch.full((k,), math.nan)
+    for cls in range(k):
+        sel = loss[ok & (y == cls)]
+        if len(sel):
+            out[cls] = sel.median()
+    return out
+
+
+class BarrierRecorder:
+    """A ``callback(step, model)`` for :func:`mcutils.training.train` that follows the
+    barriers of fixed pairs during training.
+
+    Every ``every`` steps it evaluates the straight-path loss profiles of the pairs
+    (:func:`loss_profiles`, ``num_points`` points) and stores, per pair, the barrier
+    (``"gap"``: highest loss minus the worse endpoint), the highest loss (``"max"``) and
+    the worse endpoint loss. Call it once with step 0 before training to include the
+    initial network.
+
+    Args:
+        a, c: ``[pairs, C, H, W]`` fixed endpoints.
+        targets: ``[pairs]`` classes.
+        num_points: points per straight path.
+        every: record every ``every``-th step (step 0 always).
+        max_step: ignore steps after this one (``None``: all).
+        batch_size: points per forward pass.
+
+    Attributes:
+        steps: recorded steps; ``barriers``, ``peaks``, ``end_losses``: one ``[pairs]``
+            tensor per recorded step (see :meth:`as_tensors`).
+    """
+
+    def __init__(self, a: torch.Tensor, c: torch.Tensor, targets: torch.Tensor,
+                 num_points: int = 33, every: int = 1, max_step: int | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE):
+        _check_pairs(a, c, targets)
+        if not isinstance(num_points, int) or num_points < 2:
+            raise ParameterError(f"num_points={num_points!r} must be an integer >= 2")
+        if not isinstance(every, int) or every < 1:
+            raise ParameterError(f"every={every!r} must be a positive integer")
+        self.a, self.c = a.detach().cpu(), c.detach().cpu()
+        self.targets = torch.as_tensor(targets).cpu()
+        self.num_points, self.every, self.max_step = num_points, every, max_step
+        self.batch_size = batch_size
+        self.steps: list[int] = []
+        self.barriers: list[torch.Tensor] = []
+        self.peaks: list[torch.Tensor] = []
+        self.end_losses: list[torch.Tensor] = []
+
+    def __call__(self, step: int, model: nn.Module) -> None:
+        """Record the pairs' barriers under ``model`` if ``step`` is due."""
+        if step % self.every != 0 or (self.max_step is not None and step > self.max_step):
+            return
+        prof = loss_profiles(model, self.a, self.c, self.targets, num_points=self.num_points,
+                             batch_size=self.batch_size)
+        self.steps.append(int(step))
+        self.barriers.append(barrier(prof, "gap"))
+        self.peaks.append(barrier(prof, "max"))
+        self.end_losses.append(torch.maximum(prof[:, 0], prof[:, -1]))
+
+    def as_tensors(self) -> dict[str, torch.Tensor]:
+        """``steps [S]`` and ``barriers``, ``peaks``, ``end_losses`` as ``[S, pairs]``."""
+        if not self.steps:
+            raise RuntimeError("nothing recorded yet")
+        return dict(steps=torch.tensor(self.steps), barriers=torch.stack(self.barriers),
+                    peaks=torch.stack(self.peaks), end_losses=torch.stack(self.end_losses))
