@@ -140,6 +140,19 @@ def test_bypass_stays_in_hyperplane_and_lowers_loss():
     assert b_prime.min() >= 0 and b_prime.max() <= 1
 
 
+def test_bypass_per_pair_stop_loss():
+    model, a, c, y = planted()
+    b = ins.interpolate(a, c, 0.5)
+    stop = torch.tensor([0.0, 2.0, 0.0])
+    b_prime, hist = ins.bypass_barrier(model, a, c, b, y, steps=60, lr=0.02, stop_loss=stop)
+    # pair 1 stopped as soon as its loss was below 2, the others kept going
+    assert hist[-1, 1] < 2.0 and hist[-1, 1] > hist[-1, 0] + 0.1
+    moved = (b_prime - b).flatten(1).norm(dim=1)
+    assert moved[1] < moved[0]
+    with pytest.raises(ParameterError):
+        ins.bypass_barrier(model, a, c, b, y, steps=2, stop_loss=torch.zeros(2))
+
+
 def test_bypass_batched_equals_per_pair(tiny):
     model, a, c, y = tiny
     b = ins.interpolate(a, c, 0.4)
@@ -166,6 +179,11 @@ def test_connect_removes_planted_barrier():
     model, a, c, y = planted()
     res = ins.connect(model, a, c, y, max_rounds=3, tol=0.1, steps=80, lr=0.02,
                       num_points=50)
+    full = ins.connect(model, a, c, y, max_rounds=3, tol=0.1, steps=80, lr=0.02,
+                       num_points=None, stop_loss=None)
+    assert full.connected.all()
+    # stopping each bypass as soon as it is flat enough deviates less from the line
+    assert (ins.chord_deviation(res.vertices) <= ins.chord_deviation(full.vertices) + 1e-6).all()
     assert res.linear_barriers.min() > 1.0
     assert res.connected_by_round[0] == 0.0
     assert res.connected.all()

@@ -457,7 +457,8 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.Tensor,
                    targets: torch.Tensor, steps: int = 100, lr: float = 0.01,
                    deviation_weight: float = 1.0, tv_weight: float = 0.1,
-                   stop_loss: float | None = None, box: tuple[float, float] | None = (0.0, 1.0),
+                   stop_loss: float | torch.Tensor | None = None,
+                   box: tuple[float, float] | None = (0.0, 1.0),
                    progress: bool = False, constrain: bool = True
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Move barrier points ``B`` off the straight path, inside their hyperplanes.
@@ -481,7 +482,8 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
         lr: Adam learning rate (pixel units per step).
         deviation_weight: weight of the mean squared deviation ``B' - B``.
         tv_weight: weight of the total variation of ``B' - B``.
-        stop_loss: a pair stops moving once its cross-entropy is below this.
+        stop_loss: a pair stops moving once its cross-entropy is below this (a number,
+            or a ``[pairs]`` tensor with one threshold per pair).
         box: pixel range kept (``None``: unconstrained).
         progress: show a tqdm bar.
         constrain: keep ``B'`` in the hyperplane (default). ``False``: free
@@ -504,6 +506,10 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
     normal = (c - a).detach().to(device).float()
     n = normal / _bview(_flat_norm(normal).clamp_min(1e-12), normal)
     tgt = torch.as_tensor(targets).to(device)
+    if stop_loss is not None:
+        stop_loss = torch.as_tensor(stop_loss, dtype=torch.float32).to(device)
+        if stop_loss.dim() not in (0, 1) or (stop_loss.dim() == 1 and len(stop_loss) != len(b)):
+            raise ParameterError("stop_loss must be a number or a [pairs] tensor")
     x = b0.clone()
     m = torch.zeros_like(x)
     v = torch.zeros_like(x)
@@ -605,7 +611,7 @@ def _segment_search(model: nn.Module, starts: torch.Tensor, ends: torch.Tensor,
 def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.Tensor,
             max_rounds: int = 3, tol: float = 0.1, steps: int = 100, lr: float = 0.01,
             deviation_weight: float = 1.0, tv_weight: float = 0.1,
-            stop_loss: float | None = None, box: tuple[float, float] | None = (0.0, 1.0),
+            stop_loss: float | str | None = "auto", box: tuple[float, float] | None = (0.0, 1.0),
             num_points: int | None = 100, search: dict | None = None,
             batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
             constrain: bool = True) -> ConnectResult:
@@ -624,7 +630,9 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
         max_rounds: bypass rounds.
         tol: barrier tolerance (loss units) for a segment to count as flat.
         steps, lr, deviation_weight, tv_weight, stop_loss, box: passed to
-            :func:`bypass_barrier`.
+            :func:`bypass_barrier`; ``stop_loss="auto"`` stops each bypass point once
+            its loss is below its pair's worse endpoint loss plus ``tol / 2`` (the
+            smallest move that can make the point flat, so the least deviation).
         num_points: points of the returned final profile (``None``: skip it, saving
             ``pairs x num_points`` forward passes; ``profile`` is then ``None``).
         search: keyword arguments for :func:`find_barrier` (default ``tol=tol/10``).
@@ -640,6 +648,8 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
     _check_positive(tol=tol)
     if not isinstance(max_rounds, int) or max_rounds < 0:
         raise ParameterError(f"max_rounds={max_rounds!r} must be a non-negative integer")
+    if isinstance(stop_loss, str) and stop_loss != "auto":
+        raise ParameterError(f"stop_loss={stop_loss!r}: use a number, None or 'auto'")
     search = dict(dict(tol=tol / 10, batch_size=batch_size), **(search or {}))
     targets = torch.as_tensor(targets).cpu()
     a, c = a.detach().cpu().float(), c.detach().cpu().float()
@@ -668,7 +678,9 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
             bpts = interpolate(s, e, torch.stack([seg_t[i][k] for i, k in bad]))
             b_prime, hist = bypass_barrier(model, s, e, bpts, targets[owner], steps=steps, lr=lr,
                                            deviation_weight=deviation_weight, tv_weight=tv_weight,
-                                           stop_loss=stop_loss, box=box, constrain=constrain)
+                                           stop_loss=(end_loss[owner] + tol / 2
+                                                      if stop_loss == "auto" else stop_loss),
+                                           box=box, constrain=constrain)
             histories.append(hist.mean(dim=1))
             if first is None:
                 first = (owner, bpts, b_prime)
