@@ -186,3 +186,25 @@ def test_evaluate_detectors_end_to_end(toy):
                                        detectors=("barrier_max", "logits"), folds=3)
     assert set(res) == {"barrier_max", "logits"}
     assert res["logits"].auc > 0.8 and 0 <= res["barrier_max"].auc <= 1
+
+
+def test_connectivity_features_uses_predicted_class(toy):
+    model, x, y = toy
+    bf, lf, pred = detection.connectivity_features(model, x[:20], x[20:], y[20:], num_refs=2,
+                                                   num_points=5, seed=0)
+    assert torch.equal(pred, model(x[:20]).argmax(1))
+    assert bf.profiles.shape == (20, 2, 5) and len(lf) == 20
+    # the profile starts at the loss of the predicted class at the input
+    ce = F.cross_entropy(model(x[:20]), pred, reduction="none").detach()
+    assert torch.allclose(bf.profiles[:, 0, 0], ce, atol=1e-5)
+
+
+def test_transfer_matrix_splits_sources():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(60, 2))
+    shifted = real + np.array([3.0, 0.0])      # attack A: moves along feature 0
+    other = real + np.array([0.0, 3.0])        # attack B: along feature 1
+    res = detection.transfer_matrix(real, {"a": (shifted, np.arange(60)),
+                                           "b": (other, np.arange(60))}, np.arange(60))
+    assert res["a"]["a"] > 0.95 and res["b"]["b"] > 0.95
+    assert res["a"]["b"] < 0.8  # a detector of A does not see B

@@ -44,6 +44,8 @@ __all__ = [
     "auroc",
     "AUROC",
     "evaluate_detectors",
+    "connectivity_features",
+    "transfer_matrix",
 ]
 
 DETECTORS = ("barrier", "barrier_max", "profile", "profile_logits", "msp", "margin", "logits")
@@ -446,3 +448,68 @@ def evaluate_detectors(barriers_real: BarrierFeatures, logits_real: LogitFeature
         out[det] = auroc(y, s, num_boot=num_boot, seed=seed, groups=g)
     return out
 
+
+
+def connectivity_features(model: nn.Module, x: torch.Tensor, pool_x: torch.Tensor,
+                          pool_y: torch.Tensor, num_refs: int = 5, num_points: int = 64,
+                          seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
+                          ) -> tuple[BarrierFeatures, LogitFeatures, torch.Tensor]:
+    """Everything a detector sees about inputs ``x``: the model's prediction, ``num_refs``
+    random real references of the predicted class drawn from ``(pool_x, pool_y)``, the
+    barrier features against them and the logit features.
+
+    Returns:
+        ``(barrier features, logit features, predicted classes)``.
+    """
+    lf = logit_features(model, x)
+    with torch.no_grad():  # not inference mode: callers may use pred with autograd
+        was = model.training
+        model.eval()
+        dev = next(iter(model.parameters())).device
+        pred = torch.cat([model(x[i:i + 1024].to(dev)).argmax(1).cpu()
+                          for i in range(0, len(x), 1024)])
+        model.train(was)
+    idx = reference_indices(pool_y, pred, num_refs, torch.Generator().manual_seed(seed))
+    bf = barrier_features(model, x, pred, pool_x[idx], num_points=num_points,
+                          batch_size=batch_size)
+    return bf, lf, pred
+
+
+def transfer_matrix(real: np.ndarray, adversarial: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                    real_groups: np.ndarray, method: str = "logistic", seed: int = 0,
+                    ) -> dict[str, dict[str, float]]:
+    """AUROC of a detector trained on one attack and tested on another.
+
+    Source images are split in two halves at random: the detector is fitted on the real
+    images of the first half and the adversarial examples (of the training attack) made
+    from them, and scored on the second half (real images and the test attack's
+    adversarial examples), so no source image is seen on both sides.
+
+    Args:
+        real: ``[N, F]`` features of the real images.
+        adversarial: attack -> ``(features [M, F], groups [M])`` (group = source index
+            into the real rows' groups).
+        real_groups: ``[N]`` source ids of the real rows.
+        method: classifier.
+        seed: seed of the split.
+
+    Returns:
+        ``{train_attack: {test_attack: AUROC}}``.
+    """
+    real_groups = np.asarray(real_groups)
+    rng = np.random.default_rng(seed)
+    ids = np.unique(real_groups)
+    first = set(rng.permutation(ids)[: len(ids) // 2].tolist())
+    in_first = np.array([g in first for g in real_groups])
+    out: dict[str, dict[str, float]] = {}
+    for a, (xa, ga) in adversarial.items():
+        ma = np.array([g in first for g in np.asarray(ga)])
+        x, y, _ = stack_groups(real[in_first], xa[ma], real_groups[in_first], np.asarray(ga)[ma])
+        det = fit_detector(x, y, method, seed)
+        out[a] = {}
+        for b, (xb, gb) in adversarial.items():
+            mb = ~np.array([g in first for g in np.asarray(gb)])
+            xt, yt, _ = stack_groups(real[~in_first], xb[mb], real_groups[~in_first],
+                                     np.asarray(gb)[mb])
+            out[a][b] = auroc(yt, detector_scores(det, xt), num_boot=0).auc
+    return out
