@@ -374,28 +374,42 @@ def batch_top_input_eigenvalue(model: nn.Module, x: torch.Tensor, y: torch.Tenso
     return lam
 
 
-def dense_input_hessians(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Dense per-sample input Hessians ``[N, d, d]`` from ``d`` batched products.
+def dense_input_hessians(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                         chunk: int = 256) -> torch.Tensor:
+    """Dense per-sample input Hessians ``[N, d, d]`` from Hessian-vector products.
 
-    Ground truth for tests and benchmarks (``d`` products, so only for small ``d``).
+    Ground truth for tests and benchmarks (``d`` products per sample, so only for
+    small ``d``). Each sample is replicated ``chunk`` times and multiplied by ``chunk``
+    basis vectors in one batched product (valid because samples do not interact in
+    eval mode).
 
     Args:
         model: classifier returning logits.
         x: inputs ``[N, ...]``; ``d`` is the number of entries of one input.
         y: labels ``[N]``.
+        chunk: basis vectors per batched product.
 
     Returns:
         ``Tensor[N, d, d]`` in ``x``'s dtype, symmetrised.
     """
     _check_xy(x, y)
+    if chunk < 1:
+        raise ParameterError(f"chunk={chunk} must be >= 1")
     n, dim = len(x), x[0].numel()
     out = torch.zeros(n, dim, dim, dtype=x.dtype, device=x.device)
+    eye = torch.eye(dim, dtype=x.dtype, device=x.device)
     with _quiet_eval(model):
-        op = InputHessian(model, x, y)
-        for k in range(dim):
-            e = torch.zeros(n, dim, dtype=x.dtype, device=x.device)
-            e[:, k] = 1
-            out[:, :, k] = op(e.view(x.shape)).flatten(1)
+        for i in range(n):
+            width = min(chunk, dim)
+            op = InputHessian(model, x[i:i + 1].expand(width, *x.shape[1:]),
+                              y[i:i + 1].expand(width))
+            for start in range(0, dim, width):
+                basis = eye[start:start + width]
+                if len(basis) < width:
+                    basis = torch.cat([basis, basis.new_zeros(width - len(basis), dim)])
+                cols = op(basis.view(width, *x.shape[1:])).flatten(1)
+                stop = min(start + width, dim)
+                out[i, :, start:stop] = cols[:stop - start].T
     return 0.5 * (out + out.transpose(1, 2))
 
 
