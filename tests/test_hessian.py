@@ -179,3 +179,22 @@ def test_bad_arguments_raise_parameter_error():
         hessian.input_hvp(model, x, y, torch.zeros(2, 3))
     with pytest.raises(ParameterError, match="norm"):
         hessian.taylor_robust_loss(model, x, y, 0.1, norm="l3")
+
+
+def test_robustness_and_curvature_on_linear_softmax():
+    torch.manual_seed(6)
+    d, k = 16, 3
+    model = nn.Sequential(nn.Flatten(), nn.Linear(d, k))
+    x = torch.rand(40, 1, 4, 4)
+    y = torch.randint(0, k, (40,))
+    out = hessian.robustness_and_curvature(model, x, y, eps=0.05, pgd_steps=5, eig_samples=10)
+    assert set(out) >= {"loss", "accuracy", "robust_loss", "robust_accuracy", "top_eig",
+                        "first_order", "second_order", "taylor", "bound"}
+    assert out["robust_loss"] >= out["loss"] and out["robust_accuracy"] <= out["accuracy"]
+    p = torch.softmax(model(x[:10]), 1).detach()
+    w = model[1].weight.detach()
+    closed = torch.einsum("ki,nkl,lj->nij", w, torch.diag_embed(p) - p[:, :, None] * p[:, None], w)
+    assert out["top_eig"] == pytest.approx(torch.linalg.eigvalsh(closed)[:, -1].mean().item(),
+                                           rel=1e-3)
+    again = hessian.robustness_and_curvature(model, x, y, eps=0.05, pgd_steps=5, eig_samples=10)
+    assert again == out  # seeded: repeatable

@@ -51,6 +51,7 @@ __all__ = [
     "batch_top_input_eigenvalue",
     "dense_input_hessians",
     "taylor_robust_loss",
+    "robustness_and_curvature",
 ]
 
 METHODS = ("lanczos", "power")
@@ -467,3 +468,71 @@ def taylor_robust_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
         out["bound"] = out["loss"] + out["first_order"] + out["eig_term"]
     return out
 
+
+
+def robustness_and_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                             pgd_steps: int = 10, step_size: float | None = None,
+                             eig_samples: int | None = 100, eig_method: str = "lanczos",
+                             eig_iters: int = 30, eig_tol: float = 1e-3, seed: int = 0,
+                             batch_size: int = 500) -> dict[str, float]:
+    """Clean and PGD-robust loss/accuracy and input curvature of one model, on fixed data.
+
+    The quantities that chapter 06 follows along a path between two models:
+
+    * ``loss``, ``accuracy``: clean cross-entropy and accuracy on ``(x, y)``;
+    * ``robust_loss``, ``robust_accuracy``: the same at L-inf PGD adversarial examples
+      (:func:`mcutils.attacks.pgd`, random start seeded by ``seed``);
+    * ``top_eig``: mean over the first ``eig_samples`` inputs of the per-sample top
+      eigenvalue of the input Hessian (:func:`top_input_eigenvalues`), and
+      ``top_eig_median``;
+    * ``first_order``, ``second_order``, ``eig_term``: the mean terms of
+      :func:`taylor_robust_loss` at radius ``eps`` on the same inputs (``taylor`` =
+      ``loss_eig + first_order + second_order`` and ``bound`` = ``loss_eig + first_order
+      + eig_term``, with ``loss_eig`` the clean loss of those inputs).
+
+    Args:
+        model: classifier on ``[0, 1]`` inputs (evaluated in eval mode).
+        x: inputs ``[N, ...]``.
+        y: labels ``[N]``.
+        eps: L-inf radius of the attack.
+        pgd_steps: PGD steps.
+        step_size: PGD step (default ``2.5 * eps / pgd_steps``).
+        eig_samples: how many of the inputs enter the curvature statistics
+            (``None``: all).
+        eig_method, eig_iters, eig_tol: eigen-solver settings.
+        seed: seeds the attack's random start and the solver's start vectors.
+        batch_size: inputs per attack batch.
+
+    Returns:
+        A dict of plain floats.
+    """
+    from mcutils.attacks import pgd
+
+    _check_xy(x, y)
+    _validate_solver(eig_method, eig_iters, eig_tol)
+    if eig_samples is not None and eig_samples < 1:
+        raise ParameterError(f"eig_samples={eig_samples} must be >= 1 or None")
+    with _quiet_eval(model):
+        x_adv = pgd(model, x, y, eps=eps, steps=pgd_steps, step_size=step_size, norm="linf",
+                    generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
+        with torch.inference_mode():
+            clean = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+            adv = torch.cat([model(x_adv[i:i + batch_size])
+                             for i in range(0, len(x), batch_size)])
+        y_dev = y.to(clean.device)
+        out = dict(loss=F.cross_entropy(clean, y_dev).item(),
+                   accuracy=(clean.argmax(1) == y_dev).float().mean().item(),
+                   robust_loss=F.cross_entropy(adv, y_dev).item(),
+                   robust_accuracy=(adv.argmax(1) == y_dev).float().mean().item())
+    m = len(x) if eig_samples is None else min(eig_samples, len(x))
+    xe, ye = x[:m], y[:m]
+    lam = top_input_eigenvalues(model, xe, ye, method=eig_method, iters=eig_iters, tol=eig_tol,
+                                generator=torch.Generator().manual_seed(seed))
+    taylor = taylor_robust_loss(model, xe, ye, eps, norm="linf", top_eigs=lam)
+    out.update(top_eig=lam.mean().item(), top_eig_median=lam.median().item(),
+               loss_eig=taylor["loss"].mean().item(),
+               first_order=taylor["first_order"].mean().item(),
+               second_order=taylor["second_order"].mean().item(),
+               eig_term=taylor["eig_term"].mean().item(),
+               taylor=taylor["taylor"].mean().item(), bound=taylor["bound"].mean().item())
+    return {k: float(v) for k, v in out.items()}
