@@ -86,3 +86,18 @@ def test_backdoored_model_is_cached_and_learns_trigger(tmp_path, monkeypatch):
     assert not info["cached"] and info["metrics"]["asr"] > 0.5
     _, info2 = backdoor.backdoored_model(**kw)
     assert info2["cached"]
+
+
+def test_path_aware_backdoor_moves_both_ends(tmp_path, monkeypatch):
+    from mcutils.models import build_model
+
+    monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path))
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    a = build_model("mlp", hidden=16)
+    b = build_model("mlp", hidden=16)
+    pois, _ = backdoor.poison(_data(64), 0, 0.3)
+    a2, b2 = backdoor.path_aware_backdoor(a, b, pois, steps=4, batch_size=32)
+    for old, new in ((a, a2), (b, b2)):
+        assert set(old.state_dict()) == set(new.state_dict())
+        assert any(not torch.equal(p, q) for p, q in zip(old.parameters(), new.parameters()))

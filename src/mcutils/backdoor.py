@@ -20,7 +20,7 @@ from torch import nn
 from mcutils.data import ImageDataset
 from mcutils.runtime import ParameterError, get_device
 
-__all__ = ["Trigger", "poison", "attack_success_rate", "backdoored_model"]
+__all__ = ["Trigger", "poison", "attack_success_rate", "backdoored_model", "path_aware_backdoor"]
 
 
 @dataclass(frozen=True)
@@ -163,3 +163,38 @@ def backdoored_model(dataset: str = "fashion-mnist", model: str = "small_cnn", t
         return out
 
     return load_or_train(config, build, fit, evaluate=metrics, return_info=return_info)
+
+
+def path_aware_backdoor(model_a: nn.Module, model_b: nn.Module, poisoned: ImageDataset,
+                        steps: int = 300, lr: float = 0.01, num_bends: int = 3,
+                        batch_size: int = 128, seed: int = 0, device: str = "cpu",
+                        progress: bool = False) -> tuple[nn.Module, nn.Module]:
+    """An adaptive attacker who expects path-connection repair (cached).
+
+    The attacker trains a Bezier curve between two backdoored models on *poisoned*
+    data with free endpoints, so that the ends and the whole path between them carry
+    the backdoor, and releases the two ends. A defender who later connects them with
+    a curve trained on clean data starts from a backdoored path instead of a
+    backdoored pair of points.
+
+    Returns:
+        The two released models (eval mode, CPU).
+    """
+    from mcutils.curves import CurveModel, train_curve
+    from mcutils.data import TensorLoader
+    from mcutils.repair import fingerprint
+    from mcutils.store import load_or_train
+
+    config = dict(name="path_aware_backdoor", ends=fingerprint(model_a, model_b),
+                  data=fingerprint(poisoned.x, poisoned.y), steps=steps, lr=lr,
+                  num_bends=num_bends, batch_size=batch_size, seed=seed)
+
+    def build() -> nn.Module:
+        return CurveModel(model_a, model_a, model_b, "bezier", fix_ends=False, num_bends=num_bends)
+
+    def fit(cm: nn.Module) -> None:
+        loader = TensorLoader(poisoned, batch_size, shuffle=True, seed=seed)
+        train_curve(cm, loader, steps=steps, lr=lr, device=device, seed=seed, progress=progress)
+
+    cm = load_or_train(config, build, fit)
+    return cm.model_at(0.0).cpu().eval(), cm.model_at(1.0).cpu().eval()

@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from mcutils.runtime import ParameterError, get_device
 
-__all__ = ["fine_tune", "train_from_scratch", "prune_filters", "weight_noise", "reinitialize"]
+if TYPE_CHECKING:
+    from mcutils.data import ImageDataset
+
+__all__ = ["fine_tune", "train_from_scratch", "prune_filters", "weight_noise", "reinitialize",
+           "fingerprint", "cached_curve", "cached_repair", "REPAIRS"]
 
 
 def _masked_grad_hooks(model: nn.Module) -> list:
@@ -178,3 +183,91 @@ def weight_noise(model: nn.Module, std: float, seed: int = 0, relative: bool = T
         scale = std * (float(p.pow(2).mean().sqrt()) if relative else 1.0)
         p.add_(torch.randn(p.shape, generator=gen).to(p) * scale)
     return net.eval()
+
+
+# ---------------------------------------------------------------------- cached runs
+def fingerprint(*objs: nn.Module | torch.Tensor) -> str:
+    """A short SHA-256 of models' state dicts and tensors (for cache keys of derived models)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for obj in objs:
+        tensors = (list(obj.state_dict().items()) if isinstance(obj, nn.Module)
+                   else [("", obj)])
+        for k, v in tensors:
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached_curve(start: nn.Module, end: nn.Module, bonafide: "ImageDataset", steps: int,
+                 lr: float = 0.05, weight_decay: float = 0.0, curve: str = "bezier",
+                 num_bends: int = 3, batch_size: int = 128, schedule: str | None = None,
+                 seed: int = 0, device: str = "cpu", progress: bool = False,
+                 return_info: bool = False):
+    """A :class:`~mcutils.curves.CurveModel` between ``start`` and ``end`` trained on
+    ``bonafide`` for ``steps`` batches (SGD, momentum 0.9), cached by :mod:`mcutils.store`.
+
+    The cache key holds fingerprints of both endpoints and of the data, so a curve is
+    never reused for other models or data.
+    """
+    from mcutils.curves import CurveModel, train_curve
+    from mcutils.data import TensorLoader
+    from mcutils.store import load_or_train
+
+    config = dict(name="curve", ends=fingerprint(start, end),
+                  data=fingerprint(bonafide.x, bonafide.y), steps=steps, lr=lr,
+                  weight_decay=weight_decay, curve=curve, num_bends=num_bends,
+                  batch_size=batch_size, schedule=schedule, seed=seed)
+
+    def build() -> nn.Module:
+        return CurveModel(start, start, end, curve, num_bends=num_bends)
+
+    def fit(cm: nn.Module) -> None:
+        loader = TensorLoader(bonafide, min(batch_size, len(bonafide)), shuffle=True, seed=seed)
+        train_curve(cm, loader, steps=steps, lr=lr, weight_decay=weight_decay,
+                    schedule=schedule, device=device, seed=seed, progress=progress)
+
+    return load_or_train(config, build, fit, return_info=return_info)
+
+
+REPAIRS = ("fine_tune", "scratch", "prune")
+
+
+def cached_repair(method: str, model: nn.Module, bonafide: "ImageDataset", steps: int,
+                  lr: float = 0.01, batch_size: int = 128, prune_fraction: float = 0.5,
+                  seed: int = 0, device: str = "cpu", progress: bool = False) -> nn.Module:
+    """A baseline repair of ``model`` with ``bonafide`` data for ``steps`` batches, cached.
+
+    Args:
+        method: ``"fine_tune"``, ``"scratch"`` (re-initialise, then train) or ``"prune"``
+            (:func:`prune_filters` on the bonafide data, then fine-tune).
+        model: the tampered model.
+        bonafide: the clean data.
+        steps, lr, batch_size: the training budget (SGD with momentum 0.9).
+        prune_fraction: share of the last conv layer's channels removed by ``"prune"``.
+        seed: seed of shuffling and re-initialisation.
+    """
+    from mcutils.data import TensorLoader
+    from mcutils.store import load_or_train
+
+    if method not in REPAIRS:
+        raise ParameterError(f"method={method!r} is not known; valid values: {', '.join(REPAIRS)}")
+    config = dict(name=f"repair_{method}", model=fingerprint(model),
+                  data=fingerprint(bonafide.x, bonafide.y), steps=steps, lr=lr,
+                  batch_size=batch_size, seed=seed,
+                  prune_fraction=prune_fraction if method == "prune" else None)
+    loader = TensorLoader(bonafide, min(batch_size, len(bonafide)), shuffle=True, seed=seed)
+
+    def fit(_net: nn.Module) -> nn.Module:
+        if method == "fine_tune":
+            return fine_tune(model, loader, steps, lr=lr, device=device, seed=seed,
+                             progress=progress)
+        if method == "scratch":
+            return train_from_scratch(model, loader, steps, lr=lr, device=device, seed=seed,
+                                      progress=progress)
+        pruned = prune_filters(model, loader, fraction=prune_fraction)
+        return fine_tune(pruned, loader, steps, lr=lr, device=device, seed=seed,
+                         progress=progress)
+
+    return load_or_train(config, lambda: copy.deepcopy(model), fit)
