@@ -59,3 +59,28 @@ def test_weight_noise_scale_and_seed():
     assert all(torch.equal(p, q) for p, q in zip(repair.weight_noise(m, 0.0).parameters(),
                                                  m.parameters()))
     assert isinstance(n1, nn.Module)
+
+
+def test_fingerprint_and_cached_runs(tmp_path, monkeypatch):
+    from mcutils import curves
+
+    monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path))
+    torch.set_num_threads(1)
+    a, b = _model(0), _model(1)
+    assert repair.fingerprint(a) == repair.fingerprint(_model(0)) != repair.fingerprint(b)
+    ds = _loader().dataset
+    cm = repair.cached_curve(a, b, ds, steps=3, lr=0.01)
+    assert isinstance(cm, curves.CurveModel)
+    cm2, info = repair.cached_curve(a, b, ds, steps=3, lr=0.01, return_info=True)
+    assert info["cached"]
+    assert all(torch.equal(p, q) for p, q in zip(cm.parameters(), cm2.parameters()))
+    # other endpoints or data: another key
+    _, info3 = repair.cached_curve(b, a, ds, steps=3, lr=0.01, return_info=True)
+    assert not info3["cached"]
+    for method in repair.REPAIRS:
+        net = repair.cached_repair(method, a, ds, steps=2)
+        again = repair.cached_repair(method, a, ds, steps=2)
+        assert all(torch.equal(p, q) for p, q in zip(net.parameters(), again.parameters()))
+    import pytest
+    with pytest.raises(Exception, match="method"):
+        repair.cached_repair("magic", a, ds, steps=1)
