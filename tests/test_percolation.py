@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -141,7 +143,7 @@ def test_threshold_validation():
 def test_published_and_asymptotic_thresholds():
     assert perc.PUBLISHED_THRESHOLDS[2][0] == pytest.approx(0.592746, abs=1e-6)
     vals = [perc.PUBLISHED_THRESHOLDS[d][0] for d in sorted(perc.PUBLISHED_THRESHOLDS)]
-    assert all(a > b for a, b in zip(vals, vals[1:]))
+    assert all(a > b for a, b in itertools.pairwise(vals))
     assert perc.bethe_threshold(3) == pytest.approx(0.2)
     # the expansion is close to the simulations where they are precise (d >= 6)
     for d in (6, 7, 8):

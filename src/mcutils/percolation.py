@@ -42,11 +42,29 @@ from torch import nn
 from mcutils.runtime import ParameterError
 
 __all__ = [
-    "METHODS", "BOUNDARIES", "PUBLISHED_THRESHOLDS", "random_lattice", "clusters",
-    "largest_cluster", "spans", "spanning_probability", "connection_probability",
-    "anchor_connection_probability", "spanning_thresholds", "estimate_threshold",
-    "threshold_table", "bethe_threshold", "asymptotic_threshold", "Grid", "same_class_pairs", "grid_points", "grid_size",
-    "label_grid", "grid_connectivity", "network_grid_study", "plane_predictions",
+    "BOUNDARIES",
+    "METHODS",
+    "PUBLISHED_THRESHOLDS",
+    "Grid",
+    "anchor_connection_probability",
+    "asymptotic_threshold",
+    "bethe_threshold",
+    "clusters",
+    "connection_probability",
+    "estimate_threshold",
+    "grid_connectivity",
+    "grid_points",
+    "grid_size",
+    "label_grid",
+    "largest_cluster",
+    "network_grid_study",
+    "plane_predictions",
+    "random_lattice",
+    "same_class_pairs",
+    "spanning_probability",
+    "spanning_thresholds",
+    "spans",
+    "threshold_table",
 ]
 
 #: Cluster-labelling back ends: ``scipy.ndimage.label`` and a sparse neighbour graph
