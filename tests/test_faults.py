@@ -43,3 +43,15 @@ def test_fault_attack_changes_only_its_layer_and_succeeds():
                                                steps=5)
     assert info2["layer"] == "1.classifier.1"
     assert torch.equal(att2.state_dict()["1.classifier.3.weight"], before["1.classifier.3.weight"])
+
+
+def test_faulted_model_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path))
+    torch.set_num_threads(1)
+    model = _model()
+    x = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y_fault = (model(x[:2]).argmax(1) + 1) % 4
+    net, info = faults.faulted_model(model, x[:2], y_fault, x[2:], steps=5)
+    net2, info2 = faults.faulted_model(model, x[:2], y_fault, x[2:], steps=5)
+    assert info == info2 and set(info) == {"layer", "success_rate", "keep_rate", "delta_norm"}
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), net2.parameters()))

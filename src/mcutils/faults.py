@@ -24,7 +24,8 @@ from torch import nn
 
 from mcutils.runtime import ParameterError, get_device
 
-__all__ = ["choose_faults", "fault_sneaking_attack", "fault_success_rate", "last_linear_layer"]
+__all__ = ["choose_faults", "fault_sneaking_attack", "faulted_model", "fault_success_rate",
+           "last_linear_layer"]
 
 
 def last_linear_layer(model: nn.Module) -> str:
@@ -142,3 +143,36 @@ def fault_sneaking_attack(model: nn.Module, x_fault: torch.Tensor, y_fault: torc
     info = dict(layer=layer, success_rate=fault_success_rate(attacked, x_fault.cpu(), y_fault.cpu()),
                 keep_rate=keep_rate, delta_norm=delta)
     return attacked, info
+
+
+def faulted_model(model: nn.Module, x_fault: torch.Tensor, y_fault: torch.Tensor,
+                  x_keep: torch.Tensor, layer: str | None = None, steps: int = 300,
+                  lr: float = 0.01, keep_weight: float = 1.0, l2: float = 0.01,
+                  device: str | torch.device = "cpu", seed: int = 0
+                  ) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`fault_sneaking_attack` cached by :mod:`mcutils.store` (keyed by fingerprints
+    of the victim and the images), so that chapters re-run fast and bit-identically."""
+    from mcutils.repair import fingerprint
+    from mcutils.store import load_or_train
+
+    layer = layer or last_linear_layer(model)
+    config = dict(name="fault_sneaking", model=fingerprint(model),
+                  data=fingerprint(x_fault, y_fault, x_keep), layer=layer, steps=steps, lr=lr,
+                  keep_weight=keep_weight, l2=l2, seed=seed)
+
+    def fit(_net: nn.Module) -> nn.Module:
+        return fault_sneaking_attack(model, x_fault, y_fault, x_keep, layer=layer, steps=steps,
+                                     lr=lr, keep_weight=keep_weight, l2=l2, device=device,
+                                     seed=seed)[0]
+
+    def metrics(net: nn.Module) -> dict[str, float]:
+        with torch.no_grad():
+            keep = float((net(x_keep).argmax(1) == model(x_keep).argmax(1)).float().mean())
+            delta = sum(float((p - q).pow(2).sum()) for p, q in
+                        zip(net.parameters(), model.parameters())) ** 0.5
+        return dict(success_rate=fault_success_rate(net, x_fault, y_fault), keep_rate=keep,
+                    delta_norm=delta)
+
+    net, info = load_or_train(config, lambda: copy.deepcopy(model), fit, evaluate=metrics,
+                              return_info=True)
+    return net, dict(layer=layer, **info["metrics"])
