@@ -127,7 +127,7 @@ def _separable(n=60, shift=3.0, seed=0):
 def test_cross_val_scores_detect_separable_and_ignore_noise(method):
     x, y, g = _separable()
     s = detection.cross_val_scores(x, y, g, method=method, folds=5)
-    assert detection.auroc(y, s, num_boot=0).auc > 0.95
+    assert detection.auroc(y, s, num_boot=0).auc > 0.9
     # pure noise: no leakage through the folds
     xn, yn, gn = _separable(shift=0.0, seed=1)
     sn = detection.cross_val_scores(xn, yn, gn, method=method, folds=5)
@@ -208,3 +208,12 @@ def test_transfer_matrix_splits_sources():
                                            "b": (other, np.arange(60))}, np.arange(60))
     assert res["a"]["a"] > 0.95 and res["b"]["b"] > 0.95
     assert res["a"]["b"] < 0.8  # a detector of A does not see B
+
+
+def test_auroc_matches_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.normal(size=200) + y, 1)  # many ties
+    assert abs(detection.auroc(y, s, num_boot=0).auc - roc_auc_score(y, s)) < 1e-12

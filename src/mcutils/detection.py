@@ -297,20 +297,22 @@ def stack_groups(negative: np.ndarray, positive: np.ndarray,
 def make_classifier(method: str = "logistic", seed: int = 0):
     """An unfitted scikit-learn detector.
 
-    ``logistic``: standardisation + L2-regularised logistic regression;
-    ``boosting``: histogram gradient boosting (100 shallow trees, no early stopping).
+    ``logistic``: standardisation + L2-regularised logistic regression (liblinear);
+    ``boosting``: gradient boosting (100 depth-3 trees; the exact single-threaded
+    variant, faster than the histogram one on the few hundred rows used here).
     """
     if method not in CLASSIFIERS:
         raise ParameterError(f"method={method!r} is not known; valid values: {CLASSIFIERS}")
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     if method == "logistic":
-        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
-    return HistGradientBoostingClassifier(max_iter=100, max_depth=3, learning_rate=0.1,
-                                          early_stopping=False, random_state=seed)
+        return make_pipeline(StandardScaler(),
+                             LogisticRegression(C=1.0, solver="liblinear", max_iter=1000))
+    return GradientBoostingClassifier(n_estimators=100, max_depth=3, learning_rate=0.1,
+                                      random_state=seed)
 
 
 def _check_xy(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -375,6 +377,16 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return fpr, tpr
 
 
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """AUROC by the rank-sum (Mann-Whitney) identity, ties counted one half."""
+    from scipy.stats import rankdata
+
+    pos = labels == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    ranks = rankdata(scores)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
 @dataclass
 class AUROC:
     """Area under the ROC curve with a bootstrap confidence interval."""
@@ -399,14 +411,12 @@ def auroc(labels: np.ndarray, scores: np.ndarray, num_boot: int = 1000, level: f
         groups: optional source ids; resampling whole groups keeps paired real and
             adversarial rows together.
     """
-    from sklearn.metrics import roc_auc_score
-
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
     if labels.shape != scores.shape or set(np.unique(labels).tolist()) != {0, 1}:
         raise ParameterError("labels (both 0 and 1 present) and scores must have the same shape")
     if not 0 < level < 1:
         raise ParameterError(f"level={level} must be in (0, 1)")
-    auc = float(roc_auc_score(labels, scores))
+    auc = _auc(labels, scores)
     if num_boot <= 0:
         return AUROC(auc, auc, auc)
     rng = np.random.default_rng(seed)
@@ -422,7 +432,7 @@ def auroc(labels: np.ndarray, scores: np.ndarray, num_boot: int = 1000, level: f
         lab = labels[idx]
         if lab.min() == lab.max():
             continue
-        stats.append(roc_auc_score(lab, scores[idx]))
+        stats.append(_auc(lab, scores[idx]))
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2]) if stats else (auc, auc)
     return AUROC(auc, float(lo), float(hi))
 
@@ -494,7 +504,8 @@ def transfer_matrix(real: np.ndarray, adversarial: Mapping[str, tuple[np.ndarray
         seed: seed of the split.
 
     Returns:
-        ``{train_attack: {test_attack: AUROC}}``.
+        ``{train_attack: {test_attack: AUROC}}`` (NaN where a half holds no
+        adversarial example of an attack).
     """
     real_groups = np.asarray(real_groups)
     rng = np.random.default_rng(seed)
@@ -504,11 +515,17 @@ def transfer_matrix(real: np.ndarray, adversarial: Mapping[str, tuple[np.ndarray
     out: dict[str, dict[str, float]] = {}
     for a, (xa, ga) in adversarial.items():
         ma = np.array([g in first for g in np.asarray(ga)])
+        out[a] = {}
+        if ma.sum() == 0 or in_first.sum() == 0:
+            out[a] = {b: float("nan") for b in adversarial}
+            continue
         x, y, _ = stack_groups(real[in_first], xa[ma], real_groups[in_first], np.asarray(ga)[ma])
         det = fit_detector(x, y, method, seed)
-        out[a] = {}
         for b, (xb, gb) in adversarial.items():
             mb = ~np.array([g in first for g in np.asarray(gb)])
+            if mb.sum() == 0 or (~in_first).sum() == 0:
+                out[a][b] = float("nan")
+                continue
             xt, yt, _ = stack_groups(real[~in_first], xb[mb], real_groups[~in_first],
                                      np.asarray(gb)[mb])
             out[a][b] = auroc(yt, detector_scores(det, xt), num_boot=0).auc
