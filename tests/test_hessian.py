@@ -187,7 +187,9 @@ def test_robustness_and_curvature_on_linear_softmax():
     model = nn.Sequential(nn.Flatten(), nn.Linear(d, k))
     x = torch.rand(40, 1, 4, 4)
     y = torch.randint(0, k, (40,))
-    out = hessian.robustness_and_curvature(model, x, y, eps=0.05, pgd_steps=5, eig_samples=10)
+    out = hessian.robustness_and_curvature(model, x, y, eps=0.05, pgd_steps=5, eig_samples=10,
+                                           extra_eps=[0.02, 0.1])
+    assert out["robust_loss@0.02"] <= out["robust_loss"] <= out["robust_loss@0.1"]
     assert set(out) >= {"loss", "accuracy", "robust_loss", "robust_accuracy", "top_eig",
                         "first_order", "second_order", "taylor", "bound"}
     assert out["robust_loss"] >= out["loss"] and out["robust_accuracy"] <= out["accuracy"]
@@ -196,5 +198,6 @@ def test_robustness_and_curvature_on_linear_softmax():
     closed = torch.einsum("ki,nkl,lj->nij", w, torch.diag_embed(p) - p[:, :, None] * p[:, None], w)
     assert out["top_eig"] == pytest.approx(torch.linalg.eigvalsh(closed)[:, -1].mean().item(),
                                            rel=1e-3)
-    again = hessian.robustness_and_curvature(model, x, y, eps=0.05, pgd_steps=5, eig_samples=10)
+    again = hessian.robustness_and_curvature(model, x, y, eps=0.05, pgd_steps=5, eig_samples=10,
+                                             extra_eps=[0.02, 0.1])
     assert again == out  # seeded: repeatable

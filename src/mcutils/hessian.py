@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -474,7 +474,8 @@ def robustness_and_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                              pgd_steps: int = 10, step_size: float | None = None,
                              eig_samples: int | None = 100, eig_method: str = "lanczos",
                              eig_iters: int = 30, eig_tol: float = 1e-3, seed: int = 0,
-                             batch_size: int = 500) -> dict[str, float]:
+                             batch_size: int = 500, extra_eps: Sequence[float] = ()
+                             ) -> dict[str, float]:
     """Clean and PGD-robust loss/accuracy and input curvature of one model, on fixed data.
 
     The quantities that chapter 06 follows along a path between two models:
@@ -488,7 +489,9 @@ def robustness_and_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     * ``first_order``, ``second_order``, ``eig_term``: the mean terms of
       :func:`taylor_robust_loss` at radius ``eps`` on the same inputs (``taylor`` =
       ``loss_eig + first_order + second_order`` and ``bound`` = ``loss_eig + first_order
-      + eig_term``, with ``loss_eig`` the clean loss of those inputs).
+      + eig_term``, with ``loss_eig`` the clean loss of those inputs);
+    * ``robust_loss@E``, ``robust_accuracy@E`` for every radius ``E`` in ``extra_eps``
+      (same attack settings, step size scaled with the radius).
 
     Args:
         model: classifier on ``[0, 1]`` inputs (evaluated in eval mode).
@@ -502,6 +505,7 @@ def robustness_and_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         eig_method, eig_iters, eig_tol: eigen-solver settings.
         seed: seeds the attack's random start and the solver's start vectors.
         batch_size: inputs per attack batch.
+        extra_eps: further attack radii for the robust loss only.
 
     Returns:
         A dict of plain floats.
@@ -512,18 +516,27 @@ def robustness_and_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     _validate_solver(eig_method, eig_iters, eig_tol)
     if eig_samples is not None and eig_samples < 1:
         raise ParameterError(f"eig_samples={eig_samples} must be >= 1 or None")
-    with _quiet_eval(model):
-        x_adv = pgd(model, x, y, eps=eps, steps=pgd_steps, step_size=step_size, norm="linf",
-                    generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
+    if not eps > 0 or any(not e > 0 for e in extra_eps):
+        raise ParameterError(f"attack radii must be > 0 (got {eps}, {list(extra_eps)})")
+
+    def logits(inputs: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            clean = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-            adv = torch.cat([model(x_adv[i:i + batch_size])
-                             for i in range(0, len(x), batch_size)])
+            return torch.cat([model(inputs[i:i + batch_size])
+                              for i in range(0, len(inputs), batch_size)])
+
+    with _quiet_eval(model):
+        clean = logits(x)
         y_dev = y.to(clean.device)
         out = dict(loss=F.cross_entropy(clean, y_dev).item(),
-                   accuracy=(clean.argmax(1) == y_dev).float().mean().item(),
-                   robust_loss=F.cross_entropy(adv, y_dev).item(),
-                   robust_accuracy=(adv.argmax(1) == y_dev).float().mean().item())
+                   accuracy=(clean.argmax(1) == y_dev).float().mean().item())
+        for radius in [eps, *extra_eps]:
+            size = None if step_size is None else step_size * radius / eps
+            adv = logits(pgd(model, x, y, eps=radius, steps=pgd_steps, step_size=size,
+                             norm="linf", generator=torch.Generator().manual_seed(seed),
+                             batch_size=batch_size))
+            tag = "" if radius is eps else f"@{radius:g}"
+            out["robust_loss" + tag] = F.cross_entropy(adv, y_dev).item()
+            out["robust_accuracy" + tag] = (adv.argmax(1) == y_dev).float().mean().item()
     m = len(x) if eig_samples is None else min(eig_samples, len(x))
     xe, ye = x[:m], y[:m]
     lam = top_input_eigenvalues(model, xe, ye, method=eig_method, iters=eig_iters, tol=eig_tol,
