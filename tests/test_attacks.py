@@ -144,7 +144,7 @@ def test_optimization_attack_mse_weight_and_tv(toy):
     target = (y + 1) % 3
     loose = attacks.optimization_attack(model, x, target, steps=100, lr=0.02, mse_weight=0.0)
     tight = attacks.optimization_attack(model, x, target, steps=100, lr=0.02, mse_weight=50.0)
-    d = lambda a: attacks.perturbation_norms(x, a)["l2"].mean()  # noqa: E731
+    d = lambda a: attacks.perturbation_norms(x, a)["l2"].mean()
     assert d(tight) < d(loose)
     smooth = attacks.optimization_attack(model, x, target, steps=100, lr=0.02, tv_weight=5.0)
     assert inputspace.total_variation(smooth).mean() < inputspace.total_variation(loose).mean()
@@ -153,7 +153,7 @@ def test_optimization_attack_mse_weight_and_tv(toy):
 def test_run_attack_dispatch(toy):
     model, x, y = toy
     for name in ("fgsm", "pgd_linf", "pgd_l2"):
-        kw = dict(eps=0.1) if name != "pgd_l2" else dict(eps=1.0, steps=3)
+        kw = {"eps": 0.1} if name != "pgd_l2" else {"eps": 1.0, "steps": 3}
         out = attacks.run_attack(name, model, x[:5], y[:5], **kw)
         assert out.shape == x[:5].shape
     with pytest.raises(ParameterError):

@@ -28,17 +28,17 @@ from mcutils.inputspace import total_variation
 from mcutils.runtime import ParameterError
 
 __all__ = [
-    "NORMS",
     "ATTACKS",
-    "fgsm",
-    "pgd",
-    "cw_l2",
-    "optimization_attack",
+    "NORMS",
     "adversarial_transform",
-    "run_attack",
-    "perturbation_norms",
-    "success_rate",
     "barrier_attack",
+    "cw_l2",
+    "fgsm",
+    "optimization_attack",
+    "perturbation_norms",
+    "pgd",
+    "run_attack",
+    "success_rate",
 ]
 
 NORMS = ("linf", "l2")
