@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--resnet-pairs", type=int, default=None,
                         help="pairs for the ResNet (default: --pairs)")
     parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument("--skip-cnn", action="store_true", help="skip the small-CNN profiles")
     parser.add_argument("--pairs-per-class", type=int, default=25)
     parser.add_argument("--tol", type=float, default=0.01)
     parser.add_argument("--bypass-steps", type=int, default=20)
@@ -161,9 +162,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     out: dict = {}
     batch_sizes = (64, 256, 512, 1024)
-    cnn = build_model("small_cnn", num_classes=10, in_channels=1, input_size=28)
-    out["small_cnn"] = bench_profiles("small_cnn 1x28x28", cnn, (1, 28, 28), args.pairs,
-                                      args.points, args.repeats, batch_sizes)
+    if not args.skip_cnn:
+        cnn = build_model("small_cnn", num_classes=10, in_channels=1, input_size=28)
+        out["small_cnn"] = bench_profiles("small_cnn 1x28x28", cnn, (1, 28, 28), args.pairs,
+                                          args.points, args.repeats, batch_sizes)
     if not args.skip_resnet:
         res = build_model("resnet18_cifar", num_classes=10, in_channels=3, input_size=32,
                           width=args.resnet_width)
