@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 BARRIER_KINDS = ("gap", "max")
-DEFAULT_BATCH_SIZE = 512
+DEFAULT_BATCH_SIZE = 256
 
 
 # ----------------------------------------------------------------------------- helpers
