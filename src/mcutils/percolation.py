@@ -91,7 +91,7 @@ PUBLISHED_THRESHOLDS: dict[int, tuple[float, str]] = {
     8: (0.0752101, "grassberger2003critical"),
 }
 
-# coefficients of p_c = sum_k a_k sigma^-k, sigma = 2d - 1 (Gaunt, Ruskin and Sykes)
+# coefficients of p_c = sum_k a_k sigma^-k, sigma = 2d - 1 (Gaunt, Sykes and Ruskin 1976)
 _SERIES = (1.0, 1.5, 3.75, 20.75)
 
 
