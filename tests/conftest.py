@@ -13,3 +13,12 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MCUTILS_DATA", str(tmp_path / "data"))
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Tests use tiny models, where thread start-up costs more than it saves."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

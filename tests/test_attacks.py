@@ -29,15 +29,6 @@ def _toy(seed: int = 0, classes: int = 3):
     return model, x, y
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: thread start-up dominates on a loaded machine, so use one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def toy():
     return _toy()

@@ -42,15 +42,6 @@ def _loader(n: int = 64, seed: int = 0, batch_size: int = 16) -> TensorLoader:
     return TensorLoader(ds, batch_size, shuffle=True, seed=seed)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: thread hand-offs cost more than they save on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 X = torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(1))
 
 

@@ -13,14 +13,6 @@ from mcutils import detection, inputspace
 from mcutils.runtime import ParameterError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def toy():
     g = torch.Generator().manual_seed(0)

@@ -77,6 +77,22 @@ def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (like.dim() - 1)))
 
 
+def _masked_step(opt: torch.optim.Optimizer, xa: torch.Tensor, loss: torch.Tensor,
+                 active: torch.Tensor) -> None:
+    """One optimiser step on the rows of ``xa`` still active, then clamp to [0, 1].
+
+    Frozen rows are restored after the step: Adam's momentum would move them even
+    with a zero gradient.
+    """
+    opt.zero_grad()
+    (loss * active).sum().backward()
+    xa.grad[~active] = 0
+    before = xa.detach().clone()
+    opt.step()
+    with torch.no_grad():
+        xa.copy_(torch.where(_view(active, xa), xa, before).clamp(0, 1))
+
+
 def _project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     """Project perturbations onto the eps ball of ``norm`` (per sample)."""
     if norm == "linf":
@@ -338,14 +354,7 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                 loss = ce + mse_weight * (xa - xb).flatten(1).pow(2).mean(1)
                 if tv_weight:
                     loss = loss + tv_weight * total_variation(xa)
-                opt.zero_grad()
-                (loss * active).sum().backward()
-                # frozen samples must not move (Adam's momentum would move them)
-                xa.grad[~active] = 0
-                before = xa.detach().clone()
-                opt.step()
-            with torch.no_grad():
-                xa.copy_(torch.where(_view(active, xa), xa, before).clamp(0, 1))
+                _masked_step(opt, xa, loss, active)
         return xa.detach()
 
     if stop is None:
@@ -420,13 +429,7 @@ def barrier_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                     if not active.any():
                         break
                 loss = ce + mse_weight * (xa - xb).flatten(1).pow(2).mean(1) + path_weight * path
-                opt.zero_grad()
-                (loss * active).sum().backward()
-                xa.grad[~active] = 0
-                before = xa.detach().clone()
-                opt.step()
-            with torch.no_grad():
-                xa.copy_(torch.where(_view(active, xa), xa, before).clamp(0, 1))
+                _masked_step(opt, xa, loss, active)
         return xa.detach()
 
     if stop is None:
