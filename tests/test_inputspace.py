@@ -287,3 +287,12 @@ def test_load_image_folder_and_torchvision_model(tmp_path):
                         input_size=64).eval()
     prof = ins.loss_profiles(model, x[:1], x[1:2], y[:1], num_points=2)
     assert prof.shape == (1, 2) and torch.isfinite(prof).all()
+
+
+def test_input_optimisers_restore_model_state(tiny):
+    model, a, c, y = tiny
+    model.train()
+    ins.bypass_barrier(model, a, c, 0.5 * (a + c), y, steps=2, lr=0.01)
+    ins.synthesize(model, y, (1, 8, 8), steps=2, lr=0.05)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    model.eval()

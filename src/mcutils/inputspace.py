@@ -90,6 +90,22 @@ class _EvalMode:
         self.model.train(self.was_training)
 
 
+class _FrozenEval(_EvalMode):
+    """Eval mode with the weights' ``requires_grad`` off (inputs are optimised, not
+    weights); both are restored on exit."""
+
+    def __enter__(self) -> nn.Module:
+        self.requires = [p.requires_grad for p in self.model.parameters()]
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        return super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        for p, req in zip(self.model.parameters(), self.requires):
+            p.requires_grad_(req)
+        super().__exit__(*exc)
+
+
 def _check_pairs(a: torch.Tensor, c: torch.Tensor, targets: torch.Tensor | None = None) -> None:
     if not isinstance(a, torch.Tensor) or not isinstance(c, torch.Tensor):
         raise ParameterError("a and c must be tensors of shape [pairs, C, H, W]")
@@ -516,40 +532,33 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     active = torch.ones(x.shape[0], dtype=torch.bool, device=device)
     history = torch.empty(steps, x.shape[0])
-    params_grad = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        with _EvalMode(model), torch.enable_grad():
-            for step in tqdm(range(steps), desc="bypass", disable=not progress, leave=False):
-                x.requires_grad_(True)
-                ce = F.cross_entropy(model(x).float(), tgt, reduction="none")
-                d = x - b0
-                obj = ce + deviation_weight * d.pow(2).flatten(1).mean(1) \
-                    + tv_weight * total_variation(d)
-                (g,) = torch.autograd.grad(obj.sum(), x)
-                x = x.detach()
-                history[step] = ce.detach().cpu()
-                if stop_loss is not None:
-                    active &= ce.detach() >= stop_loss
-                    if not active.any():
-                        history[step + 1:] = history[step]
-                        break
-                if constrain:
-                    g = g - _bview((g * n).flatten(1).sum(1), g) * n
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                mhat = m / (1 - beta1 ** (step + 1))
-                vhat = v / (1 - beta2 ** (step + 1))
-                upd = lr * mhat / (vhat.sqrt() + eps)
-                x = x - upd * _bview(active.to(x.dtype), x)
-                if constrain:
-                    x = project_to_hyperplane(x, b0, normal, box=box)
-                elif box is not None:
-                    x = x.clamp(box[0], box[1])
-    finally:
-        for p, req in zip(model.parameters(), params_grad):
-            p.requires_grad_(req)
+    with _FrozenEval(model), torch.enable_grad():
+        for step in tqdm(range(steps), desc="bypass", disable=not progress, leave=False):
+            x.requires_grad_(True)
+            ce = F.cross_entropy(model(x).float(), tgt, reduction="none")
+            d = x - b0
+            obj = ce + deviation_weight * d.pow(2).flatten(1).mean(1) \
+                + tv_weight * total_variation(d)
+            (g,) = torch.autograd.grad(obj.sum(), x)
+            x = x.detach()
+            history[step] = ce.detach().cpu()
+            if stop_loss is not None:
+                active &= ce.detach() >= stop_loss
+                if not active.any():
+                    history[step + 1:] = history[step]
+                    break
+            if constrain:
+                g = g - _bview((g * n).flatten(1).sum(1), g) * n
+            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            mhat = m / (1 - beta1 ** (step + 1))
+            vhat = v / (1 - beta2 ** (step + 1))
+            upd = lr * mhat / (vhat.sqrt() + eps)
+            x = x - upd * _bview(active.to(x.dtype), x)
+            if constrain:
+                x = project_to_hyperplane(x, b0, normal, box=box)
+            elif box is not None:
+                x = x.clamp(box[0], box[1])
     return x.detach().to(out_device), history
 
 
@@ -946,38 +955,31 @@ def synthesize(model: nn.Module, targets: torch.Tensor, shape: Sequence[int], st
     m = torch.zeros_like(x)
     v = torch.zeros_like(x)
     active = torch.ones(len(targets), dtype=torch.bool, device=device)
-    params_grad = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        with _EvalMode(model), torch.enable_grad():
-            for step in tqdm(range(steps), desc="synthesize", disable=not progress, leave=False):
-                x.requires_grad_(True)
-                ce = F.cross_entropy(model(x).float(), tgt, reduction="none")
-                obj = ce + tv_weight * total_variation(x) if tv_weight else ce
-                (g,) = torch.autograd.grad(obj.sum(), x)
-                x = x.detach()
-                ce = ce.detach()
-                improved = ce < best_loss
-                best = torch.where(_bview(improved, x), x, best)
-                best_loss = torch.where(improved, ce, best_loss)
-                if stop_loss is not None:
-                    active &= ce >= stop_loss
-                    if not active.any():
-                        break
-                m.mul_(0.9).add_(g, alpha=0.1)
-                v.mul_(0.999).addcmul_(g, g, value=0.001)
-                upd = lr * (m / (1 - 0.9 ** (step + 1))) / ((v / (1 - 0.999 ** (step + 1))).sqrt()
-                                                             + 1e-8)
-                x = (x - upd * _bview(active.to(x.dtype), x)).clamp(lo, hi)
-            with torch.inference_mode():
-                ce = F.cross_entropy(model(x).float(), tgt, reduction="none")
+    with _FrozenEval(model), torch.enable_grad():
+        for step in tqdm(range(steps), desc="synthesize", disable=not progress, leave=False):
+            x.requires_grad_(True)
+            ce = F.cross_entropy(model(x).float(), tgt, reduction="none")
+            obj = ce + tv_weight * total_variation(x) if tv_weight else ce
+            (g,) = torch.autograd.grad(obj.sum(), x)
+            x = x.detach()
+            ce = ce.detach()
             improved = ce < best_loss
             best = torch.where(_bview(improved, x), x, best)
             best_loss = torch.where(improved, ce, best_loss)
-    finally:
-        for p, req in zip(model.parameters(), params_grad):
-            p.requires_grad_(req)
+            if stop_loss is not None:
+                active &= ce >= stop_loss
+                if not active.any():
+                    break
+            m.mul_(0.9).add_(g, alpha=0.1)
+            v.mul_(0.999).addcmul_(g, g, value=0.001)
+            upd = lr * (m / (1 - 0.9 ** (step + 1))) / ((v / (1 - 0.999 ** (step + 1))).sqrt()
+                                                         + 1e-8)
+            x = (x - upd * _bview(active.to(x.dtype), x)).clamp(lo, hi)
+        with torch.inference_mode():
+            ce = F.cross_entropy(model(x).float(), tgt, reduction="none")
+        improved = ce < best_loss
+        best = torch.where(_bview(improved, x), x, best)
+        best_loss = torch.where(improved, ce, best_loss)
     return best.cpu(), best_loss.cpu()
 
 
