@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mcutils.inputspace import _bview as _view
 from mcutils.inputspace import total_variation
 from mcutils.runtime import ParameterError
 
@@ -71,10 +72,6 @@ def _check_positive(**values: float) -> None:
 def _flat_norm(t: torch.Tensor, norm: str) -> torch.Tensor:
     flat = t.flatten(1)
     return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
-
-
-def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _masked_step(opt: torch.optim.Optimizer, xa: torch.Tensor, loss: torch.Tensor,
