@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from mcutils import inputspace as ins
 from mcutils.models import build_model
@@ -296,3 +295,34 @@ def test_input_optimisers_restore_model_state(tiny):
     ins.synthesize(model, y, (1, 8, 8), steps=2, lr=0.05)
     assert model.training and all(p.requires_grad for p in model.parameters())
     model.eval()
+
+
+def test_masked_adam_rows_are_independent_and_frozen_rows_stay():
+    """MaskedAdam is per-element Adam: a row's path equals running it alone, and an
+    inactive row does not move."""
+    from mcutils._util import MaskedAdam
+
+    torch.manual_seed(0)
+    x0 = torch.randn(3, 5)
+    target = torch.randn(3, 5)
+    active = torch.tensor([True, False, True])
+
+    def run(rows, mask):
+        x = x0[rows].clone()
+        opt = MaskedAdam(x, lr=0.1)
+        for _ in range(20):
+            x = opt.step(x, 2 * (x - target[rows]), mask)
+        return x
+
+    both = run([0, 1, 2], active)
+    alone = run([2], None)
+    assert torch.allclose(both[2], alone[0])
+    assert torch.equal(both[1], x0[1])
+    # the same steps as torch.optim.Adam on the active rows
+    ref = x0[[0]].clone().requires_grad_(True)
+    opt = torch.optim.Adam([ref], lr=0.1)
+    for _ in range(20):
+        opt.zero_grad()
+        (ref - target[[0]]).pow(2).sum().backward()
+        opt.step()
+    assert torch.allclose(both[0], ref.detach()[0], atol=1e-6)

@@ -67,7 +67,9 @@ def test_fingerprint_and_cached_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path))
     torch.set_num_threads(1)
     a, b = _model(0), _model(1)
-    assert repair.fingerprint(a) == repair.fingerprint(_model(0)) != repair.fingerprint(b)
+    from mcutils.store import fingerprint
+
+    assert fingerprint(a) == fingerprint(_model(0)) != fingerprint(b)
     ds = _loader().dataset
     cm = repair.cached_curve(a, b, ds, steps=3, lr=0.01)
     assert isinstance(cm, curves.CurveModel)

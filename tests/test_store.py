@@ -134,3 +134,45 @@ def test_concurrent_writers_train_once_and_agree(tmp_path):
     assert len(set(results)) == 1
     pt, _ = store.checkpoint_paths({"name": "shared"})
     torch.load(pt, weights_only=True)
+
+
+def test_code_version_joins_the_key():
+    """Changed training code retrains instead of serving the old model."""
+    def train_v1(model):
+        with torch.no_grad():
+            model[0].weight.fill_(1.0)
+
+    def train_v2(model):
+        with torch.no_grad():
+            model[0].weight.fill_(2.0)
+
+    v1, v2 = store.code_version(train_v1), store.code_version(train_v2)
+    assert v1 != v2 and v1 == store.code_version(train_v1)
+    m1 = store.load_or_train({"k": 1}, _build, train_v1, code=v1)
+    m2, info = store.load_or_train({"k": 1}, _build, train_v2, code=v2, return_info=True)
+    assert not info["cached"]
+    assert torch.all(m1[0].weight == 1.0) and torch.all(m2[0].weight == 2.0)
+    again = store.load_or_train({"k": 1}, _build, lambda m: pytest.fail("retrained"), code=v1)
+    assert torch.all(again[0].weight == 1.0)
+    with pytest.raises(TypeError, match="source"):
+        store.code_version(3)
+
+
+def test_cache_files_get_the_folder_permissions(tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    os.chmod(folder, 0o775)
+    store.load_or_train({"k": 2}, _build, _trainer([]), folder=folder)
+    pt, meta = store.checkpoint_paths({"k": 2}, folder)
+    for path in (pt, meta):
+        assert path.stat().st_mode & 0o777 == 0o664, oct(path.stat().st_mode)
+
+
+def test_fingerprint_tells_models_and_tensors_apart():
+    a, b = _build(), _build()
+    assert store.fingerprint(a) == store.fingerprint(b)
+    with torch.no_grad():
+        b[0].weight[0, 0] += 1e-6
+    assert store.fingerprint(a) != store.fingerprint(b)
+    x = torch.zeros(3)
+    assert store.fingerprint(x) != store.fingerprint(torch.zeros(4))

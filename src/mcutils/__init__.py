@@ -1,6 +1,7 @@
 """mcutils: the numerical library behind the executable book on mode connectivity.
 
-One module per concept (see ``shared/DESIGN.md``): :mod:`mcutils.runtime`,
+One module per concept (see ``shared/DESIGN.md``): :mod:`mcutils.runtime`, :mod:`mcutils.params`,
+:mod:`mcutils.report`, :mod:`mcutils.stats`,
 :mod:`mcutils.data`, :mod:`mcutils.models`, :mod:`mcutils.training`,
 :mod:`mcutils.store`, :mod:`mcutils.plotting` and the chapter modules.
 Submodules are imported lazily so that ``import mcutils`` stays cheap.
@@ -16,7 +17,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "runtime", "data", "models", "training", "store", "plotting", "book",
     "inputspace", "percolation", "attacks", "detection", "curves", "backdoor",
-    "faults", "hessian",
+    "faults", "hessian", "params", "report", "stats", "repair",
 }
 
 

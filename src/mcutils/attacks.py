@@ -24,7 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcutils.inputspace import _bview as _view
+from mcutils._util import NORMS, MaskedAdam
+from mcutils._util import bview as _view
+from mcutils._util import check_positive as _check_positive
+from mcutils._util import flat_norm as _flat_norm
 from mcutils.inputspace import total_variation
 from mcutils.runtime import ParameterError
 
@@ -42,7 +45,6 @@ __all__ = [
     "success_rate",
 ]
 
-NORMS = ("linf", "l2")
 ATTACKS = ("fgsm", "pgd_linf", "pgd_l2", "cw", "optim", "adaptive")
 
 Transform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -63,31 +65,9 @@ def _check_norm(norm: str) -> None:
         raise ParameterError(f"norm={norm!r} is not known; valid values: {NORMS}")
 
 
-def _check_positive(**values: float) -> None:
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ParameterError(f"{name}={v!r} must be a positive number")
 
 
-def _flat_norm(t: torch.Tensor, norm: str) -> torch.Tensor:
-    flat = t.flatten(1)
-    return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
 
-
-def _masked_step(opt: torch.optim.Optimizer, xa: torch.Tensor, loss: torch.Tensor,
-                 active: torch.Tensor) -> None:
-    """One optimiser step on the rows of ``xa`` still active, then clamp to [0, 1].
-
-    Frozen rows are restored after the step: Adam's momentum would move them even
-    with a zero gradient.
-    """
-    opt.zero_grad()
-    (loss * active).sum().backward()
-    xa.grad[~active] = 0
-    before = xa.detach().clone()
-    opt.step()
-    with torch.no_grad():
-        xa.copy_(torch.where(_view(active, xa), xa, before).clamp(0, 1))
 
 
 def _project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
@@ -338,11 +318,12 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
 
     def run(xb: torch.Tensor, tb: torch.Tensor, sb: torch.Tensor | None) -> torch.Tensor:
         xb = xb.detach()
-        xa = xb.clone().requires_grad_(True)
-        opt = torch.optim.Adam([xa], lr=lr)
+        xa = xb.clone()
+        adam = MaskedAdam(xa, lr)
         active = torch.ones(len(xb), dtype=torch.bool, device=xb.device)
         for _ in range(steps):
             with torch.enable_grad():
+                xa.requires_grad_(True)
                 ce = F.cross_entropy(model(xa), tb, reduction="none")
                 if sb is not None:
                     active = active & ~(ce.detach() < sb)
@@ -351,7 +332,8 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                 loss = ce + mse_weight * (xa - xb).flatten(1).pow(2).mean(1)
                 if tv_weight:
                     loss = loss + tv_weight * total_variation(xa)
-                _masked_step(opt, xa, loss, active)
+                (g,) = torch.autograd.grad((loss * active).sum(), xa)
+            xa = adam.step(xa, g, active).clamp(0, 1)
         return xa.detach()
 
     if stop is None:
@@ -408,13 +390,14 @@ def barrier_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
             sb: torch.Tensor | None) -> torch.Tensor:
         xb = xb.detach()
         n, k = rb.shape[:2]
-        xa = xb.clone().requires_grad_(True)
-        opt = torch.optim.Adam([xa], lr=lr)
+        xa = xb.clone()
+        adam = MaskedAdam(xa, lr)
         active = torch.ones(n, dtype=torch.bool, device=xb.device)
         tv = ts.view(1, 1, -1, *([1] * (xb.dim() - 1)))
         path_targets = tb.view(n, 1, 1).expand(n, k, len(ts)).reshape(-1)
         for _ in range(steps):
             with torch.enable_grad():
+                xa.requires_grad_(True)
                 ce = F.cross_entropy(model(xa), tb, reduction="none")
                 start = xa.unsqueeze(1).unsqueeze(2)
                 points = start + tv * (rb.unsqueeze(2) - start)
@@ -426,7 +409,8 @@ def barrier_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                     if not active.any():
                         break
                 loss = ce + mse_weight * (xa - xb).flatten(1).pow(2).mean(1) + path_weight * path
-                _masked_step(opt, xa, loss, active)
+                (g,) = torch.autograd.grad((loss * active).sum(), xa)
+            xa = adam.step(xa, g, active).clamp(0, 1)
         return xa.detach()
 
     if stop is None:

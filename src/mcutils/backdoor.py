@@ -136,7 +136,7 @@ def backdoored_model(dataset: str = "fashion-mnist", model: str = "small_cnn", t
     from mcutils.data import TensorLoader, load_dataset
     from mcutils.models import build_for_dataset
     from mcutils.runtime import seed_everything
-    from mcutils.store import load_or_train
+    from mcutils.store import code_version, load_or_train
     from mcutils.training import evaluate, train
 
     config = dict(name=f"{dataset}_{model}_backdoor", dataset=dataset, model=model, target=target,
@@ -162,7 +162,8 @@ def backdoored_model(dataset: str = "fashion-mnist", model: str = "small_cnn", t
         out["asr"] = attack_success_rate(net, test, target, trigger)
         return out
 
-    return load_or_train(config, build, fit, evaluate=metrics, return_info=return_info)
+    return load_or_train(config, build, fit, evaluate=metrics, return_info=return_info,
+                         code=code_version(train, poison))
 
 
 def path_aware_backdoor(model_a: nn.Module, model_b: nn.Module, poisoned: ImageDataset,
@@ -182,8 +183,7 @@ def path_aware_backdoor(model_a: nn.Module, model_b: nn.Module, poisoned: ImageD
     """
     from mcutils.curves import CurveModel, train_curve
     from mcutils.data import TensorLoader
-    from mcutils.repair import fingerprint
-    from mcutils.store import load_or_train
+    from mcutils.store import code_version, fingerprint, load_or_train
 
     config = dict(name="path_aware_backdoor", ends=fingerprint(model_a, model_b),
                   data=fingerprint(poisoned.x, poisoned.y), steps=steps, lr=lr,
@@ -196,5 +196,5 @@ def path_aware_backdoor(model_a: nn.Module, model_b: nn.Module, poisoned: ImageD
         loader = TensorLoader(poisoned, batch_size, shuffle=True, seed=seed)
         train_curve(cm, loader, steps=steps, lr=lr, device=device, seed=seed, progress=progress)
 
-    cm = load_or_train(config, build, fit)
+    cm = load_or_train(config, build, fit, code=code_version(train_curve))
     return cm.model_at(0.0).cpu().eval(), cm.model_at(1.0).cpu().eval()

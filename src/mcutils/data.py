@@ -17,7 +17,7 @@ import gzip
 import os
 import pickle
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,8 @@ __all__ = [
     "load_dataset",
     "read_idx",
     "class_pairs",
+    "matched_pairs",
+    "load_image_folder",
 ]
 
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -396,3 +398,80 @@ def class_pairs(labels: torch.Tensor, pairs_per_class: int, seed: int = 0,
     if not firsts:
         return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
     return torch.cat(firsts), torch.cat(seconds)
+
+
+def matched_pairs(labels_a: torch.Tensor, labels_b: torch.Tensor, pairs_per_class: int,
+                  seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random pairs ``(i, j)`` across two sets with ``labels_a[i] == labels_b[j]``.
+
+    Pairs real images with interpolated or synthetic ones of the same class (within
+    one set, use :func:`mcutils.data.class_pairs`). Classes missing from either set
+    are skipped.
+
+    Returns:
+        ``(i, j)``: ``[P]`` indices into the first and the second set.
+    """
+    if not isinstance(pairs_per_class, int) or pairs_per_class < 1:
+        raise ParameterError(f"pairs_per_class={pairs_per_class!r} must be a positive integer")
+    gen = torch.Generator().manual_seed(seed)
+    labels_a, labels_b = torch.as_tensor(labels_a), torch.as_tensor(labels_b)
+    first, second = [], []
+    for cls in sorted(set(labels_a.tolist()) & set(labels_b.tolist())):
+        ia = (labels_a == cls).nonzero().flatten()
+        ib = (labels_b == cls).nonzero().flatten()
+        first.append(ia[torch.randint(len(ia), (pairs_per_class,), generator=gen)])
+        second.append(ib[torch.randint(len(ib), (pairs_per_class,), generator=gen)])
+    if not first:
+        return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+    return torch.cat(first), torch.cat(second)
+
+
+def load_image_folder(root: str, size: int = 224, categories: Sequence[str] | None = None,
+                      max_per_class: int | None = None) -> tuple[torch.Tensor, torch.Tensor,
+                                                                   list[str]]:
+    """Images from ``root/<class>/*.{png,jpg,jpeg}``, resized and centre-cropped.
+
+    This is the paper's ImageNet setting: a user-given folder of images per class,
+    evaluated by a pretrained torchvision model. A sub-folder name is either an
+    integer class index or a name in ``categories`` (for example
+    ``weights.meta["categories"]`` of the torchvision model).
+
+    Args:
+        root: the folder.
+        size: output side (resize the short side to ``size``, then centre-crop).
+        categories: class names indexed by label.
+        max_per_class: keep at most this many images per class (sorted by file name).
+
+    Returns:
+        ``(x [N, 3, size, size] in [0, 1], y [N], class_names)``.
+
+    Raises:
+        ParameterError: missing folder, unknown class names or no images.
+    """
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    folder = Path(root)
+    if not folder.is_dir():
+        raise ParameterError(f"image_folder={str(root)!r} is not a folder; it must hold one "
+                             "sub-folder of images per class")
+    xs, ys, names = [], [], []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if sub.name.isdigit():
+            label = int(sub.name)
+        elif categories is not None and sub.name in categories:
+            label = list(categories).index(sub.name)
+        else:
+            raise ParameterError(f"class folder {sub.name!r} is neither a class index nor a "
+                                 "known category name")
+        files = sorted(f for f in sub.iterdir()
+                       if f.suffix.lower() in (".png", ".jpg", ".jpeg"))[:max_per_class]
+        for f in files:
+            img = Image.open(f).convert("RGB")
+            img = TF.center_crop(TF.resize(img, size), [size, size])
+            xs.append(TF.to_tensor(img))
+            ys.append(label)
+        names.append(sub.name)
+    if not xs:
+        raise ParameterError(f"no .png/.jpg images found under {str(root)!r}")
+    return torch.stack(xs), torch.tensor(ys), names

@@ -152,8 +152,7 @@ def faulted_model(model: nn.Module, x_fault: torch.Tensor, y_fault: torch.Tensor
                   ) -> tuple[nn.Module, dict[str, Any]]:
     """:func:`fault_sneaking_attack` cached by :mod:`mcutils.store` (keyed by fingerprints
     of the victim and the images), so that chapters re-run fast and bit-identically."""
-    from mcutils.repair import fingerprint
-    from mcutils.store import load_or_train
+    from mcutils.store import code_version, fingerprint, load_or_train
 
     layer = layer or last_linear_layer(model)
     config = dict(name="fault_sneaking", model=fingerprint(model),
@@ -174,5 +173,5 @@ def faulted_model(model: nn.Module, x_fault: torch.Tensor, y_fault: torch.Tensor
                     delta_norm=delta)
 
     net, info = load_or_train(config, lambda: copy.deepcopy(model), fit, evaluate=metrics,
-                              return_info=True)
+                              return_info=True, code=code_version(fault_sneaking_attack))
     return net, dict(layer=layer, **info["metrics"])

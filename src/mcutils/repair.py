@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mcutils.data import ImageDataset
 
 __all__ = ["fine_tune", "train_from_scratch", "prune_filters", "weight_noise", "reinitialize",
-           "fingerprint", "cached_curve", "cached_repair", "REPAIRS"]
+           "cached_curve", "cached_repair", "REPAIRS"]
 
 
 def _masked_grad_hooks(model: nn.Module) -> list:
@@ -186,20 +186,6 @@ def weight_noise(model: nn.Module, std: float, seed: int = 0, relative: bool = T
 
 
 # ---------------------------------------------------------------------- cached runs
-def fingerprint(*objs: nn.Module | torch.Tensor) -> str:
-    """A short SHA-256 of models' state dicts and tensors (for cache keys of derived models)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for obj in objs:
-        tensors = (list(obj.state_dict().items()) if isinstance(obj, nn.Module)
-                   else [("", obj)])
-        for k, v in tensors:
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def cached_curve(start: nn.Module, end: nn.Module, bonafide: "ImageDataset", steps: int,
                  lr: float = 0.05, weight_decay: float = 0.0, curve: str = "bezier",
                  num_bends: int = 3, batch_size: int = 128, schedule: str | None = None,
@@ -213,7 +199,7 @@ def cached_curve(start: nn.Module, end: nn.Module, bonafide: "ImageDataset", ste
     """
     from mcutils.curves import CurveModel, train_curve
     from mcutils.data import TensorLoader
-    from mcutils.store import load_or_train
+    from mcutils.store import code_version, fingerprint, load_or_train
 
     config = dict(name="curve", ends=fingerprint(start, end),
                   data=fingerprint(bonafide.x, bonafide.y), steps=steps, lr=lr,
@@ -228,7 +214,8 @@ def cached_curve(start: nn.Module, end: nn.Module, bonafide: "ImageDataset", ste
         train_curve(cm, loader, steps=steps, lr=lr, weight_decay=weight_decay,
                     schedule=schedule, device=device, seed=seed, progress=progress)
 
-    return load_or_train(config, build, fit, return_info=return_info)
+    return load_or_train(config, build, fit, return_info=return_info,
+                         code=code_version(train_curve))
 
 
 REPAIRS = ("fine_tune", "scratch", "prune")
@@ -249,7 +236,7 @@ def cached_repair(method: str, model: nn.Module, bonafide: "ImageDataset", steps
         seed: seed of shuffling and re-initialisation.
     """
     from mcutils.data import TensorLoader
-    from mcutils.store import load_or_train
+    from mcutils.store import code_version, fingerprint, load_or_train
 
     if method not in REPAIRS:
         raise ParameterError(f"method={method!r} is not known; valid values: {', '.join(REPAIRS)}")
@@ -270,4 +257,5 @@ def cached_repair(method: str, model: nn.Module, bonafide: "ImageDataset", steps
         return fine_tune(pruned, loader, steps, lr=lr, device=device, seed=seed,
                          progress=progress)
 
-    return load_or_train(config, lambda: copy.deepcopy(model), fit)
+    return load_or_train(config, lambda: copy.deepcopy(model), fit,
+                         code=code_version(fine_tune, train_from_scratch, prune_filters))

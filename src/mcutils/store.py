@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -24,11 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from torch import nn
 
 from mcutils.runtime import repo_root
 
-__all__ = ["cache_dir", "config_hash", "load_or_train", "checkpoint_paths", "CacheInfo"]
+__all__ = [
+    "cache_dir",
+    "config_hash",
+    "code_version",
+    "fingerprint",
+    "load_or_train",
+    "checkpoint_paths",
+    "CacheInfo",
+]
 
 CacheInfo = dict[str, Any]
 
@@ -57,6 +66,35 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def code_version(*objs: Any) -> str:
+    """A 12-hex-digit hash of the source code of functions, classes or modules.
+
+    Pass the functions that produce a checkpoint (the training loop, the model
+    builder ...); a change to any of them changes the hash, and so the cache key.
+    """
+    h = hashlib.sha256()
+    for obj in objs:
+        try:
+            src = inspect.getsource(obj)
+        except (OSError, TypeError) as exc:
+            raise TypeError(f"cannot read the source of {obj!r} for a code version") from exc
+        h.update(getattr(obj, "__qualname__", getattr(obj, "__name__", "")).encode())
+        h.update(src.encode())
+    return h.hexdigest()[:12]
+
+
+def fingerprint(*objs: nn.Module | torch.Tensor) -> str:
+    """A short SHA-256 of models' state dicts and tensors (for cache keys of derived models)."""
+    h = hashlib.sha256()
+    for obj in objs:
+        tensors = (list(obj.state_dict().items()) if isinstance(obj, nn.Module)
+                   else [("", obj)])
+        for k, v in tensors:
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def checkpoint_paths(config: Mapping[str, Any], folder: Path | None = None) -> tuple[Path, Path]:
     """The ``(.pt, .json)`` paths of a config's checkpoint."""
     folder = folder or cache_dir()
@@ -73,6 +111,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _file_mode(folder: Path) -> int:
+    """The folder's read/write permission bits, as a file mode (no execute bits)."""
+    return folder.stat().st_mode & 0o666
+
+
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -81,6 +124,7 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") ->
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path.parent))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -91,12 +135,8 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") ->
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(str(path.with_suffix(".lock"))):
+        yield
 
 
 def _try_load(pt: Path, meta_path: Path, model: nn.Module, remove: bool) -> CacheInfo | None:
@@ -138,6 +178,7 @@ def load_or_train(
     evaluate: Callable[[nn.Module], Mapping[str, Any]] | None = None,
     return_info: bool = False,
     folder: str | Path | None = None,
+    code: str | None = None,
 ) -> nn.Module | tuple[nn.Module, CacheInfo]:
     """Return the trained model for ``key_config``, training it only on a cache miss.
 
@@ -151,10 +192,14 @@ def load_or_train(
         return_info: also return the stored metadata (``cached``, ``train_seconds``,
             ``metrics``, ``path`` ...).
         folder: cache folder (default :func:`cache_dir`).
+        code: the :func:`code_version` of the code that trains the model; it joins the
+            key, so a change to that code trains a new checkpoint.
 
     Returns:
         The trained model (in eval mode, on the CPU), and the info dict if asked.
     """
+    if code is not None:
+        key_config = dict(key_config, code=code)
     pt, meta_path = checkpoint_paths(key_config, Path(folder) if folder else None)
     model = build()
     meta = _try_load(pt, meta_path, model, remove=False)

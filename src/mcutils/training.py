@@ -8,7 +8,6 @@ before each step (adversarial training uses it) and ``callback(step, model)`` af
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -188,7 +187,7 @@ def trained_model(dataset: str = "fashion-mnist", model: str = "small_cnn", epoc
     """
     from mcutils.data import TensorLoader, load_dataset
     from mcutils.models import build_for_dataset
-    from mcutils.store import load_or_train
+    from mcutils.store import code_version, load_or_train
 
     config = dict(name=f"{dataset}_{model}", dataset=dataset, model=model, epochs=epochs, lr=lr,
                   batch_size=batch_size, optimizer=optimizer, schedule=schedule,
@@ -216,4 +215,9 @@ def trained_model(dataset: str = "fashion-mnist", model: str = "small_cnn", epoc
         test = load_dataset(dataset, "test", root=data_root)
         return evaluate(net, TensorLoader(test, 1000), device="cpu")
 
-    return load_or_train(config, build, fit, evaluate=test_metrics, return_info=return_info)
+    producers: list = [train]
+    if adversarial:
+        from mcutils import attacks
+        producers += [attacks.adversarial_transform, attacks.pgd, attacks.fgsm]
+    return load_or_train(config, build, fit, evaluate=test_metrics, return_info=return_info,
+                         code=code_version(*producers))

@@ -1,0 +1,65 @@
+"""Input-space mode connectivity: paths between inputs, loss profiles, barriers, bypasses.
+
+Everything here works on *batches of pairs* of inputs ``a, c`` of shape
+``[pairs, C, H, W]`` in pixel space (normalisation is the model's first layer), with
+one target class per pair, on whatever device the model lives on.
+
+* :func:`linear_path`, :func:`interpolate`: points on straight paths.
+* :func:`loss_profiles`: cross-entropy of the target class at evenly spaced points of
+  every straight path, all pairs x points evaluated in large flattened batches.
+* :func:`barrier`: the barrier of a profile (``"gap"``: the highest loss on the path
+  minus the larger endpoint loss; ``"max"``: the highest loss itself).
+* :func:`find_barrier`: the same barrier from an adaptive search (a coarse grid, then
+  refinement around the highest local maxima) with far fewer forward passes.
+* :func:`bypass_barrier`: moves barrier points ``B`` of all pairs at once inside the
+  hyperplane through ``B`` orthogonal to ``C - A`` to lower their loss.
+* :func:`connect`: recursive piecewise-linear paths (find the highest point of every
+  bad segment, bypass it, repeat) and :func:`path_profiles` for their loss.
+* :func:`synthesize`: synthetic inputs of given classes by feature visualisation.
+* :func:`path_length`, :func:`relative_path_length`, :func:`detour_angle`,
+  :func:`chord_deviation`: how far a piecewise path is from the straight line.
+
+The package is split by concept: :mod:`~mcutils.inputspace.paths`,
+:mod:`~mcutils.inputspace.bypass`, :mod:`~mcutils.inputspace.synthesis` and
+:mod:`~mcutils.inputspace.geometry`; every public name is importable from here.
+Pairing (:func:`mcutils.data.matched_pairs`) and image folders
+(:func:`mcutils.data.load_image_folder`) live in :mod:`mcutils.data`.
+
+Used by chapters 01, 03 and 04.
+"""
+
+from mcutils.data import load_image_folder, matched_pairs
+from mcutils.inputspace._common import BARRIER_KINDS, DEFAULT_BATCH_SIZE  # noqa: F401
+from mcutils.inputspace.paths import BarrierRecorder, barrier, class_reference_loss, connected_fraction, find_barrier, interpolate, interpolated_inputs, linear_path, loss_profiles, rounds_needed, segment_losses
+from mcutils.inputspace.bypass import ConnectResult, bypass_barrier, connect, path_profiles, project_to_hyperplane
+from mcutils.inputspace.synthesis import synthesize, total_variation
+from mcutils.inputspace.geometry import chord_deviation, detour_angle, path_length, relative_deviation, relative_path_length
+
+__all__ = [
+    "interpolate",
+    "linear_path",
+    "interpolated_inputs",
+    "loss_profiles",
+    "segment_losses",
+    "barrier",
+    "find_barrier",
+    "project_to_hyperplane",
+    "total_variation",
+    "bypass_barrier",
+    "ConnectResult",
+    "connect",
+    "path_profiles",
+    "synthesize",
+    "path_length",
+    "relative_path_length",
+    "detour_angle",
+    "chord_deviation",
+    "relative_deviation",
+    "matched_pairs",
+    "load_image_folder",
+    "BARRIER_KINDS",
+    "connected_fraction",
+    "rounds_needed",
+    "class_reference_loss",
+    "BarrierRecorder",
+]

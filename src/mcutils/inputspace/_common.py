@@ -1,0 +1,25 @@
+"""Constants and argument checks shared by the inputspace modules."""
+
+from __future__ import annotations
+
+import torch
+
+from mcutils.runtime import ParameterError
+
+BARRIER_KINDS = ("gap", "max")
+DEFAULT_BATCH_SIZE = 256
+
+
+def _check_pairs(a: torch.Tensor, c: torch.Tensor, targets: torch.Tensor | None = None) -> None:
+    if not isinstance(a, torch.Tensor) or not isinstance(c, torch.Tensor):
+        raise ParameterError("a and c must be tensors of shape [pairs, C, H, W]")
+    if a.shape != c.shape:
+        raise ParameterError(f"a and c must have the same shape, got {tuple(a.shape)} and "
+                             f"{tuple(c.shape)}")
+    if a.dim() < 2:
+        raise ParameterError(f"a and c need a leading pairs dimension, got shape {tuple(a.shape)}")
+    if targets is not None:
+        targets = torch.as_tensor(targets)
+        if targets.shape != (a.shape[0],):
+            raise ParameterError(f"targets must have shape [{a.shape[0]}] (one class per pair), "
+                                 f"got {tuple(targets.shape)}")

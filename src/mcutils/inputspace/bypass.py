@@ -1,0 +1,362 @@
+"""Removing barriers: bypass points in the hyperplane orthogonal to a segment, and
+recursive piecewise-linear paths (:func:`connect`).
+
+Used by chapters 01 and 03.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from mcutils._util import FrozenEval as _FrozenEval
+from mcutils._util import MaskedAdam
+from mcutils._util import bview as _bview
+from mcutils._util import check_nonneg as _check_nonneg
+from mcutils._util import check_positive as _check_positive
+from mcutils._util import flat_norm as _flat_norm
+from mcutils._util import model_device as _model_device
+from mcutils.inputspace._common import DEFAULT_BATCH_SIZE, _check_pairs
+from mcutils.inputspace.paths import find_barrier, interpolate, loss_profiles, segment_losses
+from mcutils.inputspace.synthesis import total_variation
+from mcutils.runtime import ParameterError
+
+__all__ = ["project_to_hyperplane", "bypass_barrier", "ConnectResult", "connect", "path_profiles"]
+
+
+def project_to_hyperplane(x: torch.Tensor, point: torch.Tensor, normal: torch.Tensor,
+                          box: tuple[float, float] | None = None, iters: int = 40) -> torch.Tensor:
+    """Project each ``x[i]`` onto ``{z : <z - point[i], normal[i]> = 0}`` (within a box).
+
+    Without ``box`` this is the orthogonal projection. With ``box = (lo, hi)`` it is
+    the Euclidean projection onto the intersection of the hyperplane and the box,
+    ``clip(x - lam * n, lo, hi)`` with ``lam`` found by bisection (the constraint is
+    monotone in ``lam``); ``point`` must itself lie in the box.
+
+    Returns:
+        The projected ``[N, ...]`` tensor.
+    """
+    n = normal / _bview(_flat_norm(normal).clamp_min(1e-12), normal)
+    if box is None:
+        dot = ((x - point) * n).flatten(1).sum(1)
+        return x - _bview(dot, x) * n
+    lo, hi = box
+
+    def offset(lam: torch.Tensor) -> torch.Tensor:
+        z = (x - _bview(lam, x) * n).clamp(lo, hi)
+        return ((z - point) * n).flatten(1).sum(1)
+
+    # offset(lam) is non-increasing in lam; bracket the root
+    span = (hi - lo) * math.sqrt(x[0].numel()) + 1.0
+    low = torch.full((x.shape[0],), -span, dtype=x.dtype, device=x.device)
+    high = -low
+    for _ in range(iters):
+        mid = (low + high) / 2
+        pos = offset(mid) > 0
+        low = torch.where(pos, mid, low)
+        high = torch.where(pos, high, mid)
+    lam = (low + high) / 2
+    z = (x - _bview(lam, x) * n).clamp(lo, hi)
+    # remove the tiny residual along n on coordinates that are not at the box faces
+    free = (z > lo) & (z < hi)
+    resid = ((z - point) * n).flatten(1).sum(1)
+    nf = n * free
+    denom = (nf * n).flatten(1).sum(1).clamp_min(1e-12)
+    return z - _bview(resid / denom, z) * nf
+
+
+def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.Tensor,
+                   targets: torch.Tensor, steps: int = 100, lr: float = 0.01,
+                   deviation_weight: float = 1.0, tv_weight: float = 0.1,
+                   stop_loss: float | torch.Tensor | None = None,
+                   box: tuple[float, float] | None = (0.0, 1.0),
+                   progress: bool = False, constrain: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move barrier points ``B`` off the straight path, inside their hyperplanes.
+
+    For every pair at once, minimises
+
+    ``CE(model(B'), target) + deviation_weight * mean((B' - B)^2) + tv_weight * TV(B' - B)``
+
+    by Adam steps whose gradient is projected onto the hyperplane through ``B``
+    orthogonal to ``C - A``; after each step ``B'`` is projected back onto that
+    hyperplane (intersected with ``box``, the valid pixel range), so
+    ``<B' - B, C - A> = 0`` holds throughout. The pairs do not interact (eval mode,
+    per-element Adam), so the result equals running each pair alone.
+
+    Args:
+        model: the classifier.
+        a, c: ``[pairs, C, H, W]`` segment ends (only ``C - A`` is used).
+        b: ``[pairs, C, H, W]`` barrier points (typically on the segment).
+        targets: ``[pairs]`` classes.
+        steps: optimisation steps.
+        lr: Adam learning rate (pixel units per step).
+        deviation_weight: weight of the mean squared deviation ``B' - B``.
+        tv_weight: weight of the total variation of ``B' - B``.
+        stop_loss: a pair stops moving once its cross-entropy is below this (a number,
+            or a ``[pairs]`` tensor with one threshold per pair).
+        box: pixel range kept (``None``: unconstrained).
+        progress: show a tqdm bar.
+        constrain: keep ``B'`` in the hyperplane (default). ``False``: free
+            optimisation of ``B'`` (only ``box`` applies), as the paper does for
+            untrained networks.
+
+    Returns:
+        ``(b_prime [pairs, C, H, W], history [steps, pairs])``: the moved points (CPU
+        if the inputs were) and the cross-entropy of each pair at every step.
+    """
+    _check_pairs(a, c, targets)
+    _check_pairs(a, b)
+    if not isinstance(steps, int) or steps < 0:
+        raise ParameterError(f"steps={steps!r} must be a non-negative integer")
+    _check_positive(lr=lr)
+    _check_nonneg(deviation_weight=deviation_weight, tv_weight=tv_weight)
+    device = _model_device(model)
+    out_device = b.device
+    b0 = b.detach().to(device).float()
+    normal = (c - a).detach().to(device).float()
+    n = normal / _bview(_flat_norm(normal).clamp_min(1e-12), normal)
+    tgt = torch.as_tensor(targets).to(device)
+    if stop_loss is not None:
+        stop_loss = torch.as_tensor(stop_loss, dtype=torch.float32).to(device)
+        if stop_loss.dim() not in (0, 1) or (stop_loss.dim() == 1 and len(stop_loss) != len(b)):
+            raise ParameterError("stop_loss must be a number or a [pairs] tensor")
+    x = b0.clone()
+    adam = MaskedAdam(x, lr)
+    active = torch.ones(x.shape[0], dtype=torch.bool, device=device)
+    history = torch.empty(steps, x.shape[0])
+    with _FrozenEval(model), torch.enable_grad():
+        for step in tqdm(range(steps), desc="bypass", disable=not progress, leave=False):
+            x.requires_grad_(True)
+            ce = F.cross_entropy(model(x).float(), tgt, reduction="none")
+            d = x - b0
+            obj = ce + deviation_weight * d.pow(2).flatten(1).mean(1) \
+                + tv_weight * total_variation(d)
+            (g,) = torch.autograd.grad(obj.sum(), x)
+            x = x.detach()
+            history[step] = ce.detach().cpu()
+            if stop_loss is not None:
+                active &= ce.detach() >= stop_loss
+                if not active.any():
+                    history[step + 1:] = history[step]
+                    break
+            if constrain:
+                g = g - _bview((g * n).flatten(1).sum(1), g) * n
+            x = adam.step(x, g, active)
+            if constrain:
+                x = project_to_hyperplane(x, b0, normal, box=box)
+            elif box is not None:
+                x = x.clamp(box[0], box[1])
+    return x.detach().to(out_device), history
+
+
+@dataclass
+class ConnectResult:
+    """Result of :func:`connect`.
+
+    Attributes:
+        vertices: per pair, the path's vertices ``[V, C, H, W]`` (first ``A``, last ``C``).
+        profile: ``[pairs, num_points]`` loss along the final path at evenly spaced
+            arc-length positions (:func:`path_profiles`), or ``None`` if not asked for.
+        barriers: ``[pairs]`` final path barrier: highest loss on any segment minus
+            the larger endpoint loss (from :func:`find_barrier`).
+        connected: ``[pairs]`` whether the final barrier is below ``tol``.
+        connected_by_round: fraction of pairs connected after 0, 1, ... ``max_rounds``
+            rounds (round 0 is the straight line).
+        rounds_needed: ``[pairs]`` first round after which the pair was connected
+            (-1: never).
+        linear_barriers: ``[pairs]`` barrier of the straight path.
+        first_bypass: ``(pair_index, B, B')`` of the first round, for figures.
+        forward_passes: inputs evaluated by the barrier searches (bypass steps and
+            the final profile not included).
+        bypass_history: mean cross-entropy of the bypassed points per step, per round.
+        barriers_by_round: ``[pairs]`` path barriers after round 0 (straight
+            path), 1, ... ``max_rounds`` (for :func:`connected_fraction` at other
+            tolerances: a path found with a small ``tol`` is a witness for any larger one).
+    """
+
+    vertices: list[torch.Tensor]
+    profile: torch.Tensor | None
+    barriers: torch.Tensor
+    connected: torch.Tensor
+    connected_by_round: list[float]
+    rounds_needed: torch.Tensor
+    linear_barriers: torch.Tensor
+    first_bypass: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    forward_passes: int = 0
+    bypass_history: list[torch.Tensor] = field(default_factory=list)
+    barriers_by_round: list[torch.Tensor] = field(default_factory=list)
+
+
+def _segments(vertices: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    starts = torch.cat([v[:-1] for v in vertices])
+    ends = torch.cat([v[1:] for v in vertices])
+    owner = torch.cat([torch.full((len(v) - 1,), i, dtype=torch.long)
+                       for i, v in enumerate(vertices)])
+    return starts, ends, owner
+
+
+def _segment_search(model: nn.Module, starts: torch.Tensor, ends: torch.Tensor,
+                    targets: torch.Tensor, end_loss: torch.Tensor,
+                    search: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per segment: excess of its highest loss over its pair's worse endpoint loss, and where."""
+    seg_max, t_max, passes = find_barrier(model, starts, ends, targets, kind="max", **search)
+    return (seg_max - end_loss).clamp_min(0), t_max, passes
+
+
+def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.Tensor,
+            max_rounds: int = 3, tol: float = 0.1, steps: int = 100, lr: float = 0.01,
+            deviation_weight: float = 1.0, tv_weight: float = 0.1,
+            stop_loss: float | str | None = "auto", box: tuple[float, float] | None = (0.0, 1.0),
+            num_points: int | None = 100, search: dict | None = None,
+            batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
+            constrain: bool = True) -> ConnectResult:
+    """Recursive piecewise-linear paths between every pair.
+
+    Round 0 is the straight path. In each round, every segment whose highest loss
+    exceeds the pair's worse endpoint loss by ``tol`` or more is split at its highest
+    point ``B`` (found by :func:`find_barrier`), and ``B`` is replaced by the bypass
+    ``B'`` of :func:`bypass_barrier` in the hyperplane orthogonal to that segment. A
+    pair is *connected* when no segment of its path has such an excess. All bad
+    segments of all pairs are handled in one batch per round, and only the new
+    segments are searched again.
+
+    Args:
+        model, a, c, targets: as in :func:`loss_profiles`.
+        max_rounds: bypass rounds.
+        tol: barrier tolerance (loss units) for a segment to count as flat.
+        steps, lr, deviation_weight, tv_weight, stop_loss, box: passed to
+            :func:`bypass_barrier`; ``stop_loss="auto"`` stops each bypass point once
+            its loss is below its pair's worse endpoint loss plus ``tol / 2`` (the
+            smallest move that can make the point flat, so the least deviation).
+        num_points: points of the returned final profile (``None``: skip it, saving
+            ``pairs x num_points`` forward passes; ``profile`` is then ``None``).
+        search: keyword arguments for :func:`find_barrier` (default ``tol=tol/10``).
+        batch_size: points per forward pass.
+        progress: show a progress bar over rounds.
+        constrain: bypass inside the hyperplane (default) or, with ``False``, by
+            free optimisation of the barrier point (see :func:`bypass_barrier`).
+
+    Returns:
+        A :class:`ConnectResult` (tensors on the CPU).
+    """
+    _check_pairs(a, c, targets)
+    _check_positive(tol=tol)
+    if not isinstance(max_rounds, int) or max_rounds < 0:
+        raise ParameterError(f"max_rounds={max_rounds!r} must be a non-negative integer")
+    if isinstance(stop_loss, str) and stop_loss != "auto":
+        raise ParameterError(f"stop_loss={stop_loss!r}: use a number, None or 'auto'")
+    search = dict(dict(tol=tol / 10, batch_size=batch_size), **(search or {}))
+    targets = torch.as_tensor(targets).cpu()
+    a, c = a.detach().cpu().float(), c.detach().cpu().float()
+    p = a.shape[0]
+    end_loss = loss_profiles(model, a, c, targets, num_points=2,
+                             batch_size=batch_size).max(dim=1).values
+    passes = 2 * p
+    vertices = [torch.stack([a[i], c[i]]) for i in range(p)]
+    exc, tm, more = _segment_search(model, a, c, targets, end_loss, search)
+    passes += more
+    seg_excess = [exc[i:i + 1] for i in range(p)]
+    seg_t = [tm[i:i + 1] for i in range(p)]
+    linear = exc.clone()
+    connected = linear < tol
+    rounds_needed = torch.where(connected, 0, -1)
+    by_round = [connected.float().mean().item()]
+    barriers_by_round = [linear.clone()]
+    first = None
+    histories = []
+    for rnd in tqdm(range(1, max_rounds + 1), desc="connect", disable=not progress, leave=False):
+        bad = [(i, k) for i in range(p) for k in (seg_excess[i] >= tol).nonzero().flatten().tolist()]
+        if bad:
+            owner = torch.tensor([i for i, _ in bad])
+            s = torch.stack([vertices[i][k] for i, k in bad])
+            e = torch.stack([vertices[i][k + 1] for i, k in bad])
+            bpts = interpolate(s, e, torch.stack([seg_t[i][k] for i, k in bad]))
+            b_prime, hist = bypass_barrier(model, s, e, bpts, targets[owner], steps=steps, lr=lr,
+                                           deviation_weight=deviation_weight, tv_weight=tv_weight,
+                                           stop_loss=(end_loss[owner] + tol / 2
+                                                      if stop_loss == "auto" else stop_loss),
+                                           box=box, constrain=constrain)
+            histories.append(hist.mean(dim=1))
+            if first is None:
+                first = (owner, bpts, b_prime)
+            n = len(bad)
+            exc, tm, more = _segment_search(model, torch.cat([s, b_prime]), torch.cat([b_prime, e]),
+                                            targets[owner].repeat(2), end_loss[owner].repeat(2),
+                                            search)
+            passes += more
+            new = {(i, k): j for j, (i, k) in enumerate(bad)}
+            for i in owner.unique().tolist():
+                verts, ex, ts = [vertices[i][:1]], [], []
+                for k in range(len(vertices[i]) - 1):
+                    j = new.get((i, k))
+                    if j is None:
+                        ex.append(seg_excess[i][k:k + 1])
+                        ts.append(seg_t[i][k:k + 1])
+                    else:
+                        verts.append(b_prime[j:j + 1])
+                        ex += [exc[j:j + 1], exc[n + j:n + j + 1]]
+                        ts += [tm[j:j + 1], tm[n + j:n + j + 1]]
+                    verts.append(vertices[i][k + 1:k + 2])
+                vertices[i] = torch.cat(verts)
+                seg_excess[i] = torch.cat(ex)
+                seg_t[i] = torch.cat(ts)
+        connected = torch.stack([ex.max() < tol for ex in seg_excess])
+        rounds_needed = torch.where((rounds_needed < 0) & connected, rnd, rounds_needed)
+        by_round.append(connected.float().mean().item())
+        barriers_by_round.append(torch.stack([ex.max() for ex in seg_excess]))
+    barriers = torch.stack([ex.max() for ex in seg_excess])
+    profile = None
+    if num_points is not None:
+        profile = path_profiles(model, vertices, targets, num_points=num_points,
+                                batch_size=batch_size)
+    return ConnectResult(vertices=vertices, profile=profile, barriers=barriers,
+                         connected=connected, connected_by_round=by_round,
+                         rounds_needed=rounds_needed, linear_barriers=linear,
+                         first_bypass=first, forward_passes=passes, bypass_history=histories,
+                         barriers_by_round=barriers_by_round)
+
+
+def path_profiles(model: nn.Module, vertices: Sequence[torch.Tensor], targets: torch.Tensor,
+                  num_points: int = 100, batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
+    """Loss along piecewise-linear paths at evenly spaced arc-length positions.
+
+    Args:
+        model: the classifier.
+        vertices: per pair, ``[V_i, C, H, W]`` vertices (``V_i >= 2``).
+        targets: ``[pairs]`` classes.
+        num_points: points per path (both ends included).
+        batch_size: points per forward pass.
+
+    Returns:
+        ``[pairs, num_points]`` losses.
+    """
+    if not isinstance(num_points, int) or num_points < 2:
+        raise ParameterError(f"num_points={num_points!r} must be an integer >= 2")
+    if any(len(v) < 2 for v in vertices):
+        raise ParameterError("every path needs at least two vertices")
+    starts, ends, owner = _segments(list(vertices))
+    seg_len = _flat_norm(ends - starts)
+    s = torch.linspace(0, 1, num_points)
+    seg_index, local_t = [], []
+    offset = 0
+    for v in vertices:
+        k = len(v) - 1
+        lens = seg_len[offset:offset + k]
+        total = lens.sum().clamp_min(1e-12)
+        cum = torch.cat([torch.zeros(1), lens.cumsum(0) / total])
+        j = (torch.searchsorted(cum, s, right=True) - 1).clamp(0, k - 1)
+        width = (cum[j + 1] - cum[j]).clamp_min(1e-12)
+        local_t.append(((s - cum[j]) / width).clamp(0, 1))
+        seg_index.append(j + offset)
+        offset += k
+    seg_index_t = torch.cat(seg_index)
+    flat = segment_losses(model, starts, ends, torch.as_tensor(targets)[owner], seg_index_t,
+                          torch.cat(local_t), batch_size=batch_size)
+    return flat.view(len(vertices), num_points)
