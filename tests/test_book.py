@@ -103,3 +103,65 @@ def test_bad_parameter_fails_fast_through_papermill(tmp_path):
                             progress_bar=False, kernel_name="python3", cwd=str(ROOT))
     assert "dataset='nope'" in str(exc.value) and "fashion-mnist" in str(exc.value)
     assert time.perf_counter() - start < 60
+
+
+def _tiny_repo(tmp_path, cells_by_chapter):
+    """A repository layout with tiny chapters: {"01": [(source, tags), ...]}."""
+    import nbformat
+
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "profiles" / "tiny.yaml").write_text(yaml.safe_dump(
+        {"defaults": {"x": 1}, "chapters": {c: {} for c in cells_by_chapter}}))
+    for chapter, cells in cells_by_chapter.items():
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        for src, tags in cells:
+            cell = nbformat.v4.new_code_cell(src)
+            cell.metadata["tags"] = tags
+            nb.cells.append(cell)
+        nbformat.write(nb, tmp_path / "notebooks" / f"{chapter}_tiny.ipynb")
+    return tmp_path
+
+
+CLAIM_CELL = (
+    "from mcutils import report\n"
+    "ch = report.ChapterReport('{c}', params=dict(x=x), expected=['big'], check=True)\n"
+    "ch.claim('big', 'x >= 2', '', dict(estimate=x, ci=[x, x], n=1), 2, '>=')\n"
+    "ch.finish()\n"
+)
+
+
+def test_runner_runs_every_chapter_then_reports_failures(tmp_path, capsys):
+    """A failed claim and a crashing chapter do not stop the others; the exit code is 1."""
+    import nbformat
+
+    root = _tiny_repo(tmp_path, {
+        "01": [("x = 1", ["parameters"]), (CLAIM_CELL.format(c="01"), [])],
+        "02": [("x = 1", ["parameters"]), ("raise RuntimeError('boom')", [])],
+        "03": [("x = 1", ["parameters"]), (CLAIM_CELL.format(c="03"), [])],
+    })
+    out = tmp_path / "out"
+    res = book.execute("tiny", None, output=out, root=root, overrides={"x": 1})
+    assert set(res["timings"]) == {"01", "02", "03"}
+    assert "boom" in res["errors"]["02"]
+    assert res["failed_claims"]["01"] and res["failed_claims"]["03"]
+    # the chapter ran to the end and was saved; papermill's cell is hidden
+    nb = nbformat.read(out / "01_tiny.ipynb", 4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "hide-cell" in injected[0].metadata["tags"]
+    # an override that makes the claim hold passes
+    res = book.execute("tiny", ["01"], output=out, root=root, overrides={"x": 3})
+    assert not res["failed_claims"] and not res["errors"]
+
+
+def test_cli_override_parsing_and_unknown_override(tmp_path):
+    assert book.parse_overrides([["sizes", "[50, 100]"], ["n", "null"]], ["{a: 1}"]) == \
+        {"sizes": [50, 100], "n": None, "a": 1}
+    with pytest.raises(ParameterError, match="mapping"):
+        book.parse_overrides(None, ["[1, 2]"])
+    root = _tiny_repo(tmp_path, {"01": [("x = 1", ["parameters"])]})
+    with pytest.raises(ParameterError, match="num_epocs"):
+        book.execute("tiny", ["01"], output=tmp_path / "o", root=root,
+                      overrides={"num_epocs": 2})

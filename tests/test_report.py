@@ -1,28 +1,94 @@
-import numpy as np
+"""Claims: verdicts from intervals, expected claims checked at the end, never midway."""
+
+import json
+import math
+
 import pytest
-import torch
 
 from mcutils import report
 
 
-def test_plain_converts_and_rounds():
-    val = report.plain({"a": torch.tensor(0.123456), 3: np.float32(2.5), "l": [np.int64(4)],
-                        "t": torch.tensor([1.0, 2.0])})
-    assert val == {"a": 0.1235, "3": 2.5, "l": [4], "t": [1.0, 2.0]}
-    assert isinstance(val["l"][0], int)
+def test_verdict_from_the_interval():
+    assert report.verdict([0.6, 0.9], 0.5, ">=") == "reproduced"
+    assert report.verdict([0.5, 0.9], 0.5, ">=") == "reproduced"      # boundary included
+    assert report.verdict([0.1, 0.4], 0.5, ">=") == "not reproduced"
+    assert report.verdict([0.4, 0.6], 0.5, ">=") == "inconclusive"
+    assert report.verdict([0.1, 0.4], 0.5, "<=") == "reproduced"
+    assert report.verdict([0.6, 0.9], 0.5, "<=") == "not reproduced"
+    assert report.verdict([math.nan, math.nan], 0.5, "<=") == "inconclusive"
+    with pytest.raises(ValueError, match="direction"):
+        report.verdict([0, 1], 0.5, ">")
+    with pytest.raises(ValueError, match="lo > hi"):
+        report.verdict([1, 0], 0.5, ">=")
 
 
-def test_record_outside_kernel_returns_plain_value():
-    assert report.record("ch99_x", np.float64(0.987654), digits=2) == 0.99
+def _chapter(check=True, expected=("big",)):
+    return report.ChapterReport("07", params={"seed": 0, "profile": "cpu"},
+                                expected=list(expected), check=check)
 
 
-def test_claims_table_verdicts_and_check():
-    rows = [report.claim("A", "p", "1", holds=True, expected=True),
-            report.claim("B", "p", "2", holds=False, partly=True),
-            report.claim("C", "p", "3", holds=False)]
-    df = report.claims_table(rows, check=True)
-    assert df["verdict"].tolist() == ["reproduced", "partly", "not at this scale"]
-    bad = rows + [report.claim("D", "p", "4", holds=False, expected=True)]
-    with pytest.raises(AssertionError, match="D"):
-        report.claims_table(bad, check=True)
-    report.claims_table(bad, check=False)
+def test_claim_entry_shape_and_record_prefix():
+    ch = _chapter()
+    entry = ch.claim("big", "x is at least 1", "paper: 2.0 (Table 1)",
+                     {"estimate": 1.5, "ci": [1.2, 1.8], "n": 30}, 1.0, ">=")
+    assert entry == {"statement": "x is at least 1", "paper": "paper: 2.0 (Table 1)",
+                     "estimate": 1.5, "ci": [1.2, 1.8], "threshold": 1.0, "direction": ">=",
+                     "verdict": "reproduced", "n": 30, "expected": True}
+    assert ch.record("ch07_x", 1.23456) == 1.2346
+    with pytest.raises(ValueError, match="ch07_"):
+        ch.record("ch06_x", 1.0)
+    with pytest.raises(ValueError, match="twice"):
+        ch.claim("big", "", "", {"estimate": 1, "ci": [1, 1], "n": 1}, 0, ">=")
+    with pytest.raises(ValueError, match="interval"):
+        ch.claim("other", "", "", {"estimate": 1}, 0, ">=")
+
+
+def test_expected_claim_that_fails_is_reported_not_raised_under_the_runner(tmp_path,
+                                                                            monkeypatch):
+    """Negative control of the check itself: contradicting data fail it."""
+    monkeypatch.setenv(report.CLAIMS_DIR_ENV, str(tmp_path))
+    ch = _chapter()
+    ch.claim("big", "x >= 1", "", {"estimate": 0.5, "ci": [0.3, 0.7], "n": 10}, 1.0, ">=")
+    df = ch.finish()                      # no exception: the runner reports it
+    saved = json.loads((tmp_path / "ch07.json").read_text())
+    assert saved["failed"] and "not reproduced" in saved["failed"][0]
+    assert list(df["verdict"]) == ["not reproduced (asserted)"]
+    assert saved["provenance"]["profile"] == "cpu" and saved["provenance"]["seeds"] == 0
+
+
+def test_expected_claim_failure_raises_at_the_end_outside_the_runner(monkeypatch):
+    monkeypatch.delenv(report.CLAIMS_DIR_ENV, raising=False)
+    ch = _chapter()
+    ch.claim("big", "x >= 1", "", {"estimate": 1.0, "ci": [0.8, 1.2], "n": 10}, 1.0, ">=")
+    with pytest.raises(report.ClaimsCheckError, match="inconclusive"):
+        ch.finish()
+    # not checking: the same data pass through
+    ch = _chapter(check=False)
+    ch.claim("big", "x >= 1", "", {"estimate": 1.0, "ci": [0.8, 1.2], "n": 10}, 1.0, ">=")
+    ch.finish()
+
+
+def test_expected_claim_never_computed_is_a_failure():
+    ch = _chapter(expected=["big", "missing"])
+    ch.claim("big", "x >= 1", "", {"estimate": 2, "ci": [1.5, 2.5], "n": 10}, 1.0, ">=")
+    assert ch.failures() == ["ch07_missing: expected, but never computed"]
+    with pytest.raises(TypeError):
+        report.ChapterReport("07", expected="big")
+
+
+def test_provenance_lists_parameters_that_differ_from_the_profile(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "cpu.yaml").write_text(
+        "defaults: {seed: 0, lr: 0.1}\nchapters:\n  '07': {num_points: 10}\n")
+    prov = report.provenance("07", {"seed": 0, "lr": 0.1, "num_points": 20, "profile": "cpu"},
+                             wall_seconds=3.21, root=tmp_path)
+    assert prov["overrides"] == {"num_points": 20}
+    assert prov["wall_seconds"] == 3.2 and prov["threads"] >= 1 and prov["torch"]
+
+
+def test_plain_converts_nested_values():
+    import numpy as np
+    import torch
+
+    out = report.plain({"a": torch.tensor(1.234567), 2: [np.float32(0.5), np.int64(3)]})
+    assert out == {"a": 1.2346, 2: [0.5, 3]}

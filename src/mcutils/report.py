@@ -1,24 +1,67 @@
-"""Findings helpers shared by every chapter: gluing key numbers and the claims table.
+"""Findings of a chapter: glued numbers, claims with computed verdicts, provenance.
 
-Chapters record key numbers with :func:`record` (a thin wrapper over
-``myst_nb.glue`` that turns tensors and NumPy scalars into plain Python numbers),
-and end with :func:`claims_table`, which lists each claim of a paper, our number
-and a verdict derived from the data, and, with ``check=True``, asserts the claims
-the chapter expects to reproduce at this scale.
+A chapter creates one :class:`ChapterReport` before it computes anything, naming the
+claims it *expects* to reproduce at its scale. It then records key numbers with
+:meth:`ChapterReport.record` (glue names must start with ``chNN_``) and adds each claim
+of the papers it tests with :meth:`ChapterReport.claim`: a statistic with its 95%
+interval (from :mod:`mcutils.stats`), a threshold and a direction. The verdict is
+computed from the interval, never typed (:func:`verdict`):
+
+* ``reproduced``: the whole interval lies on the claim's side of the threshold;
+* ``not reproduced``: it lies wholly on the other side;
+* ``inconclusive``: otherwise (including an interval that could not be formed).
+
+:meth:`ChapterReport.finish`, in the last cell, glues ``chNN_claims`` (a dict in the
+shape below), ``chNN_claims_table`` (an HTML table that ``book/results.md`` pastes),
+``chNN_provenance`` and ``chNN_provenance_table``. With ``check=True`` every expected
+claim must be ``reproduced``. A failure never aborts the chapter midway: under the
+runner (:mod:`mcutils.book`, which sets ``MCUTILS_CLAIMS_DIR``) the failures are written
+to a file and the runner exits non-zero after all chapters ran; run by hand, ``finish``
+raises at the very end, after every other cell has run.
+
+Claims shape::
+
+    {claim_id: {"statement": str, "paper": str, "estimate": float, "ci": [lo, hi],
+                "threshold": float, "direction": ">=" or "<=", "verdict": str, "n": int,
+                "expected": bool}}
+
+Used by every chapter.
 """
 
 from __future__ import annotations
 
+import html
+import json
+import math
+import os
+import subprocess
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["plain", "record", "claim", "claims_table", "VERDICTS"]
+__all__ = [
+    "VERDICTS",
+    "DIRECTIONS",
+    "ChapterReport",
+    "ClaimsCheckError",
+    "plain",
+    "record",
+    "verdict",
+    "provenance",
+]
 
-VERDICTS = ("reproduced", "partly", "not at this scale")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+DIRECTIONS = (">=", "<=")
+CLAIMS_DIR_ENV = "MCUTILS_CLAIMS_DIR"
+
+
+class ClaimsCheckError(AssertionError):
+    """Expected claims of a chapter were not reproduced (raised only at the very end)."""
 
 
 def plain(value: Any, digits: int | None = 4) -> Any:
@@ -31,12 +74,25 @@ def plain(value: Any, digits: int | None = 4) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, Mapping):
-        return {(k if isinstance(k, str) else str(k)): plain(v, digits) for k, v in value.items()}
+        return {(k if isinstance(k, (str, int)) else str(k)): plain(v, digits)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v, digits) for v in value]
     if isinstance(value, float) and digits is not None and np.isfinite(value):
         return round(value, digits)
     return value
+
+
+def _glue(name: str, value: Any) -> None:
+    try:
+        from IPython import get_ipython
+
+        if get_ipython() is not None:
+            from myst_nb import glue
+
+            glue(name, value, display=False)
+    except ImportError:  # outside the book's environment: values are only returned
+        pass
 
 
 def record(name: str, value: Any, digits: int | None = 4) -> Any:
@@ -45,45 +101,237 @@ def record(name: str, value: Any, digits: int | None = 4) -> Any:
     Outside a notebook kernel (in tests) the value is only converted.
     """
     val = plain(value, digits)
-    try:
-        from IPython import get_ipython
-
-        if get_ipython() is not None:
-            from myst_nb import glue
-
-            glue(name, val, display=False)
-    except ImportError:  # pragma: no cover - myst_nb is a dependency
-        pass
+    _glue(name, val)
     return val
 
 
-def claim(claim: str, paper: str, ours: str, holds: bool, partly: bool = False,
-          expected: bool = False) -> dict[str, Any]:
-    """One row of a claims table.
+def verdict(ci: Sequence[float], threshold: float, direction: str) -> str:
+    """The verdict of a claim ``statistic <direction> threshold`` from its interval.
+
+    ``reproduced`` when the whole interval ``ci`` is on the claim's side (boundary
+    included), ``not reproduced`` when it is wholly on the other side, else
+    ``inconclusive`` (also for an interval with a NaN end).
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction={direction!r} must be one of {DIRECTIONS}")
+    lo, hi = float(ci[0]), float(ci[1])
+    if math.isnan(lo) or math.isnan(hi):
+        return "inconclusive"
+    if lo > hi:
+        raise ValueError(f"interval [{lo}, {hi}] has lo > hi")
+    if direction == ">=":
+        return "reproduced" if lo >= threshold else (
+            "not reproduced" if hi < threshold else "inconclusive")
+    return "reproduced" if hi <= threshold else (
+        "not reproduced" if lo > threshold else "inconclusive")
+
+
+def _git_commit(root: Path) -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=root,
+                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(chapter: str, params: Mapping[str, Any], wall_seconds: float | None = None,
+               root: Path | None = None) -> dict[str, Any]:
+    """Where a chapter's numbers come from: commit, profile, parameters that differ from
+    the profile, device, torch version, threads, seeds and wall time.
 
     Args:
-        claim: the paper's claim, in a few words.
-        paper: the paper's evidence (setting and number).
-        ours: our number(s), formatted.
-        holds: whether our data support the claim (computed, never typed).
-        partly: whether they support a weaker form when ``holds`` is false.
-        expected: the chapter states this claim as reproduced at this scale, so
-            :func:`claims_table` asserts ``holds`` when checking.
+        chapter: chapter number (``"04"``).
+        params: the chapter's parameters (``profile`` names the profile they started from).
+        wall_seconds: the chapter's wall time so far.
+        root: repository root (default :func:`mcutils.runtime.repo_root`).
     """
-    verdict = VERDICTS[0] if holds else (VERDICTS[1] if partly else VERDICTS[2])
-    return dict(claim=claim, paper=paper, ours=ours, verdict=verdict, holds=bool(holds),
-                expected=bool(expected))
+    from mcutils.runtime import repo_root
+
+    root = root or repo_root()
+    profile = params.get("profile")
+    overrides: dict[str, Any] = {}
+    if profile:
+        try:
+            import yaml
+
+            prof = yaml.safe_load((root / "profiles" / f"{profile}.yaml").read_text()) or {}
+            base = dict(prof.get("defaults") or {})
+            base.update((prof.get("chapters") or {}).get(chapter) or
+                        (prof.get("chapters") or {}).get(int(chapter)) or {})
+            overrides = {k: plain(v) for k, v in params.items()
+                         if k in base and plain(base[k]) != plain(v) and k != "profile"}
+        except (OSError, ValueError):
+            overrides = {"note": f"profile {profile!r} could not be read"}
+    seeds = params.get("seeds", params.get("seed"))
+    return {
+        "chapter": chapter,
+        "commit": _git_commit(root),
+        "profile": profile,
+        "overrides": overrides,
+        "device": str(params.get("device", "cpu")),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "seeds": plain(seeds),
+        "wall_seconds": None if wall_seconds is None else round(float(wall_seconds), 1),
+    }
 
 
-def claims_table(claims: Sequence[Mapping[str, Any]], check: bool = False) -> pd.DataFrame:
-    """The claims table as a DataFrame; with ``check`` assert every expected claim holds.
+def _fmt(x: Any) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        return str(int(x))
+    x = float(x)
+    if x != 0 and (abs(x) >= 1e4 or abs(x) < 1e-3):
+        return f"{x:.2e}"
+    return f"{x:.3g}" if abs(x) < 1 else f"{x:.3f}".rstrip("0").rstrip(".")
 
-    Raises:
-        AssertionError: listing each expected claim the data do not support.
+
+def _html_table(rows: list[dict[str, str]], caption: str | None = None) -> str:
+    if not rows:
+        return "<p>(no claims)</p>"
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols) + "</tr>"
+                   for r in rows)
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return (f'<table class="table mcutils-claims">{cap}<thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>")
+
+
+class ChapterReport:
+    """The findings of one chapter: glued numbers, claims with verdicts, provenance.
+
+    Args:
+        chapter: the chapter number, ``"00"`` to ``"99"``; glue names start with
+            ``ch<chapter>_``.
+        params: the chapter's parameters (for provenance).
+        expected: ids of the claims this chapter expects to reproduce at its scale,
+            declared before any result is computed; with ``check`` each must be added
+            and ``reproduced``.
+        check: check the expected claims in :meth:`finish`.
     """
-    df = pd.DataFrame([{k: c[k] for k in ("claim", "paper", "ours", "verdict")} for c in claims])
-    if check:
-        failed = [c["claim"] for c in claims if c["expected"] and not c["holds"]]
+
+    def __init__(self, chapter: str, params: Mapping[str, Any] | None = None,
+                 expected: Sequence[str] = (), check: bool = False):
+        chapter = str(chapter).zfill(2)
+        if not (len(chapter) == 2 and chapter.isdigit()):
+            raise ValueError(f"chapter={chapter!r} must be a two-digit chapter number")
+        if isinstance(expected, str):
+            raise TypeError("expected must be a sequence of claim ids, not one string")
+        self.chapter = chapter
+        self.prefix = f"ch{chapter}_"
+        self.params = dict(params or {})
+        self.expected = list(expected)
+        self.check = bool(check)
+        self.claims: dict[str, dict[str, Any]] = {}
+        self.start = time.perf_counter()
+        self.finished = False
+
+    def record(self, name: str, value: Any, digits: int | None = 4) -> Any:
+        """Glue ``value`` under ``name`` (which must start with ``chNN_``); returns it plain."""
+        if not name.startswith(self.prefix):
+            raise ValueError(f"glue name {name!r} must start with {self.prefix!r}")
+        return record(name, value, digits)
+
+    def claim(self, claim_id: str, statement: str, paper: str, result: Mapping[str, Any],
+              threshold: float, direction: str) -> dict[str, Any]:
+        """Add one claim and compute its verdict.
+
+        Args:
+            claim_id: a short identifier (``"real_pairs_low"``), unique in the chapter.
+            statement: the claim as a checkable sentence, with its statistic.
+            paper: the paper's number and where it comes from (or what the paper says
+                when it gives no number).
+            result: an interval ``{"estimate", "ci", "n"}`` from :mod:`mcutils.stats`.
+            threshold: the value the statistic is compared with.
+            direction: ``">="`` or ``"<="``: the side of the threshold the claim is on.
+
+        Returns:
+            The claim's entry of ``chNN_claims``.
+        """
+        if claim_id in self.claims:
+            raise ValueError(f"claim {claim_id!r} was added twice")
+        missing = {"estimate", "ci", "n"} - set(result)
+        if missing:
+            raise ValueError(f"result must be an interval with estimate, ci and n; missing "
+                             f"{sorted(missing)}")
+        ci = [float(result["ci"][0]), float(result["ci"][1])]
+        entry = {
+            "statement": str(statement),
+            "paper": str(paper),
+            "estimate": float(result["estimate"]),
+            "ci": ci,
+            "threshold": float(threshold),
+            "direction": direction,
+            "verdict": verdict(ci, threshold, direction),
+            "n": int(result["n"]),
+            "expected": claim_id in self.expected,
+        }
+        self.claims[claim_id] = entry
+        return entry
+
+    def failures(self) -> list[str]:
+        """Expected claims that are missing or not ``reproduced``, as messages."""
+        out = []
+        for cid in self.expected:
+            c = self.claims.get(cid)
+            if c is None:
+                out.append(f"{self.prefix}{cid}: expected, but never computed")
+            elif c["verdict"] != "reproduced":
+                out.append(f"{self.prefix}{cid}: expected reproduced, got {c['verdict']} "
+                           f"({_fmt(c['estimate'])} [{_fmt(c['ci'][0])}, {_fmt(c['ci'][1])}] "
+                           f"vs {c['direction']} {_fmt(c['threshold'])})")
+        return out
+
+    def table(self) -> pd.DataFrame:
+        """The claims as a DataFrame (statement, paper, ours with interval, verdict)."""
+        rows = []
+        for cid, c in self.claims.items():
+            rows.append({
+                "claim": c["statement"],
+                "paper": c["paper"],
+                "ours [95% CI], n": f"{_fmt(c['estimate'])} [{_fmt(c['ci'][0])}, "
+                                    f"{_fmt(c['ci'][1])}], n={c['n']}",
+                "test": f"{c['direction']} {_fmt(c['threshold'])}",
+                "verdict": c["verdict"] + (" (asserted)" if c["expected"] and self.check
+                                           else ""),
+            })
+        return pd.DataFrame(rows, columns=["claim", "paper", "ours [95% CI], n", "test",
+                                           "verdict"])
+
+    def finish(self) -> pd.DataFrame:
+        """Glue the claims, their table and the provenance; check the expected claims.
+
+        Returns:
+            The claims table. Raises :class:`ClaimsCheckError` at the end when checking
+            outside the runner and an expected claim failed.
+        """
+        from IPython.display import HTML
+
+        self.finished = True
+        wall = time.perf_counter() - self.start
+        prov = provenance(self.chapter, self.params, wall)
+        record(f"{self.prefix}claims", self.claims, digits=None)
+        record(f"{self.prefix}provenance", prov, digits=None)
+        df = self.table()
+        _glue(f"{self.prefix}claims_table", HTML(_html_table(df.to_dict("records"))))
+        prov_rows = [{"field": k, "value": json.dumps(v) if isinstance(v, (dict, list)) else v}
+                     for k, v in prov.items()]
+        _glue(f"{self.prefix}provenance_table", HTML(_html_table(prov_rows)))
+        failed = self.failures() if self.check else []
+        out_dir = os.environ.get(CLAIMS_DIR_ENV)
+        if out_dir:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            (Path(out_dir) / f"ch{self.chapter}.json").write_text(json.dumps(
+                {"chapter": self.chapter, "checked": self.check, "failed": failed,
+                 "claims": self.claims, "provenance": prov}, indent=2))
         if failed:
-            raise AssertionError("claims stated as reproduced do not hold: " + "; ".join(failed))
-    return df
+            print("EXPECTED CLAIMS NOT REPRODUCED:\n  " + "\n  ".join(failed))
+            if not out_dir:
+                raise ClaimsCheckError("; ".join(failed))
+        return df

@@ -1,0 +1,266 @@
+"""Uncertainty for the book's claims: intervals over independent units or seeds.
+
+Every quantity with uncertainty that a chapter glues has one shape, an *interval*::
+
+    {"estimate": x, "ci": [lo, hi], "n": n}
+
+where ``n`` counts the independent units the interval rests on (pairs, inputs, grids or
+seeds) and ``ci`` is a 95% confidence interval unless stated.
+
+* :func:`bootstrap_ci`: percentile bootstrap over units; several arrays are resampled
+  jointly (a *paired* bootstrap when two methods share units), optionally within strata.
+* :func:`paired_difference_ci`: the paired bootstrap of ``stat(a) - stat(b)``.
+* :func:`grouped_bootstrap_ci`: resample whole groups (clusters of dependent units,
+  such as pairs that share a source image).
+* :func:`seed_interval`: a Student-t interval over a handful of seeds' estimates (a
+  percentile bootstrap over 3 seeds covers too little).
+* :func:`wilcoxon_paired`: Wilcoxon signed-rank test for paired samples (scipy).
+* :func:`trend_robust_correlation`: the correlation of two series along a path that a
+  shared trend cannot produce (step-to-step differences or residuals after a linear
+  trend in ``t``), with a moving-block bootstrap interval.
+
+Used by every chapter through :mod:`mcutils.report`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats as _sps
+
+__all__ = [
+    "interval",
+    "bootstrap_ci",
+    "paired_difference_ci",
+    "grouped_bootstrap_ci",
+    "seed_interval",
+    "wilcoxon_paired",
+    "trend_robust_correlation",
+    "Interval",
+]
+
+Interval = dict[str, Any]
+
+
+def interval(estimate: float, lo: float, hi: float, n: int) -> Interval:
+    """The book's interval shape ``{"estimate", "ci": [lo, hi], "n"}`` with plain floats."""
+    return {"estimate": float(estimate), "ci": [float(lo), float(hi)], "n": int(n)}
+
+
+def _as_arrays(data: Any) -> tuple[list[np.ndarray], int]:
+    """A tuple means several arrays resampled jointly; anything else is one array."""
+    arrays = list(data) if isinstance(data, tuple) else [data]
+    arrays = [np.asarray(_to_numpy(a)) for a in arrays]
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError(f"arrays resampled together must have one length, got "
+                         f"{[len(a) for a in arrays]}")
+    if n == 0:
+        raise ValueError("cannot bootstrap an empty sample")
+    return arrays, n
+
+
+def _to_numpy(a: Any) -> Any:
+    if hasattr(a, "detach"):
+        return a.detach().cpu().numpy()
+    return a
+
+
+def _check_level(level: float, n_boot: int) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"level={level!r} must be in (0, 1)")
+    if not isinstance(n_boot, int) or n_boot < 10:
+        raise ValueError(f"n_boot={n_boot!r} must be an integer >= 10")
+
+
+def bootstrap_ci(data: Any, statistic: Callable[..., float] = np.mean, n_boot: int = 2000,
+                 level: float = 0.95, seed: int = 0, strata: Any = None) -> Interval:
+    """Percentile bootstrap interval of ``statistic`` over independent units.
+
+    Args:
+        data: an array of per-unit values, or a *tuple* of arrays of one length that are
+            resampled *jointly* (rows are units): ``statistic`` then receives each array
+            resampled with the same indices. This is the paired bootstrap when two
+            methods are measured on the same units (e.g. two detectors' scores plus the
+            labels).
+        statistic: maps the (resampled) array(s) to a number; ``np.mean`` by default.
+        n_boot: bootstrap resamples.
+        level: coverage of the interval.
+        seed: seed of the resampling (results repeat exactly).
+        strata: optional per-unit labels; units are resampled within each stratum, so
+            every resample keeps the strata sizes (use the class labels for AUROC).
+
+    Returns:
+        ``{"estimate": statistic(data), "ci": [lo, hi], "n": number of units}``.
+        Resamples on which ``statistic`` is not finite are dropped.
+    """
+    _check_level(level, n_boot)
+    arrays, n = _as_arrays(data)
+    est = float(statistic(*arrays))
+    rng = np.random.default_rng(seed)
+    if strata is None:
+        idx = rng.integers(0, n, size=(n_boot, n))
+    else:
+        strata = np.asarray(_to_numpy(strata))
+        if len(strata) != n:
+            raise ValueError("strata must have one label per unit")
+        idx = np.empty((n_boot, n), dtype=np.int64)
+        pos = 0
+        for s in np.unique(strata):
+            members = np.flatnonzero(strata == s)
+            idx[:, pos:pos + len(members)] = members[rng.integers(0, len(members),
+                                                                  size=(n_boot, len(members)))]
+            pos += len(members)
+    reps = np.array([statistic(*[a[i] for a in arrays]) for i in idx], dtype=float)
+    reps = reps[np.isfinite(reps)]
+    if len(reps) == 0:
+        return interval(est, np.nan, np.nan, n)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(reps, [alpha, 1 - alpha])
+    return interval(est, lo, hi, n)
+
+
+def paired_difference_ci(a: Any, b: Any, statistic: Callable[[np.ndarray], float] = np.mean,
+                         n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> Interval:
+    """Paired bootstrap interval of ``statistic(a) - statistic(b)``.
+
+    ``a[i]`` and ``b[i]`` are two measurements of the same unit ``i``; the units are
+    resampled jointly, so the interval accounts for what the two share.
+    """
+    return bootstrap_ci((np.asarray(_to_numpy(a), float), np.asarray(_to_numpy(b), float)),
+                        lambda x, y: statistic(x) - statistic(y), n_boot=n_boot, level=level,
+                        seed=seed)
+
+
+def grouped_bootstrap_ci(values: Any, groups: Any,
+                         statistic: Callable[[np.ndarray], float] = np.mean,
+                         n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> Interval:
+    """Cluster bootstrap: resample whole groups with replacement, keep their units together.
+
+    Use it when units within a group are dependent (pairs sharing a source image, points
+    of one grid). ``n`` in the result is the number of groups.
+    """
+    _check_level(level, n_boot)
+    values = np.asarray(_to_numpy(values), dtype=float)
+    groups = np.asarray(_to_numpy(groups))
+    if len(values) != len(groups) or len(values) == 0:
+        raise ValueError("values and groups must be non-empty and of one length")
+    labels = np.unique(groups)
+    members = [np.flatnonzero(groups == g) for g in labels]
+    est = float(statistic(values))
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(labels), size=len(labels))
+        reps.append(statistic(values[np.concatenate([members[k] for k in pick])]))
+    reps = np.asarray(reps, dtype=float)
+    reps = reps[np.isfinite(reps)]
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
+    return interval(est, lo, hi, len(labels))
+
+
+def seed_interval(estimates: Sequence[float], level: float = 0.95) -> Interval:
+    """Student-t interval of the mean over seeds: ``mean +- t_{n-1} * sd / sqrt(n)``.
+
+    The right interval for a handful (3-10) of independent seeds. With one seed the
+    interval is ``[nan, nan]``: one run says nothing about its spread, and a claim on it
+    is inconclusive.
+    """
+    x = np.asarray(_to_numpy(estimates), dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        raise ValueError("seed_interval needs at least one finite estimate")
+    mean = float(x.mean())
+    if len(x) == 1:
+        return interval(mean, np.nan, np.nan, 1)
+    half = _sps.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return interval(mean, mean - half, mean + half, len(x))
+
+
+def wilcoxon_paired(a: Any, b: Any, alternative: str = "two-sided") -> dict[str, float]:
+    """Wilcoxon signed-rank test of paired samples ``a[i]`` vs ``b[i]`` (scipy).
+
+    Returns:
+        ``{"statistic", "pvalue", "n", "median_difference"}``; ``alternative`` is
+        ``"two-sided"``, ``"greater"`` (a > b) or ``"less"``. Pairs with a zero
+        difference are dropped (scipy's ``zero_method="wilcox"``).
+    """
+    a = np.asarray(_to_numpy(a), dtype=float)
+    b = np.asarray(_to_numpy(b), dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError("a and b must be 1-D arrays of one non-zero length")
+    d = a - b
+    if np.all(d == 0):
+        return {"statistic": 0.0, "pvalue": 1.0, "n": int(len(a)), "median_difference": 0.0}
+    res = _sps.wilcoxon(a, b, alternative=alternative)
+    return {"statistic": float(res.statistic), "pvalue": float(res.pvalue), "n": int(len(a)),
+            "median_difference": float(np.median(d))}
+
+
+def _block_indices(n: int, block: int, rng: np.random.Generator) -> np.ndarray:
+    starts = rng.integers(0, n - block + 1, size=int(np.ceil(n / block)))
+    return np.concatenate([np.arange(s, s + block) for s in starts])[:n]
+
+
+def trend_robust_correlation(x: Any, y: Any, t: Any = None, method: str = "diff",
+                             block: int | None = None, n_boot: int = 2000, level: float = 0.95,
+                             seed: int = 0) -> Interval:
+    """Pearson correlation of two series along a path, with their shared trend removed.
+
+    Two series that both rise and fall along ``t`` correlate strongly whatever links
+    them; this removes that part before correlating:
+
+    * ``method="diff"``: correlate the step-to-step differences ``x[k+1] - x[k]``;
+    * ``method="detrend"``: correlate the residuals after a least-squares line in ``t``.
+
+    The interval is a moving-block bootstrap over the transformed series (blocks of
+    ``block`` consecutive points, default ``ceil(sqrt(m))``), which keeps short-range
+    dependence along the path.
+
+    Note: removing a linear trend is not enough to make the check fail-safe; two smooth
+    single-peaked curves still give high values. Use it as a description; the book's
+    checks of a link between two quantities are per-unit correlations at fixed ``t``.
+
+    Returns:
+        ``{"estimate", "ci", "n"}`` with ``n`` the number of transformed points.
+    """
+    x = np.asarray(_to_numpy(x), dtype=float)
+    y = np.asarray(_to_numpy(y), dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 4:
+        raise ValueError("x and y must be 1-D series of one length >= 4")
+    if method == "diff":
+        u, v = np.diff(x), np.diff(y)
+    elif method == "detrend":
+        tt = np.arange(len(x), dtype=float) if t is None else np.asarray(_to_numpy(t), float)
+        if tt.shape != x.shape:
+            raise ValueError("t must have the length of x")
+        design = np.stack([np.ones_like(tt), tt], 1)
+        u = x - design @ np.linalg.lstsq(design, x, rcond=None)[0]
+        v = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+    else:
+        raise ValueError(f"method={method!r} is not known; valid values: diff, detrend")
+    _check_level(level, n_boot)
+    m = len(u)
+    block = block or int(np.ceil(np.sqrt(m)))
+    if not 1 <= block <= m:
+        raise ValueError(f"block={block} must be in [1, {m}]")
+
+    def corr(a: np.ndarray, b: np.ndarray) -> float:
+        if a.std() == 0 or b.std() == 0:
+            return np.nan
+        return float(np.corrcoef(a, b)[0, 1])
+
+    est = corr(u, v)
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(n_boot):
+        i = _block_indices(m, block, rng)
+        reps.append(corr(u[i], v[i]))
+    reps = np.asarray(reps)
+    reps = reps[np.isfinite(reps)]
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
+    return interval(est, lo, hi, m)

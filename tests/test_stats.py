@@ -1,0 +1,109 @@
+"""Properties of the interval helpers: coverage, pairing, grouping, seeds, trends."""
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from mcutils import stats
+
+
+def test_interval_shape_is_plain():
+    iv = stats.interval(np.float32(1.5), np.float64(1.0), 2, np.int64(7))
+    assert iv == {"estimate": 1.5, "ci": [1.0, 2.0], "n": 7}
+    assert all(type(v) in (float, int, list) for v in iv.values())
+
+
+def test_bootstrap_covers_the_true_mean_about_95_percent():
+    rng = np.random.default_rng(1)
+    hits = 0
+    for rep in range(150):
+        x = rng.normal(3.0, 1.0, size=60)
+        iv = stats.bootstrap_ci(x, n_boot=400, seed=rep)
+        hits += iv["ci"][0] <= 3.0 <= iv["ci"][1]
+        assert iv["n"] == 60 and iv["estimate"] == pytest.approx(x.mean())
+    assert 0.88 <= hits / 150 <= 0.99
+
+
+def test_bootstrap_is_seeded_and_drops_nonfinite_resamples():
+    x = np.arange(20.0)
+    assert stats.bootstrap_ci(x, seed=3) == stats.bootstrap_ci(x, seed=3)
+    iv = stats.bootstrap_ci(x, lambda v: np.nan if v[0] == 0 else v.mean(), n_boot=200)
+    assert np.isfinite(iv["ci"]).all()
+    with pytest.raises(ValueError, match="empty"):
+        stats.bootstrap_ci(np.array([]))
+    with pytest.raises(ValueError, match="one length"):
+        stats.bootstrap_ci((np.arange(3), np.arange(4)), lambda a, b: 0.0)
+
+
+def test_paired_bootstrap_is_narrower_when_units_are_shared():
+    rng = np.random.default_rng(0)
+    unit = rng.normal(0, 5, size=80)           # large shared unit effect
+    a = unit + 0.3 + rng.normal(0, 0.2, 80)
+    b = unit + rng.normal(0, 0.2, 80)
+    paired = stats.paired_difference_ci(a, b)
+    # unpaired: resample a and b independently
+    rng2 = np.random.default_rng(0)
+    diffs = [a[rng2.integers(0, 80, 80)].mean() - b[rng2.integers(0, 80, 80)].mean()
+             for _ in range(2000)]
+    unpaired_width = np.subtract(*np.quantile(diffs, [0.975, 0.025]))
+    width = paired["ci"][1] - paired["ci"][0]
+    assert width < unpaired_width / 5
+    assert paired["ci"][0] > 0.2 and paired["ci"][1] < 0.4
+
+
+def test_strata_keep_their_sizes():
+    labels = np.array([0] * 5 + [1] * 45)
+    values = labels.astype(float)
+    iv = stats.bootstrap_ci(values, np.mean, strata=labels, n_boot=200)
+    assert iv["ci"] == [0.9, 0.9]          # every resample keeps 45 of 50 ones
+    free = stats.bootstrap_ci(values, np.mean, n_boot=200)
+    assert free["ci"][0] < 0.9 < free["ci"][1]
+
+
+def test_grouped_bootstrap_counts_groups_and_widens_for_clusters():
+    rng = np.random.default_rng(2)
+    groups = np.repeat(np.arange(10), 20)
+    values = rng.normal(0, 1, 10)[groups] + rng.normal(0, 0.1, 200)
+    g = stats.grouped_bootstrap_ci(values, groups)
+    plain = stats.bootstrap_ci(values)
+    assert g["n"] == 10 and plain["n"] == 200
+    assert (g["ci"][1] - g["ci"][0]) > 2.5 * (plain["ci"][1] - plain["ci"][0])
+
+
+def test_seed_interval_is_student_t():
+    x = [0.80, 0.84, 0.83]
+    iv = stats.seed_interval(x)
+    lo, hi = sps.t.interval(0.95, 2, loc=np.mean(x), scale=sps.sem(x))
+    assert iv["ci"] == pytest.approx([lo, hi]) and iv["n"] == 3
+    one = stats.seed_interval([0.8])
+    assert np.isnan(one["ci"]).all() and one["n"] == 1
+
+
+def test_wilcoxon_detects_a_shift_and_not_its_absence():
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 1, 40)
+    shifted = stats.wilcoxon_paired(a + 0.8 + rng.normal(0, 0.3, 40), a, alternative="greater")
+    same = stats.wilcoxon_paired(a + rng.normal(0, 0.3, 40), a)
+    assert shifted["pvalue"] < 1e-6 and shifted["median_difference"] > 0.5
+    assert same["pvalue"] > 0.01
+    assert stats.wilcoxon_paired(a, a)["pvalue"] == 1.0
+
+
+def test_trend_robust_correlation_removes_a_shared_trend():
+    rng = np.random.default_rng(4)
+    t = np.linspace(0, 1, 60)
+    trend = np.sin(np.pi * t) * 5
+    x = trend + rng.normal(0, 0.3, 60)
+    y = trend + rng.normal(0, 0.3, 60)       # linked only through the trend
+    assert np.corrcoef(x, y)[0, 1] > 0.9
+    diff = stats.trend_robust_correlation(x, y, method="diff")
+    assert diff["ci"][0] < 0 < diff["ci"][1] and diff["n"] == 59
+    # a real step-to-step link survives
+    walk = np.cumsum(rng.normal(0, 1, 60))
+    linked = stats.trend_robust_correlation(walk, walk + rng.normal(0, 0.2, 60))
+    assert linked["ci"][0] > 0.8
+    det = stats.trend_robust_correlation(t * 3 + rng.normal(0, 1, 60),
+                                         t * 3 + rng.normal(0, 1, 60), t=t, method="detrend")
+    assert det["ci"][0] < 0 < det["ci"][1]
+    with pytest.raises(ValueError, match="method"):
+        stats.trend_robust_correlation(x, y, method="wiggle")
