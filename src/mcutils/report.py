@@ -231,6 +231,7 @@ class ChapterReport:
         self.claims: dict[str, dict[str, Any]] = {}
         self.start = time.perf_counter()
         self.finished = False
+        self.provenance: dict[str, Any] | None = None
 
     def record(self, name: str, value: Any, digits: int | None = 4) -> Any:
         """Glue ``value`` under ``name`` (which must start with ``chNN_``); returns it plain."""
@@ -316,13 +317,12 @@ class ChapterReport:
         self.finished = True
         wall = time.perf_counter() - self.start
         prov = provenance(self.chapter, self.params, wall)
+        self.provenance = prov
         record(f"{self.prefix}claims", self.claims, digits=None)
         record(f"{self.prefix}provenance", prov, digits=None)
         df = self.table()
         _glue(f"{self.prefix}claims_table", HTML(_html_table(df.to_dict("records"))))
-        prov_rows = [{"field": k, "value": json.dumps(v) if isinstance(v, (dict, list)) else v}
-                     for k, v in prov.items()]
-        _glue(f"{self.prefix}provenance_table", HTML(_html_table(prov_rows)))
+        _glue(f"{self.prefix}provenance_table", self.provenance_view())
         failed = self.failures() if self.check else []
         out_dir = os.environ.get(CLAIMS_DIR_ENV)
         if out_dir:
@@ -335,3 +335,13 @@ class ChapterReport:
             if not out_dir:
                 raise ClaimsCheckError("; ".join(failed))
         return df
+
+    def provenance_view(self) -> Any:
+        """The provenance recorded by :meth:`finish`, as an HTML table for a hidden cell."""
+        from IPython.display import HTML
+
+        if self.provenance is None:
+            raise RuntimeError("call finish() first")
+        rows = [{"field": k, "value": json.dumps(v) if isinstance(v, (dict, list)) else v}
+                for k, v in self.provenance.items()]
+        return HTML(_html_table(rows))

@@ -53,6 +53,7 @@ def _as_arrays(data: Any) -> tuple[list[np.ndarray], int]:
     """A tuple means several arrays resampled jointly; anything else is one array."""
     arrays = list(data) if isinstance(data, tuple) else [data]
     arrays = [np.asarray(_to_numpy(a)) for a in arrays]
+    arrays = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in arrays]
     n = len(arrays[0])
     if any(len(a) != n for a in arrays):
         raise ValueError(f"arrays resampled together must have one length, got "
