@@ -239,7 +239,7 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     root = root or repo_root()
     available, plan = _plan(profile, selected, dict(overrides or {}), root)
-    preflight(load_profile(profile, root), plan, profile)
+    preflight(load_profile(profile, root), plan, profile, available)
     out_dir = Path(output)
     if not out_dir.is_absolute():
         out_dir = root / out_dir
@@ -404,6 +404,7 @@ def _chapter_worker(spec_path: str) -> int:
                             kernel_name="python3")
     except Exception as exc:  # noqa: BLE001 - reported by the parent
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1:]}"
+        print(f"[mcutils.book] {Path(spec['notebook']).name} failed:\n{exc}", flush=True)
     seconds = round(time.perf_counter() - start, 1)
     if Path(spec["target"]).exists():
         _hide_injected_cell(Path(spec["target"]))

@@ -174,8 +174,18 @@ def check_data(profile: Mapping[str, Any], plan: Mapping[str, Mapping[str, Any]]
 
 
 def preflight(profile: Mapping[str, Any], plan: Mapping[str, Mapping[str, Any]],
-              profile_name: str) -> None:
-    """The checks before any chapter starts: CUDA first (seconds), then data and weights."""
+              profile_name: str, notebooks: Mapping[str, Path] | None = None) -> None:
+    """The checks before any chapter starts: CUDA first (seconds), then data and weights.
+
+    Args:
+        profile: the loaded profile (its ``download`` list).
+        plan: chapter -> the parameters the profile sets.
+        profile_name: for messages.
+        notebooks: chapter -> notebook; the notebooks' own defaults then fill in what the
+            profile leaves unset (what the chapter will really use).
+    """
+    if notebooks is not None:
+        plan = {c: {**declared_parameters(notebooks[c]), **p} for c, p in plan.items()}
     check_cuda(plan, profile_name)
     check_data(profile, plan)
 
@@ -366,7 +376,7 @@ def run(profile: str = "gpu-smoke", selected: Sequence[str] | None = None,
         over["device"] = device
     prof = book.load_profile(profile, root)
     available, plan = book._plan(profile, selected, over, root, declare=declared_parameters)
-    preflight(prof, plan, profile)
+    preflight(prof, plan, profile, available)
     out_dir = Path(output)
     if not out_dir.is_absolute():
         out_dir = root / out_dir
