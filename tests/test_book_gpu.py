@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from _tinyrepo import tiny_repo
 
 from mcutils import book, gpucheck
 from mcutils.data import DatasetNotFoundError
@@ -20,31 +20,11 @@ ROOT = repo_root()
 SRC = str(Path(book.__file__).resolve().parents[1])
 
 
-def _tiny_repo(tmp_path, cells_by_chapter, profiles=None):
-    """Repository layout with tiny chapters, written as notebook JSON: {"01": [(src, tags)]}."""
-    (tmp_path / "profiles").mkdir(parents=True)
-    (tmp_path / "notebooks").mkdir()
-    profiles = profiles or {"tiny": {"defaults": {"x": 1},
-                                     "chapters": {c: {} for c in cells_by_chapter}}}
-    for name, prof in profiles.items():
-        (tmp_path / "profiles" / f"{name}.yaml").write_text(yaml.safe_dump(prof))
-    for chapter, cells in cells_by_chapter.items():
-        nb = {"nbformat": 4, "nbformat_minor": 5,
-              "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                          "language": "python"},
-                           "language_info": {"name": "python"}},
-              "cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {"tags": tags},
-                         "source": src, "outputs": [], "execution_count": None}
-                        for i, (src, tags) in enumerate(cells)]}
-        (tmp_path / "notebooks" / f"{chapter}_tiny.ipynb").write_text(json.dumps(nb))
-    return tmp_path
-
-
 # ---------------------------------------------------------------- inheritance
 
 
 def test_extends_merges_key_by_key_and_catches_cycles(tmp_path):
-    root = _tiny_repo(tmp_path, {}, profiles={
+    root = tiny_repo(tmp_path, {}, profiles={
         "base": {"description": "b", "download": ["mnist"], "defaults": {"a": 1, "b": 2},
                  "chapters": {"01": {"x": 1, "y": [1, 2]}, "02": {"z": 0}}},
         "child": {"extends": "base", "defaults": {"b": 3},
@@ -99,7 +79,7 @@ def _cli(module, args, env_extra=None, timeout=120):
     env.update(env_extra or {})
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
-                          text=True, env=env, cwd=str(ROOT), timeout=timeout)
+                          text=True, env=env, cwd=str(ROOT), timeout=timeout, check=False)
     return proc, time.perf_counter() - start
 
 
@@ -117,7 +97,7 @@ def test_gpu_smoke_without_cuda_stops_within_seconds(module, tmp_path):
 
 
 def test_missing_data_and_folders_fail_before_any_kernel(tmp_path, monkeypatch):
-    root = _tiny_repo(tmp_path, {
+    root = tiny_repo(tmp_path, {
         "01": [("dataset = 'cifar10'\nimage_folder = None", ["parameters"]), ("1", [])],
     }, profiles={"p": {"defaults": {}, "chapters": {"01": {}}}})
     monkeypatch.setenv("MCUTILS_DATA", str(tmp_path / "empty"))
@@ -162,7 +142,7 @@ BARRIER = (
 
 def _jobs_repo(tmp_path, folder):
     params = "me = ''\nother = ''\nfolder = ''\nx = 1"
-    return _tiny_repo(tmp_path, {
+    return tiny_repo(tmp_path, {
         "01": [(params, ["parameters"]), (BARRIER, [])],
         "02": [(params, ["parameters"]), (BARRIER, []), ("raise ValueError('boom 02')", [])],
     }, profiles={"tiny": {"defaults": {"folder": str(folder)}, "chapters": {

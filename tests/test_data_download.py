@@ -30,7 +30,7 @@ class _Server:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
+            def do_GET(self):
                 name = self.path.lstrip("/")
                 outer.requests.append(name)
                 if name not in outer.files:
@@ -137,7 +137,7 @@ def test_corrupt_download_is_discarded_and_retried(tmp_path, cifar_server):
 
 
 def test_download_that_never_matches_fails_and_leaves_nothing(tmp_path, cifar_server):
-    server, entry, _ = cifar_server
+    server, _, _ = cifar_server
     server.corrupt["cifar-10-python.tar.gz"] = 99
     root = tmp_path / "data"
     with pytest.raises(DownloadError, match="does not match") as exc:

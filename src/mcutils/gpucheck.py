@@ -218,6 +218,9 @@ def _ensure_ipython_display() -> None:
     ipython = types.ModuleType("IPython")
     ipython.display = display_mod
     ipython.get_ipython = lambda: None
+    # libraries that look IPython up in sys.modules (matplotlib) read its version; a
+    # recent one makes them take the path that needs no IPython internals
+    ipython.version_info = (99, 0, 0, "")
     ipython.__mcutils_stand_in__ = True
     sys.modules["IPython"] = ipython
     sys.modules["IPython.display"] = display_mod
@@ -226,7 +229,12 @@ def _ensure_ipython_display() -> None:
 def _display(*objs: Any, **kwargs: Any) -> None:
     """``display`` outside a kernel: print each object's text form."""
     for obj in objs:
-        print(obj.to_string() if hasattr(obj, "to_string") else obj)
+        if hasattr(obj, "to_string"):  # pandas
+            print(obj.to_string())
+        elif isinstance(getattr(obj, "data", None), str):  # IPython's HTML, Markdown ...
+            print(obj.data)
+        else:
+            print(obj)
 
 
 def _strip_magics(source: str) -> tuple[str, int]:
@@ -383,7 +391,7 @@ def run(profile: str = "gpu-smoke", selected: Sequence[str] | None = None,
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
     claims_dir = out_dir / f"claims-{profile}"
     claims_dir.mkdir(exist_ok=True)
-    old_claims = os.environ.get(CLAIMS_DIR_ENV)
+    saved_env = {k: os.environ.get(k) for k in (CLAIMS_DIR_ENV, "MPLBACKEND")}
     os.environ[CLAIMS_DIR_ENV] = str(claims_dir)
     os.environ["MPLBACKEND"] = "Agg"
     result: dict[str, Any] = {"profile": profile, "device": device, "machine": _machine(),
@@ -405,10 +413,11 @@ def run(profile: str = "gpu-smoke", selected: Sequence[str] | None = None,
             print(f"[mcutils.gpucheck] {nb.name}: {res['seconds']:.1f} s, {res['status']}"
                   + (f" ({res['error']})" if res["error"] else ""), flush=True)
     finally:
-        if old_claims is None:
-            os.environ.pop(CLAIMS_DIR_ENV, None)
-        else:
-            os.environ[CLAIMS_DIR_ENV] = old_claims
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     result["total_seconds"] = round(time.perf_counter() - start, 1)
     (out_dir / f"gpucheck-{profile}.json").write_text(json.dumps(result, indent=2))
     print(format_table(result))
