@@ -56,7 +56,7 @@ def test_gpu_smoke_is_smoke_on_cuda_with_local_data():
     smoke = book.load_profile("smoke")
     gs = book.load_profile("gpu-smoke")
     assert gs["extends"] == ["smoke"] and not gs.get("download")
-    changed = {"device", "dataset", "model"}
+    changed = {"device", "dataset", "model", "lr"}
     for chapter, nb in book.chapters().items():
         declared = gpucheck.declared_parameters(nb)
         p_smoke = book.chapter_parameters(smoke, chapter, nb, "smoke", declared)
