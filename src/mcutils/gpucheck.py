@@ -272,8 +272,9 @@ def run_chapter(notebook: str | Path, params: Mapping[str, Any], log: str | Path
         cwd: working folder while the chapter runs (default: the repository root).
 
     Returns:
-        ``{"seconds", "error" (None or "cell k: Type: message"), "cells", "magics",
-        "peak_gpu_mib"}``.
+        A dict with ``seconds``, ``error`` (None, or the failing cell, the exception's
+        type and message), ``cells`` (cells run), ``magics`` (IPython lines skipped) and
+        ``peak_gpu_mib``.
     """
     import matplotlib
 
@@ -367,8 +368,9 @@ def run(profile: str = "gpu-smoke", selected: Sequence[str] | None = None,
         root: repository root.
 
     Returns:
-        ``{"profile", "machine", "chapters": {NN: {"seconds", "status", "error",
-        "peak_gpu_mib"}}, "total_seconds"}``.
+        A dict with ``profile``, ``device``, ``machine``, ``total_seconds`` and
+        ``chapters`` (chapter number -> ``seconds``, ``status``, ``error``,
+        ``failed_claims``, ``peak_gpu_mib``).
 
     Raises:
         ParameterError: unknown profile, chapter or parameter, or CUDA asked for and
