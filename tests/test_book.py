@@ -261,3 +261,44 @@ def test_cli_override_parsing_and_unknown_override(tmp_path):
     with pytest.raises(ParameterError, match="num_epocs"):
         book.execute("tiny", ["01"], output=tmp_path / "o", root=root,
                       overrides={"num_epocs": 2})
+
+
+def test_remote_assets_finds_network_scripts(tmp_path):
+    """Negative control for the offline check: remote scripts, style sheets and URLs in
+    inline loaders are found; local files, data blocks and plain links are not."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "index.html").write_text(
+        '<html><head><script src="_static/mathjax/tex-mml-chtml.js"></script>'
+        '<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js">'
+        '</script><link rel="stylesheet" href="//fonts.example.org/a.css">'
+        '<link rel="canonical" href="https://example.org/book/">'
+        '<script type="application/vnd.jupyter.widget-state+json">{"u": "https://x.org"}'
+        '</script></head><body><a href="https://arxiv.org/abs/2409.05800">paper</a>'
+        "<script>var s = document.createElement('script'); s.src = "
+        "'https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js';</script>"
+        "</body></html>")
+    (tmp_path / "sub" / "page.html").write_text('<script src="HTTP://x.org/a.js"></script>')
+    hits = book.remote_assets(tmp_path)
+    assert [(h.page, h.tag) for h in hits] == [
+        ("index.html", "script"), ("index.html", "link"), ("index.html", "script (inline)"),
+        ("sub/page.html", "script")]
+    assert "require.min.js" in hits[2].url
+    (tmp_path / "index.html").write_text('<script src="_static/x.js"></script>')
+    (tmp_path / "sub" / "page.html").write_text("<p>https://example.org</p>")
+    assert book.remote_assets(tmp_path) == []
+    assert book.main(["offline", str(tmp_path)]) == 0
+    with pytest.raises(ParameterError, match="no built HTML"):
+        book.remote_assets(tmp_path / "sub" / "nothing")
+
+
+def test_results_page_pastes_every_chapter():
+    """book/results.md pastes each chapter's claims and provenance tables (glued by
+    report.ChapterReport.finish) and is in the table of contents right after the intro."""
+    text = (ROOT / "book" / "results.md").read_text()
+    for chapter, nb in CHAPTERS.items():
+        for key in (f"ch{chapter}_claims_table", f"ch{chapter}_provenance_table"):
+            assert re.search(rf"```{{glue}} {key}\n:doc: chapters/{nb.name}\n```", text), key
+        assert f"{{doc}}`chapters/{nb.stem}`" in text
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    assert toc["root"] == "book/intro"
+    assert toc["parts"][0]["chapters"][0]["file"] == "book/results"

@@ -6,6 +6,7 @@ Usage::
     python -m mcutils.book execute --profile gpu --chapters 05 -p bonafide_sizes "[50, 100]"
     python -m mcutils.book list
     python -m mcutils.book prose [--chapters 04]
+    python -m mcutils.book offline _build/html
 
 A profile is ``profiles/NAME.yaml`` with a ``defaults`` section (applied to every
 chapter that declares the parameter) and a ``chapters`` section with one mapping of
@@ -25,6 +26,9 @@ Two checks keep the notebooks honest (``make test`` runs both through ``tests/``
   parameter defaults allowed in ``book/allowed_numbers.yml`` (:func:`load_allowed_numbers`);
 * :func:`notebook_defaults` reads a notebook's parameter defaults, which must equal the
   chapter's settings in ``profiles/cpu.yaml``.
+
+A third, :func:`remote_assets`, runs after ``make html``: the built pages must load no
+script or style sheet over the network, so the book (maths included) renders offline.
 
 Used by the Makefile and the tests, not by the chapters.
 """
@@ -58,6 +62,8 @@ __all__ = [
     "untyped_numbers",
     "load_allowed_numbers",
     "UntypedNumber",
+    "remote_assets",
+    "RemoteAsset",
     "main",
 ]
 
@@ -418,6 +424,87 @@ def load_allowed_numbers(path: str | Path | None = None) -> dict[str, dict[str, 
     return out
 
 
+class RemoteAsset(NamedTuple):
+    """Something a built page would fetch from the network (see :func:`remote_assets`)."""
+
+    page: str
+    """The page, relative to the HTML folder."""
+    tag: str
+    """``script``, ``link`` or ``iframe`` (``script (inline)`` for a URL in script text)."""
+    url: str
+
+
+_REMOTE = re.compile(r"^\s*(?:https?:)?//", re.IGNORECASE)
+_INLINE_URL = re.compile(r"""["'`]((?:https?:)?//[^"'`\s]+)["'`]""", re.IGNORECASE)
+_LOADED_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "import"}
+
+
+def _page_assets(text: str) -> list[tuple[str, str]]:
+    from html.parser import HTMLParser
+
+    found: list[tuple[str, str]] = []
+
+    class Parser(HTMLParser):
+        in_script = False
+
+        def handle_starttag(self, tag, attrs):
+            a = {k.lower(): (v or "") for k, v in attrs}
+            if tag == "script":
+                self.in_script = not a.get("src")
+                kind = a.get("type", "text/javascript").lower()
+                if a.get("src") and _REMOTE.match(a["src"]):
+                    found.append(("script", a["src"]))
+                elif "json" in kind or "x-thebe" in kind or "math/" in kind:
+                    self.in_script = False  # data, not code
+            elif tag == "link" and _REMOTE.match(a.get("href", "")):
+                if _LOADED_RELS & set(a.get("rel", "").lower().split()):
+                    found.append(("link", a["href"]))
+            elif tag == "iframe" and _REMOTE.match(a.get("src", "")):
+                found.append(("iframe", a["src"]))
+
+        def handle_endtag(self, tag):
+            if tag == "script":
+                self.in_script = False
+
+        def handle_data(self, data):
+            if self.in_script:
+                found.extend(("script (inline)", m.group(1))
+                             for m in _INLINE_URL.finditer(data))
+
+    Parser(convert_charrefs=True).feed(text)
+    return found
+
+
+def remote_assets(html_dir: str | Path) -> list[RemoteAsset]:
+    """Scripts, style sheets and frames that built pages would load over the network.
+
+    Scans every ``.html`` file under ``html_dir`` for ``<script src>``, ``<link href>``
+    (style sheets, preloads) and ``<iframe src>`` that start with ``http:``, ``https:`` or
+    ``//``, and for such URLs quoted in inline scripts (a script that loads another,
+    e.g. a ``require.js`` configuration). JSON and other data blocks are skipped. The
+    book must render offline, maths included, so ``make html`` fails unless this is
+    empty.
+
+    Args:
+        html_dir: the built site (``_build/html``).
+
+    Returns:
+        One :class:`RemoteAsset` per occurrence, sorted by page.
+
+    Raises:
+        ParameterError: the folder has no HTML page.
+    """
+    root = Path(html_dir)
+    pages = sorted(root.rglob("*.html"))
+    if not pages:
+        raise ParameterError(f"{root}: no built HTML pages (run `make html` first)")
+    out = []
+    for page in pages:
+        for tag, url in _page_assets(page.read_text(encoding="utf-8", errors="replace")):
+            out.append(RemoteAsset(str(page.relative_to(root)), tag, url))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; exits 1 when a chapter failed or an expected claim did not
     hold, 2 for bad arguments."""
@@ -435,7 +522,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("list", help="list chapters and profiles")
     pr = sub.add_parser("prose", help="list numbers typed into the chapters' prose")
     pr.add_argument("--chapters", nargs="*", default=None, help="chapter numbers (default: all)")
+    off = sub.add_parser("offline", help="list scripts built pages load from the network")
+    off.add_argument("html_dir", nargs="?", default="_build/html")
     args = parser.parse_args(argv)
+    if args.command == "offline":
+        try:
+            hits = remote_assets(args.html_dir)
+        except ParameterError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for hit in hits:
+            print(f"{hit.page}: {hit.tag} {hit.url}")
+        print(f"{len(hits)} remote script(s) or style sheet(s) in {args.html_dir}")
+        return 1 if hits else 0
     if args.command == "list":
         for c, nb in chapters().items():
             print(c, nb.name)
