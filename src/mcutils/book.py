@@ -194,8 +194,8 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
             least one selected chapter).
 
     Returns:
-        ``{"timings": {chapter: seconds}, "errors": {chapter: message},
-        "failed_claims": {chapter: [messages]}}``.
+        A dict with ``"timings"`` (chapter -> seconds), ``"errors"`` (chapter -> message)
+        and ``"failed_claims"`` (chapter -> list of messages).
 
     Raises:
         ParameterError: unknown profile, chapter or parameter (before anything runs).
