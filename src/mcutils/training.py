@@ -4,6 +4,14 @@
 schedule, and two optional per-batch hooks: ``transform(model, x, y) -> (x, y)`` runs
 before each step (adversarial training uses it) and ``callback(step, model)`` after it
 (measuring barriers during training uses it).
+
+Used by every chapter (00-06): each asks for its classifier through
+:func:`trained_model`, so chapters with the same settings share one checkpoint;
+:func:`predict` labels inputs in chapters 00-04, :func:`evaluate` measures the repaired
+models of chapter 05, and :func:`train` follows networks from initialisation in
+chapter 03 (adversarial training of chapter 06 goes through ``trained_model``).
+:func:`predict` and :func:`evaluate` leave the caller's model in its own mode and on its
+own device.
 """
 
 from __future__ import annotations
