@@ -43,7 +43,7 @@ smoke: setup data
 	$(PY) -m mcutils.book execute --profile smoke --output build/smoke $(if $(CHAPTERS),--chapters $(CHAPTERS))
 
 nbval: smoke
-	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg build/smoke
+	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax build/smoke
 
 test: unit smoke nbval
 
