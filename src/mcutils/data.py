@@ -18,6 +18,12 @@ written by :func:`write_cifar10_batches` in CIFAR-10's on-disk format, so the CI
 loading path and 32x32 colour models run with no download (the ``gpu-smoke`` profile
 uses it). Its numbers mean nothing about CIFAR-10. :func:`pretrained_weights_file`
 checks where the ImageNet weights of a torchvision model are (chapters 01 and 04).
+
+Used by every chapter (00-06), which loads its splits with :func:`load_dataset` and
+validates its ``dataset`` parameter against :data:`DATASETS`; chapters 01 and 03 draw
+same-class pairs with :func:`class_pairs`, chapters 03 and 05 batch with
+:class:`TensorLoader`, and chapter 01 reads ImageNet images with
+:func:`load_image_folder` under the gpu profile.
 """
 
 from __future__ import annotations

@@ -11,6 +11,13 @@ Only finished models are stored under a key's ``<hash>.pt``. A long run that che
 every epoch (:func:`mcutils.training.train` with ``checkpoint=``) writes to
 :func:`partial_path` (``<hash>.partial.pt``), which is never served as a trained model;
 :func:`load_or_train` removes it once the finished model is stored.
+
+The key also holds :func:`code_version` of the code that produces the checkpoint, so a
+change to the training code trains a new model instead of serving an old one.
+
+Used by every chapter through :func:`mcutils.training.trained_model` (00-06), and by the
+repair and implant caches of chapter 05 (:mod:`mcutils.repair`, :mod:`mcutils.backdoor`,
+:mod:`mcutils.faults`, keyed with :func:`fingerprint` of their input models).
 """
 
 from __future__ import annotations
