@@ -36,7 +36,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mcutils import book, models
 from mcutils.data import dataset_info
-from mcutils.gpucheck import declared_parameters
 
 BIG_FLOPS = 15e12  # sustained FLOP/s of large 32x32 networks (assumption, see above)
 STEP_S, FWD_S = 1.5e-3, 0.5e-3  # latency floor per step / per forward batch (assumption)
@@ -164,7 +163,7 @@ def main() -> None:
     total = 0.0
     print("chapter  estimate  dominant items")
     for chapter, nb in sorted(book.chapters().items()):
-        own = declared_parameters(nb)  # the notebook's defaults fill what a profile leaves out
+        own = book.notebook_defaults(nb)  # the notebook's defaults fill what a profile leaves out
         p = {**own, **gpu["defaults"], **gpu["chapters"].get(chapter, {})}
         q = {**own, **cpu["defaults"], **cpu["chapters"].get(chapter, {})}
         try:

@@ -58,7 +58,7 @@ def test_gpu_smoke_is_smoke_on_cuda_with_local_data():
     assert gs["extends"] == ["smoke"] and not gs.get("download")
     changed = {"device", "dataset", "model", "lr"}
     for chapter, nb in book.chapters().items():
-        declared = gpucheck.declared_parameters(nb)
+        declared = book.notebook_defaults(nb)
         p_smoke = book.chapter_parameters(smoke, chapter, nb, "smoke", declared)
         p_gpu = book.chapter_parameters(gs, chapter, nb, "gpu-smoke", declared)
         assert p_gpu.pop("profile", "gpu-smoke") == "gpu-smoke"

@@ -49,11 +49,13 @@ def _repo(tmp_path):
     return tiny_repo(tmp_path / "repo", chapters, profiles), marks
 
 
-def test_declared_parameters_match_papermill():
+def test_parameters_read_without_papermill_match_papermill():
+    """The driver reads a notebook's parameters with book.notebook_defaults (no papermill);
+    they are the ones papermill sees."""
     import papermill as pm
 
     for chapter, nb in book.chapters().items():
-        ours = gpucheck.declared_parameters(nb)
+        ours = book.notebook_defaults(nb)
         theirs = pm.inspect_notebook(str(nb))
         assert list(ours) == list(theirs), chapter
         for name, info in theirs.items():
@@ -126,7 +128,7 @@ def test_magics_are_skipped_and_missing_parameters_cell_is_an_error(tmp_path):
     res = gpucheck.run_chapter(root / "notebooks" / "01_tiny.ipynb", {"x": 2}, cwd=root)
     assert res["error"] is None and res["magics"] == 1
     with pytest.raises(ParameterError, match="parameters"):
-        gpucheck.declared_parameters(root / "notebooks" / "02_tiny.ipynb")
+        gpucheck.run_chapter(root / "notebooks" / "02_tiny.ipynb", {}, cwd=root)
 
 
 def test_real_chapter_runs_under_the_smoke_profile_on_cpu(tmp_path):

@@ -28,7 +28,6 @@ torchvision weights are where torchvision looks for them
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import gc
 import json
@@ -50,7 +49,6 @@ __all__ = [
     "check_cuda",
     "check_data",
     "cuda_chapters",
-    "declared_parameters",
     "format_table",
     "main",
     "notebook_cells",
@@ -74,31 +72,6 @@ def notebook_cells(path: str | Path) -> list[dict[str, Any]]:
         cells.append({"source": "".join(src) if isinstance(src, list) else src,
                       "tags": list(cell.get("metadata", {}).get("tags", []))})
     return cells
-
-
-def declared_parameters(path: str | Path) -> dict[str, Any]:
-    """The names (and default values) assigned in a notebook's ``parameters`` cell.
-
-    The same set papermill's ``inspect_notebook`` reports, found with :mod:`ast`.
-
-    Raises:
-        ParameterError: the notebook has no cell tagged ``parameters``.
-    """
-    cells = notebook_cells(path)
-    cell = next((c for c in cells if "parameters" in c["tags"]), None)
-    if cell is None:
-        raise ParameterError(f"{Path(path).name} has no cell tagged 'parameters'")
-    out: dict[str, Any] = {}
-    for node in ast.parse(cell["source"]).body:
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else [])
-        for target in targets:
-            if isinstance(target, ast.Name):
-                try:
-                    out[target.id] = ast.literal_eval(node.value)
-                except ValueError:
-                    out[target.id] = None
-    return out
 
 
 # ---------------------------------------------------------------- checks before any chapter
@@ -185,7 +158,9 @@ def preflight(profile: Mapping[str, Any], plan: Mapping[str, Mapping[str, Any]],
             profile leaves unset (what the chapter will really use).
     """
     if notebooks is not None:
-        plan = {c: {**declared_parameters(notebooks[c]), **p} for c, p in plan.items()}
+        from mcutils.book import notebook_defaults
+
+        plan = {c: {**notebook_defaults(notebooks[c]), **p} for c, p in plan.items()}
     check_cuda(plan, profile_name)
     check_data(profile, plan)
 
@@ -385,7 +360,7 @@ def run(profile: str = "gpu-smoke", selected: Sequence[str] | None = None,
     if device is not None:
         over["device"] = device
     prof = book.load_profile(profile, root)
-    available, plan = book._plan(profile, selected, over, root, declare=declared_parameters)
+    available, plan = book._plan(profile, selected, over, root, declare=book.notebook_defaults)
     preflight(prof, plan, profile, available)
     out_dir = Path(output)
     if not out_dir.is_absolute():
