@@ -23,6 +23,9 @@ name are on disk, or are downloaded (when the profile lists them under ``downloa
 checksums verified (:func:`mcutils.data.ensure_datasets`); ImageNet-pretrained
 torchvision weights are where torchvision looks for them
 (:func:`mcutils.data.pretrained_weights_file`); image folders exist.
+
+Used by the runner (:mod:`mcutils.book`) and on GPU machines, not by the chapters: it
+runs every chapter (00-06) from outside.
 """
 
 from __future__ import annotations
