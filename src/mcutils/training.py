@@ -3,11 +3,16 @@
 ``train`` is a plain loop with tqdm progress, SGD or Adam, an optional cosine or step
 schedule, and two optional per-batch hooks: ``transform(model, x, y) -> (x, y)`` runs
 before each step (adversarial training uses it) and ``callback(step, model)`` after it
-(measuring barriers during training uses it).
+(measuring barriers during training uses it). Every loop runs under the machine's speed
+plan (:func:`mcutils.runtime.prepare`): the memory format, and for inference the batch
+size, measured once per machine; the training batch size is never changed.
+
+Used by every chapter (chapter 00 trains the shared default model).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -16,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mcutils.runtime import ParameterError, get_device, seed_everything
+from mcutils._util import EvalMode
+from mcutils.runtime import ParameterError, get_device, prepare, prepared, seed_everything
 
 __all__ = ["train", "evaluate", "predict", "trained_model", "OPTIMIZERS", "SCHEDULES"]
 
@@ -42,7 +48,7 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
           schedule: str | None = None, device: str | torch.device = "cpu",
           transform: Transform | None = None, callback: Callback | None = None,
           augment: bool = False, seed: int = 0, progress: bool = True,
-          desc: str = "train") -> dict[str, list[float]]:
+          desc: str = "train", channels_last: bool | None = None) -> dict[str, list[float]]:
     """Train ``model`` in place with cross-entropy.
 
     Args:
@@ -63,6 +69,10 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
         seed: seed of augmentation randomness.
         progress: show a tqdm bar.
         desc: the bar's label.
+        channels_last: memory format of the weights and batches during training
+            (default: the faster one on this machine, measured once by
+            :func:`mcutils.runtime.prepare` at the loader's batch size); the weights are
+            returned in their original layout.
 
     Returns:
         History with per-epoch ``loss`` and ``accuracy`` (on the training batches).
@@ -92,10 +102,15 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
     step = 0
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
+    layout = contextlib.ExitStack()
+    plan = None
     for _ in range(epochs):
         loss_sum, correct, count = 0.0, 0, 0
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
+            if plan is None:  # chosen at the first batch: peeking would shift the shuffles
+                plan = prepare(model, x, device, channels_last=channels_last, purpose="train")
+                layout.enter_context(prepared(model, plan))
+            x, y = plan.input(x), y.to(device)
             if augment:
                 x = _augment(x, gen)
             if transform is not None:
@@ -121,33 +136,49 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
         history["accuracy"].append(correct / max(count, 1))
         bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", acc=f"{history['accuracy'][-1]:.3f}")
     bar.close()
+    layout.close()
     model.eval()
     return history
 
 
-@torch.inference_mode()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
             device: str | torch.device | None = None) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` (eval mode, batched, returned on the CPU)."""
-    device = get_device(device) if device is not None else next(model.parameters()).device
-    model.eval()
-    out = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0)
+    """Logits of ``model`` on ``x``, batched, returned on the CPU.
+
+    Runs under the machine's speed plan (:func:`mcutils.runtime.prepare`: memory format
+    and batch size; an explicit ``batch_size`` wins) in eval mode; the caller's model
+    keeps its mode, device and layout.
+    """
+    if len(x) == 0:
+        return torch.empty(0)
+    plan = prepare(model, x[:2], device, batch_size=batch_size)
+    with prepared(model, plan), EvalMode(model), torch.inference_mode(), plan.autocast_context():
+        out = [model(plan.input(x[i:i + plan.batch_size])).float().cpu()
+               for i in range(0, len(x), plan.batch_size)]
+    return torch.cat(out)
 
 
-@torch.inference_mode()
 def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | None = None
              ) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of ``model`` over ``loader`` (eval mode)."""
-    device = get_device(device) if device is not None else next(model.parameters()).device
-    model.eval()
+    """Mean cross-entropy and accuracy of ``model`` over ``loader`` (eval mode).
+
+    The loader's batches are kept; the memory format follows the machine's speed plan.
+    The caller's model keeps its mode, device and layout.
+    """
     loss_sum, correct, count = 0.0, 0, 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        count += len(y)
+    plan = None
+    with contextlib.ExitStack() as stack:
+        for x, y in loader:
+            if plan is None:
+                plan = prepare(model, x, device)
+                stack.enter_context(prepared(model, plan))
+                stack.enter_context(EvalMode(model))
+                stack.enter_context(torch.inference_mode())
+            logits = model(plan.input(x)).float()
+            y = y.to(plan.device)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            count += len(y)
     if count == 0:
         raise ValueError("evaluate got an empty loader")
     return {"loss": loss_sum / count, "accuracy": correct / count}
