@@ -11,6 +11,9 @@ def _isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own empty checkpoint cache and data root."""
     monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MCUTILS_DATA", str(tmp_path / "data"))
+    # fixed speed plans: tests must not spend time calibrating (tests of calibration
+    # pass calibrate=True explicitly)
+    monkeypatch.setenv("MCUTILS_CALIBRATE", "0")
     torch.manual_seed(0)
     yield
 

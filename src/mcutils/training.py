@@ -3,7 +3,9 @@
 ``train`` is a plain loop with tqdm progress, SGD or Adam, an optional cosine or step
 schedule, and two optional per-batch hooks: ``transform(model, x, y) -> (x, y)`` runs
 before each step (adversarial training uses it) and ``callback(step, model)`` after it
-(measuring barriers during training uses it).
+(measuring barriers during training uses it). Every loop runs under the machine's speed
+plan (:func:`mcutils.runtime.prepare`): the memory format, and for inference the batch
+size, measured once per machine; the training batch size is never changed.
 
 Long runs resume: with ``checkpoint=PATH`` the loop writes, after every epoch and
 atomically, the model, the optimiser, the scheduler, every random-number state (as
@@ -23,6 +25,7 @@ own device.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mcutils._util import EvalMode, check_positive, model_device
-from mcutils.runtime import ParameterError, get_device, seed_everything
+from mcutils._util import EvalMode, check_positive
+from mcutils.runtime import ParameterError, get_device, prepare, prepared, seed_everything
 
 __all__ = ["train", "evaluate", "predict", "trained_model", "rng_state", "set_rng_state",
            "OPTIMIZERS", "SCHEDULES"]
@@ -103,7 +106,8 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
           schedule: str | None = None, device: str | torch.device = "cpu",
           transform: Transform | None = None, callback: Callback | None = None,
           augment: bool = False, seed: int = 0, progress: bool = True,
-          desc: str = "train", checkpoint: str | Path | None = None) -> dict[str, list[float]]:
+          desc: str = "train", checkpoint: str | Path | None = None,
+          channels_last: bool | None = None) -> dict[str, list[float]]:
     """Train ``model`` in place with cross-entropy.
 
     Args:
@@ -130,6 +134,10 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
             last epoch and ends with the same weights as an uninterrupted run (a loader
             with an ``epoch`` counter, like :class:`mcutils.data.TensorLoader`, is set
             to it). The file is left in place; the caller removes it when done.
+        channels_last: memory format of the weights and batches during training
+            (default: the faster one on this machine, measured once by
+            :func:`mcutils.runtime.prepare` at the loader's batch size); the weights are
+            returned in their original layout.
 
     Returns:
         History with per-epoch ``loss`` and ``accuracy`` (on the training batches).
@@ -168,10 +176,15 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
         first_epoch, step = _resume(Path(checkpoint), settings, model, opt, sched, gen,
                                     loader, history)
     bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, leave=False)
+    layout = contextlib.ExitStack()
+    plan = None
     for epoch in range(first_epoch, epochs):
         loss_sum, correct, count = 0.0, 0, 0
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
+            if plan is None:  # chosen at the first batch: peeking would shift the shuffles
+                plan = prepare(model, x, device, channels_last=channels_last, purpose="train")
+                layout.enter_context(prepared(model, plan))
+            x, y = plan.input(x), y.to(device)
             if augment:
                 x = _augment(x, gen)
             if transform is not None:
@@ -200,6 +213,7 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
             _save_epoch(Path(checkpoint), settings, epoch + 1, step, model, opt, sched, gen,
                         loader, history)
     bar.close()
+    layout.close()
     model.eval()
     return history
 
@@ -241,40 +255,41 @@ def _resume(path: Path, settings: dict[str, Any], model: nn.Module, opt: torch.o
     return int(state["epoch"]), int(state["step"])
 
 
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
             device: str | torch.device | None = None) -> torch.Tensor:
     """Logits of ``model`` on ``x``, in eval mode and batches, returned on the CPU.
 
-    The caller's model is left as it was: its train/eval mode and its device are
-    restored afterwards (also when the forward pass raises).
+    Runs under the machine's speed plan (:func:`mcutils.runtime.prepare`: memory format
+    and inference batch size). The caller's model is left as it was: its train/eval mode,
+    device and weight layout are restored afterwards (also when the forward pass raises).
 
     Args:
         model: the classifier.
         x: ``[N, ...]`` inputs (on any device).
-        batch_size: inputs per forward pass.
+        batch_size: inputs per forward pass (default: the plan's).
         device: where to compute (default: the model's own device).
 
     Returns:
         ``[N, num_classes]`` float32 logits on the CPU.
     """
-    check_positive(batch_size=batch_size)
-    home = model_device(model)
-    device = get_device(device) if device is not None else home
-    try:
-        model.to(device)
-        with EvalMode(model), torch.inference_mode():
-            out = [model(x[i:i + batch_size].to(device)).float().cpu()
-                   for i in range(0, len(x), batch_size)]
-    finally:
-        model.to(home)
-    return torch.cat(out) if out else torch.empty(0)
+    if batch_size is not None:
+        check_positive(batch_size=batch_size)
+    if len(x) == 0:
+        return torch.empty(0)
+    plan = prepare(model, x[:2], device, batch_size=batch_size)
+    with prepared(model, plan), EvalMode(model), torch.inference_mode(), \
+            plan.autocast_context():
+        out = [model(plan.input(x[i:i + plan.batch_size])).float().cpu()
+               for i in range(0, len(x), plan.batch_size)]
+    return torch.cat(out)
 
 
 def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | None = None
              ) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` over ``loader``, in eval mode.
 
-    The caller's model keeps its train/eval mode and device (both restored afterwards).
+    The loader's batches are kept; the memory format follows the machine's speed plan.
+    The caller's model keeps its train/eval mode, device and weight layout.
 
     Args:
         model: the classifier.
@@ -287,20 +302,20 @@ def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | No
     Raises:
         ValueError: for an empty loader.
     """
-    home = model_device(model)
-    device = get_device(device) if device is not None else home
     loss_sum, correct, count = 0.0, 0, 0
-    try:
-        model.to(device)
-        with EvalMode(model), torch.inference_mode():
-            for x, y in loader:
-                x, y = x.to(device), y.to(device)
-                logits = model(x)
-                loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-                correct += (logits.argmax(1) == y).sum().item()
-                count += len(y)
-    finally:
-        model.to(home)
+    plan = None
+    with contextlib.ExitStack() as stack:
+        for x, y in loader:
+            if plan is None:
+                plan = prepare(model, x, device)
+                stack.enter_context(prepared(model, plan))
+                stack.enter_context(EvalMode(model))
+                stack.enter_context(torch.inference_mode())
+            logits = model(plan.input(x)).float()
+            y = y.to(plan.device)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            count += len(y)
     if count == 0:
         raise ValueError("evaluate got an empty loader")
     return {"loss": loss_sum / count, "accuracy": correct / count}
