@@ -238,8 +238,8 @@ def match_correlation_length(target: float, shape: Sequence[int], count: int | N
     Args:
         target: the lag-1 correlation to match.
         shape: grid shape.
-        count: fields averaged per trial length (default: about 2**18 cells in all,
-            at least 4 fields).
+        count: fields averaged per trial length (default: about 2**16 cells in all,
+            8 to 256 fields).
         rng: seed or generator of the common white noise.
         bounds: the range of lengths searched (grid steps).
         steps: bisection steps (12 resolve ``log ell`` to about 2e-3).
@@ -247,7 +247,7 @@ def match_correlation_length(target: float, shape: Sequence[int], count: int | N
     shape = _check_shape(shape)
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
     if count is None:
-        count = max(4, 2**18 // int(np.prod(shape)))
+        count = int(np.clip(2**16 // int(np.prod(shape)), 8, 256))
     noise = _rng(rng).standard_normal((int(count),) + shape)
 
     def measured(log_ell: float) -> float:

@@ -337,7 +337,7 @@ def bending_statistic(n: np.ndarray, criterion: str = "curvature",
             stat = np.log(w3) - np.log(w2)
     stat = np.where(np.isnan(arr).any(1), np.inf, stat)
     stat = np.where(~np.isnan(arr).any(1) & ((w3 <= 0) | (w3 < min_front)), -np.inf, stat)
-    stat = np.nan_to_num(stat, nan=-np.inf)
+    stat = np.where(np.isnan(stat), -np.inf, stat)
     return float(stat[0]) if np.ndim(n) == 1 else stat
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "anchored_grid",
     "fraction_intervals",
     "grid_losses",
+    "joined_when_inside",
     "label_grid",
     "match_nulls",
     "matched_lengths",
@@ -441,9 +442,19 @@ def onset_intervals(df: pd.DataFrame, by: str, value: str = "p_conn", seed: int 
     return out
 
 
+def joined_when_inside(df: pd.DataFrame) -> np.ndarray:
+    """Per row: 1 if the anchors are joined by the level at which both are inside
+    (``p_conn <= p_in``, the convex-set signature), 0 if not, NaN without anchors."""
+    conn, inside = df["p_conn"].to_numpy(float), df["p_in"].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        flag = (conn <= inside).astype(float)
+    return np.where(np.isnan(conn) | np.isnan(inside), np.nan, flag)
+
+
 def fraction_intervals(df: pd.DataFrame, by: str, flag: np.ndarray | pd.Series, seed: int = 0
                        ) -> dict[str, dict[int, dict]]:
-    """Mean of a 0/1 ``flag`` per group and ``d`` with a bootstrap interval over units."""
+    """Mean of a 0/1 ``flag`` per group and ``d`` with a bootstrap interval over units
+    (rows whose flag is NaN are left out)."""
     tmp = df.assign(_flag=np.asarray(flag, float)).dropna(subset=["_flag"])
     out: dict[str, dict[int, dict]] = {}
     for (g, d), part in tmp.groupby([by, "d"]):

@@ -89,7 +89,8 @@ def _per_dim(value, dims: Sequence[int], name: str) -> list:
 
 def threshold_table(dims: Sequence[int], estimator: str | Sequence[str] = "growth",
                     runs: int = 8, clusters: int | Sequence[int] = 300,
-                    t_max: int | Sequence[int] = 64, rel_resolution: float = 0.002,
+                    t_max: int | Sequence[int] = 64, fit_width: float = 0.04,
+                    fit_steps: int = 6,
                     sizes: Sequence[Sequence[int]] | None = None, trials: int = 40,
                     seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """Estimate ``p_c(d)`` for several dimensions beside the published and series values.
@@ -101,7 +102,8 @@ def threshold_table(dims: Sequence[int], estimator: str | Sequence[str] = "growt
             roots, :func:`mcutils.stats.seed_interval`).
         clusters, t_max: growth clusters per run and generations (one value or one per
             dimension).
-        rel_resolution: bisection resolution of the growth estimator.
+        fit_width, fit_steps: the growth estimator's hand-over from bisection to the fit
+            (see :func:`mcutils.percolation.growth.growth_threshold`).
         sizes: spanning estimator: one list of sides per dimension (ignored for growth).
         trials: spanning estimator: samples per size.
         seed: dimension ``d`` uses the seed ``[seed, d]``, so a dimension's estimate does
@@ -133,8 +135,8 @@ def threshold_table(dims: Sequence[int], estimator: str | Sequence[str] = "growt
         start = time.perf_counter()
         if est_list[k] == "growth":
             res = growth_threshold(d, runs=runs, clusters=int(cl[k]), t_max=int(tm[k]),
-                                   seed=[seed, d], rel_resolution=rel_resolution,
-                                   progress=progress)
+                                   seed=[seed, d], fit_width=fit_width,
+                                   fit_steps=fit_steps, progress=progress)
             iv = seed_interval(res["estimates"])
             sigma = res["sigma"]
             samples[d] = res["estimates"]
