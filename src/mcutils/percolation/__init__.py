@@ -29,5 +29,5 @@ from mcutils.percolation.lattice import *
 from mcutils.percolation.networks import *
 from mcutils.percolation.thresholds import *
 
-__all__ = (["fields", "growth", "lattice", "networks", "thresholds"] + fields.__all__
-           + growth.__all__ + lattice.__all__ + networks.__all__ + thresholds.__all__)
+__all__ = (fields.__all__ + growth.__all__ + lattice.__all__ + networks.__all__
+           + thresholds.__all__)

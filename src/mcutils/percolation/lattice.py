@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -33,6 +34,7 @@ __all__ = [
     "METHODS",
     "anchor_connection_probability",
     "clusters",
+    "connection_curves",
     "connection_probability",
     "estimate_threshold",
     "largest_cluster",
@@ -313,6 +315,40 @@ def connection_probability(d: int, L: int, p: float | Sequence[float], trials: i
             pairs[i] += float((n_t * (n_t - 1)).sum())
     out = np.divide(same, pairs, out=np.zeros_like(same), where=pairs > 0)
     return float(out[0]) if np.ndim(p) == 0 else out
+
+
+def connection_curves(dims: Sequence[int], pcs: Sequence[float], sites: int, trials: int,
+                      rel_p: Sequence[float] = tuple(np.linspace(0.4, 2.2, 13)),
+                      seed: int = 0, method: str = "auto") -> pd.DataFrame:
+    """:func:`connection_probability` against ``p / p_c`` for several dimensions.
+
+    Dimension ``d`` uses a free-boundary lattice of side ``round(sites ** (1/d))`` and
+    the seed ``[seed, d]``.
+
+    Args:
+        dims: dimensions.
+        pcs: the threshold used to scale ``p`` in each dimension.
+        sites: about this many sites per lattice.
+        trials: lattices per point.
+        rel_p: values of ``p / p_c`` (clipped so that ``p <= 1``).
+        seed: seed.
+        method: cluster-labelling back end.
+
+    Returns:
+        DataFrame with ``d``, ``L``, ``p``, ``p_rel`` and ``connection``.
+    """
+    if len(pcs) != len(dims):
+        raise ParameterError(f"pcs has {len(pcs)} entries for {len(dims)} dimensions")
+    rows = []
+    for d, pc in zip(dims, pcs):
+        d = _check_int("d", d, 1)
+        side = max(2, round(sites ** (1 / d)))
+        ps = np.clip(float(pc) * np.asarray(rel_p, float), 0, 1)
+        conn = connection_probability(d, side, ps, trials, np.random.default_rng([seed, d]),
+                                      method=method)
+        rows += [{"d": d, "L": side, "p": float(p), "p_rel": float(p) / float(pc),
+                  "connection": float(c)} for p, c in zip(ps, np.atleast_1d(conn))]
+    return pd.DataFrame(rows)
 
 
 def anchor_connection_probability(shape: Sequence[int], a: Sequence[int], b: Sequence[int],

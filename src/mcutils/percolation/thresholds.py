@@ -35,8 +35,11 @@ __all__ = [
     "PUBLISHED_THRESHOLDS",
     "asymptotic_threshold",
     "bethe_threshold",
+    "check_per_dim",
     "deviation_interval",
     "falling_interval",
+    "threshold_claims",
+    "threshold_summary",
     "threshold_table",
 ]
 
@@ -87,12 +90,21 @@ def _per_dim(value, dims: Sequence[int], name: str) -> list:
     return [value] * len(dims)
 
 
+def check_per_dim(dims: Sequence[int], **values) -> None:
+    """Raise one :class:`ParameterError` listing every per-dimension list whose length is
+    not ``len(dims)`` (scalars are accepted: they apply to every dimension)."""
+    bad = [f"{name} has {len(v)} entries for {len(dims)} dimensions {list(dims)}"
+           for name, v in values.items() if isinstance(v, (list, tuple)) and len(v) != len(dims)]
+    if bad:
+        raise ParameterError("invalid parameters:\n  " + "\n  ".join(bad))
+
+
 def threshold_table(dims: Sequence[int], estimator: str | Sequence[str] = "growth",
                     runs: int = 8, clusters: int | Sequence[int] = 300,
                     t_max: int | Sequence[int] = 64, fit_width: float = 0.04,
                     fit_steps: int = 6,
                     sizes: Sequence[Sequence[int]] | None = None, trials: int = 40,
-                    seed: int = 0, progress: bool = False) -> pd.DataFrame:
+                    seed: int = 0, workers: int = 1, progress: bool = False) -> pd.DataFrame:
     """Estimate ``p_c(d)`` for several dimensions beside the published and series values.
 
     Args:
@@ -108,7 +120,9 @@ def threshold_table(dims: Sequence[int], estimator: str | Sequence[str] = "growt
         trials: spanning estimator: samples per size.
         seed: dimension ``d`` uses the seed ``[seed, d]``, so a dimension's estimate does
             not depend on which others are listed.
-        progress: tqdm bars.
+        workers: dimensions estimated at once in threads (NumPy releases the GIL in the
+            sorts and array operations that dominate); results do not depend on it.
+        progress: tqdm bar over dimensions.
 
     Returns:
         DataFrame indexed by ``d`` with ``estimator``, ``estimate``, ``ci_lo``, ``ci_hi``
@@ -130,28 +144,47 @@ def threshold_table(dims: Sequence[int], estimator: str | Sequence[str] = "growt
     tm = _per_dim(t_max, dims, "t_max")
     if "spanning" in est_list and (sizes is None or len(sizes) != len(dims)):
         raise ParameterError("the spanning estimator needs sizes: one list of sides per dimension")
-    rows, samples, details = [], {}, {}
-    for k, d in enumerate(dims):
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ParameterError(f"workers={workers!r} must be an integer >= 1")
+
+    def one(k: int) -> tuple[dict, np.ndarray | None, dict]:
+        d = dims[k]
         start = time.perf_counter()
         if est_list[k] == "growth":
             res = growth_threshold(d, runs=runs, clusters=int(cl[k]), t_max=int(tm[k]),
-                                   seed=[seed, d], fit_width=fit_width,
-                                   fit_steps=fit_steps, progress=progress)
+                                   seed=[seed, d], fit_width=fit_width, fit_steps=fit_steps)
             iv = seed_interval(res["estimates"])
             sigma = res["sigma"]
-            samples[d] = res["estimates"]
+            sample = res["estimates"]
         else:
-            res = estimate_threshold(d, sizes[k], trials, np.random.default_rng([seed, d]),
-                                     progress=progress)
+            res = estimate_threshold(d, sizes[k], trials, np.random.default_rng([seed, d]))
             sigma = res["err"]
             iv = interval(res["pc"], res["pc"] - 1.96 * sigma, res["pc"] + 1.96 * sigma, trials)
-            samples[d] = None
-        details[d] = res
+            sample = None
         pub, ref = PUBLISHED_THRESHOLDS.get(d, (float("nan"), ""))
-        rows.append({"d": d, "estimator": est_list[k], "estimate": iv["estimate"], "ci_lo": iv["ci"][0],
-                         "ci_hi": iv["ci"][1], "sigma": sigma, "n": iv["n"], "published": pub, "ref": ref,
-                         "rel_dev": iv["estimate"] / pub - 1, "bethe": bethe_threshold(d),
-                         "series": asymptotic_threshold(d), "seconds": time.perf_counter() - start})
+        row = {"d": d, "estimator": est_list[k], "estimate": iv["estimate"],
+               "ci_lo": iv["ci"][0], "ci_hi": iv["ci"][1], "sigma": sigma, "n": iv["n"],
+               "published": pub, "ref": ref, "rel_dev": iv["estimate"] / pub - 1,
+               "bethe": bethe_threshold(d), "series": asymptotic_threshold(d),
+               "seconds": time.perf_counter() - start}
+        return row, sample, res
+
+    if workers == 1:
+        results_iter = map(one, range(len(dims)))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=workers)
+        results_iter = pool.map(one, range(len(dims)))
+    if progress:
+        from tqdm.auto import tqdm
+        results_iter = tqdm(results_iter, total=len(dims), desc="thresholds", leave=False)
+    results = list(results_iter)
+    if workers > 1:
+        pool.shutdown()
+    rows = [r[0] for r in results]
+    samples = {r[0]["d"]: r[1] for r in results}
+    details = {r[0]["d"]: r[2] for r in results}
     table = pd.DataFrame(rows).set_index("d")
     table.attrs["samples"] = samples
     table.attrs["details"] = details
@@ -180,16 +213,19 @@ def deviation_interval(result: Mapping, published: float) -> dict:
     return interval(est, near, max(abs(lo), abs(hi)), result["n"])
 
 
-def falling_interval(samples: Mapping[int, np.ndarray], n_boot: int = 2000, seed: int = 0
-                     ) -> dict:
-    """The smallest drop ``min_d (p_c(d) - p_c(d + 1))`` over consecutive dimensions.
+def falling_interval(samples: Mapping[int, np.ndarray], n_boot: int = 2000, seed: int = 0,
+                     statistic=np.mean) -> dict:
+    """The smallest drop ``min_d (s(d) - s(d + 1))`` over consecutive dimensions.
 
-    Positive when the threshold falls with every added dimension. The interval is a
-    bootstrap over the independent runs of each dimension (resampled separately).
+    ``s(d)`` is ``statistic`` of dimension ``d``'s samples (the mean of a threshold's
+    independent runs, or the median onset of null fields). Positive when the quantity
+    falls with every added dimension. The interval is a bootstrap over the independent
+    samples of each dimension (resampled separately).
 
     Args:
-        samples: ``d -> per-run estimates`` for at least two consecutive dimensions.
+        samples: ``d -> independent estimates`` for at least two consecutive dimensions.
         n_boot, seed: bootstrap settings.
+        statistic: summary of one dimension's samples.
     """
     dims = sorted(int(d) for d in samples)
     if len(dims) < 2 or dims != list(range(dims[0], dims[-1] + 1)):
@@ -197,12 +233,77 @@ def falling_interval(samples: Mapping[int, np.ndarray], n_boot: int = 2000, seed
     vals = {d: np.asarray(samples[d], float) for d in dims}
     if any(len(v) < 2 for v in vals.values()):
         raise ParameterError("every dimension needs at least two runs")
-    means = np.array([vals[d].mean() for d in dims])
+    means = np.array([statistic(vals[d]) for d in dims])
     est = float(np.min(means[:-1] - means[1:]))
     rng = np.random.default_rng(seed)
     reps = np.empty(n_boot)
     for b in range(n_boot):
-        m = np.array([rng.choice(vals[d], len(vals[d])).mean() for d in dims])
+        m = np.array([statistic(rng.choice(vals[d], len(vals[d]))) for d in dims])
         reps[b] = np.min(m[:-1] - m[1:])
     lo, hi = np.quantile(reps, [0.025, 0.975])
     return interval(est, lo, hi, min(len(v) for v in vals.values()))
+
+
+def threshold_claims(table: pd.DataFrame, tol: float = 0.01) -> list[dict]:
+    """The chapter's threshold claims, ready for :meth:`mcutils.report.ChapterReport.claim`.
+
+    * ``pc_d<d>`` for every dimension with a published value: the 95% interval of the
+      estimate lies within ``tol`` (relative) of it (:func:`deviation_interval`, ``<=``);
+    * ``pc_falls``: the threshold falls with every added dimension
+      (:func:`falling_interval` over the growth runs, ``>= 0``), when the table has at
+      least two consecutive dimensions with runs.
+
+    Returns:
+        A list of dicts with ``claim_id``, ``statement``, ``paper``, ``result``,
+        ``threshold`` and ``direction``.
+    """
+    out = []
+    for d, row in table.iterrows():
+        if np.isnan(row["published"]):
+            continue
+        res = interval(row["estimate"], row["ci_lo"], row["ci_hi"], row["n"])
+        how = ("independent growth runs" if row["estimator"] == "growth"
+               else "spanning crossing")
+        out.append({
+            "claim_id": f"pc_d{d}",
+            "statement": f"our p_c({d}) is within {tol:.0%} of the published value "
+                         f"(|relative deviation|, 95% interval over {how})",
+            "paper": f"{row['published']:.7g} ({row['ref']})",
+            "result": deviation_interval(res, row["published"]),
+            "threshold": tol, "direction": "<="})
+    samples = {d: v for d, v in table.attrs.get("samples", {}).items() if v is not None}
+    dims = sorted(samples)
+    run = [d for d in dims if d - 1 in samples or d + 1 in samples]
+    if len(run) >= 2 and run == list(range(run[0], run[-1] + 1)):
+        out.append({
+            "claim_id": "pc_falls",
+            "statement": f"p_c(d) falls with every added dimension, d = {run[0]}..{run[-1]} "
+                         "(smallest drop between consecutive d, bootstrap over runs)",
+            "paper": "theory: p_c(d) ~ 1/(2d - 1) for large d (Gaunt, Sykes and Ruskin 1976)",
+            "result": falling_interval({d: samples[d] for d in run}),
+            "threshold": 0.0, "direction": ">="})
+    return out
+
+
+def threshold_summary(table: pd.DataFrame, tol: float = 0.01) -> dict:
+    """Key numbers of a :func:`threshold_table` for glue (names without the chapter prefix).
+
+    Returns:
+        dict with ``pc`` (``{d: interval}``), ``pc_d<d>`` (each estimate), ``pc_dmin``,
+        ``pc_dmax``, ``pc_count`` (dimensions with a published value), ``pc_max_dev``
+        (largest ``|relative deviation|`` of an estimate) and ``pc_within`` (how many of
+        them have their whole 95% interval within ``tol``, as the claims test).
+    """
+    out: dict = {"pc": {int(d): interval(r.estimate, r.ci_lo, r.ci_hi, r.n)
+                        for d, r in table.iterrows()}}
+    for d, iv in out["pc"].items():
+        out[f"pc_d{d}"] = iv["estimate"]
+    pub = table[table.published.notna()]
+    out["pc_dmin"] = int(table.index.min())
+    out["pc_dmax"] = int(table.index.max())
+    out["pc_count"] = len(pub)
+    out["pc_max_dev"] = float(pub.rel_dev.abs().max()) if len(pub) else float("nan")
+    out["pc_within"] = int(sum(
+        deviation_interval(out["pc"][int(d)], r.published)["ci"][1] <= tol
+        for d, r in pub.iterrows()))
+    return out
