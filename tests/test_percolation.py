@@ -619,3 +619,18 @@ def test_plane_same_patch_and_trios():
     plane = planes[0]
     assert plane["labels"].shape == (13, 13)
     assert plane["cells"][0] == (4, 4) and plane["cells"][1] == (4, 8)
+
+
+def test_fit_stage_steps_out_of_a_wrong_bracket():
+    p = np.array([[0.10, 0.20], [0.12, 0.22], [0.11, 0.21]])
+    stat = np.array([[-np.inf, np.inf], [-0.5, np.inf], [-np.inf, 0.3]])
+    nxt = growth._next_point(p, stat, np.array([0.11, 0.21]), np.array([False, False]),
+                             np.array([0.02, 0.02]), 0.05, 0.5)
+    assert nxt[0] == pytest.approx(0.14)  # all negative: one width above the highest point
+    assert nxt[1] == pytest.approx(0.18)  # all positive: one width below the lowest point
+    mixed = growth._next_point(np.array([[0.1], [0.2]]), np.array([[-0.1], [0.4]]),
+                               np.array([0.0]), np.array([False]), np.array([0.05]), 0.0, 1.0)
+    assert mixed[0] == pytest.approx(0.15)
+    kept = growth._next_point(p, stat, np.array([0.3, 0.7]), np.array([True, True]),
+                              np.array([0.02, 0.02]), 0.05, 0.5)
+    assert kept.tolist() == [0.3, 0.5]  # fitted roots, clipped to the initial bracket

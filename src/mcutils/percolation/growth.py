@@ -389,6 +389,29 @@ def _fit_roots(p: np.ndarray, stat: np.ndarray, fallback: np.ndarray) -> np.ndar
     return np.where(use, xm - ym / slope, fallback)
 
 
+def _next_point(p: np.ndarray, stat: np.ndarray, est: np.ndarray, fitted: np.ndarray,
+                span: np.ndarray, lo0: float, hi0: float) -> np.ndarray:
+    """The next point of the fit stage for every run (``p``, ``stat``: ``[steps, runs]``).
+
+    A run with a fitted root goes to it. A run without one (fewer than two finite
+    statistics: its points died out or exploded, typically after a wrong bisection
+    decision caused by one exceptional cluster) steps one bracket width beyond its
+    highest point if all its statistics are negative, below its lowest if all are
+    positive, and otherwise halfway between its highest negative and lowest positive
+    point. Everything stays within the initial bracket.
+    """
+    out = est.copy()
+    for r in np.flatnonzero(~fitted):
+        neg, pos = p[stat[:, r] < 0, r], p[stat[:, r] > 0, r]
+        if len(pos) == 0:
+            out[r] = p[:, r].max() + span[r]
+        elif len(neg) == 0:
+            out[r] = p[:, r].min() - span[r]
+        else:
+            out[r] = (neg.max() + pos.min()) / 2
+    return np.clip(out, lo0, hi0)
+
+
 def growth_threshold(lattice: int | Lattice, runs: int = 8, clusters: int = 300,
                      t_max: int = 64, seed=0, bracket: Sequence[float] | None = None,
                      fit_width: float = 0.04, fit_steps: int = 6, criterion: str = "auto",
@@ -405,11 +428,14 @@ def growth_threshold(lattice: int | Lattice, runs: int = 8, clusters: int = 300,
        its lower end. A run stops growing as soon as its sign is certain.
     2. *Fit*: near ``p_c`` the sign is noisy but the statistic is close to linear in
        ``p``, so its values are used, not only their signs. The run evaluates the two
-       ends of its bracket, then ``fit_steps - 2`` times the current root estimate
-       (kept within one bracket width of the bracket); after each step a straight line
-       with one slope shared by all runs and one intercept per run is fitted to the
-       stage's points, and the run's root is where its line crosses zero. A wrong late
-       bisection decision is thus corrected instead of frozen.
+       ends of its bracket, then ``fit_steps - 2`` times the current root estimate;
+       after each step a straight line with one slope shared by all runs and one
+       intercept per run is fitted to the stage's finite points, and the run's root is
+       where its line crosses zero. A run whose points all died out (or all exploded)
+       steps outwards until it has finite points on the line. A wrong bisection
+       decision, which one exceptionally large cluster can cause, is thus corrected
+       instead of frozen; a run that never gets two finite points keeps its midpoint
+       (``fitted`` is then False).
 
     The runs' estimates are independent but for the shared slope, whose error moves a
     root by ``(mean(p_r) - root_r) * error / slope``, a small fraction of the roots'
@@ -433,7 +459,8 @@ def growth_threshold(lattice: int | Lattice, runs: int = 8, clusters: int = 300,
         progress: show a tqdm bar over steps.
 
     Returns:
-        dict with ``estimates`` (``[runs]``), ``estimate`` (their mean), ``sigma``
+        dict with ``estimates`` (``[runs]``), ``fitted`` (``[runs]``: the estimate is a
+        fitted root, not the fallback midpoint), ``estimate`` (their mean), ``sigma``
         (standard error of the mean), ``midpoints`` (``[runs]`` midpoints of the
         bisection's final brackets), ``runs``, ``criterion``, ``bracket``, ``steps``
         (bisection steps), ``fit_steps``, ``at_edge`` (``[runs]``: the estimate lies
@@ -486,6 +513,7 @@ def growth_threshold(lattice: int | Lattice, runs: int = 8, clusters: int = 300,
     midpoints = (lo + hi) / 2
     est = midpoints.copy()
     span = hi - lo
+    fitted = np.zeros(runs, bool)
     for i in range(int(fit_steps)):
         k = steps + i
         if i == 0:
@@ -493,14 +521,18 @@ def growth_threshold(lattice: int | Lattice, runs: int = 8, clusters: int = 300,
         elif i == 1:
             p = hi.copy()
         else:
-            p = np.clip(est, np.maximum(lo - span, lo0), np.minimum(hi + span, hi0))
+            p = _next_point(history[steps:k], stats[steps:k], est, fitted, span, lo0, hi0)
         evaluate(k, p, None)
         if i >= 1:
-            est = _fit_roots(history[steps:k + 1], stats[steps:k + 1], midpoints)
+            est = _fit_roots(history[steps:k + 1], stats[steps:k + 1], np.full(runs, np.nan))
+            fitted = np.isfinite(est)
+            est = np.where(fitted, est, midpoints)
     if bar is not None:
         bar.close()
     at_edge = (est - lo0 < span) | (hi0 - est < span)
-    return {"estimates": est, "estimate": float(est.mean()),
+    if not fit_steps:
+        fitted = np.zeros(runs, bool)
+    return {"estimates": est, "estimate": float(est.mean()), "fitted": fitted,
             "sigma": float(est.std(ddof=1) / math.sqrt(runs)), "midpoints": midpoints,
             "runs": int(runs), "criterion": crit, "bracket": (lo0, hi0), "steps": steps,
             "fit_steps": int(fit_steps), "at_edge": at_edge, "history": history,
