@@ -27,7 +27,7 @@ import numpy as np
 from mcutils import percolation as perc
 from mcutils.percolation import growth as growth_mod
 
-CPU_CLUSTERS = [100, 100, 400, 400, 400, 300, 300]
+CPU_CLUSTERS = [160, 100, 400, 400, 400, 300, 300]
 CPU_TMAX = [128, 128, 64, 64, 64, 64, 64]
 
 

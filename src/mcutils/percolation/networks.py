@@ -469,7 +469,7 @@ def fraction_intervals(df: pd.DataFrame, by: str, flag: np.ndarray | pd.Series, 
 
 def match_nulls(model_df: pd.DataFrame, null_df: pd.DataFrame, nulls: Mapping[str, str],
                 value: str = "p_conn", dims: Sequence[int] | None = None, seed: int = 0,
-                n_boot: int = 1000, floor: float = 1e-3) -> dict:
+                n_boot: int = 1000, floor: float = 1e-3, min_units: int = 1) -> dict:
     """Which null the model's onsets follow across dimensions.
 
     For each null, the distance is the mean over ``d`` of ``|log(m_d / z_d)|``, with
@@ -488,6 +488,8 @@ def match_nulls(model_df: pd.DataFrame, null_df: pd.DataFrame, nulls: Mapping[st
         dims: dimensions to use (default: those present in both).
         seed, n_boot: bootstrap settings.
         floor: lower bound of onsets in the log ratio.
+        min_units: dimensions with fewer model slices than this are left out (a median
+            over two or three slices would dominate the mean with its noise).
 
     Returns:
         dict with ``distance`` (label -> interval), ``ratio`` (label -> {d: model / null
@@ -495,7 +497,8 @@ def match_nulls(model_df: pd.DataFrame, null_df: pd.DataFrame, nulls: Mapping[st
     """
     rng = np.random.default_rng(seed)
     m = model_df.dropna(subset=[value])
-    have = set(m["d"].unique())
+    counts = m["d"].value_counts()
+    have = {int(d) for d in counts.index if counts[d] >= min_units}
     for name in nulls.values():
         have &= set(null_df.loc[(null_df["null"] == name) & null_df[value].notna(), "d"])
     dims = sorted(have if dims is None else {int(d) for d in dims} & have)
@@ -624,7 +627,7 @@ def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
                     dims: Sequence[int], anchored: int | Sequence[int],
                     unanchored: int | Sequence[int], null_count: int | Sequence[int],
                     n: int = 9, margin: int = 2, seed: int = 0, batch_size: int = 256,
-                    progress: bool = False) -> dict:
+                    min_units: int = 5, progress: bool = False) -> dict:
     """The chapter's network experiment: slices of each model against the nulls.
 
     Runs :func:`slice_study` for every model, matches the correlated null's length to
@@ -641,8 +644,8 @@ def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
       ``null_joined`` for the nulls;
     * ``line``: ``{model: interval}``, the fraction of pairs whose straight segment is
       predicted in their class at every grid point;
-    * ``match`` and ``span_match``: :func:`match_nulls` per model over ``d >= 2``, for
-      anchor connection and for spanning.
+    * ``match`` and ``span_match``: :func:`match_nulls` per model over ``d >= 2`` with at
+      least ``min_units`` slices, for anchor connection and for spanning.
 
     Returns:
         dict with those entries plus ``slices`` (one table, column ``model``), ``nulls``,
@@ -681,11 +684,13 @@ def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
         nul = {"independent": "independent", "correlated": f"correlated_{name}",
                "convex": "convex"}
         part = anch[(anch.model == name) & (anch.d >= 2)]
-        if len(part):
-            out["match"][name] = match_nulls(part, nulls, nul, "p_conn", seed=seed)
+        if (part["d"].value_counts() >= min_units).any():
+            out["match"][name] = match_nulls(part, nulls, nul, "p_conn", seed=seed,
+                                             min_units=min_units)
         part = rand[(rand.model == name) & (rand.d >= 2)]
-        if len(part):
-            out["span_match"][name] = match_nulls(part, nulls, nul, "p_span", seed=seed)
+        if (part["d"].value_counts() >= min_units).any():
+            out["span_match"][name] = match_nulls(part, nulls, nul, "p_span", seed=seed,
+                                                  min_units=min_units)
     return out
 
 
@@ -719,7 +724,8 @@ def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: 
                      "connectivity of same-class inputs (Vrabel et al. 2025; no number)",
             "result": match["distance"]["independent"], "threshold": log_tol,
             "direction": "<="})
-        part = slices[(slices.model == name) & (slices.kind == "anchored") & (slices.d >= 2)]
+        part = slices[(slices.model == name) & (slices.kind == "anchored")
+                      & slices.d.isin(dims)]
         flag = joined_when_inside(part)
         ok = ~np.isnan(flag)
         if ok.sum() >= 2:
