@@ -357,6 +357,7 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                         stop_loss: float | torch.Tensor | None = None, warmup: int = 32,
                         units: str = "normalized", clip: bool = False,
                         penalty: Penalty | None = None, penalty_weight: float = 0.0,
+                        penalty_stop: float | None = None,
                         batch_size: int | None = None, return_steps: bool = False
                         ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The input-space paper's targeted optimisation attack, batched over samples.
@@ -397,6 +398,9 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
         penalty: optional differentiable ``f(x_pixel [n, ...], rows [n]) -> [n]`` added
             with ``penalty_weight`` (adaptive attacks; ``rows`` index into ``x``).
         penalty_weight: its weight.
+        penalty_stop: with a penalty, a sample stops only when, in addition to the
+            loss rule, its penalty is below this value (for a detector's decision
+            value, 0: the detector calls it real).
         batch_size: chunk size over samples (``None``: all at once).
         return_steps: also return the number of updates each sample took.
 
@@ -451,8 +455,10 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                     loss = ce + mse_weight * d.pow(2).flatten(1).mean(1)
                     if hf_weight:
                         loss = loss + hf_weight * high_frequency_penalty(d)
-                    if penalty is not None and penalty_weight > 0:
-                        loss = loss + penalty_weight * penalty(xi, rows[idx])
+                    pen = None
+                    if penalty is not None and (penalty_weight > 0 or penalty_stop is not None):
+                        pen = penalty(xi, rows[idx])
+                        loss = loss + penalty_weight * pen
                     (gi,) = torch.autograd.grad(loss.sum(), zi)
                 g = torch.zeros_like(z)
                 g[idx] = gi
@@ -462,6 +468,8 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                 taken[rows[idx].cpu()] += 1
                 if stop is not None and i > warmup:
                     done = ce.detach() < stop[rows[idx]]
+                    if penalty_stop is not None and pen is not None:
+                        done &= pen.detach() < penalty_stop
                     active[idx[done]] = False
             out[rows] = z * std + mean
     adv = out.detach()
