@@ -20,10 +20,13 @@ with the largest endpoint-loss difference ``|Loss1 - Loss2|``.
 * :func:`drop_unmatched` is the paper's 2-of-7 post-processing (an option);
 * :func:`protocol_summary` gives the chapter's statistics with intervals over seeds,
   :func:`sweep_summary` the same within one set of sources (bootstrap over pairs);
-* :func:`run_protocol`, :func:`attack_sweep`, :func:`dimension_sweep` and
-  :func:`network_sweep` are the orchestration of chapter 04's sections 1 and 2;
-  :func:`sweep_model` trains (and caches) the networks they need, including models
-  for upsampled inputs (:func:`upsample`).
+* :func:`run_protocol`, :func:`attack_sweep` and :func:`model_sweep` are the
+  orchestration of chapter 04's sections 1 and 2; :func:`sweep_model` trains (and
+  caches) the networks they need, including models for upsampled inputs
+  (:func:`upsample`);
+* :func:`select_sources`, :func:`attack_suite`, :func:`detector_table` and
+  :func:`adaptive_study` are the orchestration of section 3 (detectors and the
+  adaptive attack).
 
 Used by chapter 04.
 """
@@ -47,17 +50,22 @@ from mcutils.inputspace import barrier, loss_profiles
 from mcutils.runtime import ParameterError
 
 __all__ = [
+    "ATTACK_KINDS",
     "PAPER_ATTACK",
     "PairSet",
+    "Sources",
+    "adaptive_study",
+    "attack_suite",
     "attack_sweep",
     "auroc_of",
-    "dimension_sweep",
+    "detector_table",
     "drop_unmatched",
-    "network_sweep",
+    "model_sweep",
     "paired_barriers",
     "paper_pairs",
     "protocol_summary",
     "run_protocol",
+    "select_sources",
     "sweep_model",
     "sweep_summary",
     "upsample",
@@ -492,45 +500,303 @@ def sweep_model(dataset: str = "fashion-mnist", model: str = "small_cnn", size: 
     return load_or_train(config, build, fit, code=code_version(training.train, upsample))
 
 
-def dimension_sweep(pairs: PairSet, sizes: Sequence[int], dataset: str = "fashion-mnist",
-                    model: str = "small_cnn", epochs: int = 2, train_subset: int | None = 5000,
-                    seed: int = 0, num_points: int = 250,
-                    attack: Mapping[str, Any] | None = None, batch_size: int = 256,
-                    progress: bool = True) -> pd.DataFrame:
-    """The same pairs upsampled to each size, each with its own network trained at that
-    size (:func:`sweep_model`); rows tagged with ``size`` and the test ``accuracy`` is
-    not computed here (see the chapter)."""
-    frames = []
-    for s in tqdm(list(sizes), desc="input sizes", disable=not progress):
-        net = sweep_model(dataset, model, int(s), epochs=epochs, train_subset=train_subset,
-                          seed=seed, progress=progress)
-        up = pairs.map_images(lambda t, s=int(s): upsample(t, s))
-        frames.append(paired_barriers(net, up, num_points, attack, batch_size=batch_size)
-                      .assign(size=int(s)))
-    return pd.concat(frames, ignore_index=True)
+def model_sweep(pairs: PairSet, networks: Mapping[str, Mapping[str, Any]],
+                dataset: str = "fashion-mnist", epochs: int = 2, train_subset: int | None = 5000,
+                seed: int = 0, num_points: int = 250, attack: Mapping[str, Any] | None = None,
+                batch_size: int = 256, progress: bool = True
+                ) -> tuple[pd.DataFrame, dict[str, nn.Module]]:
+    """The paper's statistic on several networks and input sizes, one set of pairs.
 
-
-def network_sweep(pairs: PairSet, networks: Mapping[str, Mapping[str, Any]],
-                  dataset: str = "fashion-mnist", epochs: int = 2,
-                  train_subset: int | None = 5000, seed: int = 0, num_points: int = 250,
-                  attack: Mapping[str, Any] | None = None, batch_size: int = 256,
-                  progress: bool = True) -> tuple[pd.DataFrame, dict[str, nn.Module]]:
-    """The paper's statistic on several networks: ``networks`` maps a label to
-    :func:`sweep_model` arguments (``model``, ``model_kwargs``, ``trained``, ``size``).
+    ``networks`` maps a label to :func:`sweep_model` arguments: ``model`` (default
+    ``small_cnn``), ``model_kwargs``, ``size`` (the pairs are upsampled to it with
+    :func:`upsample`, and the network is trained at that size) and ``trained``. Every
+    trained network uses the same subset, epochs and seed.
 
     Returns:
-        ``(rows tagged with network, {label: model})``.
+        ``(rows tagged with network and size, {label: model})``.
     """
+    if not networks:
+        raise ParameterError("networks must name at least one network")
     frames, nets = [], {}
     for label, spec in tqdm(list(networks.items()), desc="networks", disable=not progress):
         spec = dict(spec)
         unknown = set(spec) - {"model", "model_kwargs", "trained", "size"}
         if unknown:
             raise ParameterError(f"network {label!r}: unknown keys {sorted(unknown)}")
-        net = sweep_model(dataset, spec.get("model", "small_cnn"), spec.get("size"),
+        size = int(spec.get("size") or pairs.a.shape[-1])
+        net = sweep_model(dataset, spec.get("model", "small_cnn"), size,
                           spec.get("model_kwargs"), epochs=epochs, train_subset=train_subset,
                           seed=seed, trained=spec.get("trained", True), progress=progress)
         nets[label] = net
-        frames.append(paired_barriers(net, pairs, num_points, attack, batch_size=batch_size)
-                      .assign(network=label))
+        up = pairs.map_images(lambda t, s=size: upsample(t, s))
+        frames.append(paired_barriers(net, up, num_points, attack, batch_size=batch_size)
+                      .assign(network=label, size=size))
     return pd.concat(frames, ignore_index=True), nets
+
+
+# ----------------------------------------------------------------------------- section 3
+@dataclass
+class Sources:
+    """Inputs of the detection experiments: correctly classified test images with a
+    random other target class and the loss of a real target-class image (the paper's
+    stopping threshold), all indices into the test set.
+
+    Attributes:
+        x: ``[N, C, H, W]``; y: ``[N]`` true classes; target: ``[N]`` target classes.
+        stop_loss: ``[N]`` loss of a real image of the target class (not a source).
+        index: ``[N]`` test-set indices of the sources.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor
+    stop_loss: torch.Tensor
+    index: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def select_sources(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, seed: int = 0,
+                   batch_size: int = 256) -> Sources:
+    """The first ``n`` correctly classified images after a seeded shuffle, a uniformly
+    drawn other class as each one's target, and as its stopping loss the loss of the
+    target class at a random correctly classified image of that class that is not a
+    source."""
+    if not isinstance(n, int) or n < 2:
+        raise ParameterError(f"n={n!r} must be an integer >= 2")
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(y), generator=gen)
+    dev = _model_device(model)
+    with torch.inference_mode():
+        pred = torch.cat([model(x[order[i:i + batch_size]].to(dev)).argmax(1).cpu()
+                          for i in range(0, len(order), batch_size)])
+    correct = order[pred == y[order]]
+    if len(correct) < n + 10:
+        raise ParameterError(f"only {len(correct)} correctly classified images for n={n}")
+    src, rest = correct[:n], correct[n:]
+    classes = int(y.max()) + 1
+    target = (y[src] + torch.randint(1, classes, (n,), generator=gen)) % classes
+    partner = torch.empty(n, dtype=torch.long)
+    for c in target.unique().tolist():
+        members = rest[y[rest] == c]
+        if len(members) == 0:
+            raise ParameterError(f"no spare image of class {c} for the stopping loss")
+        rows = (target == c).nonzero().flatten()
+        partner[rows] = members[torch.randint(len(members), (len(rows),), generator=gen)]
+    stop = _ce(model, x[partner], target, batch_size)
+    return Sources(x[src], y[src], target, stop, src)
+
+
+ATTACK_KINDS = ("fgsm", "pgd_linf", "pgd_l2", "cw", "optim")
+
+
+def attack_suite(model: nn.Module, sources: Sources, specs: Mapping[str, Mapping[str, Any]],
+                 seed: int = 0, progress: bool = True
+                 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Run several attacks on the same sources.
+
+    ``specs`` maps a name to ``{"kind": one of ATTACK_KINDS, ...keyword arguments}``.
+    ``fgsm``, ``pgd_*`` and ``cw`` are untargeted (true class); ``optim`` is the
+    paper's targeted attack (:data:`PAPER_ATTACK` overridden by the spec; ``stop``:
+    ``"matched"`` uses the sources' stopping losses, ``None`` runs every step).
+
+    Returns:
+        name -> ``(adversarial images [N, ...], success [N] bool)``.
+    """
+    dev = _model_device(model)
+    out = {}
+    for name, spec in tqdm(list(specs.items()), desc="attacks", disable=not progress):
+        spec = dict(spec)
+        kind = spec.pop("kind", name)
+        if kind not in ATTACK_KINDS:
+            raise ParameterError(f"attack {name!r}: kind={kind!r} is not known; valid: {ATTACK_KINDS}")
+        xs = sources.x.to(dev)
+        if kind == "optim":
+            settings = dict(PAPER_ATTACK)
+            settings.update(spec)
+            stop_mode = settings.pop("stop")
+            stop = sources.stop_loss if stop_mode == "matched" else stop_mode
+            adv = attacks.optimization_attack(model, xs, sources.target.to(dev), stop_loss=stop,
+                                              **settings)
+            label, targeted = sources.target, True
+        else:
+            if kind in ("pgd_linf", "pgd_l2"):
+                spec.setdefault("generator", torch.Generator().manual_seed(seed))
+            adv = attacks.run_attack(kind, model, xs, sources.y.to(dev), **spec)
+            label, targeted = sources.y, False
+        adv = adv.detach().cpu()
+        with torch.inference_mode():
+            pred = torch.cat([model(adv[i:i + 256].to(dev)).argmax(1).cpu()
+                              for i in range(0, len(adv), 256)])
+        ok = (pred == label) if targeted else (pred != label)
+        out[name] = (adv, ok)
+    return out
+
+
+def detector_table(real: tuple[Any, Any], adversarial: Mapping[str, tuple[Any, Any, np.ndarray]],
+                   detectors: Sequence[str], folds: int = 5, seed: int = 0, n_boot: int = 1000,
+                   fpr: float = 0.05) -> tuple[pd.DataFrame, dict[str, dict[str, np.ndarray]]]:
+    """Cross-validated detectors for every attack: AUROC and TPR at ``fpr`` with
+    intervals over sources, and a Wilcoxon signed-rank test of the barrier gap of each
+    adversarial example against that of its own source.
+
+    Args:
+        real: ``(BarrierFeatures, LogitFeatures)`` of the sources (group ``i`` = row ``i``).
+        adversarial: attack -> ``(BarrierFeatures, LogitFeatures, groups)`` of its
+            successful examples (``groups``: their source rows).
+        detectors: names of :data:`mcutils.detection.DETECTORS`.
+        folds, seed: source-disjoint cross-validation
+            (:func:`mcutils.detection.cross_val_scores`).
+        n_boot: bootstrap resamples of the intervals
+            (:func:`mcutils.detection.metric_interval`).
+        fpr: false-positive rate of the TPR column.
+
+    Returns:
+        ``(table, scores)``: one row per attack and detector with ``auroc`` and ``tpr``
+        intervals and the Wilcoxon ``p`` and median paired gap difference (attack
+        rows), and ``scores[attack]`` with ``labels``, ``groups`` and each detector's
+        out-of-fold scores (for paired comparisons).
+    """
+    from mcutils import detection
+
+    bf_r, lf_r = real
+    g_r = np.arange(len(lf_r))
+    rows, scores = [], {}
+    for name, (bf, lf, g) in adversarial.items():
+        g = np.asarray(g)
+        if len(g) < folds:
+            continue
+        gap_r = bf_r.gap.mean(1).numpy()[g]
+        gap_a = bf.gap.mean(1).numpy()
+        wil = stats.wilcoxon_paired(gap_a, gap_r, alternative="greater")
+        scores[name] = {}
+        for det in detectors:
+            x, labels, groups = detection.stack_groups(
+                detection.feature_matrix(det, bf_r, lf_r), detection.feature_matrix(det, bf, lf),
+                g_r, g)
+            s = detection.cross_val_scores(x, labels, groups, folds=folds, seed=seed)
+            scores[name][det] = s
+            scores[name]["labels"], scores[name]["groups"] = labels, groups
+            rows.append({"attack": name, "detector": det, "n_adv": len(g),
+                         "auroc": detection.metric_interval(labels, s, groups, "auroc",
+                                                            n_boot=n_boot, seed=seed),
+                         "tpr": detection.metric_interval(labels, s, groups, "tpr", fpr=fpr,
+                                                          n_boot=n_boot, seed=seed),
+                         "wilcoxon_p": wil["pvalue"],
+                         "median_gap_difference": wil["median_difference"]})
+    return pd.DataFrame(rows), scores
+
+
+def adaptive_study(model: nn.Module, sources: Sources, plain: torch.Tensor,
+                   defender_pool: tuple[torch.Tensor, torch.Tensor],
+                   attacker_pool: tuple[torch.Tensor, torch.Tensor], penalties: Sequence[float],
+                   detector: str = "profile_logits", num_refs: int = 3, num_points: int = 16,
+                   draws: int = 1, attack: Mapping[str, Any] | None = None, seed: int = 0,
+                   n_boot: int = 1000, mahalanobis: Any = None, progress: bool = True
+                   ) -> pd.DataFrame:
+    """Deployed against retrained detectors under an adaptive attack, on one protocol.
+
+    The sources are split at random into a training and a test half. The *deployed*
+    detector (``detector``, logistic) is fitted once on the training half: its real
+    sources against their paper-attack examples ``plain``. For each penalty weight
+    ``w`` the attacker reruns the paper's attack on every source with
+    ``w x`` the deployed detector's decision value added to its objective
+    (:class:`mcutils.detection.DetectorPenalty`, with ``draws`` sets of references per
+    step from its own pool, disjoint from the defender's; with ``w > 0`` a sample stops
+    only when its loss rule holds *and* the detector calls it real). Then, on the test
+    half only:
+
+    * ``auroc_deployed``: the deployed detector, real test sources vs their adaptive
+      examples;
+    * ``auroc_retrained``: a detector of the same kind refitted on the training half's
+      adaptive examples;
+    * ``difference``: retrained minus deployed (paired bootstrap over test sources).
+
+    ``w = 0`` is the paper's attack itself (``plain`` is reused). The defender's
+    references are drawn from its pool with a seed the attacker does not use.
+
+    Returns:
+        One row per penalty: ``penalty``, ``success`` (target reached, all sources),
+        ``l2`` (median pixel L2 of the successful examples), ``auroc_deployed``,
+        ``auroc_retrained``, ``difference`` (intervals) and ``n_test_adv``.
+    """
+    from mcutils import detection
+
+    if len(plain) != len(sources):
+        raise ParameterError("plain must hold one paper-attack example per source")
+    n = len(sources)
+    rng = np.random.default_rng(seed)
+    train_rows = np.sort(rng.permutation(n)[: n // 2])
+    is_train = np.zeros(n, bool)
+    is_train[train_rows] = True
+    dx, dy = defender_pool
+    ax, ay = attacker_pool
+    dev = _model_device(model)
+
+    def features(xs: torch.Tensor, draw_seed: int):
+        bf, lf, _ = detection.connectivity_features(model, xs, dx, dy, num_refs=num_refs,
+                                                    num_points=num_points, seed=draw_seed,
+                                                    mahalanobis=mahalanobis)
+        return detection.feature_matrix(detector, bf, lf)
+
+    def success_of(adv: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            pred = torch.cat([model(adv[i:i + 256].to(dev)).argmax(1).cpu()
+                              for i in range(0, len(adv), 256)])
+        return (pred == sources.target).numpy()
+
+    f_real = features(sources.x, seed + 101)
+    ok_plain = success_of(plain)
+    f_plain = features(plain, seed + 202)
+    groups = np.arange(n)
+
+    def fit(f_adv: np.ndarray, ok: np.ndarray):
+        sel = is_train & ok
+        x, lab, _ = detection.stack_groups(f_real[is_train], f_adv[sel], groups[is_train],
+                                           groups[sel])
+        return detection.fit_detector(x, lab, seed=seed)
+
+    def test_set(f_adv: np.ndarray, ok: np.ndarray):
+        sel = ~is_train & ok
+        return detection.stack_groups(f_real[~is_train], f_adv[sel], groups[~is_train],
+                                      groups[sel])
+
+    deployed = fit(f_plain, ok_plain)
+    settings = dict(PAPER_ATTACK)
+    settings.update(attack or {})
+    stop_mode = settings.pop("stop")
+    stop = sources.stop_loss if stop_mode == "matched" else stop_mode
+    rows = []
+    for w in tqdm(list(penalties), desc="adaptive penalties", disable=not progress):
+        if w == 0:
+            adv, f_adv, ok = plain, f_plain, ok_plain
+        else:
+            pen = detection.DetectorPenalty(model, deployed, detector, ax, ay, sources.target,
+                                            num_refs, num_points, draws=draws, seed=seed + 7)
+            adv = attacks.optimization_attack(model, sources.x.to(dev), sources.target.to(dev),
+                                              stop_loss=stop, penalty=pen, penalty_weight=float(w),
+                                              penalty_stop=0.0, **settings).cpu()
+            ok = success_of(adv)
+            f_adv = features(adv, seed + 303)
+        x_t, lab_t, g_t = test_set(f_adv, ok)
+        entry: dict[str, Any] = {"penalty": float(w), "n_test_adv": int(lab_t.sum())}
+        entry["success"] = stats.bootstrap_ci(ok.astype(float), n_boot=n_boot, seed=seed)
+        l2 = (adv - sources.x).flatten(1).norm(dim=1).numpy()[ok]
+        entry["l2"] = (stats.bootstrap_ci(l2, np.median, n_boot=n_boot, seed=seed)
+                       if len(l2) else stats.interval(np.nan, np.nan, np.nan, 0))
+        if lab_t.sum() < 2 or (is_train & ok).sum() < 2:
+            nan = stats.interval(np.nan, np.nan, np.nan, int(lab_t.sum()))
+            entry.update(auroc_deployed=nan, auroc_retrained=nan, difference=nan)
+            rows.append(entry)
+            continue
+        s_dep = detection.detector_scores(deployed, x_t)
+        s_ret = detection.detector_scores(fit(f_adv, ok), x_t)
+        entry["auroc_deployed"] = detection.metric_interval(lab_t, s_dep, g_t, n_boot=n_boot,
+                                                            seed=seed)
+        entry["auroc_retrained"] = detection.metric_interval(lab_t, s_ret, g_t, n_boot=n_boot,
+                                                             seed=seed)
+        entry["difference"] = detection.auroc_difference(lab_t, s_ret, s_dep, g_t,
+                                                         n_boot=n_boot, seed=seed)
+        rows.append(entry)
+    return pd.DataFrame(rows)
