@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcutils import attacks, inputspace
+from mcutils import attacks
 from mcutils.runtime import ParameterError
 
 
@@ -153,7 +153,7 @@ def _paper_reference(model, src, target, steps, lr, mse_weight, hf_weight, stop,
             n += 1
             if stop is not None and i > warmup and ce.item() < float(stop[k]):
                 break
-        outs.append((z.detach() * std + mean))
+        outs.append(z.detach() * std + mean)
         taken.append(n)
     return torch.cat(outs), torch.tensor(taken)
 
@@ -210,7 +210,7 @@ def test_optimization_attack_stop_rule_and_warmup(ntoy):
     ce_m, ce_f = _loss(model, matched, target), _loss(model, full, target)
     assert (ce_m < stop + 0.2).float().mean() > 0.9
     assert ce_f.median() < 0.5 * ce_m.median()
-    l2 = lambda a: attacks.perturbation_norms(x, a)["l2"].median()  # noqa: E731
+    l2 = lambda a: attacks.perturbation_norms(x, a)["l2"].median()
     assert l2(matched) < l2(full)
 
 
@@ -238,9 +238,9 @@ def test_optimization_attack_penalties_box_and_mode(ntoy):
     target = (y + 1) % 3
     loose = attacks.optimization_attack(model, x, target, steps=100, lr=0.05, mse_weight=0.0)
     tight = attacks.optimization_attack(model, x, target, steps=100, lr=0.05, mse_weight=50.0)
-    d = lambda a: attacks.perturbation_norms(x, a)["l2"].mean()  # noqa: E731
+    d = lambda a: attacks.perturbation_norms(x, a)["l2"].mean()
     assert d(tight) < 0.5 * d(loose)
-    hf = lambda a: attacks.high_frequency_penalty(a - x).mean()  # noqa: E731
+    hf = lambda a: attacks.high_frequency_penalty(a - x).mean()
     smooth = attacks.optimization_attack(model, x, target, steps=100, lr=0.05, mse_weight=0.0,
                                          hf_weight=1.0)
     assert hf(smooth) < 0.5 * hf(loose)

@@ -33,6 +33,7 @@ Used by chapter 04.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -776,7 +777,7 @@ def adaptive_study(model: nn.Module, sources: Sources, plain: torch.Tensor,
                                             num_refs, num_points, draws=draws, seed=seed + 7)
             adv = attacks.optimization_attack(model, sources.x.to(dev), sources.target.to(dev),
                                               stop_loss=stop, penalty=pen, penalty_weight=float(w),
-                                              penalty_stop=0.0, **settings).cpu()
+                                              penalty_stop=math.log(2), **settings).cpu()
             ok = success_of(adv)
             f_adv = features(adv, seed + 303)
         x_t, lab_t, g_t = test_set(f_adv, ok)

@@ -714,7 +714,7 @@ def connectivity_features(model: nn.Module, x: torch.Tensor, pool_x: torch.Tenso
 
 
 class DetectorPenalty:
-    """A fitted detector's decision value as a differentiable function of the input: the
+    """A fitted detector's verdict as a differentiable function of the input: the
     objective an adaptive attacker adds to :func:`mcutils.attacks.optimization_attack`.
 
     It recomputes, with gradients, the very features the detector was fitted on
@@ -805,7 +805,10 @@ class DetectorPenalty:
         return ((features - self.mu) / self.sd) @ self.w + self.b
 
     def __call__(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``[n]`` decision values of ``x`` (the inputs ``rows``), averaged over draws."""
+        """``[n]`` the attacker's loss for ``x`` (the inputs ``rows``):
+        ``softplus(decision)``, i.e. minus the log-probability that the detector calls
+        the input real, averaged over draws of references. It vanishes once the
+        detector is sure the input is real; ``log 2`` is the detector's threshold."""
         targets = self.targets[rows.cpu()].to(x.device)
         total = torch.zeros(len(x), device=x.device)
         for _ in range(self.draws):
@@ -813,7 +816,7 @@ class DetectorPenalty:
             if self.kind not in ("logits", "msp", "margin"):
                 idx = reference_indices(self.pool_y, targets.cpu(), self.num_refs, self.gen)
                 refs = self.pool_x[idx].to(x.device)
-            total = total + self.decision(self.features(x, targets, refs))
+            total = total + F.softplus(self.decision(self.features(x, targets, refs)))
         return total / self.draws
 
 
