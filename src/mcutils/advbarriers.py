@@ -57,17 +57,24 @@ __all__ = [
     "Sources",
     "adaptive_study",
     "attack_suite",
+    "attack_summary",
     "attack_sweep",
     "auroc_of",
+    "defender_features",
     "detector_table",
     "drop_unmatched",
+    "format_interval",
     "model_sweep",
+    "network_specs",
     "paired_barriers",
     "paper_pairs",
     "protocol_summary",
+    "rho_curve",
     "run_protocol",
     "select_sources",
+    "setting_difference",
     "sweep_model",
+    "sweep_settings",
     "sweep_summary",
     "upsample",
 ]
@@ -410,21 +417,111 @@ def sweep_summary(df: pd.DataFrame, by: str = "setting", drop: int = 0, n_boot: 
     return out
 
 
+def format_interval(iv: Mapping[str, Any], digits: int = 2) -> str:
+    """An interval ``{"estimate", "ci", "n"}`` as text: ``"0.75 [0.68, 0.82]"``."""
+    lo, hi = iv["ci"]
+    return f"{iv['estimate']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def rho_curve(summary: Sequence[Mapping[str, Any]], exclude: Sequence[str] = ("over-confident",)
+              ) -> list[Mapping[str, Any]]:
+    """The entries of a :func:`sweep_summary` ordered by their median ``rho``, without the
+    settings named in ``exclude`` (the over-confident end varies confidence, not rho)."""
+    keep = [e for e in summary if e.get("setting") not in set(exclude)]
+    return sorted(keep, key=lambda e: e["rho"]["estimate"])
+
+
+def setting_difference(df: pd.DataFrame, a: Any, b: Any, by: str = "setting",
+                       statistic: str = "auroc_gap", drop: int = 0, n_boot: int = 1000,
+                       seed: int = 0) -> dict[str, Any]:
+    """Paired bootstrap of ``statistic(a) - statistic(b)`` between two settings of a
+    sweep on the same pairs: every resample of units ``A`` is used for both settings.
+
+    Returns:
+        ``{"estimate", "ci", "n"}`` (``n``: units present in both settings).
+    """
+    if by not in df.columns:
+        raise ParameterError(f"df has no column {by!r}")
+    ta = drop_unmatched(df[df[by] == a], drop)
+    tb = drop_unmatched(df[df[by] == b], drop)
+    if len(ta) == 0 or len(tb) == 0:
+        raise ParameterError(f"no rows for {by}={a!r} or {by}={b!r}")
+    units = np.intersect1d(np.unique(ta.unit), np.unique(tb.unit))
+    tab_a = _unit_table(ta[ta.unit.isin(units)])
+    tab_b = _unit_table(tb[tb.unit.isin(units)])
+    return stats.bootstrap_ci(np.arange(len(units)),
+                              lambda idx: _stat_of_units(tab_a[idx], statistic)
+                              - _stat_of_units(tab_b[idx], statistic),
+                              n_boot=n_boot, seed=seed)
+
+
+def sweep_settings(mse_weights: Sequence[float] = (), stop_scales: Sequence[float] = (),
+                   lr_scales: Sequence[float] = (), over_confident: bool = True
+                   ) -> dict[str, dict[str, Any]]:
+    """The attack settings of chapter 04's sweeps, as overrides of :data:`PAPER_ATTACK`:
+    ``"paper"`` first, then one setting per ``mse_weight`` (lambda, normalised units,
+    matched-loss stop), one per stop scale ``s`` (stop below ``s * Loss1``), one per
+    learning-rate multiple ``m`` (``m`` times the paper's step, matched-loss stop), and
+    ``"over-confident"`` (no stop: every step is taken)."""
+    out: dict[str, dict[str, Any]] = {"paper": {}}
+    for w in mse_weights:
+        if w < 0:
+            raise ParameterError(f"mse_weight {w!r} must be >= 0")
+        if w != PAPER_ATTACK["mse_weight"]:
+            out[f"lambda={w:g}"] = {"mse_weight": float(w)}
+    for sc in stop_scales:
+        if not sc > 0:
+            raise ParameterError(f"stop scale {sc!r} must be > 0")
+        out[f"stop={sc:g} Loss1"] = {"stop": float(sc)}
+    for m in lr_scales:
+        if not m > 0:
+            raise ParameterError(f"learning-rate multiple {m!r} must be > 0")
+        out[f"lr={m:g}x"] = {"lr": PAPER_ATTACK["lr"] * float(m)}
+    if over_confident:
+        out["over-confident"] = {"stop": None}
+    return out
+
+
+def network_specs(sizes: Sequence[int] = (), networks: Sequence[str] = (),
+                  model: str = "small_cnn", native: int = 28) -> dict[str, dict[str, Any]]:
+    """The networks of chapter 04's model sweep for :func:`model_sweep`: ``model`` at
+    every input size of ``sizes`` (labelled ``"<model> <size>px"``; ``native`` is always
+    included, as the reference), then the named variants at the native size: ``wide``
+    (``small_cnn`` with 64/128 channels and 256 hidden units), ``mlp``, ``preresnet20``
+    and ``untrained`` (``model`` at its random initialisation)."""
+    known = {"wide": {"model": "small_cnn", "model_kwargs": {"width": 64, "hidden": 256}},
+             "mlp": {"model": "mlp"}, "preresnet20": {"model": "preresnet20"},
+             "untrained": {"model": model, "trained": False}}
+    out: dict[str, dict[str, Any]] = {}
+    for size in sorted({native, *[int(v) for v in sizes]}):
+        out[f"{model} {size}px"] = {"model": model, "size": size}
+    for name in networks:
+        if name not in known:
+            raise ParameterError(f"network {name!r} is not known; valid values: {sorted(known)}")
+        out[name] = {**known[name], "size": native}
+    return out
+
+
 # ----------------------------------------------------------------------------- orchestration
 def run_protocol(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int],
                  pairs_per_class: int = 7, num_points: int = 250,
                  attack: Mapping[str, Any] | None = None, batch_size: int = 256,
-                 progress: bool = True) -> pd.DataFrame:
+                 progress: bool = True, return_adversarial: bool = False
+                 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[int, torch.Tensor]]:
     """Section 1 of chapter 04: :func:`paper_pairs` and :func:`paired_barriers` for every
-    seed (each seed draws its own pairs and other classes), rows tagged with ``seed``."""
+    seed (each seed draws its own pairs and other classes), rows tagged with ``seed``;
+    with ``return_adversarial`` also ``{seed: K' images}``."""
     if not seeds:
         raise ParameterError("seeds must name at least one seed")
-    frames = []
+    frames, images = [], {}
     for s in tqdm(list(seeds), desc="paper protocol (seeds)", disable=not progress):
         pairs = paper_pairs(x, y, pairs_per_class, seed=int(s))
-        frames.append(paired_barriers(model, pairs, num_points, attack, batch_size=batch_size)
-                      .assign(seed=int(s)))
-    return pd.concat(frames, ignore_index=True)
+        df, k_adv = paired_barriers(model, pairs, num_points, attack, batch_size=batch_size,
+                                    return_adversarial=True)
+        frames.append(df.assign(seed=int(s)))
+        images[int(s)] = k_adv
+    out = pd.concat(frames, ignore_index=True)
+    return (out, images) if return_adversarial else out
 
 
 def attack_sweep(model: nn.Module, pairs: PairSet, settings: Mapping[str, Mapping[str, Any]],
@@ -504,8 +601,8 @@ def sweep_model(dataset: str = "fashion-mnist", model: str = "small_cnn", size: 
 def model_sweep(pairs: PairSet, networks: Mapping[str, Mapping[str, Any]],
                 dataset: str = "fashion-mnist", epochs: int = 2, train_subset: int | None = 5000,
                 seed: int = 0, num_points: int = 250, attack: Mapping[str, Any] | None = None,
-                batch_size: int = 256, progress: bool = True
-                ) -> tuple[pd.DataFrame, dict[str, nn.Module]]:
+                batch_size: int = 256, eval_set: tuple[torch.Tensor, torch.Tensor] | None = None,
+                progress: bool = True) -> tuple[pd.DataFrame, dict[str, nn.Module]]:
     """The paper's statistic on several networks and input sizes, one set of pairs.
 
     ``networks`` maps a label to :func:`sweep_model` arguments: ``model`` (default
@@ -530,8 +627,15 @@ def model_sweep(pairs: PairSet, networks: Mapping[str, Mapping[str, Any]],
                           seed=seed, trained=spec.get("trained", True), progress=progress)
         nets[label] = net
         up = pairs.map_images(lambda t, s=size: upsample(t, s))
-        frames.append(paired_barriers(net, up, num_points, attack, batch_size=batch_size)
-                      .assign(network=label, size=size))
+        df = paired_barriers(net, up, num_points, attack, batch_size=batch_size)
+        df = df.assign(network=label, size=size)
+        if eval_set is not None:
+            ex, ey = eval_set
+            with torch.inference_mode():
+                pred = torch.cat([net(upsample(ex[i:i + batch_size], size)).argmax(1)
+                                  for i in range(0, len(ex), batch_size)])
+            df = df.assign(accuracy=float((pred == ey).float().mean()))
+        frames.append(df)
     return pd.concat(frames, ignore_index=True), nets
 
 
@@ -556,6 +660,11 @@ class Sources:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def select(self, rows: torch.Tensor | Sequence[int] | range) -> Sources:
+        """A subset of the sources."""
+        r = torch.as_tensor(list(rows) if isinstance(rows, range) else rows, dtype=torch.long)
+        return Sources(self.x[r], self.y[r], self.target[r], self.stop_loss[r], self.index[r])
 
 
 def select_sources(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, seed: int = 0,
@@ -633,6 +742,53 @@ def attack_suite(model: nn.Module, sources: Sources, specs: Mapping[str, Mapping
         ok = (pred == label) if targeted else (pred != label)
         out[name] = (adv, ok)
     return out
+
+
+def attack_summary(sources: Sources, adversarial: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                   n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per attack: success rate (interval over sources) and the median pixel L-inf and L2
+    perturbation of its successful examples."""
+    rows = []
+    for name, (adv, ok) in adversarial.items():
+        norms = attacks.perturbation_norms(sources.x, adv)
+        okn = ok.numpy()
+        rows.append({"attack": name,
+                     "success": stats.bootstrap_ci(okn.astype(float), n_boot=n_boot, seed=seed),
+                     "linf": float(norms["linf"][ok].median()) if okn.any() else float("nan"),
+                     "l2": float(norms["l2"][ok].median()) if okn.any() else float("nan"),
+                     "n": int(okn.sum())})
+    return pd.DataFrame(rows)
+
+
+def defender_features(model: nn.Module, sources: Sources,
+                      adversarial: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                      pool: tuple[torch.Tensor, torch.Tensor], num_refs: int, num_points: int,
+                      seed: int = 0, mahalanobis: Any = None
+                      ) -> tuple[tuple[Any, Any], dict[str, tuple[Any, Any, np.ndarray]]]:
+    """What the defender computes: :func:`mcutils.detection.connectivity_features` of the
+    real sources and of every attack's successful examples, with references drawn from
+    the defender's ``pool`` (a different seed for each set).
+
+    Returns:
+        ``((barrier, logit features) of the sources, {attack: (barrier, logit features,
+        source rows)})``.
+    """
+    from mcutils import detection
+
+    px, py = pool
+    bf, lf, _ = detection.connectivity_features(model, sources.x, px, py, num_refs=num_refs,
+                                                num_points=num_points, seed=seed,
+                                                mahalanobis=mahalanobis)
+    out = {}
+    for i, (name, (adv, ok)) in enumerate(adversarial.items()):
+        rows = np.flatnonzero(ok.numpy())
+        if len(rows) == 0:
+            continue
+        b, lg, _ = detection.connectivity_features(model, adv[ok], px, py, num_refs=num_refs,
+                                                   num_points=num_points, seed=seed + 1 + i,
+                                                   mahalanobis=mahalanobis)
+        out[name] = (b, lg, rows)
+    return (bf, lf), out
 
 
 def detector_table(real: tuple[Any, Any], adversarial: Mapping[str, tuple[Any, Any, np.ndarray]],
