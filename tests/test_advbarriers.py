@@ -283,3 +283,56 @@ def test_adaptive_study_protocol(digits):
     assert one.auroc_retrained["estimate"] > one.auroc_deployed["estimate"]
     with pytest.raises(ParameterError, match="one paper-attack example"):
         ab.adaptive_study(net, src, plain[:3], (pool.x, pool.y), (pool.x, pool.y), [0.0])
+
+
+def test_settings_specs_and_formatting():
+    s = ab.sweep_settings([0.1, 10.0], [0.5], [4.0])
+    assert list(s) == ["paper", "lambda=10", "stop=0.5 Loss1", "lr=4x", "over-confident"]
+    assert s["lambda=10"] == {"mse_weight": 10.0} and s["over-confident"] == {"stop": None}
+    assert s["lr=4x"]["lr"] == pytest.approx(4 * ab.PAPER_ATTACK["lr"])
+    assert "over-confident" not in ab.sweep_settings(over_confident=False)
+    with pytest.raises(ParameterError):
+        ab.sweep_settings(stop_scales=[0.0])
+    specs = ab.network_specs([42, 28], ["wide", "untrained"], native=28)
+    assert list(specs) == ["small_cnn 28px", "small_cnn 42px", "wide", "untrained"]
+    assert specs["untrained"]["trained"] is False and specs["wide"]["model_kwargs"]["width"] == 64
+    with pytest.raises(ParameterError, match="not known"):
+        ab.network_specs([], ["vit"])
+    assert ab.format_interval({"estimate": 0.75, "ci": [0.6812, 0.82], "n": 3}) == \
+        "0.75 [0.68, 0.82]"
+    summ = [{"setting": "a", "rho": {"estimate": 0.3}}, {"setting": "over-confident",
+                                                          "rho": {"estimate": 0.1}},
+            {"setting": "b", "rho": {"estimate": 0.2}}]
+    assert [e["setting"] for e in ab.rho_curve(summ)] == ["b", "a"]
+
+
+def test_setting_difference_is_paired_over_units():
+    df = pd.concat([_synthetic(seeds=(0,), adv_gap=1.0).assign(setting="far"),
+                    _synthetic(seeds=(0,), adv_gap=0.0).assign(setting="near")])
+    d = ab.setting_difference(df, "far", "near", n_boot=200)
+    assert d["ci"][0] > 0.3 and d["n"] == 21
+    same = ab.setting_difference(df, "far", "far", n_boot=200)
+    assert same["ci"] == [0.0, 0.0]
+    with pytest.raises(ParameterError, match="no rows"):
+        ab.setting_difference(df, "far", "missing")
+
+
+def test_attack_summary_and_defender_features(digits):
+    net, test = digits
+    src = ab.select_sources(net, test.x, test.y, 20, seed=2)
+    sub = src.select(range(5))
+    assert len(sub) == 5 and torch.equal(sub.index, src.index[:5])
+    adv = ab.attack_suite(net, src, {"pgd": {"kind": "pgd_linf", "eps": 0.3, "steps": 10}},
+                          progress=False)
+    tab = ab.attack_summary(src, adv, n_boot=50)
+    row = tab.iloc[0]
+    assert row.success["estimate"] == pytest.approx(float(adv["pgd"][1].float().mean()))
+    assert 0 < row.linf <= 0.3 + 1e-6 and row.n == int(adv["pgd"][1].sum())
+    pool = data.load_dataset("digits", "train")
+    (bf, lf), feats = ab.defender_features(net, src, adv, (pool.x, pool.y), num_refs=2,
+                                           num_points=5)
+    assert len(bf) == len(lf) == 20
+    b, lg, rows = feats["pgd"]
+    assert np.array_equal(rows, np.flatnonzero(adv["pgd"][1].numpy())) and len(b) == len(rows)
+    # references are of the predicted class, drawn from the given pool
+    assert torch.equal(lg.predicted, training.predict(net, adv["pgd"][0][adv["pgd"][1]]).argmax(1))

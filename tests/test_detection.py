@@ -207,6 +207,19 @@ def test_cross_val_scores_never_trains_on_the_scored_source(monkeypatch):
         spy.predict_proba(x[:1])
 
 
+def test_tpr_at_fpr_reads_the_roc_curve():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(1)
+    for trial in range(20):
+        y = rng.integers(0, 2, 60)
+        y[:2] = [0, 1]
+        s = np.round(rng.normal(size=60) + y, 1)  # many ties
+        f, t, _ = roc_curve(y, s)
+        for fpr in (0.0, 0.05, 0.1, 0.3, 1.0):
+            assert detection.tpr_at_fpr(y, s, fpr) == pytest.approx(t[f <= fpr + 1e-12].max())
+
+
 def test_tpr_metric_intervals_and_paired_differences():
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     perfect = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])

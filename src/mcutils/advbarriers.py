@@ -46,6 +46,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mcutils import attacks, stats
+from mcutils._util import EvalMode as _EvalMode
 from mcutils._util import model_device as _model_device
 from mcutils.inputspace import barrier, loss_profiles
 from mcutils.runtime import ParameterError
@@ -180,6 +181,14 @@ def paper_pairs(x: torch.Tensor, y: torch.Tensor, pairs_per_class: int = 7,
 
 
 # ----------------------------------------------------------------------------- measurements
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Predicted classes (eval mode, the caller's mode restored), on the CPU."""
+    dev = _model_device(model)
+    with _EvalMode(model), torch.inference_mode():
+        return torch.cat([model(x[i:i + batch_size].to(dev)).argmax(1).cpu()
+                          for i in range(0, len(x), batch_size)])
+
+
 def _ce(model: nn.Module, x: torch.Tensor, cls: torch.Tensor, batch_size: int = 256
         ) -> torch.Tensor:
     """Cross-entropy of ``cls`` at ``x`` (endpoint losses), batched, on the CPU."""
@@ -247,9 +256,7 @@ def paired_barriers(model: nn.Module, pairs: PairSet, num_points: int = 250,
     k_adv = k_adv.cpu()
     prof_a = loss_profiles(model, pairs.a, k_adv, pairs.cls, num_points=num_points,
                            batch_size=batch_size)
-    with torch.inference_mode():
-        pred = torch.cat([model(k_adv[i:i + batch_size].to(dev)).argmax(1).cpu()
-                          for i in range(0, len(k_adv), batch_size)])
+    pred = _predict(model, k_adv, batch_size)
     l2 = (k_adv - pairs.k).flatten(1).norm(dim=1)
     dist = (k_adv - pairs.a).flatten(1).norm(dim=1)
     adv = pd.DataFrame(dict(kind="adversarial", **base, loss1=prof_a[:, 0].numpy(),
@@ -631,9 +638,7 @@ def model_sweep(pairs: PairSet, networks: Mapping[str, Mapping[str, Any]],
         df = df.assign(network=label, size=size)
         if eval_set is not None:
             ex, ey = eval_set
-            with torch.inference_mode():
-                pred = torch.cat([net(upsample(ex[i:i + batch_size], size)).argmax(1)
-                                  for i in range(0, len(ex), batch_size)])
+            pred = _predict(net, upsample(ex, size), batch_size)
             df = df.assign(accuracy=float((pred == ey).float().mean()))
         frames.append(df)
     return pd.concat(frames, ignore_index=True), nets
@@ -677,15 +682,20 @@ def select_sources(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, s
         raise ParameterError(f"n={n!r} must be an integer >= 2")
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(y), generator=gen)
-    dev = _model_device(model)
-    with torch.inference_mode():
-        pred = torch.cat([model(x[order[i:i + batch_size]].to(dev)).argmax(1).cpu()
-                          for i in range(0, len(order), batch_size)])
-    correct = order[pred == y[order]]
+    classes = int(y.max()) + 1
+    want = n + 20 * classes  # sources plus spare images for the stopping losses
+    found: list[torch.Tensor] = []
+    count = 0
+    for i in range(0, len(order), 4 * batch_size):
+        chunk = order[i:i + 4 * batch_size]
+        found.append(chunk[_predict(model, x[chunk], batch_size) == y[chunk]])
+        count += len(found[-1])
+        if count >= want:
+            break
+    correct = torch.cat(found)
     if len(correct) < n + 10:
         raise ParameterError(f"only {len(correct)} correctly classified images for n={n}")
     src, rest = correct[:n], correct[n:]
-    classes = int(y.max()) + 1
     target = (y[src] + torch.randint(1, classes, (n,), generator=gen)) % classes
     partner = torch.empty(n, dtype=torch.long)
     for c in target.unique().tolist():
@@ -736,9 +746,7 @@ def attack_suite(model: nn.Module, sources: Sources, specs: Mapping[str, Mapping
             adv = attacks.run_attack(kind, model, xs, sources.y.to(dev), **spec)
             label, targeted = sources.y, False
         adv = adv.detach().cpu()
-        with torch.inference_mode():
-            pred = torch.cat([model(adv[i:i + 256].to(dev)).argmax(1).cpu()
-                              for i in range(0, len(adv), 256)])
+        pred = _predict(model, adv)
         ok = (pred == label) if targeted else (pred != label)
         out[name] = (adv, ok)
     return out
@@ -898,10 +906,7 @@ def adaptive_study(model: nn.Module, sources: Sources, plain: torch.Tensor,
         return detection.feature_matrix(detector, bf, lf)
 
     def success_of(adv: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            pred = torch.cat([model(adv[i:i + 256].to(dev)).argmax(1).cpu()
-                              for i in range(0, len(adv), 256)])
-        return (pred == sources.target).numpy()
+        return (_predict(model, adv) == sources.target).numpy()
 
     f_real = features(sources.x, seed + 101)
     ok_plain = success_of(plain)

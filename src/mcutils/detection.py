@@ -568,12 +568,19 @@ def auroc(labels: np.ndarray, scores: np.ndarray, num_boot: int = 1000, level: f
 
 
 def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> float:
-    """True-positive rate at the threshold whose false-positive rate is at most ``fpr``
-    (the highest such rate on the empirical ROC curve)."""
+    """True-positive rate at the lowest threshold whose false-positive rate is at most
+    ``fpr`` (inputs with a score at or above the threshold are flagged), as read off the
+    empirical ROC curve: with ``k = floor(fpr * negatives)`` the threshold lies just above
+    the ``(k + 1)``-th highest negative score."""
     if not 0 <= fpr <= 1:
         raise ParameterError(f"fpr={fpr!r} must be in [0, 1]")
-    f, t = roc_curve(labels, scores)
-    return float(t[f <= fpr + 1e-12].max())
+    labels, scores = _check_labels_scores(labels, scores)
+    neg = np.sort(scores[labels == 0])[::-1]
+    pos = scores[labels == 1]
+    k = int(np.floor(fpr * len(neg) + 1e-9))
+    if k >= len(neg):
+        return 1.0
+    return float((pos > neg[k]).mean())
 
 
 def _metric(name: str, fpr: float = 0.05):
