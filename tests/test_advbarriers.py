@@ -336,3 +336,13 @@ def test_attack_summary_and_defender_features(digits):
     assert np.array_equal(rows, np.flatnonzero(adv["pgd"][1].numpy())) and len(b) == len(rows)
     # references are of the predicted class, drawn from the given pool
     assert torch.equal(lg.predicted, training.predict(net, adv["pgd"][0][adv["pgd"][1]]).argmax(1))
+
+
+def test_table_entry_missing_attack_is_an_empty_interval():
+    iv = {"estimate": 0.7, "ci": [0.6, 0.8], "n": 10}
+    tab = pd.DataFrame([{"attack": "a", "detector": "barrier", "auroc": iv}])
+    assert ab.table_entry(tab, "a", "barrier") == iv
+    missing = ab.table_entry(tab, "b", "barrier")
+    assert missing["n"] == 0 and math.isnan(missing["ci"][0])
+    assert report.verdict(missing["ci"], 0.9, ">=") == "inconclusive"
+    assert ab.table_entry(pd.DataFrame(), "a", "barrier")["n"] == 0

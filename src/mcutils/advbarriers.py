@@ -77,6 +77,7 @@ __all__ = [
     "sweep_model",
     "sweep_settings",
     "sweep_summary",
+    "table_entry",
     "upsample",
 ]
 
@@ -851,6 +852,16 @@ def detector_table(real: tuple[Any, Any], adversarial: Mapping[str, tuple[Any, A
                          "wilcoxon_p": wil["pvalue"],
                          "median_gap_difference": wil["median_difference"]})
     return pd.DataFrame(rows), scores
+
+
+def table_entry(table: pd.DataFrame, attack: str, detector: str, column: str = "auroc"
+                ) -> dict[str, Any]:
+    """One interval of a :func:`detector_table`; an empty interval (NaN, ``n = 0``) when
+    the attack had too few successful examples to be in the table."""
+    sel = table[(table.attack == attack) & (table.detector == detector)] if len(table) else table
+    if len(sel) == 0:
+        return stats.interval(np.nan, np.nan, np.nan, 0)
+    return sel[column].iloc[0]
 
 
 def adaptive_study(model: nn.Module, sources: Sources, plain: torch.Tensor,
