@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from mcutils import advbarriers as ab
-from mcutils import data, detection, report, training
+from mcutils import data, detection, report, stats, training
 from mcutils.models import build_for_dataset
 from mcutils.runtime import ParameterError, seed_everything
 
@@ -255,7 +255,12 @@ def test_sources_attack_suite_and_detector_table(digits):
     labels, s = scores["pgd"]["labels"], scores["pgd"]["logits"]
     assert row.auroc["estimate"] == pytest.approx(detection.auroc(labels, s, num_boot=0).auc)
     assert row.tpr["estimate"] == pytest.approx(detection.tpr_at_fpr(labels, s))
-    assert 0 <= row.wilcoxon_p <= 1 and row.auroc["n"] == 40
+    assert row.auroc["n"] == 40
+    # the Wilcoxon test pairs each adversarial example with its own source
+    bf_a, _, rows_a = feats["pgd"]
+    wil = stats.wilcoxon_paired(bf_a.gap.mean(1).numpy(), bf_r.gap.mean(1).numpy()[rows_a],
+                                alternative="greater")
+    assert row.wilcoxon_p == wil["pvalue"]
 
 
 def test_adaptive_study_protocol(digits):
@@ -346,3 +351,23 @@ def test_table_entry_missing_attack_is_an_empty_interval():
     assert missing["n"] == 0 and math.isnan(missing["ci"][0])
     assert report.verdict(missing["ci"], 0.9, ">=") == "inconclusive"
     assert ab.table_entry(pd.DataFrame(), "a", "barrier")["n"] == 0
+
+
+def test_functions_receiving_a_model_restore_its_mode_and_use_eval(digits):
+    net, test = digits
+    noisy = torch.nn.Sequential(*net, torch.nn.Dropout(0.5))  # train mode would be random
+    noisy.train()
+    src = ab.select_sources(noisy, test.x, test.y, 12, seed=3)
+    assert noisy.training
+    again = ab.select_sources(noisy, test.x, test.y, 12, seed=3)
+    assert torch.equal(src.index, again.index) and torch.equal(src.stop_loss, again.stop_loss)
+    spec = {"pgd": {"kind": "pgd_linf", "eps": 0.2, "steps": 3, "random_start": False}}
+    a1 = ab.attack_suite(noisy, src, spec, progress=False)["pgd"][0]
+    assert noisy.training and all(m.training for m in noisy.modules())
+    a2 = ab.attack_suite(noisy, src, spec, progress=False)["pgd"][0]
+    assert torch.equal(a1, a2)
+    pairs = ab.paper_pairs(test.x, test.y, pairs_per_class=1, seed=0)
+    d1 = ab.paired_barriers(noisy, pairs, num_points=5, attack=TINY)
+    d2 = ab.paired_barriers(noisy, pairs, num_points=5, attack=TINY)
+    assert noisy.training
+    pd.testing.assert_frame_equal(d1, d2)

@@ -727,30 +727,36 @@ def attack_suite(model: nn.Module, sources: Sources, specs: Mapping[str, Mapping
     """
     dev = _model_device(model)
     out = {}
-    for name, spec in tqdm(list(specs.items()), desc="attacks", disable=not progress):
-        spec = dict(spec)
-        kind = spec.pop("kind", name)
-        if kind not in ATTACK_KINDS:
-            raise ParameterError(f"attack {name!r}: kind={kind!r} is not known; valid: {ATTACK_KINDS}")
-        xs = sources.x.to(dev)
-        if kind == "optim":
-            settings = dict(PAPER_ATTACK)
-            settings.update(spec)
-            stop_mode = settings.pop("stop")
-            stop = sources.stop_loss if stop_mode == "matched" else stop_mode
-            adv = attacks.optimization_attack(model, xs, sources.target.to(dev), stop_loss=stop,
-                                              **settings)
-            label, targeted = sources.target, True
-        else:
-            if kind in ("pgd_linf", "pgd_l2"):
-                spec.setdefault("generator", torch.Generator().manual_seed(seed))
-            adv = attacks.run_attack(kind, model, xs, sources.y.to(dev), **spec)
-            label, targeted = sources.y, False
-        adv = adv.detach().cpu()
-        pred = _predict(model, adv)
-        ok = (pred == label) if targeted else (pred != label)
-        out[name] = (adv, ok)
+    with _EvalMode(model):
+        for name, spec in tqdm(list(specs.items()), desc="attacks", disable=not progress):
+            out[name] = _one_attack(model, sources, name, dict(spec), seed, dev)
     return out
+
+
+def _one_attack(model: nn.Module, sources: Sources, name: str, spec: dict[str, Any], seed: int,
+                dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One attack of :func:`attack_suite`: ``(adversarial images, success)``."""
+    kind = spec.pop("kind", name)
+    if kind not in ATTACK_KINDS:
+        raise ParameterError(f"attack {name!r}: kind={kind!r} is not known; valid: {ATTACK_KINDS}")
+    xs = sources.x.to(dev)
+    if kind == "optim":
+        settings = dict(PAPER_ATTACK)
+        settings.update(spec)
+        stop_mode = settings.pop("stop")
+        stop = sources.stop_loss if stop_mode == "matched" else stop_mode
+        adv = attacks.optimization_attack(model, xs, sources.target.to(dev), stop_loss=stop,
+                                          **settings)
+        label, targeted = sources.target, True
+    else:
+        if kind in ("pgd_linf", "pgd_l2"):
+            spec.setdefault("generator", torch.Generator().manual_seed(seed))
+        adv = attacks.run_attack(kind, model, xs, sources.y.to(dev), **spec)
+        label, targeted = sources.y, False
+    adv = adv.detach().cpu()
+    pred = _predict(model, adv)
+    ok = (pred == label) if targeted else (pred != label)
+    return adv, ok
 
 
 def attack_summary(sources: Sources, adversarial: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
