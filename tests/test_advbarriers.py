@@ -127,17 +127,24 @@ def test_drop_unmatched_is_the_papers_postprocessing():
 
 
 def test_protocol_summary_over_seeds_with_negative_controls():
-    good = ab.protocol_summary(_synthetic(), drop=2)
-    assert good["auroc_gap"]["n"] == 3  # a Student-t interval over the three seeds
+    good = ab.protocol_summary(_synthetic(), drop=2, n_boot=300)
     assert good["auroc_gap"]["estimate"] > 0.95
+    # pooled: units of all seeds (pairs with at least one kept path), bootstrapped
+    # within their seed
+    assert 45 <= good["auroc_gap"]["n"] < 63
+    per_seed = ab.protocol_summary(_synthetic(), drop=2, method="seeds")
+    assert per_seed["auroc_gap"]["n"] == 3  # a Student-t interval over the three seeds
     # the chapter's expected claims, checked as the chapter checks them
-    assert report.verdict(good["auroc_gap"]["ci"], 0.5, ">=") == "reproduced"
-    assert report.verdict(good["median_gap_real"]["ci"], math.log(2), "<=") == "reproduced"
+    for summ in (good, per_seed):
+        assert report.verdict(summ["auroc_gap"]["ci"], 0.5, ">=") == "reproduced"
+        assert report.verdict(summ["median_gap_real"]["ci"], math.log(2), "<=") == "reproduced"
     # negative controls: contradicting data give a verdict other than "reproduced"
-    swapped = ab.protocol_summary(_synthetic(adv_gap=0.0, real_gap=1.0), drop=2)
-    assert report.verdict(swapped["auroc_gap"]["ci"], 0.5, ">=") == "not reproduced"
-    assert report.verdict(swapped["median_gap_real"]["ci"], math.log(2), "<=") == \
-        "not reproduced"
+    for method in ("pooled", "seeds"):
+        swapped = ab.protocol_summary(_synthetic(adv_gap=0.0, real_gap=1.0), drop=2,
+                                      method=method, n_boot=300)
+        assert report.verdict(swapped["auroc_gap"]["ci"], 0.5, ">=") == "not reproduced"
+        assert report.verdict(swapped["median_gap_real"]["ci"], math.log(2), "<=") == \
+            "not reproduced"
     # the drop removes 2 of 7 per class and kind: 5 x 3 classes x 2 kinds per seed
     one = _synthetic(seeds=(0,))
     assert len(ab.drop_unmatched(one, 2)) == 30
@@ -147,6 +154,12 @@ def test_protocol_summary_over_seeds_with_negative_controls():
     no_drop = ab.protocol_summary(one, drop=0, n_boot=200)
     assert no_drop["median_gap_adv"]["n"] == 21
     assert set(good) == set(ab.STATISTICS)
+    # pooled over seeds equals the statistic of the concatenated units
+    pooled_units = ab.drop_unmatched(_synthetic(seeds=(0,)), 2).assign(seed=0)
+    assert ab.protocol_summary(pooled_units, drop=0, n_boot=50)["median_gap_adv"]["estimate"] == \
+        pytest.approx(np.median(pooled_units[pooled_units.kind == "adversarial"].gap))
+    with pytest.raises(ParameterError, match="method"):
+        ab.protocol_summary(one, method="mean")
 
 
 def test_sweep_summary_per_setting():

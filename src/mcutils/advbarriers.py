@@ -374,15 +374,20 @@ def _unit_bootstrap(tab: np.ndarray, key: str, n_boot: int, seed: int) -> dict[s
                               n_boot=n_boot, seed=seed)
 
 
-def protocol_summary(df: pd.DataFrame, drop: int = 2, n_boot: int = 1000,
-                     seed: int = 0) -> dict[str, dict[str, Any]]:
-    """The paper's statistics over seeds, each as an interval ``{"estimate", "ci", "n"}``.
+def protocol_summary(df: pd.DataFrame, drop: int = 2, n_boot: int = 1000, seed: int = 0,
+                     method: str = "pooled") -> dict[str, dict[str, Any]]:
+    """The paper's statistics, each as an interval ``{"estimate", "ci", "n"}``.
 
-    Each seed's rows (column ``seed``) give one value of every statistic (after
-    :func:`drop_unmatched` with ``drop``; 0 keeps every pair); the interval is a
-    Student-t over the seeds (:func:`mcutils.stats.seed_interval`) and ``n`` the number
-    of seeds. With a single seed it is a bootstrap over that seed's units (an ``A``
-    resampled with both its paths) and ``n`` the number of units.
+    Rows are first post-processed per seed with :func:`drop_unmatched` (``drop`` pairs
+    per class and kind; 0 keeps every pair). Then, with ``method``:
+
+    * ``"pooled"`` (default): the statistic of all seeds' units together; the interval
+      is a bootstrap *within* seeds (units ``A``, each with both its paths, resampled
+      inside their seed) and ``n`` counts the units. The seeds are independent draws of
+      pairs for one trained model, so their units are exchangeable;
+    * ``"seeds"``: the mean of the per-seed statistics with a Student-t interval over
+      the seeds (:func:`mcutils.stats.seed_interval`); ``n`` counts the seeds (this is
+      the right interval when seeds also retrain the model).
 
     Statistics: ``median_gap_real`` / ``median_gap_adv`` (medians of the gap over
     within-class / real-adversarial paths), ``median_max_real`` / ``median_max_adv``,
@@ -390,15 +395,21 @@ def protocol_summary(df: pd.DataFrame, drop: int = 2, n_boot: int = 1000,
     paths by the gap / the max), ``rho_median`` (median ``||K' - K|| / ||K' - A||``),
     ``l2_median`` and ``success`` (fraction of ``K'`` classified as the target).
     """
+    if method not in ("pooled", "seeds"):
+        raise ParameterError(f"method={method!r} is not known; valid values: pooled, seeds")
     if "seed" not in df.columns:
         df = df.assign(seed=0)
     seeds = sorted(df.seed.unique().tolist())
     tabs = {s: _unit_table(drop_unmatched(df[df.seed == s], drop)) for s in seeds}
-    if len(seeds) >= 2:
+    if method == "seeds":
         return {k: stats.seed_interval([_stat_of_units(tabs[s], k) for s in seeds])
                 for k in STATISTICS}
-    tab = tabs[seeds[0]]
-    return {k: _unit_bootstrap(tab, k, n_boot, seed) for k in STATISTICS}
+    tab = np.concatenate([tabs[s] for s in seeds])
+    strata = np.concatenate([np.full(len(tabs[s]), s) for s in seeds])
+    return {k: stats.bootstrap_ci(np.arange(len(tab)),
+                                  lambda idx, k=k: _stat_of_units(tab[idx], k),
+                                  n_boot=n_boot, seed=seed, strata=strata)
+            for k in STATISTICS}
 
 
 def sweep_summary(df: pd.DataFrame, by: str = "setting", drop: int = 0, n_boot: int = 1000,
