@@ -5,11 +5,23 @@ reference images of class ``c``; the loss profiles of these paths (cross-entropy
 ``c`` along each path, from :func:`mcutils.inputspace.loss_profiles`) are the raw
 material. The input-space paper suggests that real images sit in one connected,
 low-loss region per class while adversarial examples are separated from it by
-barriers. :func:`barrier_features` computes the profiles for many inputs at once
-(all inputs x references x points in flattened batches), :func:`feature_matrix` turns
-them (and the logits, for the baselines) into detector inputs, and
-:func:`cross_val_scores` fits scikit-learn detectors with folds disjoint by source
-image; :func:`auroc` reports the area under the ROC curve with a bootstrap interval.
+barriers.
+
+* :func:`barrier_features` computes the profiles for many inputs at once (all inputs x
+  references x points in flattened batches), :func:`logit_features` the logit baselines
+  and, with a fitted :class:`Mahalanobis` (Lee et al. 2018, on
+  :func:`penultimate_features`), a Mahalanobis score; :func:`connectivity_features`
+  does both for inputs against a reference pool; :func:`feature_matrix` turns them into
+  detector inputs.
+* :func:`cross_val_scores` fits scikit-learn detectors in folds disjoint by source image
+  (:func:`source_folds`); :func:`metric_interval` gives AUROC or the true-positive rate
+  at a false-positive rate (:func:`tpr_at_fpr`) with a bootstrap interval over sources,
+  and :func:`auroc_difference` the paired bootstrap of a difference between detectors.
+* :class:`DetectorPenalty` recomputes a fitted detector's features with gradients, the
+  objective of an adaptive attack.
+
+Every function that receives a model evaluates it in eval mode and restores the caller's
+mode; none moves the model. Used by chapter 04.
 """
 
 from __future__ import annotations
