@@ -790,6 +790,11 @@ class DetectorPenalty:
     def features(self, x: torch.Tensor, targets: torch.Tensor,
                  refs: torch.Tensor | None) -> torch.Tensor:
         """``[n, F]`` the detector's features of ``x`` (differentiable in ``x``)."""
+        with _EvalMode(self.model):
+            return self._features(x, targets, refs)
+
+    def _features(self, x: torch.Tensor, targets: torch.Tensor,
+                  refs: torch.Tensor | None) -> torch.Tensor:
         parts = []
         if self.kind not in ("logits", "msp", "margin"):
             n, k = refs.shape[:2]  # type: ignore[union-attr]
