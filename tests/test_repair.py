@@ -339,3 +339,77 @@ def test_paired_seed_difference_and_frontier_plot():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def _fake_rows(curve_asr, curve_acc, other_asr, other_acc, n=(100, 2500), seeds=(0, 1, 2)):
+    rng = np.random.default_rng(0)
+    rows = []
+    for m in ("bezier", "polychain", "fine_tune", "fine_prune", "scratch", "noise"):
+        for nn_ in n:
+            for s in seeds:
+                curve = m in ("bezier", "polychain")
+                rows.append(dict(method=m, n=nn_, seed=s,
+                                 asr=(curve_asr if curve else other_asr) + 0.01 * rng.random(),
+                                 accuracy=(curve_acc if curve else other_acc)
+                                 + 0.01 * rng.random(),
+                                 fault_success=curve_asr if curve else other_asr))
+    return pd.DataFrame(rows)
+
+
+def test_repair_claims_verdicts_follow_the_data():
+    """Positive control: a curve that removes the backdoor and keeps accuracy while the
+    baselines do neither gives 'reproduced' everywhere. Negative control: contradicting
+    data (the curve keeps the backdoor and loses accuracy, baselines repair) gives 'not
+    reproduced' for every claim."""
+    from mcutils.report import verdict
+
+    good = _fake_rows(curve_asr=0.02, curve_acc=0.86, other_asr=0.9, other_acc=0.5)
+    bad = _fake_rows(curve_asr=0.9, curve_acc=0.5, other_asr=0.02, other_acc=0.86)
+    for rows, want in ((good, "reproduced"), (bad, "not reproduced")):
+        claims = repair.repair_claims(rows, end_accuracy=0.87, small_n=100, large_n=2500,
+                                      fault_rows=rows, aware_rows=rows)
+        ids = [c["claim_id"] for c in claims]
+        assert len(ids) == len(set(ids)) == 11
+        for c in claims:
+            got = verdict(c["result"]["ci"], c["threshold"], c["direction"])
+            assert got == want, (c["claim_id"], c["result"])
+            assert c["result"]["n"] == 3
+    with pytest.raises(ParameterError):
+        repair.repair_claims(good, 0.87, small_n=50, large_n=2500)
+
+
+def test_interval_words_and_plots():
+    iv = {"estimate": 0.5, "ci": [0.2, 0.8], "n": 3}
+    assert repair.format_interval(iv) == "0.50 [0.20, 0.80]"
+    assert repair.format_interval({"estimate": 1.0, "ci": [float("nan")] * 2, "n": 1},
+                                  1) == "1.0 [n/a, n/a]"
+    assert repair.interval_word(iv, "up", "down", "flat") == "up"
+    assert repair.interval_word(iv, "up", "down", "flat", threshold=0.5) == "flat"
+    assert repair.interval_word(iv, "up", "down", "flat", threshold=0.9) == "down"
+    ax = repair.plot_vs_n({"a": {25: iv, 100: iv}}, floor=0.1)
+    assert len(ax.lines) >= 2
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_variant_sweep_and_per_image_counts():
+    setup = _setup()
+    split = repair.defender_split(_data(200, seed=2), 80, 40, 60, seed=0)
+    setup = setup.replace(val=split.val)
+    x = split.rest.x[:4]
+    scorer = repair.Scorer(split.test, faults={"x": x, "y_fault": torch.tensor([0, 1, 2, 0]),
+                                               "y_true": split.rest.y[:4]})
+    table = {"bezier": {16: 0.05}, "polychain": {16: 0.05}}
+    rows = repair.variant_sweep(setup, split, scorer, [{"curve": "polychain"},
+                                                       {"weight_decay": 0.0}],
+                                16, [0, 1], table, progress=False)
+    assert list(dict.fromkeys(rows.variant)) == [
+        "bezier, 3 bends, weight decay 0.0005", "polychain, 3 bends, weight decay 0.0005",
+        "bezier, 3 bends, weight decay 0"]
+    assert len(rows) == 6 and set(rows.lr) == {0.05}
+    counts = repair.per_image_counts(rows)
+    assert counts.shape == (4, 2)  # bezier rows of both bezier variants are grouped together
+    assert counts.to_numpy().max() <= 4
+    with pytest.raises(ParameterError):
+        repair.variant_sweep(setup, split, scorer, [{"lr": 1}], 16, [0], table, progress=False)

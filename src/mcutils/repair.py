@@ -63,19 +63,25 @@ __all__ = [
     "cached_repair",
     "defender_split",
     "fine_tune",
+    "format_interval",
+    "interval_word",
     "lr_for_size",
     "midpoint_noise",
     "paired_seed_difference",
+    "per_image_counts",
     "plot_frontier",
+    "plot_vs_n",
     "prunable_convs",
     "prune_filters",
     "reinitialize",
     "repair_budget",
+    "repair_claims",
     "repair_sweep",
     "run_repair",
     "select_t",
     "sweep_summary",
     "train_from_scratch",
+    "variant_sweep",
     "weight_noise",
 ]
 
@@ -950,7 +956,8 @@ def paired_seed_difference(rows: pd.DataFrame, method_a: str, method_b: str, n: 
 
 def plot_frontier(summary: Mapping[str, Mapping[int, Mapping[str, Mapping[str, Any]]]],
                   methods: Sequence[str] | None = None, x: str = "asr", y: str = "acc",
-                  floor: float | None = None, ncols: int = 4):
+                  floor: float | None = None, ncols: int = 4, xlabel: str = "ASR",
+                  ylabel: str = "clean accuracy"):
     """The accuracy-ASR frontier: one panel per ``n``, one point per method with its 95%
     intervals over seeds on both axes (from :func:`sweep_summary`).
 
@@ -960,6 +967,7 @@ def plot_frontier(summary: Mapping[str, Mapping[int, Mapping[str, Mapping[str, A
         x, y: the interval names on the axes.
         floor: a vertical line at this ``x`` (the trigger floor: the ASR of clean models).
         ncols: panels per row.
+        xlabel, ylabel: axis labels.
 
     Returns:
         The matplotlib figure.
@@ -992,9 +1000,9 @@ def plot_frontier(summary: Mapping[str, Mapping[int, Mapping[str, Mapping[str, A
         if floor is not None:
             ax.axvline(floor, color="grey", ls=":", lw=1)
         ax.set_title(f"n = {n}")
-        ax.set_xlabel(x.upper() if x == "asr" else x)
+        ax.set_xlabel(xlabel)
     for ax in axes[:, 0]:
-        ax.set_ylabel("clean accuracy" if y == "acc" else y)
+        ax.set_ylabel(ylabel)
     for ax in list(axes.flat)[len(sizes):]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
@@ -1002,3 +1010,205 @@ def plot_frontier(summary: Mapping[str, Mapping[int, Mapping[str, Mapping[str, A
                bbox_to_anchor=(0.5, -0.02 - 0.05 * math.ceil(len(methods) / 5)))
     fig.tight_layout()
     return fig
+
+
+def plot_vs_n(series: Mapping[str, Mapping[int, Mapping[str, Any]]], ylabel: str = "ASR",
+              ax: Any = None, floor: float | None = None):
+    """One line per label: an interval (``{"estimate", "ci", "n"}``) at each bonafide size,
+    drawn with its 95% interval, sizes on a log axis.
+
+    Args:
+        series: ``{label: {n: interval}}``.
+        ylabel: the axis label.
+        ax: a matplotlib axis (default: a new figure).
+        floor: a horizontal line at this value (e.g. the trigger floor).
+
+    Returns:
+        The axis.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.4))
+    for label, per_n in series.items():
+        ns = sorted(per_n)
+        est = np.array([per_n[n]["estimate"] for n in ns], dtype=float)
+        lo = np.array([per_n[n]["ci"][0] for n in ns], dtype=float)
+        hi = np.array([per_n[n]["ci"][1] for n in ns], dtype=float)
+        yerr = np.nan_to_num(np.stack([est - lo, hi - est]), nan=0.0)
+        ax.errorbar(ns, est, yerr=yerr, marker="o", capsize=3, label=label)
+    if floor is not None:
+        ax.axhline(floor, color="grey", ls=":", lw=1, label="trigger floor")
+    ax.set_xscale("log")
+    ax.set_xlabel("bonafide images n")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def format_interval(iv: Mapping[str, Any], digits: int = 2) -> str:
+    """``"0.81 [0.79, 0.83]"``: an interval as prose quotes it (``n/a`` for a missing end)."""
+    def f(v: float) -> str:
+        return "n/a" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+
+    return f"{f(iv['estimate'])} [{f(iv['ci'][0])}, {f(iv['ci'][1])}]"
+
+
+def interval_word(iv: Mapping[str, Any], above: str, below: str, neither: str,
+                  threshold: float = 0.0) -> str:
+    """A qualitative word computed from an interval: ``above`` when the whole 95% interval
+    lies above ``threshold``, ``below`` when wholly below, else ``neither``."""
+    lo, hi = (float(v) for v in iv["ci"])
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return neither
+    return above if lo > threshold else below if hi < threshold else neither
+
+
+def repair_claims(rows: pd.DataFrame, end_accuracy: float, small_n: int, large_n: int,
+                  fault_rows: pd.DataFrame | None = None,
+                  aware_rows: pd.DataFrame | None = None, asr_max: float = 0.1,
+                  max_drop: float = 0.05) -> list[dict[str, Any]]:
+    """The claims of Zhao et al. (2020) that chapter 05 tests, as arguments of
+    :meth:`mcutils.report.ChapterReport.claim` (``claim_id``, ``statement``, ``paper``,
+    ``result``, ``threshold``, ``direction``). Every interval is a Student-t interval over
+    seeds; comparisons between methods are paired by seed (one bonafide draw per seed).
+
+    Args:
+        rows: the backdoor sweep (:attr:`SweepResult.rows`).
+        end_accuracy: clean test accuracy of the better tampered end (the reference for
+            "keeps accuracy").
+        small_n, large_n: the sizes at which the claims are read (the paper's regime of
+            little data, and the largest set).
+        fault_rows: the error-injection sweep (rows with ``fault_success``); its largest
+            size is used.
+        aware_rows: the repair of the path-aware attacker's models; its largest size.
+        asr_max: the attack success (or fault success) below which a tampering counts as
+            removed.
+        max_drop: the clean accuracy a repair may lose against ``end_accuracy``.
+    """
+    from mcutils.stats import seed_interval
+
+    def at(df: pd.DataFrame, method: str, n: int, col: str) -> np.ndarray:
+        v = df[(df.method == method) & (df.n == n)][col].to_numpy(float)
+        if len(v) == 0:
+            raise ParameterError(f"no rows for method {method!r} at n={n}")
+        return v
+
+    paper = "Zhao et al. (2020)"
+    out = [
+        dict(claim_id="curve_removes_backdoor",
+             statement=f"with {large_n} bonafide images the Bezier curve at the defender's t has "
+                       f"ASR <= {asr_max}",
+             paper=f"{paper}: attack success near 0 inside the path with 2,500 bonafide images "
+                   "(CIFAR-10, VGG16)",
+             result=seed_interval(at(rows, "bezier", large_n, "asr")), threshold=asr_max,
+             direction="<="),
+        dict(claim_id="curve_keeps_accuracy",
+             statement=f"with {large_n} bonafide images the Bezier curve at the defender's t "
+                       f"loses at most {max_drop} clean accuracy against the better end",
+             paper=f"{paper}: clean accuracy close to the ends' inside the path",
+             result=seed_interval(at(rows, "bezier", large_n, "accuracy") - end_accuracy),
+             threshold=-max_drop, direction=">="),
+        dict(claim_id="curve_removes_backdoor_small_n",
+             statement=f"with {small_n} bonafide images the Bezier curve at the defender's t "
+                       f"has ASR <= {asr_max}",
+             paper=f"{paper}: the repair works with limited bonafide data",
+             result=seed_interval(at(rows, "bezier", small_n, "asr")), threshold=asr_max,
+             direction="<="),
+        dict(claim_id="polychain_removes_backdoor",
+             statement=f"with {large_n} bonafide images the polygonal chain at the defender's "
+                       f"t has ASR <= {asr_max}",
+             paper=f"{paper}: Bezier curves and polygonal chains both repair",
+             result=seed_interval(at(rows, "polychain", large_n, "asr")), threshold=asr_max,
+             direction="<="),
+        dict(claim_id="finetune_keeps_backdoor",
+             statement=f"fine-tuning with the same {small_n} images keeps the backdoor "
+                       "(ASR >= 0.5)",
+             paper=f"{paper}: fine-tuning with limited data leaves a high attack success",
+             result=seed_interval(at(rows, "fine_tune", small_n, "asr")), threshold=0.5,
+             direction=">="),
+    ]
+    for other, col, sign, what in (("fine_tune", "asr", -1, "a lower ASR than fine-tuning"),
+                                   ("fine_prune", "asr", -1, "a lower ASR than fine-pruning"),
+                                   ("scratch", "accuracy", 1,
+                                    "a higher clean accuracy than training from scratch"),
+                                   ("noise", "accuracy", 1,
+                                    "a higher clean accuracy than the noisy midpoint")):
+        iv = paired_seed_difference(rows, other, "bezier", small_n, col) if sign < 0 else \
+            paired_seed_difference(rows, "bezier", other, small_n, col)
+        out.append(dict(claim_id=f"curve_beats_{other}",
+                        statement=f"with {small_n} bonafide images the Bezier curve has {what} "
+                                  "(paired difference > 0)",
+                        paper=f"{paper}: path connection outperforms {other.replace('_', '-')} "
+                              "with limited bonafide data",
+                        result=iv, threshold=0.0, direction=">="))
+    if fault_rows is not None:
+        fn = int(fault_rows.n.max())
+        out.append(dict(claim_id="curve_removes_faults",
+                        statement=f"with {fn} bonafide images the Bezier curve between two "
+                                  f"faulted models leaves fault success <= {asr_max}",
+                        paper=f"{paper}: injected errors are removed inside the path",
+                        result=seed_interval(at(fault_rows, "bezier", fn, "fault_success")),
+                        threshold=asr_max, direction="<="))
+    if aware_rows is not None:
+        an = int(aware_rows.n.max())
+        out.append(dict(claim_id="path_aware_repaired",
+                        statement=f"against the path-aware attacker, with {an} bonafide images "
+                                  f"the Bezier repair has ASR <= {asr_max}",
+                        paper=f"{paper}: the repair stays effective against an attacker who "
+                              "knows it",
+                        result=seed_interval(at(aware_rows, "bezier", an, "asr")),
+                        threshold=asr_max, direction="<="))
+    return out
+
+
+def variant_sweep(setup: RepairSetup, split: DefenderSplit, scorer: Callable[[nn.Module], dict],
+                  variants: Sequence[Mapping[str, Any]], size: int, seeds: Sequence[int],
+                  lr_table: Mapping[str, Mapping[int, float]], progress: bool = True
+                  ) -> pd.DataFrame:
+    """Curve variants at one bonafide size over seeds, each against the chapter's curve.
+
+    Each variant changes some of ``curve`` (``"bezier"`` or ``"polychain"``),
+    ``num_bends`` and ``weight_decay`` of the base setting (a Bezier curve with
+    ``setup.curve_bends`` bends and ``setup.weight_decay``); the base itself is the first
+    row. The learning rate is the one tuned for the curve family (``lr_table``).
+
+    Returns:
+        :attr:`SweepResult.rows` of every variant with a ``variant`` label column.
+    """
+    allowed = {"curve", "num_bends", "weight_decay"}
+    frames = []
+    for v in [{}, *variants]:
+        bad = set(v) - allowed
+        if bad:
+            raise ParameterError(f"variant keys {sorted(bad)} unknown; valid: {sorted(allowed)}")
+        curve = v.get("curve", "bezier")
+        if curve not in CURVE_METHODS:
+            raise ParameterError(f"curve={curve!r} is not known; valid: {CURVE_METHODS}")
+        s = setup.replace(curve_bends=int(v.get("num_bends", setup.curve_bends)),
+                          weight_decay=float(v.get("weight_decay", setup.weight_decay)))
+        res = repair_sweep(s, split, scorer, methods=[curve], sizes=[size], seeds=seeds,
+                           lr_table=lr_table, mid_rows=False, progress=progress)
+        label = (f"{curve}, {s.curve_bends} bends, weight decay {s.weight_decay:g}")
+        frames.append(res.rows.assign(variant=label))
+    return pd.concat(frames, ignore_index=True)
+
+
+def per_image_counts(rows: pd.DataFrame, column: str = "fault_hits") -> pd.DataFrame:
+    """Per fault image, in how many seeds each method (at each size) left the fault active.
+
+    Args:
+        rows: sweep rows holding per-image 0/1 tuples in ``column``.
+
+    Returns:
+        A frame indexed by fault image, one column per ``(method, n)``, values the number
+        of seeds (out of the seeds in ``rows``) with the fault still active.
+    """
+    if column not in rows.columns:
+        raise ParameterError(f"rows have no column {column!r}")
+    out = {}
+    for (method, n), grp in rows.groupby(["method", "n"], sort=False):
+        out[(method, int(n))] = np.sum(np.stack([np.asarray(h) for h in grp[column]]), axis=0)
+    df = pd.DataFrame(out)
+    df.index.name = "fault image"
+    return df
