@@ -82,7 +82,7 @@ def test_backdoored_model_is_cached_and_learns_trigger(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     kw = dict(model="mlp", rate=0.2, epochs=1, train_subset=3000, progress=False,
               model_kwargs={"hidden": 32}, return_info=True)
-    net, info = backdoor.backdoored_model(**kw)
+    _, info = backdoor.backdoored_model(**kw)
     assert not info["cached"] and info["metrics"]["asr"] > 0.5
     _, info2 = backdoor.backdoored_model(**kw)
     assert info2["cached"]

@@ -50,7 +50,7 @@ def test_fine_tune_and_scratch_take_exact_steps_and_learn():
     # weight decay is SGD's L2 term: with a large one the weights shrink
     decayed = repair.fine_tune(m, loader, steps=10, lr=0.05, weight_decay=0.5)
     plain = repair.fine_tune(m, loader, steps=10, lr=0.05)
-    norm = lambda net: sum(float(p.detach().pow(2).sum()) for p in net.parameters())  # noqa: E731
+    norm = lambda net: sum(float(p.detach().pow(2).sum()) for p in net.parameters())
     assert norm(decayed) < norm(plain)
     with pytest.raises(ParameterError):
         repair.fine_tune(m, loader, steps=1, schedule="step")
@@ -297,7 +297,7 @@ def test_repair_sweep_tunes_on_validation_and_summarises_over_seeds():
                               sizes=[8, 16], seeds=[0, 1], lrs=[0.01, 0.2],
                               tune_sizes=[16], progress=False)
     rows = res.rows
-    assert set(rows.method) == {"bezier", "bezier t=0.5", "fine_tune", "noise"}
+    assert set(rows.method) == {"bezier", "bezier (middle)", "fine_tune", "noise"}
     assert len(rows) == 4 * 2 * 2
     assert rows[rows.method == "noise"].lr.isna().all()
     # the chosen rate is the best validation criterion at the tuning size, seed 0
@@ -318,7 +318,7 @@ def test_repair_sweep_tunes_on_validation_and_summarises_over_seeds():
     assert res2.tuning.empty
     pd.testing.assert_frame_equal(
         res2.rows.drop(columns="val_accuracy").reset_index(drop=True),
-        rows[(rows.n == 8) & (rows.seed == 0) & rows.method.isin(["bezier", "bezier t=0.5",
+        rows[(rows.n == 8) & (rows.seed == 0) & rows.method.isin(["bezier", "bezier (middle)",
                                                                  "fine_tune"])]
         .drop(columns="val_accuracy").reset_index(drop=True))
     with pytest.raises(ParameterError):

@@ -793,9 +793,9 @@ class SweepResult:
     """What :func:`repair_sweep` returns.
 
     Attributes:
-        rows: one row per method (curves: also ``"<curve> t=0.5"``), size ``n`` and
-            seed, with ``lr``, ``steps``, ``t``, ``val_accuracy`` and the test metrics of
-            the :class:`Scorer`.
+        rows: one row per method (curves: also ``"<curve> (middle)"``, the point
+            ``t = 0.5``), size ``n`` and seed, with ``lr``, ``steps``, ``t``,
+            ``val_accuracy`` and the test metrics of the :class:`Scorer`.
         lrs: the learning rate used per method and size.
         tuning: validation criterion of every learning rate tried.
         profiles: validation accuracy along each curve (method, n, seed, t).
@@ -837,7 +837,7 @@ def repair_sweep(setup: RepairSetup, split: DefenderSplit, scorer: Callable[[nn.
         scorer: test metrics of a model (a :class:`Scorer`).
         methods, sizes, seeds: the grid; seed ``s`` draws the bonafide set and seeds the
             training.
-        mid_rows: also score each curve at ``t = 0.5`` (method ``"<curve> t=0.5"``).
+        mid_rows: also score each curve at ``t = 0.5`` (method ``"<curve> (middle)"``).
         progress: a tqdm bar over the runs.
     """
     bad = [m for m in methods if m not in METHODS]
@@ -895,7 +895,7 @@ def repair_sweep(setup: RepairSetup, split: DefenderSplit, scorer: Callable[[nn.
                 rows.append(dict(method=m, **base, t=r.t, val_accuracy=r.val_accuracy,
                                  **scorer(r.models["chosen"])))
                 if m in CURVE_METHODS and mid_rows:
-                    rows.append(dict(method=f"{m} t=0.5", **base, t=0.5,
+                    rows.append(dict(method=f"{m} (middle)", **base, t=0.5,
                                      val_accuracy=float("nan"), **scorer(r.models["t=0.5"])))
                 if r.profile is not None:
                     profiles.append(r.profile.assign(method=m, n=n, seed=s))
