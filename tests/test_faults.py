@@ -77,6 +77,14 @@ class _Recorder(nn.Module):
         self.moves.append(args[0] if args else kwargs.get("device"))
         return super().to(*args, **kwargs)
 
+    def cpu(self):
+        self.moves.append("cpu")
+        return super().cpu()
+
+    def cuda(self, device=None):
+        self.moves.append("cuda")
+        return super().cuda(device)
+
 
 def test_faults_never_move_or_switch_the_callers_model():
     """The caller's model stays on its device and in its mode (the old code moved it to
