@@ -31,9 +31,10 @@ Used by chapters 01, 03 and 04.
 from mcutils.data import load_image_folder, matched_pairs
 from mcutils.inputspace._common import BARRIER_KINDS, DEFAULT_BATCH_SIZE  # noqa: F401
 from mcutils.inputspace.paths import BarrierRecorder, barrier, class_reference_loss, connected_fraction, find_barrier, interpolate, interpolated_inputs, linear_path, loss_profiles, rounds_needed, segment_losses
-from mcutils.inputspace.bypass import ConnectResult, bypass_barrier, connect, path_profiles, project_to_hyperplane
-from mcutils.inputspace.synthesis import synthesize, total_variation
+from mcutils.inputspace.bypass import BYPASS_PAPER, FREE_PAPER, ConnectResult, bypass_barrier, connect, path_profiles, project_to_hyperplane
+from mcutils.inputspace.synthesis import FVO_PAPER, FVO_PAPER_EVOLUTION, SyntheticPairs, input_normalization, synthesize, synthetic_pairs, total_variation
 from mcutils.inputspace.geometry import chord_deviation, detour_angle, path_length, relative_deviation, relative_path_length
+from mcutils.inputspace import studies
 
 __all__ = [
     "interpolate",
@@ -62,4 +63,11 @@ __all__ = [
     "rounds_needed",
     "class_reference_loss",
     "BarrierRecorder",
+    "input_normalization",
+    "SyntheticPairs",
+    "synthetic_pairs",
+    "FVO_PAPER",
+    "FVO_PAPER_EVOLUTION",
+    "BYPASS_PAPER",
+    "FREE_PAPER",
 ]
