@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 PROFILE ?= cpu
 CHAPTERS ?=
 FASHION_DIR := /usr/share/datasets/fashion-mnist
+MATHJAX_VERSION := 3.2.2
+MATHJAX := book/_static/mathjax/tex-mml-chtml.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup data test unit smoke nbval book execute html bench clean help
+.PHONY: setup data mathjax test unit smoke nbval book execute html offline bench clean help
 
 help:
 	@echo "make test   - set up, fetch data, unit tests, smoke-execute every chapter, nbval"
@@ -48,10 +50,29 @@ test: unit smoke nbval
 execute: setup data
 	$(PY) -m mcutils.book execute --profile $(PROFILE) --output book/chapters $(if $(CHAPTERS),--chapters $(CHAPTERS))
 
-html: setup
+# MathJax is served from the built site, so formulas render without a network: the
+# npm registry's tarball of MathJax $(MATHJAX_VERSION), unpacked once into a git-ignored folder.
+mathjax: $(MATHJAX)
+
+$(MATHJAX):
+	@command -v npm >/dev/null || { echo "npm is needed once to fetch MathJax (apt-get install npm)"; exit 1; }
+	@tmp=$$(mktemp -d) && \
+	  npm pack --silent --pack-destination $$tmp mathjax@$(MATHJAX_VERSION) >/dev/null && \
+	  tar xzf $$tmp/mathjax-$(MATHJAX_VERSION).tgz -C $$tmp && \
+	  rm -rf book/_static/mathjax && mkdir -p book/_static && \
+	  mv $$tmp/package/es5 book/_static/mathjax && \
+	  cp $$tmp/package/LICENSE book/_static/mathjax/LICENSE && rm -rf $$tmp
+	@echo "MathJax $(MATHJAX_VERSION) in book/_static/mathjax"
+
+html: setup mathjax
 	rm -rf _build/html
 	$(VENV)/bin/jupyter-book build . -W --keep-going
+	$(PY) -m mcutils.book offline _build/html
 	@echo "Book: $(abspath _build/html/index.html)"
+
+# fails if a built page loads a script (or style sheet) from the network
+offline:
+	$(PY) -m mcutils.book offline _build/html
 
 book: execute html
 
@@ -59,4 +80,4 @@ bench: setup data
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf _build build book/chapters
+	rm -rf _build build book/chapters book/_static/mathjax

@@ -22,3 +22,32 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# Nothing is skipped on a CPU machine except tests marked ``cuda``: a skip there (a
+# missing optional package such as foolbox, a missing dataset) is turned into a failure,
+# so `make test` cannot pass by silently running less. On a CUDA machine skips stay skips.
+def _skip_is_failure(marked_cuda: bool) -> bool:
+    return not torch.cuda.is_available() and not marked_cuda
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and not hasattr(rep, "wasxfail") and \
+            _skip_is_failure(item.get_closest_marker("cuda") is not None):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = (f"{item.nodeid} was skipped on a machine without CUDA ({reason}); "
+                        "only tests marked cuda may skip here")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and _skip_is_failure(False):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"{collector.nodeid} was skipped at collection ({reason})"

@@ -135,7 +135,8 @@ def test_optimization_attack_mse_weight_and_tv(toy):
     target = (y + 1) % 3
     loose = attacks.optimization_attack(model, x, target, steps=100, lr=0.02, mse_weight=0.0)
     tight = attacks.optimization_attack(model, x, target, steps=100, lr=0.02, mse_weight=50.0)
-    d = lambda a: attacks.perturbation_norms(x, a)["l2"].mean()
+    def d(a):
+        return attacks.perturbation_norms(x, a)["l2"].mean()
     assert d(tight) < d(loose)
     smooth = attacks.optimization_attack(model, x, target, steps=100, lr=0.02, tv_weight=5.0)
     assert inputspace.total_variation(smooth).mean() < inputspace.total_variation(loose).mean()

@@ -1,7 +1,8 @@
 """The runner, the profiles and the packaging files."""
 
 import re
-import tomllib
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -9,7 +10,13 @@ import yaml
 from mcutils import book
 from mcutils.runtime import ParameterError, repo_root
 
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the test extra installs tomli
+    import tomli as tomllib
+
 ROOT = repo_root()
+CHAPTERS = book.chapters()
 
 
 def test_chapters_found_and_numbered():
@@ -35,11 +42,100 @@ def test_cli_reports_errors(capsys):
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
-def test_profiles_only_set_declared_parameters(profile):
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_profile_parameters_of_each_chapter(profile, chapter):
+    """What the runner passes: the profile's defaults that the chapter declares, then its
+    own section on top, and always the profile's name (provenance reads it)."""
+    nb = CHAPTERS[chapter]
     prof = book.load_profile(profile)
-    for chapter, nb in book.chapters().items():
-        params = book.chapter_parameters(prof, chapter, nb, profile)
-        assert params.get("profile", profile) == profile
+    declared = book.notebook_defaults(nb)
+    params = book.chapter_parameters(prof, chapter, nb, profile)
+    assert set(params) <= set(declared)
+    assert params["profile"] == profile
+    expected = {k: v for k, v in prof["defaults"].items() if k in declared}
+    expected.update(prof["chapters"].get(chapter, {}), profile=profile)
+    assert params == expected
+
+
+def test_chapter_parameters_on_a_synthetic_notebook(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    cell = nbformat.v4.new_code_cell("a = 1\nb = 2\nprofile = 'cpu'")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells.append(cell)
+    path = tmp_path / "07_x.ipynb"
+    nbformat.write(nb, path)
+    prof = {"defaults": {"a": 10, "c": 30}, "chapters": {"07": {"b": 20}}}
+    assert book.chapter_parameters(prof, "07", path, "gpu") == {"a": 10, "b": 20,
+                                                                "profile": "gpu"}
+    assert book.chapter_parameters(prof, "07", path) == {"a": 10, "b": 20}
+    assert book.chapter_parameters(prof, "08", path, "gpu") == {"a": 10, "profile": "gpu"}
+    nb.cells[0].source = "a = 1"  # a chapter without a profile parameter does not get one
+    nbformat.write(nb, path)
+    assert book.chapter_parameters(prof, "08", path, "gpu") == {"a": 10}
+    with pytest.raises(ParameterError, match="'b'"):
+        book.chapter_parameters(prof, "07", path, "gpu")
+
+
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_notebook_defaults_equal_cpu_profile(chapter):
+    """A notebook run without a profile computes what ``make book`` (cpu profile) shows."""
+    nb = CHAPTERS[chapter]
+    defaults = book.notebook_defaults(nb)
+    cpu = book.chapter_parameters(book.load_profile("cpu"), chapter, nb, "cpu")
+    differ = {k: (defaults.get(k), v) for k, v in cpu.items() if defaults.get(k) != v}
+    assert not differ, (f"{nb.name}: parameter defaults differ from profiles/cpu.yaml "
+                        f"(name: (notebook, cpu.yaml)): {differ}")
+
+
+def test_notebook_defaults_reads_literals_only(tmp_path):
+    import json
+
+    def write(src):
+        cell = {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": src,
+                "outputs": [], "execution_count": None}
+        (tmp_path / "n.ipynb").write_text(json.dumps({"cells": [cell]}))
+        return tmp_path / "n.ipynb"
+
+    assert book.notebook_defaults(write("a = 1  # one\nb: list = [1, 2]\nc = None\n"
+                                        "d = {'x': 0.5}\ne = -2e-3")) == \
+        {"a": 1, "b": [1, 2], "c": None, "d": {"x": 0.5}, "e": -2e-3}
+    with pytest.raises(ParameterError, match="'f'.*literal"):
+        book.notebook_defaults(write("f = 2 * 3"))
+    (tmp_path / "n.ipynb").write_text(json.dumps({"cells": []}))
+    with pytest.raises(ParameterError, match="parameters"):
+        book.notebook_defaults(tmp_path / "n.ipynb")
+
+
+def test_library_imports_without_the_book_extra():
+    """papermill, myst-nb, ipykernel (and nbformat, IPython) are the ``book`` extra: the
+    library imports without them, and loads them lazily where it needs them."""
+    blocked = ["papermill", "myst_nb", "ipykernel", "nbformat", "IPython", "nbclient",
+               "jupyter_client", "foolbox"]
+    code = (
+        "import importlib.abc, sys\n"
+        f"BLOCKED = {blocked!r}\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import pkgutil, mcutils\n"
+        "names = [m.name for m in pkgutil.walk_packages(mcutils.__path__, 'mcutils.')]\n"
+        "for name in names:\n"
+        "    __import__(name)\n"
+        "from mcutils import report\n"
+        "report.record('ch00_x', 1.23456)\n"
+        "print(len(names), sorted(set(BLOCKED) & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    count, loaded = out.stdout.split(" ", 1)
+    assert int(count) >= 15 and loaded.strip() == "[]"
 
 
 def test_profile_typo_is_caught(tmp_path):
@@ -165,3 +261,72 @@ def test_cli_override_parsing_and_unknown_override(tmp_path):
     with pytest.raises(ParameterError, match="num_epocs"):
         book.execute("tiny", ["01"], output=tmp_path / "o", root=root,
                       overrides={"num_epocs": 2})
+
+
+def test_remote_assets_finds_network_scripts(tmp_path):
+    """Negative control for the offline check: remote scripts, style sheets and URLs in
+    inline loaders are found; local files, data blocks and plain links are not."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "index.html").write_text(
+        '<html><head><script src="_static/mathjax/tex-mml-chtml.js"></script>'
+        '<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js">'
+        '</script><link rel="stylesheet" href="//fonts.example.org/a.css">'
+        '<link rel="canonical" href="https://example.org/book/">'
+        '<script type="application/vnd.jupyter.widget-state+json">{"u": "https://x.org"}'
+        '</script></head><body><a href="https://arxiv.org/abs/2409.05800">paper</a>'
+        "<script>var s = document.createElement('script'); s.src = "
+        "'https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js';</script>"
+        "</body></html>")
+    (tmp_path / "sub" / "page.html").write_text('<script src="HTTP://x.org/a.js"></script>')
+    hits = book.remote_assets(tmp_path)
+    assert [(h.page, h.tag) for h in hits] == [
+        ("index.html", "script"), ("index.html", "link"), ("index.html", "script (inline)"),
+        ("sub/page.html", "script")]
+    assert "require.min.js" in hits[2].url
+    (tmp_path / "index.html").write_text('<script src="_static/x.js"></script>')
+    (tmp_path / "sub" / "page.html").write_text("<p>https://example.org</p>")
+    assert book.remote_assets(tmp_path) == []
+    assert book.main(["offline", str(tmp_path)]) == 0
+    with pytest.raises(ParameterError, match="no built HTML"):
+        book.remote_assets(tmp_path / "sub" / "nothing")
+
+
+def test_results_page_pastes_every_chapter():
+    """book/results.md pastes each chapter's claims and provenance tables (glued by
+    report.ChapterReport.finish) and is in the table of contents right after the intro."""
+    text = (ROOT / "book" / "results.md").read_text()
+    for chapter, nb in CHAPTERS.items():
+        for key in (f"ch{chapter}_claims_table", f"ch{chapter}_provenance_table"):
+            assert re.search(rf"```{{glue}} {key}\n:doc: chapters/{nb.name}\n```", text), key
+        assert f"{{doc}}`chapters/{nb.stem}`" in text
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    assert toc["root"] == "book/intro"
+    assert toc["parts"][0]["chapters"][0]["file"] == "book/results"
+
+
+def _public_modules():
+    import pkgutil
+
+    import mcutils
+
+    return sorted(m.name for m in pkgutil.iter_modules(mcutils.__path__)
+                  if not m.name.startswith("_"))
+
+
+def test_api_page_lists_every_module():
+    """Every public module of mcutils has an automodule section on the API page."""
+    api = (ROOT / "book" / "api.md").read_text()
+    modules = _public_modules()
+    assert len(modules) >= 19
+    missing = [m for m in modules if f".. automodule:: mcutils.{m}\n" not in api]
+    assert not missing, f"book/api.md has no section for {missing}"
+
+
+@pytest.mark.parametrize("name", _public_modules())
+def test_module_docstring_names_its_chapters(name):
+    """d2l's link from code to text: each module says which chapters use it."""
+    import importlib
+
+    doc = importlib.import_module(f"mcutils.{name}").__doc__ or ""
+    assert re.search(r"chapters?\s+\d\d|every chapter|not by the chapters", doc, re.I), \
+        f"the docstring of mcutils.{name} does not name the chapters that use it"

@@ -83,3 +83,65 @@ def test_trained_model_is_cached():
     assert info2["cached"] and info2["train_seconds"] == info["train_seconds"]
     x = torch.rand(3, 1, 8, 8)
     assert torch.equal(net(x), net2(x))
+
+
+class _Recorder(torch.nn.Module):
+    """A small net with BatchNorm and dropout (their behaviour depends on the mode)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16),
+                                       torch.nn.BatchNorm1d(16), torch.nn.Dropout(0.5),
+                                       torch.nn.Linear(16, 10))
+        self.moves = []
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.parametrize("fn", ["predict", "evaluate"])
+@pytest.mark.parametrize("mode", [True, False])
+def test_predict_and_evaluate_restore_mode(digits, fn, mode):
+    _, test_set = digits
+    net = _Recorder().train(mode)
+    stats_before = net.net[2].running_mean.clone()
+    if fn == "predict":
+        out = training.predict(net, test_set.x[:40], batch_size=16)
+        assert all(m.training is mode for m in net.modules())
+        with torch.no_grad():
+            expected = net.eval()(test_set.x[:40])
+        net.train(mode)
+        assert torch.allclose(out, expected, atol=1e-6)  # computed in eval mode
+    else:
+        training.evaluate(net, data.TensorLoader(test_set, 32))
+    assert net.training is mode
+    assert all(m.training is mode for m in net.modules())
+    # eval mode: BatchNorm's running statistics were not updated by the forward passes
+    assert torch.equal(net.net[2].running_mean, stats_before)
+
+
+@pytest.mark.parametrize("fn", ["predict", "evaluate"])
+def test_predict_and_evaluate_restore_device(digits, fn, monkeypatch):
+    """The model goes back to its own device, also when the forward pass fails."""
+    _, test_set = digits
+    home = torch.device("cuda", 3)  # pretend the caller's model lives on another device
+    monkeypatch.setattr(training, "model_device", lambda model: home)
+    net = _Recorder()
+    net.to = lambda *a, **k: net.moves.append(torch.device(a[0])) or net  # record only
+    run = {"predict": lambda: training.predict(net, test_set.x[:8], device="cpu"),
+           "evaluate": lambda: training.evaluate(net, data.TensorLoader(test_set, 8),
+                                                 device="cpu")}[fn]
+    run()
+    assert net.moves == [torch.device("cpu"), home]
+    net.moves.clear()
+    net.forward = lambda x: (_ for _ in ()).throw(RuntimeError("boom"))
+    with pytest.raises(RuntimeError, match="boom"):
+        run()
+    assert net.moves == [torch.device("cpu"), home]
+    net.train()
+    assert net.training
+
+
+def test_predict_rejects_bad_batch_size(digits):
+    with pytest.raises(ParameterError, match="batch_size"):
+        training.predict(_net(), digits[1].x[:4], batch_size=0)

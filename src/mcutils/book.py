@@ -5,6 +5,8 @@ Usage::
     python -m mcutils.book execute --profile cpu [--chapters 01 04] [--output book/chapters]
     python -m mcutils.book execute --profile gpu --chapters 05 -p bonafide_sizes "[50, 100]"
     python -m mcutils.book list
+    python -m mcutils.book prose [--chapters 04]
+    python -m mcutils.book offline _build/html
 
 A profile is ``profiles/NAME.yaml`` with a ``defaults`` section (applied to every
 chapter that declares the parameter) and a ``chapters`` section with one mapping of
@@ -16,18 +18,33 @@ Every selected chapter runs even if an earlier one fails. At the end the runner 
 each chapter that raised and each expected claim that was not reproduced (see
 :mod:`mcutils.report`), and exits non-zero, so ``make book`` and CI fail while a long
 GPU run keeps everything it computed.
+
+Two checks keep the notebooks honest (``make test`` runs both through ``tests/``):
+
+* :func:`untyped_numbers` lists decimal numbers typed into a chapter's prose instead of
+  quoted from the executed code with a ``{glue:text}`` role, except the paper values and
+  parameter defaults allowed in ``book/allowed_numbers.yml`` (:func:`load_allowed_numbers`);
+* :func:`notebook_defaults` reads a notebook's parameter defaults, which must equal the
+  chapter's settings in ``profiles/cpu.yaml``.
+
+A third, :func:`remote_assets`, runs after ``make html``: the built pages must load no
+script or style sheet over the network, so the book (maths included) renders offline.
+
+Used by the Makefile and the tests, not by the chapters.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -40,6 +57,13 @@ __all__ = [
     "chapter_parameters",
     "parse_overrides",
     "execute",
+    "notebook_defaults",
+    "markdown_numbers",
+    "untyped_numbers",
+    "load_allowed_numbers",
+    "UntypedNumber",
+    "remote_assets",
+    "RemoteAsset",
     "main",
 ]
 
@@ -170,8 +194,8 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
             least one selected chapter).
 
     Returns:
-        ``{"timings": {chapter: seconds}, "errors": {chapter: message},
-        "failed_claims": {chapter: [messages]}}``.
+        A dict with ``"timings"`` (chapter -> seconds), ``"errors"`` (chapter -> message)
+        and ``"failed_claims"`` (chapter -> list of messages).
 
     Raises:
         ParameterError: unknown profile, chapter or parameter (before anything runs).
@@ -223,6 +247,264 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
     return {"timings": timings, "errors": errors, "failed_claims": failed}
 
 
+def _read_notebook(notebook: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(notebook, Mapping):
+        return dict(notebook)
+    return json.loads(Path(notebook).read_text(encoding="utf-8"))
+
+
+def _source(cell: Mapping[str, Any]) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def notebook_defaults(notebook: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """The parameter defaults of a notebook: the assignments of its ``parameters`` cell.
+
+    Each top-level assignment ``name = <literal>`` of the cell tagged ``parameters`` is
+    read with :func:`ast.literal_eval` (nothing is executed).
+
+    Args:
+        notebook: a path to an ``.ipynb`` file, or the notebook as a JSON mapping.
+
+    Returns:
+        ``{name: value}`` in the cell's order.
+
+    Raises:
+        ParameterError: no ``parameters`` cell, or a default that is not a literal.
+    """
+    nb = _read_notebook(notebook)
+    cells = [c for c in nb.get("cells", [])
+             if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise ParameterError(f"{notebook}: no cell is tagged 'parameters'")
+    out: dict[str, Any] = {}
+    for node in ast.parse(_source(cells[0])).body:
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for target in targets:
+            if not isinstance(target, ast.Name):
+                continue
+            try:
+                out[target.id] = ast.literal_eval(node.value)
+            except ValueError as exc:
+                raise ParameterError(
+                    f"{notebook}: the default of {target.id!r} is not a literal "
+                    f"({ast.unparse(node.value)}); profiles and tests need literals") from exc
+    return out
+
+
+class UntypedNumber(NamedTuple):
+    """A decimal number typed into a chapter's prose (see :func:`untyped_numbers`)."""
+
+    cell: int
+    """Index of the markdown cell in the notebook (0-based, counting every cell)."""
+    line: int
+    """Line in that cell (1-based)."""
+    number: str
+    """The number as written (the key to use in ``book/allowed_numbers.yml``)."""
+    text: str
+    """The whole line, for context."""
+
+
+# What is *not* prose: quoted glue, references, link targets, comments.
+_GLUE_FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{glue(?::[\w-]+)?\}.*?^(?P=fence)[ \t]*$",
+                         re.MULTILINE | re.DOTALL)
+_GLUE_ROLE = re.compile(r"\{glue(?::[\w-]+)?\}`[^`]*`")
+_REF_ROLE = re.compile(r"\{(?:cite(?::[\w-]+)?|doc|ref|numref|eq|download|term|"
+                       r"py:[\w-]+)\}`[^`]*`")
+_LINK_TARGET = re.compile(r"(?<=\])\([^)\s]*(?:\s+\"[^\"]*\")?\)|<https?://[^>]*>|https?://\S+")
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+# A decimal number: digits.digits (thousands separators and dotted versions kept in one
+# token, e.g. 1,234.5 and 2.14.1), a leading-dot .5, or scientific 1e-3 / 2.5E+4.
+_DECIMAL = re.compile(
+    r"(?<![\d.])(?:\d{1,3}(?:,\d{3})+(?:\.\d+)+|\d+(?:\.\d+)+|\.\d+)(?:[eE][-+]?\d+)?"
+    r"|(?<![\w.])\d+[eE][-+]?\d+(?!\w)")
+
+
+def _blank(match: re.Match) -> str:
+    """Replace a match by spaces, keeping its newlines (so line numbers stay right)."""
+    return re.sub(r"[^\n]", " ", match.group(0))
+
+
+def markdown_numbers(text: str) -> list[tuple[int, str]]:
+    """Decimal numbers typed into a piece of MyST markdown, as ``(line, number)`` pairs.
+
+    What counts as a decimal number: ``digits.digits`` (``0.88``, ``12.5%``, the
+    ``1,234.5`` of a thousands separator, a dotted version ``2.14.1`` as one token), a
+    leading-dot ``.5``, and scientific notation (``1e-3``, ``2.5E+4``), wherever they
+    stand: in sentences, ``$math$`` and ``$$math$$``, inline code, code fences and
+    tables. A sign is not part of the token (``-0.5`` is reported as ``0.5``).
+    Integers (``60,000``, ``10^{-3}``, ``88%``) are not decimal numbers.
+
+    What is not prose and so not scanned: the content of ``{glue}`` roles and
+    ``{glue}`` directives (quoted from the executed code, e.g.
+    ``{glue:text}`ch04_auroc:.2f` ``), of reference roles (``{cite}``, ``{doc}``,
+    ``{ref}``, ``{numref}``, ``{eq}``, ``{download}``, ``{term}``, ``{py:...}``), link
+    targets and URLs, and HTML comments.
+    """
+    for pattern in (_GLUE_FENCE, _GLUE_ROLE, _REF_ROLE, _LINK_TARGET, _COMMENT):
+        text = pattern.sub(_blank, text)
+    out = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        out.extend((lineno, m.group(0)) for m in _DECIMAL.finditer(line))
+    return out
+
+
+def untyped_numbers(notebook: str | Path | Mapping[str, Any],
+                    allowed: Iterable[str] = ()) -> list[UntypedNumber]:
+    """Decimal numbers typed into a chapter's markdown cells instead of glued.
+
+    Every measured result in prose is quoted from the executed code through a
+    ``{glue:text}`` role, so a re-run with other parameters describes itself correctly.
+    This lists what breaks that rule; see :func:`markdown_numbers` for what counts as a
+    decimal number and what is skipped.
+
+    Args:
+        notebook: a path to an ``.ipynb`` file, or the notebook as a JSON mapping.
+        allowed: numbers that may be typed, exactly as written (the chapter's section of
+            ``book/allowed_numbers.yml``: paper values and parameter defaults).
+
+    Returns:
+        One :class:`UntypedNumber` per occurrence, in reading order; empty when the
+        prose is clean.
+    """
+    allowed = {str(a) for a in allowed}
+    nb = _read_notebook(notebook)
+    out = []
+    for index, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "markdown":
+            continue
+        source = _source(cell)
+        lines = source.splitlines()
+        for lineno, number in markdown_numbers(source):
+            if number not in allowed:
+                out.append(UntypedNumber(index, lineno, number, lines[lineno - 1].strip()))
+    return out
+
+
+def load_allowed_numbers(path: str | Path | None = None) -> dict[str, dict[str, str]]:
+    """Read the allow-list of typed numbers, ``book/allowed_numbers.yml``.
+
+    Format: one section per chapter (a quoted two-digit number), mapping each allowed
+    number, written exactly as in the prose and quoted, to its source::
+
+        "04":
+          "5.45": "median barrier gap real-adversarial, ImageNet, paper's committed CSV"
+          "0.1": "parameter default eps_linf (L-inf radius, pixel units)"
+
+    Args:
+        path: the file (default ``book/allowed_numbers.yml`` in the repository).
+
+    Returns:
+        ``{chapter: {number: source}}`` (chapters without a section are absent).
+
+    Raises:
+        ParameterError: an unquoted number (YAML would turn ``0.10`` into ``0.1``), a
+            chapter key that is not two digits, or a missing source.
+    """
+    path = Path(path) if path is not None else repo_root() / "book" / "allowed_numbers.yml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    out: dict[str, dict[str, str]] = {}
+    for chapter, entries in (data or {}).items():
+        key = str(chapter).zfill(2)
+        if not re.fullmatch(r"\d\d", key):
+            raise ParameterError(f"{path}: section {chapter!r} is not a two-digit chapter")
+        if key in out:
+            raise ParameterError(f"{path}: chapter {key} has a section twice")
+        out[key] = {}
+        for number, source in (entries or {}).items():
+            if not isinstance(number, str):
+                raise ParameterError(f"{path}: chapter {key}: quote the number {number!r} "
+                                     "(write it exactly as the prose does)")
+            if not isinstance(source, str) or not source.strip():
+                raise ParameterError(f"{path}: chapter {key}: {number!r} needs its source")
+            out[key][number] = source
+    return out
+
+
+class RemoteAsset(NamedTuple):
+    """Something a built page would fetch from the network (see :func:`remote_assets`)."""
+
+    page: str
+    """The page, relative to the HTML folder."""
+    tag: str
+    """``script``, ``link`` or ``iframe`` (``script (inline)`` for a URL in script text)."""
+    url: str
+
+
+_REMOTE = re.compile(r"^\s*(?:https?:)?//", re.IGNORECASE)
+_INLINE_URL = re.compile(r"""["'`]((?:https?:)?//[^"'`\s]+)["'`]""", re.IGNORECASE)
+_LOADED_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "import"}
+
+
+def _page_assets(text: str) -> list[tuple[str, str]]:
+    from html.parser import HTMLParser
+
+    found: list[tuple[str, str]] = []
+
+    class Parser(HTMLParser):
+        in_script = False
+
+        def handle_starttag(self, tag, attrs):
+            a = {k.lower(): (v or "") for k, v in attrs}
+            if tag == "script":
+                self.in_script = not a.get("src")
+                kind = a.get("type", "text/javascript").lower()
+                if a.get("src") and _REMOTE.match(a["src"]):
+                    found.append(("script", a["src"]))
+                elif "json" in kind or "x-thebe" in kind or "math/" in kind:
+                    self.in_script = False  # data, not code
+            elif tag == "link" and _REMOTE.match(a.get("href", "")):
+                if _LOADED_RELS & set(a.get("rel", "").lower().split()):
+                    found.append(("link", a["href"]))
+            elif tag == "iframe" and _REMOTE.match(a.get("src", "")):
+                found.append(("iframe", a["src"]))
+
+        def handle_endtag(self, tag):
+            if tag == "script":
+                self.in_script = False
+
+        def handle_data(self, data):
+            if self.in_script:
+                found.extend(("script (inline)", m.group(1))
+                             for m in _INLINE_URL.finditer(data))
+
+    Parser(convert_charrefs=True).feed(text)
+    return found
+
+
+def remote_assets(html_dir: str | Path) -> list[RemoteAsset]:
+    """Scripts, style sheets and frames that built pages would load over the network.
+
+    Scans every ``.html`` file under ``html_dir`` for ``<script src>``, ``<link href>``
+    (style sheets, preloads) and ``<iframe src>`` that start with ``http:``, ``https:`` or
+    ``//``, and for such URLs quoted in inline scripts (a script that loads another,
+    e.g. a ``require.js`` configuration). JSON and other data blocks are skipped. The
+    book must render offline, maths included, so ``make html`` fails unless this is
+    empty.
+
+    Args:
+        html_dir: the built site (``_build/html``).
+
+    Returns:
+        One :class:`RemoteAsset` per occurrence, sorted by page.
+
+    Raises:
+        ParameterError: the folder has no HTML page.
+    """
+    root = Path(html_dir)
+    pages = sorted(root.rglob("*.html"))
+    if not pages:
+        raise ParameterError(f"{root}: no built HTML pages (run `make html` first)")
+    out = []
+    for page in pages:
+        for tag, url in _page_assets(page.read_text(encoding="utf-8", errors="replace")):
+            out.append(RemoteAsset(str(page.relative_to(root)), tag, url))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; exits 1 when a chapter failed or an expected claim did not
     hold, 2 for bad arguments."""
@@ -238,12 +520,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex.add_argument("-y", "--yaml", action="append", metavar="YAML",
                     help="override parameters with a YAML mapping")
     sub.add_parser("list", help="list chapters and profiles")
+    pr = sub.add_parser("prose", help="list numbers typed into the chapters' prose")
+    pr.add_argument("--chapters", nargs="*", default=None, help="chapter numbers (default: all)")
+    off = sub.add_parser("offline", help="list scripts built pages load from the network")
+    off.add_argument("html_dir", nargs="?", default="_build/html")
     args = parser.parse_args(argv)
+    if args.command == "offline":
+        try:
+            hits = remote_assets(args.html_dir)
+        except ParameterError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for hit in hits:
+            print(f"{hit.page}: {hit.tag} {hit.url}")
+        print(f"{len(hits)} remote script(s) or style sheet(s) in {args.html_dir}")
+        return 1 if hits else 0
     if args.command == "list":
         for c, nb in chapters().items():
             print(c, nb.name)
         print("profiles:", ", ".join(profile_names()))
         return 0
+    if args.command == "prose":
+        allowed = load_allowed_numbers()
+        found = 0
+        for c, nb in chapters().items():
+            if args.chapters and c not in [str(a).zfill(2) for a in args.chapters]:
+                continue
+            for hit in untyped_numbers(nb, allowed.get(c, {})):
+                found += 1
+                print(f"{nb.name} cell {hit.cell} line {hit.line}: {hit.number}   | {hit.text}")
+        print(f"{found} typed number(s); glue them, or allow paper values and parameter "
+              "defaults in book/allowed_numbers.yml")
+        return 1 if found else 0
     try:
         overrides = parse_overrides(args.parameter, args.yaml)
         result = execute(args.profile, args.chapters, args.output, log_output=args.log_output,

@@ -9,6 +9,12 @@ Where the files come from, in order: the system folder (Fashion-MNIST only: Debi
 ``dataset-fashion-mnist`` package puts the IDX files in
 ``/usr/share/datasets/fashion-mnist``), ``root`` (or ``$MCUTILS_DATA``), and, only
 with ``download=True``, torchvision's downloader. Nothing in the default path downloads.
+
+Used by every chapter (00-06), which loads its splits with :func:`load_dataset` and
+validates its ``dataset`` parameter against :data:`DATASETS`; chapters 01 and 03 draw
+same-class pairs with :func:`class_pairs`, chapters 03 and 05 batch with
+:class:`TensorLoader`, and chapter 01 reads ImageNet images with
+:func:`load_image_folder` under the gpu profile.
 """
 
 from __future__ import annotations

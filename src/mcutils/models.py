@@ -13,6 +13,11 @@ Registered names:
 * ``resnet18_cifar``: ResNet-18 with a 3x3 stem for 32x32 inputs, with BatchNorm.
 * ``torchvision:<name>``: any torchvision classification architecture (for example
   ``torchvision:googlenet``); ImageNet weights only with ``pretrained=True``.
+
+Used by every chapter: chapters 00-06 validate their ``model`` parameter against
+:data:`MODELS` and get trained models through :func:`mcutils.training.trained_model`;
+chapters 02 and 03 build untrained networks with :func:`build_for_dataset`, and chapter
+01 builds torchvision classifiers with :func:`build_model` under the gpu profile.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""One seaborn theme for the whole book and the few figure types it repeats."""
+"""One seaborn theme for the whole book and the few figure types it repeats.
+
+Used by every chapter (00-06), which calls :func:`set_theme` once; :func:`image_grid`
+draws images in chapters 00, 01, 03 and 05, :func:`profile_plot` loss profiles along
+paths in chapters 01 and 04, :func:`confusion_matrix` the default model's errors in
+chapter 00, and chapter 02 colours its curves with :data:`PALETTE`.
+"""
 
 from __future__ import annotations
 

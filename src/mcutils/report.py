@@ -12,7 +12,8 @@ computed from the interval, never typed (:func:`verdict`):
 * ``inconclusive``: otherwise (including an interval that could not be formed).
 
 :meth:`ChapterReport.finish`, in the last cell, glues ``chNN_claims`` (a dict in the
-shape below), ``chNN_claims_table`` (an HTML table that ``book/results.md`` pastes),
+shape below) and ``chNN_claims_table`` (an HTML table that ``book/results.md`` pastes),
+and the last (hidden) cell calls :meth:`ChapterReport.provenance_view`, which glues
 ``chNN_provenance`` and ``chNN_provenance_table``. With ``check=True`` every expected
 claim must be ``reproduced``. A failure never aborts the chapter midway: under the
 runner (:mod:`mcutils.book`, which sets ``MCUTILS_CLAIMS_DIR``) the failures are written
@@ -154,13 +155,12 @@ def provenance(chapter: str, params: Mapping[str, Any], wall_seconds: float | No
     profile = params.get("profile")
     overrides: dict[str, Any] = {}
     if profile:
-        try:
-            import yaml
+        from mcutils.book import load_profile  # lazily: the runner imports this module
 
-            prof = yaml.safe_load((root / "profiles" / f"{profile}.yaml").read_text()) or {}
-            base = dict(prof.get("defaults") or {})
-            base.update((prof.get("chapters") or {}).get(chapter) or
-                        (prof.get("chapters") or {}).get(int(chapter)) or {})
+        try:
+            prof = load_profile(str(profile), root)
+            base = dict(prof["defaults"])
+            base.update(prof["chapters"].get(chapter) or {})
             overrides = {k: plain(v) for k, v in params.items()
                          if k in base and plain(base[k]) != plain(v) and k != "profile"}
         except (OSError, ValueError):
@@ -319,10 +319,8 @@ class ChapterReport:
         prov = provenance(self.chapter, self.params, wall)
         self.provenance = prov
         record(f"{self.prefix}claims", self.claims, digits=None)
-        record(f"{self.prefix}provenance", prov, digits=None)
         df = self.table()
         _glue(f"{self.prefix}claims_table", HTML(_html_table(df.to_dict("records"))))
-        _glue(f"{self.prefix}provenance_table", self.provenance_view())
         failed = self.failures() if self.check else []
         out_dir = os.environ.get(CLAIMS_DIR_ENV)
         if out_dir:
@@ -337,11 +335,17 @@ class ChapterReport:
         return df
 
     def provenance_view(self) -> Any:
-        """The provenance recorded by :meth:`finish`, as an HTML table for a hidden cell."""
+        """Glue the provenance recorded by :meth:`finish` (``chNN_provenance`` and
+        ``chNN_provenance_table``) and return it as an HTML table, for the chapter's last
+        (hidden) cell. It is kept out of the Findings cell because its wall time and
+        commit differ between runs, and that cell's output is compared by nbval."""
         from IPython.display import HTML
 
         if self.provenance is None:
             raise RuntimeError("call finish() first")
         rows = [{"field": k, "value": json.dumps(v) if isinstance(v, (dict, list)) else v}
                 for k, v in self.provenance.items()]
-        return HTML(_html_table(rows))
+        view = HTML(_html_table(rows))
+        record(f"{self.prefix}provenance", self.provenance, digits=None)
+        _glue(f"{self.prefix}provenance_table", view)
+        return view

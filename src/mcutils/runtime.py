@@ -2,7 +2,11 @@
 
 Everything random in the book is seeded through :func:`seed_everything`. Parameter
 validation lives in :mod:`mcutils.params` (it needs the dataset and model registries,
-which import this module). Used by every chapter.
+which import this module).
+
+Used by every chapter (00-06): each seeds its randomness once with
+:func:`seed_everything` right after its imports, and chapters 01, 02 and 04 resolve their
+``device`` parameter with :func:`get_device`.
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ training time and the SHA-256 of the ``.pt``). Writes are atomic (temporary file
 the same folder, then :func:`os.replace`), loads use ``torch.load(weights_only=True)``,
 a corrupted or truncated checkpoint is removed and retrained with a warning, and a
 per-key file lock makes a second process wait for the first instead of training twice.
+The key also holds :func:`code_version` of the code that produces the checkpoint, so a
+change to the training code trains a new model instead of serving an old one.
+
+Used by every chapter through :func:`mcutils.training.trained_model` (00-06), and by the
+repair and implant caches of chapter 05 (:mod:`mcutils.repair`, :mod:`mcutils.backdoor`,
+:mod:`mcutils.faults`, keyed with :func:`fingerprint` of their input models).
 """
 
 from __future__ import annotations

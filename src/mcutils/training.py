@@ -4,6 +4,14 @@
 schedule, and two optional per-batch hooks: ``transform(model, x, y) -> (x, y)`` runs
 before each step (adversarial training uses it) and ``callback(step, model)`` after it
 (measuring barriers during training uses it).
+
+Used by every chapter (00-06): each asks for its classifier through
+:func:`trained_model`, so chapters with the same settings share one checkpoint;
+:func:`predict` labels inputs in chapters 00-04, :func:`evaluate` measures the repaired
+models of chapter 05, and :func:`train` follows networks from initialisation in
+chapter 03 (adversarial training of chapter 06 goes through ``trained_model``).
+:func:`predict` and :func:`evaluate` leave the caller's model in its own mode and on its
+own device.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from mcutils._util import EvalMode, check_positive, model_device
 from mcutils.runtime import ParameterError, get_device, seed_everything
 
 __all__ = ["train", "evaluate", "predict", "trained_model", "OPTIMIZERS", "SCHEDULES"]
@@ -125,29 +134,66 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
     return history
 
 
-@torch.inference_mode()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
             device: str | torch.device | None = None) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` (eval mode, batched, returned on the CPU)."""
-    device = get_device(device) if device is not None else next(model.parameters()).device
-    model.eval()
-    out = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    """Logits of ``model`` on ``x``, in eval mode and batches, returned on the CPU.
+
+    The caller's model is left as it was: its train/eval mode and its device are
+    restored afterwards (also when the forward pass raises).
+
+    Args:
+        model: the classifier.
+        x: ``[N, ...]`` inputs (on any device).
+        batch_size: inputs per forward pass.
+        device: where to compute (default: the model's own device).
+
+    Returns:
+        ``[N, num_classes]`` float32 logits on the CPU.
+    """
+    check_positive(batch_size=batch_size)
+    home = model_device(model)
+    device = get_device(device) if device is not None else home
+    try:
+        model.to(device)
+        with EvalMode(model), torch.inference_mode():
+            out = [model(x[i:i + batch_size].to(device)).float().cpu()
+                   for i in range(0, len(x), batch_size)]
+    finally:
+        model.to(home)
     return torch.cat(out) if out else torch.empty(0)
 
 
-@torch.inference_mode()
 def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | None = None
              ) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of ``model`` over ``loader`` (eval mode)."""
-    device = get_device(device) if device is not None else next(model.parameters()).device
-    model.eval()
+    """Mean cross-entropy and accuracy of ``model`` over ``loader``, in eval mode.
+
+    The caller's model keeps its train/eval mode and device (both restored afterwards).
+
+    Args:
+        model: the classifier.
+        loader: an iterable of ``(x, y)`` batches.
+        device: where to compute (default: the model's own device).
+
+    Returns:
+        ``{"loss": mean cross-entropy, "accuracy": fraction correct}``.
+
+    Raises:
+        ValueError: for an empty loader.
+    """
+    home = model_device(model)
+    device = get_device(device) if device is not None else home
     loss_sum, correct, count = 0.0, 0, 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        count += len(y)
+    try:
+        model.to(device)
+        with EvalMode(model), torch.inference_mode():
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+                logits = model(x)
+                loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+                correct += (logits.argmax(1) == y).sum().item()
+                count += len(y)
+    finally:
+        model.to(home)
     if count == 0:
         raise ValueError("evaluate got an empty loader")
     return {"loss": loss_sum / count, "accuracy": correct / count}
