@@ -34,7 +34,7 @@ from mcutils.inputspace.paths import BarrierRecorder, barrier, class_reference_l
 from mcutils.inputspace.bypass import BYPASS_PAPER, FREE_PAPER, ConnectResult, bypass_barrier, connect, path_profiles, project_to_hyperplane
 from mcutils.inputspace.synthesis import FVO_PAPER, FVO_PAPER_EVOLUTION, SyntheticPairs, input_normalization, synthesize, synthetic_pairs, total_variation
 from mcutils.inputspace.geometry import chord_deviation, detour_angle, path_length, relative_deviation, relative_path_length
-from mcutils.inputspace import studies
+from mcutils.inputspace import studies  # noqa: F401  (orchestration, see its docs)
 
 __all__ = [
     "interpolate",

@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 
 from mcutils._util import FrozenEval as _FrozenEval
 from mcutils._util import MaskedAdam
-from mcutils._util import bview as _bview
 from mcutils._util import check_nonneg as _check_nonneg
 from mcutils._util import check_positive as _check_positive
 from mcutils._util import model_device as _model_device
