@@ -177,17 +177,23 @@ def test_make_pair_sets_gives_four_same_class_kinds():
             p.mul_(3.0)
     x = torch.rand(60, 1, 6, 6, generator=torch.Generator().manual_seed(0))
     y = studies.predict_labels(model, x)
-    sets, syn = studies.make_pair_sets(model, x, y, 2, 1, seed=0,
-                                       synth=dict(steps=200, stop_loss=0.05))
-    assert set(sets) == set(studies.KINDS)
-    assert len(sets["real-real"]) == 2 * len(y.unique())
-    for kind, ps in sets.items():
-        if kind.startswith("real"):
-            assert (y[[int((x == v).flatten(1).all(1).nonzero()[0]) for v in ps.a]] == ps.targets).all()
-        assert (studies.predict_labels(model, ps.c) == ps.targets).all() or kind == "real-real"
-    assert len(syn) == len(y.unique())
-    again, _ = studies.make_pair_sets(model, x, y, 2, 1, seed=0, synth=dict(steps=200, stop_loss=0.05))
-    assert torch.equal(again["real-synthetic"].c, sets["real-synthetic"].c)
+    synth = dict(steps=200, stop_loss=0.05)
+    sets, syn = studies.make_pair_sets(model, x, y, 2, 1, seeds=[0, 1], synth=synth)
+    assert set(sets) == {(s, k) for s in (0, 1) for k in studies.KINDS}
+    assert len(sets[0, "real-real"]) == 2 * len(y.unique())
+    for (_, kind), ps in sets.items():
+        if kind.startswith("real"):  # the first input is a real one of the pair's class
+            rows = [int((x == v).flatten(1).all(1).nonzero()[0]) for v in ps.a]
+            assert (y[rows] == ps.targets).all()
+        assert (studies.predict_labels(model, ps.c) == ps.targets).all()
+    assert set(syn) == {0, 1} and len(syn[0]) == len(y.unique())
+    assert not torch.equal(sets[0, "real-real"].a, sets[1, "real-real"].a)
+    again, _ = studies.make_pair_sets(model, x, y, 2, 1, seeds=[0], synth=synth)
+    assert torch.equal(again[0, "real-synthetic"].c, sets[0, "real-synthetic"].c)
+    merged = studies.merge_sets(sets, "real-real")
+    assert len(merged) == 2 * len(sets[0, "real-real"])
+    with pytest.raises(ParameterError):
+        studies.merge_sets(sets, "other")
 
 
 @pytest.fixture(scope="module")

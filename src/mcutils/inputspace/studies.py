@@ -36,7 +36,7 @@ from mcutils.inputspace.paths import barrier, interpolated_inputs, loss_profiles
 from mcutils.inputspace.synthesis import SyntheticPairs, synthetic_pairs
 from mcutils.runtime import ParameterError
 
-__all__ = ["KINDS", "PairSet", "predict_labels", "make_pair_sets", "connect_sets",
+__all__ = ["KINDS", "PairSet", "predict_labels", "make_pair_sets", "merge_sets", "connect_sets",
            "split_result", "pair_table", "round_columns", "connected_flags",
            "tolerance_curve", "kind_summary", "connectivity_claims", "two_sample_ci",
            "effect_word", "untrained_study", "barrier_evolution", "evolution_summary",
@@ -72,17 +72,19 @@ def predict_labels(model: nn.Module, x: torch.Tensor,
 
 
 def make_pair_sets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pairs_per_class: int,
-                   other_pairs_per_class: int, seed: int = 0, synth: Mapping | None = None,
+                   other_pairs_per_class: int, seeds: Sequence[int] = (0,),
+                   synth: Mapping | None = None,
                    interp_range: tuple[float, float] = (0.25, 0.75)
-                   ) -> tuple[dict[str, PairSet], SyntheticPairs]:
-    """The four kinds of same-class pairs of chapter 01, for one sampling seed.
+                   ) -> tuple[dict[tuple[int, str], PairSet], dict[int, SyntheticPairs]]:
+    """The four kinds of same-class pairs of chapter 01, for each sampling seed.
 
     * ``real-real``: two distinct inputs of ``x`` with the same label
       (``pairs_per_class`` per class);
     * ``real-interpolated``: a real input and an *interpolated* one, a point at a random
       ``t`` in ``interp_range`` on the straight path between two other real inputs of
       the class (kept when the model predicts the class there);
-    * ``real-synthetic``: a real input and a synthetic one;
+    * ``real-synthetic``: a real input and a synthetic one (either input of a synthetic
+      pair);
     * ``synthetic-synthetic``: the pairs of :func:`synthetic_pairs` (``A`` made with the
       smoothness penalty, ``C`` without, as in the paper's code).
 
@@ -92,14 +94,14 @@ def make_pair_sets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pairs_per
     Args:
         model: the classifier.
         x, y: real inputs (pixel space) that the model classifies correctly, and labels.
-        pairs_per_class, other_pairs_per_class: pairs per class.
-        seed: seed of every random draw (pairs, interpolation points, synthesis noise).
+        pairs_per_class, other_pairs_per_class: pairs per class and seed.
+        seeds: one draw per seed (pairs, interpolation points, synthesis noise).
         synth: keyword arguments for :func:`synthetic_pairs` (default: the paper's).
         interp_range: range of ``t`` for interpolated inputs.
 
     Returns:
-        ``(sets, synthetic)``: the :class:`PairSet` of each kind (keys :data:`KINDS`) and
-        the :class:`SyntheticPairs` made (for their losses and steps).
+        ``(sets, synthetic)``: ``{(seed, kind): PairSet}`` (kinds :data:`KINDS`) and
+        ``{seed: SyntheticPairs}`` (for their losses and steps).
     """
     if len(x) != len(y) or len(x) < 2:
         raise ParameterError("x and y must hold at least two inputs, one label each")
@@ -107,29 +109,45 @@ def make_pair_sets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pairs_per
                     ("other_pairs_per_class", other_pairs_per_class)):
         if not isinstance(v, int) or v < 1:
             raise ParameterError(f"{name}={v!r} must be a positive integer")
-    i, j = class_pairs(y, pairs_per_class, seed=seed)
-    sets = {"real-real": PairSet(x[i], x[j], y[i])}
-    i2, j2 = class_pairs(y, other_pairs_per_class, seed=seed + 10_007)
-    gen = torch.Generator().manual_seed(seed)
-    x_int, _ = interpolated_inputs(x[i2], x[j2], *interp_range, generator=gen)
-    y_int = y[i2]
-    keep = predict_labels(model, x_int) == y_int
-    x_int, y_int = x_int[keep], y_int[keep]
-    ia, ib = matched_pairs(y, y_int, other_pairs_per_class, seed=seed + 20_011)
-    sets["real-interpolated"] = PairSet(x[ia], x_int[ib], y[ia])
+    if not len(seeds):
+        raise ParameterError("seeds must name at least one seed")
+    sets: dict[tuple[int, str], PairSet] = {}
+    made: dict[int, SyntheticPairs] = {}
     classes = torch.tensor(sorted(y.unique().tolist()))
-    targets = classes.repeat_interleave(other_pairs_per_class)
-    syn = synthetic_pairs(model, targets, tuple(x.shape[1:]),
-                          generator=torch.Generator().manual_seed(seed + 30_013), **(synth or {}))
-    ok_a = predict_labels(model, syn.a) == syn.targets
-    ok_c = predict_labels(model, syn.c) == syn.targets
-    x_syn = torch.cat([syn.a[ok_a], syn.c[ok_c]])
-    y_syn = torch.cat([syn.targets[ok_a], syn.targets[ok_c]])
-    ic, id_ = matched_pairs(y, y_syn, other_pairs_per_class, seed=seed + 40_009)
-    sets["real-synthetic"] = PairSet(x[ic], x_syn[id_], y[ic])
-    both = ok_a & ok_c
-    sets["synthetic-synthetic"] = PairSet(syn.a[both], syn.c[both], syn.targets[both])
-    return sets, syn
+    for seed in seeds:
+        i, j = class_pairs(y, pairs_per_class, seed=seed)
+        sets[seed, "real-real"] = PairSet(x[i], x[j], y[i])
+        i2, j2 = class_pairs(y, other_pairs_per_class, seed=seed + 10_007)
+        gen = torch.Generator().manual_seed(seed)
+        x_int, _ = interpolated_inputs(x[i2], x[j2], *interp_range, generator=gen)
+        y_int = y[i2]
+        keep = predict_labels(model, x_int) == y_int
+        x_int, y_int = x_int[keep], y_int[keep]
+        ia, ib = matched_pairs(y, y_int, other_pairs_per_class, seed=seed + 20_011)
+        sets[seed, "real-interpolated"] = PairSet(x[ia], x_int[ib], y[ia])
+        targets = classes.repeat_interleave(other_pairs_per_class)
+        syn = synthetic_pairs(model, targets, tuple(x.shape[1:]),
+                              generator=torch.Generator().manual_seed(seed + 30_013),
+                              **(synth or {}))
+        made[seed] = syn
+        ok_a = predict_labels(model, syn.a) == syn.targets
+        ok_c = predict_labels(model, syn.c) == syn.targets
+        x_syn = torch.cat([syn.a[ok_a], syn.c[ok_c]])
+        y_syn = torch.cat([syn.targets[ok_a], syn.targets[ok_c]])
+        ic, id_ = matched_pairs(y, y_syn, other_pairs_per_class, seed=seed + 40_009)
+        sets[seed, "real-synthetic"] = PairSet(x[ic], x_syn[id_], y[ic])
+        both = ok_a & ok_c
+        sets[seed, "synthetic-synthetic"] = PairSet(syn.a[both], syn.c[both], syn.targets[both])
+    return sets, made
+
+
+def merge_sets(sets: Mapping[Hashable, PairSet], kind: str) -> PairSet:
+    """All pairs of one kind, concatenated over the seeds of ``{(seed, kind): PairSet}``."""
+    parts = [ps for key, ps in sets.items() if key[-1] == kind]
+    if not parts:
+        raise ParameterError(f"no pair set of kind {kind!r}")
+    return PairSet(torch.cat([p.a for p in parts]), torch.cat([p.c for p in parts]),
+                   torch.cat([p.targets for p in parts]))
 
 
 def split_result(res: ConnectResult, sizes: Sequence[int], tol: float) -> list[ConnectResult]:
