@@ -315,23 +315,43 @@ def test_pooled_verdict_follows_the_intervals():
     assert claims["connected_pooled"]["result"]["estimate"] == pytest.approx(0.5)
 
 
+def test_build_untrained_is_seeded():
+    a = studies.build_untrained("small_cnn", "digits", 3, width=4, hidden=8)
+    b = studies.build_untrained("small_cnn", "digits", 3, width=4, hidden=8)
+    c = studies.build_untrained("small_cnn", "digits", 4, width=4, hidden=8)
+    pa, pb, pc = (torch.cat([p.flatten() for p in m.parameters()]) for m in (a, b, c))
+    assert torch.equal(pa, pb) and not torch.equal(pa, pc) and not a.training
+
+
 def test_untrained_study_and_sweep_tiny():
     synth = dict(steps=30, lr=0.1, stop_loss=1e-3, space="normalized", box=None)
     ck = dict(max_rounds=1, steps=20, lr=0.1, deviation_weight=0.0, tv_weight=0.0,
               constrain=False, box=None, num_points=None, space="normalized")
     x = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    tab = studies.untrained_study(lambda s: tiny_cnn(seed=s, classes=2), [0, 1], [0, 1], (1, 8, 8), 1,
-                                  synth, ck, 0.01, num_points=9, real_x=x, real_pairs_per_class=1,
-                                  labels=dict(model="tiny"))
+    nets = {s: tiny_cnn(seed=s, classes=2) for s in (0, 1)}
+    kept = {}
+    tab = studies.untrained_study(nets, [0, 1], (1, 8, 8), 1, synth, ck, 0.01, num_points=9,
+                                  real_x=x, real_pairs_per_class=1, labels=dict(model="tiny"),
+                                  keep_pairs=kept)
+    assert set(kept) == {0, 1} and kept[0].a.shape == (2, 1, 8, 8)
     syn = tab[tab.kind == "synthetic"]
     assert len(syn) == 4 and set(syn.seed) == {0, 1} and (tab.model == "tiny").all()
     assert (syn["peak"] >= syn["end_loss"] - 1e-6).all()
     assert np.allclose(syn["gap"], (syn["peak"] - syn["end_loss"]).clip(lower=0), atol=1e-6)
     assert (syn["steps_a"] <= 30).all()
-    sweep = studies.sweep_study(lambda s, w: tiny_cnn(seed=s + w, classes=2), [1, 2], [1, 2], [0],
-                                [0, 1], (1, 8, 8), synth, ck, 0.01, num_points=9)
-    assert set(zip(sweep.width, sweep.step_factor)) == {(1, 1), (1, 2), (2, 1), (2, 2)}
-    eff = studies.factor_effects(sweep, dict(width=1, step_factor=1), dict(width=2, step_factor=2),
+    sweep = studies.sweep_study("small_cnn", "digits", [2, 4], [1, 2], [0], [0, 1], (1, 8, 8),
+                                synth, ck, 0.01, num_points=9, model_kwargs=dict(hidden=8))
+    assert set(zip(sweep.width, sweep.step_factor)) == {(2, 1), (2, 2), (4, 1), (4, 2)}
+    assert (sweep[sweep.step_factor == 2]["steps_a"] <= 60).all()
+    part = studies.sweep_study("small_cnn", "digits", [2, 4], [1, 2], [0], [0], (1, 8, 8),
+                               synth, ck, 0.01, num_points=9, model_kwargs=dict(hidden=8),
+                               cells=[(2, 1), (4, 1)])
+    assert set(zip(part.width, part.step_factor)) == {(2, 1), (4, 1)}
+    # the same seed and class start from the same noise in every cell of one width
+    base = sweep[(sweep.width == 2) & (sweep.step_factor == 1)]
+    same = part[part.width == 2]
+    assert np.allclose(base[base.target == 0]["round_0"], same["round_0"])
+    eff = studies.factor_effects(sweep, dict(width=2, step_factor=1), dict(width=4, step_factor=2),
                                  0.01, 10.0)
     assert list(eff.factor) == ["width", "step_factor", "tolerance"]
     assert eff.set_index("factor").loc["tolerance", "alt_frac"] == 1.0  # 10 nats connects all
@@ -362,8 +382,9 @@ def test_barrier_evolution_tiny():
     y = torch.randint(0, 2, (64,), generator=torch.Generator().manual_seed(1))
     train_set = TensorDataset(x, y)
     synth = dict(steps=20, lr=0.1, stop_loss=5e-3, space="normalized", box=None)
-    df = studies.barrier_evolution(lambda s: tiny_cnn(seed=s, classes=2), train_set, [0, 1], 4, 2,
-                                   16, 1e-2, [0, 1], (1, 8, 8), 1, synth, num_points=9)
+    kw = dict(model_kwargs=dict(width=4, hidden=8), num_points=9)
+    df = studies.barrier_evolution("small_cnn", "digits", train_set, [0, 1], 4, 2, 16, 1e-2,
+                                   [0, 1], (1, 8, 8), 1, synth, **kw)
     assert sorted(df.step.unique()) == [0, 2, 4]
     assert set(df.protocol) == {"re-synthesised", "fixed at init"}
     at0 = df[df.step == 0].pivot_table(index=["seed", "pair"], columns="protocol", values="max_loss")
@@ -374,5 +395,5 @@ def test_barrier_evolution_tiny():
     summ = studies.evolution_summary(df)
     assert set(summ.n) == {2} and len(summ) == 6
     with pytest.raises(ParameterError):
-        studies.barrier_evolution(lambda s: tiny_cnn(seed=s), train_set, [0], 4, 0, 16, 1e-2,
-                                  [0], (1, 8, 8), 1, synth)
+        studies.barrier_evolution("small_cnn", "digits", train_set, [0], 4, 0, 16, 1e-2,
+                                  [0], (1, 8, 8), 1, synth, **kw)

@@ -39,7 +39,7 @@ from mcutils.runtime import ParameterError
 __all__ = ["KINDS", "PairSet", "predict_labels", "make_pair_sets", "merge_sets", "connect_sets",
            "split_result", "pair_table", "round_columns", "connected_flags",
            "tolerance_curve", "kind_summary", "connectivity_claims", "two_sample_ci",
-           "effect_word", "untrained_study", "barrier_evolution", "evolution_summary",
+           "effect_word", "build_untrained", "untrained_study", "barrier_evolution", "evolution_summary",
            "sweep_study", "factor_effects", "untrained_claims", "claim_verdicts"]
 
 KINDS = ("real-real", "real-interpolated", "real-synthetic", "synthetic-synthetic")
@@ -416,19 +416,35 @@ def _profile_stats(model: nn.Module, ps: PairSet, num_points: int) -> dict[str, 
                 gap=barrier(prof, "gap").tolist())
 
 
-def untrained_study(model_fn: Any, seeds: Sequence[int], classes: Sequence[int],
-                    shape: Sequence[int], pairs_per_class: int, synth: Mapping, connect_kw: Mapping,
-                    tol: float, num_points: int = 200, real_x: torch.Tensor | None = None,
-                    real_pairs_per_class: int = 0, real_box: tuple[float, float] | None = (0.0, 1.0),
-                    labels: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Connect synthetic (and real) same-class pairs of one architecture, seed by seed.
+def build_untrained(name: str, dataset: str, seed: int, **kwargs: Any) -> nn.Module:
+    """A randomly initialised network of a registered architecture, in eval mode.
 
-    For each seed ``s``: ``model_fn(s)`` builds the network (it seeds its own
-    initialisation); :func:`synthetic_pairs` makes ``pairs_per_class`` pairs per class
-    with ``synth`` (noise seeded by ``s``); :func:`connect` (with ``connect_kw`` and
-    ``tol``) connects them. With ``real_x`` and ``real_pairs_per_class``, real inputs
-    labelled by the network's own prediction are paired and connected too (inside
-    ``real_box``).
+    Seeds everything with ``seed`` first (:func:`mcutils.runtime.seed_everything`), as
+    :func:`mcutils.training.trained_model` does, so seed ``s`` gives the initialisation
+    from which the cached model of that seed was trained.
+    """
+    from mcutils.models import build_for_dataset
+    from mcutils.runtime import seed_everything
+
+    seed_everything(seed)
+    return build_for_dataset(name, dataset, **kwargs).eval()
+
+
+def untrained_study(nets: Mapping[int, nn.Module], classes: Sequence[int], shape: Sequence[int],
+                    pairs_per_class: int, synth: Mapping, connect_kw: Mapping, tol: float,
+                    num_points: int = 200, real_x: torch.Tensor | None = None,
+                    real_pairs_per_class: int = 0,
+                    real_box: tuple[float, float] | None = (0.0, 1.0),
+                    labels: Mapping[str, Any] | None = None,
+                    keep_pairs: dict | None = None) -> pd.DataFrame:
+    """Connect synthetic (and real) same-class pairs of networks, seed by seed.
+
+    For each ``seed, net`` of ``nets``: :func:`synthetic_pairs` makes ``pairs_per_class``
+    pairs per class with ``synth`` (noise seeded by the seed); :func:`connect` (with
+    ``connect_kw`` and ``tol``) connects them. With ``real_x`` and
+    ``real_pairs_per_class``, real inputs labelled by the network's own prediction are
+    paired and connected too (inside ``real_box``). With ``keep_pairs`` (a dict), the
+    :class:`SyntheticPairs` of each seed are stored in it under the seed.
 
     Returns:
         A :func:`pair_table` with keys ``seed`` and ``kind`` (``synthetic``/``real``),
@@ -437,19 +453,19 @@ def untrained_study(model_fn: Any, seeds: Sequence[int], classes: Sequence[int],
         ``loss_c``, ``steps_a``, ``steps_c`` (synthesis; NaN for real pairs) and the
         constant columns in ``labels``.
     """
-    if not seeds:
-        raise ParameterError("seeds must name at least one seed")
+    if not nets:
+        raise ParameterError("nets must hold at least one seed's network")
     frames = []
     targets = torch.tensor(list(classes)).repeat_interleave(pairs_per_class)
-    for s in seeds:
-        net = model_fn(s)
+    for s, net in nets.items():
         syn = synthetic_pairs(net, targets, shape, generator=torch.Generator().manual_seed(s),
                               **synth)
+        if keep_pairs is not None:
+            keep_pairs[s] = syn
         sets = {(s, "synthetic"): PairSet(syn.a, syn.c, syn.targets)}
         res = connect_sets(net, sets, tol=tol, **connect_kw)
         tab = pair_table(res, sets, ["seed", "kind"])
-        extra = _profile_stats(net, sets[s, "synthetic"], num_points)
-        for k, v in extra.items():
+        for k, v in _profile_stats(net, sets[s, "synthetic"], num_points).items():
             tab[k] = v
         tab["loss_a"], tab["loss_c"] = syn.loss_a.tolist(), syn.loss_c.tolist()
         tab["steps_a"], tab["steps_c"] = syn.steps_a.tolist(), syn.steps_c.tolist()
@@ -471,18 +487,19 @@ def untrained_study(model_fn: Any, seeds: Sequence[int], classes: Sequence[int],
     return out
 
 
-def barrier_evolution(model_fn: Any, train_set: Any, seeds: Sequence[int], num_batches: int,
-                      every: int, batch_size: int, lr: float, classes: Sequence[int],
-                      shape: Sequence[int], pairs_per_class: int, synth: Mapping,
-                      num_points: int = 200, device: str = "cpu",
+def barrier_evolution(arch: str, dataset: str, train_set: Any, seeds: Sequence[int],
+                      num_batches: int, every: int, batch_size: int, lr: float,
+                      classes: Sequence[int], shape: Sequence[int], pairs_per_class: int,
+                      synth: Mapping, num_points: int = 200, device: str = "cpu",
+                      model_kwargs: Mapping[str, Any] | None = None,
                       progress: bool = False) -> pd.DataFrame:
     """Barrier evolution during the first training batches, as in the paper's appendix F.1.
 
-    For each seed: ``model_fn(seed)`` builds a fresh network, trained with Adam
-    (learning rate ``lr``) on batches of ``batch_size`` from ``train_set`` (shuffled
-    with the seed) for ``num_batches`` batches. Before the first batch and after every
-    ``every``-th batch the straight-path loss profile (``num_points`` points) is
-    measured for two sets of pairs:
+    For each seed: a fresh network (:func:`build_untrained`) is trained with Adam
+    (learning rate ``lr``) on ``num_batches`` batches of ``batch_size`` drawn from
+    ``train_set`` (a random subset, shuffled with the seed). Before the first batch and
+    after every ``every``-th batch (and the last) the straight-path loss profile
+    (``num_points`` points) is measured for two sets of pairs:
 
     * ``re-synthesised``: new pairs made by :func:`synthetic_pairs` (with ``synth``)
       for the *current* network, ``pairs_per_class`` per class (the paper's protocol);
@@ -503,14 +520,13 @@ def barrier_evolution(model_fn: Any, train_set: Any, seeds: Sequence[int], num_b
         raise ParameterError(f"num_batches={num_batches!r} must be a positive integer")
     targets = torch.tensor(list(classes)).repeat_interleave(pairs_per_class)
     rows: list[dict[str, Any]] = []
+    tx, ty = train_set.tensors[0], train_set.tensors[1]
     for s in seeds:
-        net = model_fn(s)
+        net = build_untrained(arch, dataset, s, **(model_kwargs or {}))
         fixed: list[PairSet] = []
 
         def measure(step: int, model: nn.Module, s: int = s, fixed: list = fixed) -> None:
-            if step % every and step != num_batches:
-                return
-            if step > num_batches:
+            if (step % every and step != num_batches) or step > num_batches:
                 return
             gen = torch.Generator().manual_seed(1_000_003 * s + step)
             syn = synthetic_pairs(model, targets, shape, generator=gen, **synth)
@@ -526,7 +542,6 @@ def barrier_evolution(model_fn: Any, train_set: Any, seeds: Sequence[int], num_b
 
         measure(0, net)
         gen = torch.Generator().manual_seed(s)
-        tx, ty = train_set.tensors[0], train_set.tensors[1]
         idx = torch.randperm(len(tx), generator=gen)[:num_batches * batch_size]
         sub = torch.utils.data.TensorDataset(tx[idx], ty[idx])
         loader = TensorLoader(sub, batch_size, shuffle=False, seed=s)
@@ -547,29 +562,36 @@ def evolution_summary(df: pd.DataFrame, metric: str = "max_loss") -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def sweep_study(model_fn: Any, widths: Sequence[int], step_factors: Sequence[float],
+def sweep_study(arch: str, dataset: str, widths: Sequence[int], step_factors: Sequence[float],
                 seeds: Sequence[int], classes: Sequence[int], shape: Sequence[int],
-                synth: Mapping, connect_kw: Mapping, tol: float,
-                num_points: int = 200) -> pd.DataFrame:
+                synth: Mapping, connect_kw: Mapping, tol: float, num_points: int = 200,
+                model_kwargs: Mapping[str, Any] | None = None,
+                cells: Sequence[tuple[int, float]] | None = None) -> pd.DataFrame:
     """Connectivity of synthetic pairs over a grid of widths and optimisation budgets.
 
-    For every width ``w`` and factor ``f``, :func:`untrained_study` runs with
-    ``model_fn(seed, w)`` and the step budgets of both the synthesis and the bypass
-    (``synth["steps"]``, ``connect_kw["steps"]``) multiplied by ``f``; everything else,
-    including the synthesis noise of each seed, is shared by all cells, so cells are
-    matched pair by pair (same seed and class).
+    For every width ``w`` and factor ``f`` (or only the ``(w, f)`` in ``cells``),
+    :func:`untrained_study` runs one synthetic pair per class on
+    ``build_untrained(arch, dataset, seed, width=w)`` for each seed, with the step
+    budgets of both the synthesis and the bypass (``synth["steps"]``,
+    ``connect_kw["steps"]``) multiplied by ``f``; everything else, including the
+    synthesis noise of each seed, is shared by all cells, so cells are matched pair by
+    pair (same seed and class).
 
     Returns:
         The concatenated pair tables with columns ``width`` and ``step_factor``.
     """
+    grid = list(cells) if cells is not None else [(w, f) for w in widths for f in step_factors]
+    if not grid:
+        raise ParameterError("the sweep has no cell")
     frames = []
-    for w in widths:
-        for f in step_factors:
-            sy = dict(synth, steps=max(1, int(round(synth["steps"] * f))))
-            ck = dict(connect_kw, steps=max(1, int(round(connect_kw["steps"] * f))))
-            frames.append(untrained_study(lambda s, w=w: model_fn(s, w), seeds, classes, shape, 1,
-                                          sy, ck, tol, num_points=num_points,
-                                          labels=dict(width=w, step_factor=f)))
+    for w, f in grid:
+        sy = dict(synth, steps=max(1, int(round(synth["steps"] * f))))
+        ck = dict(connect_kw, steps=max(1, int(round(connect_kw["steps"] * f))))
+        nets = {s: build_untrained(arch, dataset, s, **dict(model_kwargs or {}, width=w))
+                for s in seeds}
+        frames.append(untrained_study(nets, classes, shape, 1, sy, ck, tol,
+                                      num_points=num_points,
+                                      labels=dict(width=w, step_factor=f)))
     return pd.concat(frames, ignore_index=True)
 
 
