@@ -15,13 +15,20 @@ one target class per pair, on whatever device the model lives on.
   hyperplane through ``B`` orthogonal to ``C - A`` to lower their loss.
 * :func:`connect`: recursive piecewise-linear paths (find the highest point of every
   bad segment, bypass it, repeat) and :func:`path_profiles` for their loss.
-* :func:`synthesize`: synthetic inputs of given classes by feature visualisation.
+* :func:`synthesize`: synthetic inputs of given classes by feature visualisation, and
+  :func:`synthetic_pairs`: same-class pairs as the paper's code makes them (``A`` with a
+  smoothness penalty, ``C`` without).
+* :func:`input_normalization`: the model's ``(mean, std)``; input optimisers take
+  ``space="normalized"`` to run in the paper's normalised units. :data:`FVO_PAPER`,
+  :data:`FVO_PAPER_EVOLUTION`, :data:`BYPASS_PAPER` and :data:`FREE_PAPER` hold the
+  paper's settings.
 * :func:`path_length`, :func:`relative_path_length`, :func:`detour_angle`,
   :func:`chord_deviation`: how far a piecewise path is from the straight line.
 
 The package is split by concept: :mod:`~mcutils.inputspace.paths`,
 :mod:`~mcutils.inputspace.bypass`, :mod:`~mcutils.inputspace.synthesis` and
 :mod:`~mcutils.inputspace.geometry`; every public name is importable from here.
+:mod:`~mcutils.inputspace.studies` holds the orchestration of chapters 01 and 03.
 Pairing (:func:`mcutils.data.matched_pairs`) and image folders
 (:func:`mcutils.data.load_image_folder`) live in :mod:`mcutils.data`.
 
