@@ -134,6 +134,7 @@ def test_gradient_projection_drifts_along_the_chord_iterate_does_not():
     drift, hist = ins.bypass_barrier(model, a, c, b, y, projection="gradient", **kw)
     along = lambda v: ((v - b) * (c - a)).flatten(1).sum(1).abs()  # noqa: E731
     assert along(held).max() < 1e-4
+    assert along(drift).max() > 10 * along(held).max() + 1e-6  # Adam's scaling leaves the plane
     assert hist[-1].mean() < hist[0].mean()  # it still lowers the loss
     assert torch.isfinite(drift).all()
     with pytest.raises(ParameterError):
@@ -190,6 +191,12 @@ def test_make_pair_sets_gives_four_same_class_kinds():
     assert not torch.equal(sets[0, "real-real"].a, sets[1, "real-real"].a)
     again, _ = studies.make_pair_sets(model, x, y, 2, 1, seeds=[0], synth=synth)
     assert torch.equal(again[0, "real-synthetic"].c, sets[0, "real-synthetic"].c)
+    summ = studies.synthesis_summary(syn, model, 0.05)
+    assert summ["inputs"] == 4 * len(y.unique()) and summ["reached"] == 1.0
+    assert summ["steps_max"] < 200 and 0 <= summ["outside"] <= 1
+    assert set(summ["tv_ratio"]) == {"estimate", "ci", "n"}
+    with pytest.raises(ParameterError):
+        studies.synthesis_summary({}, model, 0.05)
     merged = studies.merge_sets(sets, "real-real")
     assert len(merged) == 2 * len(sets[0, "real-real"])
     with pytest.raises(ParameterError):

@@ -36,7 +36,7 @@ from mcutils.inputspace.paths import barrier, interpolated_inputs, loss_profiles
 from mcutils.inputspace.synthesis import SyntheticPairs, synthetic_pairs
 from mcutils.runtime import ParameterError
 
-__all__ = ["KINDS", "PairSet", "predict_labels", "make_pair_sets", "merge_sets", "connect_sets",
+__all__ = ["KINDS", "PairSet", "predict_labels", "make_pair_sets", "merge_sets", "synthesis_summary", "connect_sets",
            "split_result", "pair_table", "round_columns", "connected_flags",
            "tolerance_curve", "kind_summary", "connectivity_claims", "two_sample_ci",
            "effect_word", "build_untrained", "untrained_study", "barrier_evolution", "evolution_summary",
@@ -148,6 +148,31 @@ def merge_sets(sets: Mapping[Hashable, PairSet], kind: str) -> PairSet:
         raise ParameterError(f"no pair set of kind {kind!r}")
     return PairSet(torch.cat([p.a for p in parts]), torch.cat([p.c for p in parts]),
                    torch.cat([p.targets for p in parts]))
+
+
+def synthesis_summary(made: Mapping[Any, SyntheticPairs], model: nn.Module, stop_loss: float,
+                      seed: int = 0) -> dict[str, Any]:
+    """What the synthesis reached: the fraction of inputs below ``stop_loss``, the median and
+    largest number of steps, the largest class loss, the fraction of pixels outside
+    ``[0, 1]``, and the median ratio of the total variations of ``A`` and ``C`` (summed,
+    in the model's normalised units, the penalty's own measure) with a bootstrap interval
+    over pairs (below 1: the penalty made ``A`` smoother).
+    """
+    from mcutils.inputspace.synthesis import input_normalization, total_variation
+
+    if not made:
+        raise ParameterError("no synthetic pairs to summarise")
+    mean, std = input_normalization(model)
+    steps = torch.cat([torch.cat([p.steps_a, p.steps_c]) for p in made.values()]).float()
+    loss = torch.cat([torch.cat([p.loss_a, p.loss_c]) for p in made.values()])
+    x = torch.cat([torch.cat([p.a, p.c]) for p in made.values()])
+    tv_a = torch.cat([total_variation((p.a - mean) / std, "sum") for p in made.values()])
+    tv_c = torch.cat([total_variation((p.c - mean) / std, "sum") for p in made.values()])
+    ratio = stats.bootstrap_ci((tv_a / tv_c.clamp_min(1e-12)).numpy(), np.median, seed=seed)
+    return dict(inputs=len(loss), reached=float((loss < stop_loss).float().mean()),
+                steps_median=int(steps.median()), steps_max=int(steps.max()),
+                loss_max=float(loss.max()), loss_median=float(loss.median()),
+                outside=float(((x < 0) | (x > 1)).float().mean()), tv_ratio=ratio)
 
 
 def split_result(res: ConnectResult, sizes: Sequence[int], tol: float) -> list[ConnectResult]:
