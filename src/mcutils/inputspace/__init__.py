@@ -15,13 +15,20 @@ one target class per pair, on whatever device the model lives on.
   hyperplane through ``B`` orthogonal to ``C - A`` to lower their loss.
 * :func:`connect`: recursive piecewise-linear paths (find the highest point of every
   bad segment, bypass it, repeat) and :func:`path_profiles` for their loss.
-* :func:`synthesize`: synthetic inputs of given classes by feature visualisation.
+* :func:`synthesize`: synthetic inputs of given classes by feature visualisation, and
+  :func:`synthetic_pairs`: same-class pairs as the paper's code makes them (``A`` with a
+  smoothness penalty, ``C`` without).
+* :func:`input_normalization`: the model's ``(mean, std)``; input optimisers take
+  ``space="normalized"`` to run in the paper's normalised units. :data:`FVO_PAPER`,
+  :data:`FVO_PAPER_EVOLUTION`, :data:`BYPASS_PAPER` and :data:`FREE_PAPER` hold the
+  paper's settings.
 * :func:`path_length`, :func:`relative_path_length`, :func:`detour_angle`,
   :func:`chord_deviation`: how far a piecewise path is from the straight line.
 
 The package is split by concept: :mod:`~mcutils.inputspace.paths`,
 :mod:`~mcutils.inputspace.bypass`, :mod:`~mcutils.inputspace.synthesis` and
 :mod:`~mcutils.inputspace.geometry`; every public name is importable from here.
+:mod:`~mcutils.inputspace.studies` holds the orchestration of chapters 01 and 03.
 Pairing (:func:`mcutils.data.matched_pairs`) and image folders
 (:func:`mcutils.data.load_image_folder`) live in :mod:`mcutils.data`.
 
@@ -31,9 +38,10 @@ Used by chapters 01, 03 and 04.
 from mcutils.data import load_image_folder, matched_pairs
 from mcutils.inputspace._common import BARRIER_KINDS, DEFAULT_BATCH_SIZE  # noqa: F401
 from mcutils.inputspace.paths import BarrierRecorder, barrier, class_reference_loss, connected_fraction, find_barrier, interpolate, interpolated_inputs, linear_path, loss_profiles, rounds_needed, segment_losses
-from mcutils.inputspace.bypass import ConnectResult, bypass_barrier, connect, path_profiles, project_to_hyperplane
-from mcutils.inputspace.synthesis import synthesize, total_variation
+from mcutils.inputspace.bypass import BYPASS_PAPER, FREE_PAPER, ConnectResult, bypass_barrier, connect, path_profiles, project_to_hyperplane
+from mcutils.inputspace.synthesis import FVO_PAPER, FVO_PAPER_EVOLUTION, SyntheticPairs, input_normalization, synthesize, synthetic_pairs, total_variation
 from mcutils.inputspace.geometry import chord_deviation, detour_angle, path_length, relative_deviation, relative_path_length
+from mcutils.inputspace import studies  # noqa: F401  (orchestration, see its docs)
 
 __all__ = [
     "interpolate",
@@ -62,4 +70,11 @@ __all__ = [
     "rounds_needed",
     "class_reference_loss",
     "BarrierRecorder",
+    "input_normalization",
+    "SyntheticPairs",
+    "synthetic_pairs",
+    "FVO_PAPER",
+    "FVO_PAPER_EVOLUTION",
+    "BYPASS_PAPER",
+    "FREE_PAPER",
 ]

@@ -24,20 +24,24 @@ from mcutils._util import flat_norm as _flat_norm
 from mcutils._util import model_device as _model_device
 from mcutils.inputspace._common import DEFAULT_BATCH_SIZE, _check_pairs
 from mcutils.inputspace.paths import find_barrier, interpolate, loss_profiles, segment_losses
-from mcutils.inputspace.synthesis import total_variation
+from mcutils.inputspace.synthesis import _check_box, _Space, total_variation
 from mcutils.runtime import ParameterError
 
-__all__ = ["project_to_hyperplane", "bypass_barrier", "ConnectResult", "connect", "path_profiles"]
+__all__ = ["project_to_hyperplane", "bypass_barrier", "ConnectResult", "connect", "path_profiles",
+           "BYPASS_PAPER", "FREE_PAPER", "PROJECTIONS"]
 
 
 def project_to_hyperplane(x: torch.Tensor, point: torch.Tensor, normal: torch.Tensor,
-                          box: tuple[float, float] | None = None, iters: int = 40) -> torch.Tensor:
+                          box: tuple[float | torch.Tensor, float | torch.Tensor] | None = None,
+                          iters: int = 40) -> torch.Tensor:
     """Project each ``x[i]`` onto ``{z : <z - point[i], normal[i]> = 0}`` (within a box).
 
     Without ``box`` this is the orthogonal projection. With ``box = (lo, hi)`` it is
     the Euclidean projection onto the intersection of the hyperplane and the box,
     ``clip(x - lam * n, lo, hi)`` with ``lam`` found by bisection (the constraint is
-    monotone in ``lam``); ``point`` must itself lie in the box.
+    monotone in ``lam``); ``point`` must itself lie in the box. ``lo`` and ``hi`` may be
+    numbers or tensors that broadcast against ``x`` (per-channel bounds, as a pixel box
+    becomes in normalised units).
 
     Returns:
         The projected ``[N, ...]`` tensor.
@@ -48,12 +52,17 @@ def project_to_hyperplane(x: torch.Tensor, point: torch.Tensor, normal: torch.Te
         return x - _bview(dot, x) * n
     lo, hi = box
 
+    def clip(z: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(torch.minimum(z, torch.as_tensor(hi, dtype=z.dtype, device=z.device)),
+                             torch.as_tensor(lo, dtype=z.dtype, device=z.device))
+
     def offset(lam: torch.Tensor) -> torch.Tensor:
-        z = (x - _bview(lam, x) * n).clamp(lo, hi)
+        z = clip(x - _bview(lam, x) * n)
         return ((z - point) * n).flatten(1).sum(1)
 
     # offset(lam) is non-increasing in lam; bracket the root
-    span = (hi - lo) * math.sqrt(x[0].numel()) + 1.0
+    width = float(torch.as_tensor(hi).max() - torch.as_tensor(lo).min())
+    span = width * math.sqrt(x[0].numel()) + 1.0
     low = torch.full((x.shape[0],), -span, dtype=x.dtype, device=x.device)
     high = -low
     for _ in range(iters):
@@ -62,13 +71,33 @@ def project_to_hyperplane(x: torch.Tensor, point: torch.Tensor, normal: torch.Te
         low = torch.where(pos, mid, low)
         high = torch.where(pos, high, mid)
     lam = (low + high) / 2
-    z = (x - _bview(lam, x) * n).clamp(lo, hi)
+    z = clip(x - _bview(lam, x) * n)
     # remove the tiny residual along n on coordinates that are not at the box faces
-    free = (z > lo) & (z < hi)
+    free = (z > torch.as_tensor(lo, device=z.device)) & (z < torch.as_tensor(hi, device=z.device))
     resid = ((z - point) * n).flatten(1).sum(1)
     nf = n * free
     denom = (nf * n).flatten(1).sum(1).clamp_min(1e-12)
     return z - _bview(resid / denom, z) * nf
+
+
+#: The paper's bypass of a barrier point in a trained network (``utils.bypass_barrier``,
+#: section 4.1), in normalised units: 1024 Adam steps with learning rate 0.005 on
+#: ``CE + 0.1 * mean((B' - B)^2) + 1e-8 * sum|neighbour differences of B' - B|``, the
+#: gradient projected orthogonally to ``C - A`` before each step (Adam's per-element
+#: scaling then moves the point slightly off the hyperplane), no early stop, no pixel box.
+BYPASS_PAPER: dict = dict(steps=1024, lr=0.005, deviation_weight=0.1, tv_weight=1e-8,
+                          tv_reduction="sum", stop_loss=None, box=None, constrain=True,
+                          projection="gradient", space="normalized", weight_decay=0.0)
+
+#: The paper's free optimisation of a barrier point in an untrained network
+#: (``utils.optimize_point``, section 4.3), in normalised units: up to 4096 Adam steps
+#: with learning rate 0.05 and weight decay 1e-7 on the class loss alone, stopping once it
+#: is below 0.0005; no hyperplane, no pixel box.
+FREE_PAPER: dict = dict(steps=4096, lr=0.05, deviation_weight=0.0, tv_weight=0.0,
+                        tv_reduction="sum", stop_loss=5e-4, box=None, constrain=False,
+                        projection="gradient", space="normalized", weight_decay=1e-7)
+
+PROJECTIONS = ("iterate", "gradient")
 
 
 def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.Tensor,
@@ -76,8 +105,9 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
                    deviation_weight: float = 1.0, tv_weight: float = 0.1,
                    stop_loss: float | torch.Tensor | None = None,
                    box: tuple[float, float] | None = (0.0, 1.0),
-                   progress: bool = False, constrain: bool = True
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   progress: bool = False, constrain: bool = True, space: str = "pixel",
+                   projection: str = "iterate", weight_decay: float = 0.0,
+                   tv_reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
     """Move barrier points ``B`` off the straight path, inside their hyperplanes.
 
     For every pair at once, minimises
@@ -85,10 +115,13 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
     ``CE(model(B'), target) + deviation_weight * mean((B' - B)^2) + tv_weight * TV(B' - B)``
 
     by Adam steps whose gradient is projected onto the hyperplane through ``B``
-    orthogonal to ``C - A``; after each step ``B'`` is projected back onto that
-    hyperplane (intersected with ``box``, the valid pixel range), so
-    ``<B' - B, C - A> = 0`` holds throughout. The pairs do not interact (eval mode,
-    per-element Adam), so the result equals running each pair alone.
+    orthogonal to ``C - A``. With ``projection="iterate"`` (default) ``B'`` is also
+    projected back onto that hyperplane after each step (intersected with ``box``, the
+    valid pixel range), so ``<B' - B, C - A> = 0`` holds throughout; with
+    ``"gradient"`` only the gradient is projected, as in the paper's code, and Adam's
+    per-element scaling lets ``B'`` drift slightly along ``C - A``. The pairs do not
+    interact (eval mode, per-element Adam), so the result equals running each pair
+    alone; only pairs still active are evaluated at each step.
 
     Args:
         model: the classifier.
@@ -96,7 +129,7 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
         b: ``[pairs, C, H, W]`` barrier points (typically on the segment).
         targets: ``[pairs]`` classes.
         steps: optimisation steps.
-        lr: Adam learning rate (pixel units per step).
+        lr: Adam learning rate (units of ``space`` per step).
         deviation_weight: weight of the mean squared deviation ``B' - B``.
         tv_weight: weight of the total variation of ``B' - B``.
         stop_loss: a pair stops moving once its cross-entropy is below this (a number,
@@ -106,54 +139,87 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
         constrain: keep ``B'`` in the hyperplane (default). ``False``: free
             optimisation of ``B'`` (only ``box`` applies), as the paper does for
             untrained networks.
+        space: ``"pixel"`` or ``"normalized"``: the units in which ``B'`` is optimised
+            and the deviation, total variation, weight decay and hyperplane are
+            measured (see :mod:`mcutils.inputspace.synthesis`).
+        projection: ``"iterate"`` or ``"gradient"`` (see above).
+        weight_decay: Adam's L2 weight decay on the optimised point.
+        tv_reduction: ``"mean"`` or ``"sum"`` (see :func:`total_variation`).
 
     Returns:
-        ``(b_prime [pairs, C, H, W], history [steps, pairs])``: the moved points (CPU
-        if the inputs were) and the cross-entropy of each pair at every step.
+        ``(b_prime [pairs, C, H, W], history [steps, pairs])``: the moved points (pixel
+        space; CPU if the inputs were) and the cross-entropy of each pair at every step.
     """
     _check_pairs(a, c, targets)
     _check_pairs(a, b)
     if not isinstance(steps, int) or steps < 0:
         raise ParameterError(f"steps={steps!r} must be a non-negative integer")
     _check_positive(lr=lr)
-    _check_nonneg(deviation_weight=deviation_weight, tv_weight=tv_weight)
+    _check_nonneg(deviation_weight=deviation_weight, tv_weight=tv_weight,
+                  weight_decay=weight_decay)
+    if projection not in PROJECTIONS:
+        raise ParameterError(f"projection={projection!r} is not known; valid values: "
+                             f"{', '.join(PROJECTIONS)}")
+    if tv_reduction not in ("mean", "sum"):
+        raise ParameterError(f"tv_reduction={tv_reduction!r}: use 'mean' or 'sum'")
+    box = _check_box(box)
     device = _model_device(model)
     out_device = b.device
-    b0 = b.detach().to(device).float()
-    normal = (c - a).detach().to(device).float()
+    sp = _Space(model, space, device)
+    z0 = sp.from_pixel(b.detach().to(device).float())
+    normal = sp.from_pixel(c.detach().to(device).float()) - sp.from_pixel(a.detach().to(device).float())
     n = normal / _bview(_flat_norm(normal).clamp_min(1e-12), normal)
+    zbox = None if box is None else (sp.from_pixel(torch.tensor(box[0], device=device)),
+                                     sp.from_pixel(torch.tensor(box[1], device=device)))
     tgt = torch.as_tensor(targets).to(device)
+    p = z0.shape[0]
     if stop_loss is not None:
         stop_loss = torch.as_tensor(stop_loss, dtype=torch.float32).to(device)
-        if stop_loss.dim() not in (0, 1) or (stop_loss.dim() == 1 and len(stop_loss) != len(b)):
+        if stop_loss.dim() not in (0, 1) or (stop_loss.dim() == 1 and len(stop_loss) != p):
             raise ParameterError("stop_loss must be a number or a [pairs] tensor")
-    x = b0.clone()
-    adam = MaskedAdam(x, lr)
-    active = torch.ones(x.shape[0], dtype=torch.bool, device=device)
-    history = torch.empty(steps, x.shape[0])
+        stop_loss = stop_loss.expand(p)
+    z = z0.clone()
+    adam = MaskedAdam(z, lr)
+    active = torch.ones(p, dtype=torch.bool, device=device)
+    last = torch.full((p,), math.nan)
+    history = torch.empty(steps, p)
     with _FrozenEval(model), torch.enable_grad():
         for step in tqdm(range(steps), desc="bypass", disable=not progress, leave=False):
-            x.requires_grad_(True)
-            ce = F.cross_entropy(model(x).float(), tgt, reduction="none")
-            d = x - b0
-            obj = ce + deviation_weight * d.pow(2).flatten(1).mean(1) \
-                + tv_weight * total_variation(d)
-            (g,) = torch.autograd.grad(obj.sum(), x)
-            x = x.detach()
-            history[step] = ce.detach().cpu()
+            idx = active.nonzero().flatten()
+            za = z.index_select(0, idx).requires_grad_(True)
+            ce = F.cross_entropy(model(sp.to_pixel(za)).float(), tgt.index_select(0, idx),
+                                 reduction="none")
+            d = za - z0.index_select(0, idx)
+            obj = ce
+            if deviation_weight:
+                obj = obj + deviation_weight * d.pow(2).flatten(1).mean(1)
+            if tv_weight:
+                obj = obj + tv_weight * total_variation(d, tv_reduction)
+            (ga,) = torch.autograd.grad(obj.sum(), za)
+            ce = ce.detach()
+            last[idx.cpu()] = ce.cpu()
+            history[step] = last
             if stop_loss is not None:
-                active &= ce.detach() >= stop_loss
+                done = ce < stop_loss.index_select(0, idx)
+                if done.any():
+                    active[idx[done]] = False
+                    keep = ~done
+                    idx, ga = idx[keep], ga[keep]
                 if not active.any():
                     history[step + 1:] = history[step]
                     break
+            g = torch.zeros_like(z)
+            g[idx] = ga
+            if weight_decay:
+                g[idx] += weight_decay * z.index_select(0, idx)
             if constrain:
                 g = g - _bview((g * n).flatten(1).sum(1), g) * n
-            x = adam.step(x, g, active)
-            if constrain:
-                x = project_to_hyperplane(x, b0, normal, box=box)
+            z = adam.step(z, g, active)
+            if constrain and projection == "iterate":
+                z = project_to_hyperplane(z, z0, normal, box=zbox)
             elif box is not None:
-                x = x.clamp(box[0], box[1])
-    return x.detach().to(out_device), history
+                z = sp.clamp(z, box)
+    return sp.to_pixel(z).detach().to(out_device), history
 
 
 @dataclass
@@ -216,7 +282,8 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
             stop_loss: float | str | None = "auto", box: tuple[float, float] | None = (0.0, 1.0),
             num_points: int | None = 100, search: dict | None = None,
             batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
-            constrain: bool = True) -> ConnectResult:
+            constrain: bool = True, space: str = "pixel", projection: str = "iterate",
+            weight_decay: float = 0.0, tv_reduction: str = "mean") -> ConnectResult:
     """Recursive piecewise-linear paths between every pair.
 
     Round 0 is the straight path. In each round, every segment whose highest loss
@@ -242,6 +309,9 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
         progress: show a progress bar over rounds.
         constrain: bypass inside the hyperplane (default) or, with ``False``, by
             free optimisation of the barrier point (see :func:`bypass_barrier`).
+        space, projection, weight_decay, tv_reduction: passed to
+            :func:`bypass_barrier` (:data:`BYPASS_PAPER` and :data:`FREE_PAPER` hold the
+            paper's settings).
 
     Returns:
         A :class:`ConnectResult` (tensors on the CPU).
@@ -282,7 +352,9 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
                                            deviation_weight=deviation_weight, tv_weight=tv_weight,
                                            stop_loss=(end_loss[owner] + tol / 2
                                                       if stop_loss == "auto" else stop_loss),
-                                           box=box, constrain=constrain)
+                                           box=box, constrain=constrain, space=space,
+                                           projection=projection, weight_decay=weight_decay,
+                                           tv_reduction=tv_reduction)
             histories.append(hist.mean(dim=1))
             if first is None:
                 first = (owner, bpts, b_prime)

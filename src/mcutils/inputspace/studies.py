@@ -1,0 +1,711 @@
+"""Orchestration of the input-space chapters: pair sets, batched connectivity runs,
+per-pair tables, tolerance curves, barrier evolution during training, the width/steps
+sweep, and the intervals behind each chapter's claims.
+
+The chapters call these functions and only plot and print what they return; each is
+tested at a tiny size in ``tests/test_inputspace_studies.py``.
+
+Tables are :class:`pandas.DataFrame` with one row per pair of inputs. Barriers after
+each round are in the columns ``round_0`` (the straight path), ``round_1``, ...; a pair
+is *connected* at a tolerance ``tol`` after round ``r`` when ``round_r < tol`` (or is
+exactly 0), as in :func:`mcutils.inputspace.connected_fraction`.
+
+Used by chapters 01 and 03.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from mcutils import stats
+from mcutils._util import EvalMode as _EvalMode
+from mcutils._util import model_device as _model_device
+from mcutils.data import class_pairs, matched_pairs
+from mcutils.inputspace._common import DEFAULT_BATCH_SIZE, _check_pairs
+from mcutils.inputspace.bypass import ConnectResult, connect
+from mcutils.inputspace.geometry import chord_deviation, detour_angle, relative_path_length
+from mcutils.inputspace.paths import barrier, interpolated_inputs, loss_profiles
+from mcutils.inputspace.synthesis import SyntheticPairs, synthetic_pairs
+from mcutils.runtime import ParameterError
+
+__all__ = ["KINDS", "PairSet", "predict_labels", "make_pair_sets", "merge_sets", "synthesis_summary", "connect_sets",
+           "split_result", "pair_table", "round_columns", "connected_flags",
+           "tolerance_curve", "kind_summary", "connectivity_claims", "two_sample_ci",
+           "effect_word", "build_untrained", "untrained_study", "barrier_evolution", "evolution_summary",
+           "sweep_study", "factor_effects", "untrained_claims", "claim_verdicts"]
+
+KINDS = ("real-real", "real-interpolated", "real-synthetic", "synthetic-synthetic")
+
+
+@dataclass
+class PairSet:
+    """Pairs of inputs ``a[i], c[i]`` of class ``targets[i]`` (pixel space, CPU)."""
+
+    a: torch.Tensor
+    c: torch.Tensor
+    targets: torch.Tensor
+
+    def __post_init__(self) -> None:
+        _check_pairs(self.a, self.c, self.targets)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def predict_labels(model: nn.Module, x: torch.Tensor,
+                   batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
+    """Predicted classes of ``x`` (eval mode, the model's mode restored; CPU result)."""
+    device = _model_device(model)
+    out = []
+    with _EvalMode(model), torch.inference_mode():
+        for lo in range(0, len(x), batch_size):
+            out.append(model(x[lo:lo + batch_size].to(device)).argmax(1).cpu())
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def make_pair_sets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pairs_per_class: int,
+                   other_pairs_per_class: int, seeds: Sequence[int] = (0,),
+                   synth: Mapping | None = None,
+                   interp_range: tuple[float, float] = (0.25, 0.75)
+                   ) -> tuple[dict[tuple[int, str], PairSet], dict[int, SyntheticPairs]]:
+    """The four kinds of same-class pairs of chapter 01, for each sampling seed.
+
+    * ``real-real``: two distinct inputs of ``x`` with the same label
+      (``pairs_per_class`` per class);
+    * ``real-interpolated``: a real input and an *interpolated* one, a point at a random
+      ``t`` in ``interp_range`` on the straight path between two other real inputs of
+      the class (kept when the model predicts the class there);
+    * ``real-synthetic``: a real input and a synthetic one (either input of a synthetic
+      pair);
+    * ``synthetic-synthetic``: the pairs of :func:`synthetic_pairs` (``A`` made with the
+      smoothness penalty, ``C`` without, as in the paper's code).
+
+    The last three have ``other_pairs_per_class`` pairs per class. Synthetic inputs the
+    model does not assign to their class are dropped.
+
+    Args:
+        model: the classifier.
+        x, y: real inputs (pixel space) that the model classifies correctly, and labels.
+        pairs_per_class, other_pairs_per_class: pairs per class and seed.
+        seeds: one draw per seed (pairs, interpolation points, synthesis noise).
+        synth: keyword arguments for :func:`synthetic_pairs` (default: the paper's).
+        interp_range: range of ``t`` for interpolated inputs.
+
+    Returns:
+        ``(sets, synthetic)``: ``{(seed, kind): PairSet}`` (kinds :data:`KINDS`) and
+        ``{seed: SyntheticPairs}`` (for their losses and steps).
+    """
+    if len(x) != len(y) or len(x) < 2:
+        raise ParameterError("x and y must hold at least two inputs, one label each")
+    for name, v in (("pairs_per_class", pairs_per_class),
+                    ("other_pairs_per_class", other_pairs_per_class)):
+        if not isinstance(v, int) or v < 1:
+            raise ParameterError(f"{name}={v!r} must be a positive integer")
+    if not len(seeds):
+        raise ParameterError("seeds must name at least one seed")
+    sets: dict[tuple[int, str], PairSet] = {}
+    made: dict[int, SyntheticPairs] = {}
+    classes = torch.tensor(sorted(y.unique().tolist()))
+    for seed in seeds:
+        i, j = class_pairs(y, pairs_per_class, seed=seed)
+        sets[seed, "real-real"] = PairSet(x[i], x[j], y[i])
+        i2, j2 = class_pairs(y, other_pairs_per_class, seed=seed + 10_007)
+        gen = torch.Generator().manual_seed(seed)
+        x_int, _ = interpolated_inputs(x[i2], x[j2], *interp_range, generator=gen)
+        y_int = y[i2]
+        keep = predict_labels(model, x_int) == y_int
+        x_int, y_int = x_int[keep], y_int[keep]
+        ia, ib = matched_pairs(y, y_int, other_pairs_per_class, seed=seed + 20_011)
+        sets[seed, "real-interpolated"] = PairSet(x[ia], x_int[ib], y[ia])
+        targets = classes.repeat_interleave(other_pairs_per_class)
+        syn = synthetic_pairs(model, targets, tuple(x.shape[1:]),
+                              generator=torch.Generator().manual_seed(seed + 30_013),
+                              **(synth or {}))
+        made[seed] = syn
+        ok_a = predict_labels(model, syn.a) == syn.targets
+        ok_c = predict_labels(model, syn.c) == syn.targets
+        x_syn = torch.cat([syn.a[ok_a], syn.c[ok_c]])
+        y_syn = torch.cat([syn.targets[ok_a], syn.targets[ok_c]])
+        ic, id_ = matched_pairs(y, y_syn, other_pairs_per_class, seed=seed + 40_009)
+        sets[seed, "real-synthetic"] = PairSet(x[ic], x_syn[id_], y[ic])
+        both = ok_a & ok_c
+        sets[seed, "synthetic-synthetic"] = PairSet(syn.a[both], syn.c[both], syn.targets[both])
+    return sets, made
+
+
+def merge_sets(sets: Mapping[Hashable, PairSet], kind: str) -> PairSet:
+    """All pairs of one kind, concatenated over the seeds of ``{(seed, kind): PairSet}``."""
+    parts = [ps for key, ps in sets.items() if key[-1] == kind]
+    if not parts:
+        raise ParameterError(f"no pair set of kind {kind!r}")
+    return PairSet(torch.cat([p.a for p in parts]), torch.cat([p.c for p in parts]),
+                   torch.cat([p.targets for p in parts]))
+
+
+def synthesis_summary(made: Mapping[Any, SyntheticPairs], model: nn.Module, stop_loss: float,
+                      seed: int = 0) -> dict[str, Any]:
+    """What the synthesis reached: the fraction of inputs below ``stop_loss``, the median and
+    largest number of steps, the largest class loss, the fraction of pixels outside
+    ``[0, 1]``, and the median ratio of the total variations of ``A`` and ``C`` (summed,
+    in the model's normalised units, the penalty's own measure) with a bootstrap interval
+    over pairs (below 1: the penalty made ``A`` smoother).
+    """
+    from mcutils.inputspace.synthesis import input_normalization, total_variation
+
+    if not made:
+        raise ParameterError("no synthetic pairs to summarise")
+    mean, std = input_normalization(model)
+    steps = torch.cat([torch.cat([p.steps_a, p.steps_c]) for p in made.values()]).float()
+    loss = torch.cat([torch.cat([p.loss_a, p.loss_c]) for p in made.values()])
+    x = torch.cat([torch.cat([p.a, p.c]) for p in made.values()])
+    tv_a = torch.cat([total_variation((p.a - mean) / std, "sum") for p in made.values()])
+    tv_c = torch.cat([total_variation((p.c - mean) / std, "sum") for p in made.values()])
+    ratio = stats.bootstrap_ci((tv_a / tv_c.clamp_min(1e-12)).numpy(), np.median, seed=seed)
+    return dict(inputs=len(loss), reached=float((loss < stop_loss).float().mean()),
+                steps_median=int(steps.median()), steps_max=int(steps.max()),
+                loss_max=float(loss.max()), loss_median=float(loss.median()),
+                outside=float(((x < 0) | (x > 1)).float().mean()), tv_ratio=ratio)
+
+
+def split_result(res: ConnectResult, sizes: Sequence[int], tol: float) -> list[ConnectResult]:
+    """Split the result of one :func:`connect` call over concatenated pair sets.
+
+    ``sizes`` are the numbers of pairs of the consecutive sets. ``forward_passes`` and
+    ``bypass_history`` describe the whole call and are kept only in the first part;
+    ``first_bypass`` is restricted to each part's pairs (re-indexed).
+    """
+    if sum(sizes) != len(res.vertices):
+        raise ParameterError(f"sizes add up to {sum(sizes)}, the result has "
+                             f"{len(res.vertices)} pairs")
+    out, lo = [], 0
+    for k, n in enumerate(sizes):
+        sl = slice(lo, lo + n)
+        by_round = [b[sl] for b in res.barriers_by_round]
+        first = None
+        if res.first_bypass is not None:
+            owner, bp, bn = res.first_bypass
+            sel = (owner >= lo) & (owner < lo + n)
+            if sel.any():
+                first = (owner[sel] - lo, bp[sel], bn[sel])
+        out.append(ConnectResult(
+            vertices=res.vertices[sl],
+            profile=None if res.profile is None else res.profile[sl],
+            barriers=res.barriers[sl], connected=res.connected[sl],
+            connected_by_round=[((b < tol) | (b == 0)).float().mean().item() if n else math.nan
+                                for b in by_round],
+            rounds_needed=res.rounds_needed[sl], linear_barriers=res.linear_barriers[sl],
+            first_bypass=first, forward_passes=res.forward_passes if k == 0 else 0,
+            bypass_history=list(res.bypass_history) if k == 0 else [],
+            barriers_by_round=by_round))
+        lo += n
+    return out
+
+
+def connect_sets(model: nn.Module, sets: Mapping[Hashable, PairSet], tol: float,
+                 **connect_kw: Any) -> dict[Hashable, ConnectResult]:
+    """:func:`connect` on several pair sets at once (one batch per round), split by set.
+
+    Pairs never interact, so this equals connecting each set alone, with fewer and
+    larger batches. Empty sets get no entry.
+
+    Args:
+        model: the classifier.
+        sets: key (e.g. ``(seed, kind)``) -> :class:`PairSet`.
+        tol: the tolerance of :func:`connect`.
+        **connect_kw: the other arguments of :func:`connect`.
+    """
+    keys = [k for k, s in sets.items() if len(s)]
+    if not keys:
+        return {}
+    a = torch.cat([sets[k].a for k in keys])
+    c = torch.cat([sets[k].c for k in keys])
+    t = torch.cat([sets[k].targets for k in keys])
+    res = connect(model, a, c, t, tol=tol, **connect_kw)
+    parts = split_result(res, [len(sets[k]) for k in keys], tol)
+    return dict(zip(keys, parts))
+
+
+def round_columns(table: pd.DataFrame) -> list[str]:
+    """The ``round_r`` columns of a pair table, in round order."""
+    cols = [c for c in table.columns if c.startswith("round_") and c[6:].isdigit()]
+    return sorted(cols, key=lambda c: int(c[6:]))
+
+
+def pair_table(results: Mapping[Hashable, ConnectResult], sets: Mapping[Hashable, PairSet],
+               key_names: Sequence[str]) -> pd.DataFrame:
+    """One row per pair: its keys, class, barrier after every round and path geometry.
+
+    Columns: the ``key_names`` (from the tuple keys of ``results``), ``pair``,
+    ``target``, ``round_0`` ... ``round_R`` (barriers), ``rounds_needed``,
+    ``vertices`` (number of path vertices), ``rel_length`` (path length / ``|C - A|``),
+    ``chord_deviation`` (largest distance of a vertex from the chord / ``|C - A|``) and
+    ``detour_angle`` (degrees).
+    """
+    frames = []
+    for key, res in results.items():
+        key_t = key if isinstance(key, tuple) else (key,)
+        if len(key_t) != len(key_names):
+            raise ParameterError(f"key {key!r} does not match key_names {list(key_names)}")
+        n = len(res.vertices)
+        row: dict[str, Any] = {name: [v] * n for name, v in zip(key_names, key_t)}
+        row["pair"] = list(range(n))
+        row["target"] = sets[key].targets.tolist()
+        for r, b in enumerate(res.barriers_by_round):
+            row[f"round_{r}"] = b.tolist()
+        row["rounds_needed"] = res.rounds_needed.tolist()
+        row["vertices"] = [len(v) for v in res.vertices]
+        row["rel_length"] = relative_path_length(res.vertices).tolist()
+        row["chord_deviation"] = chord_deviation(res.vertices).tolist()
+        row["detour_angle"] = detour_angle(res.vertices).tolist()
+        frames.append(pd.DataFrame(row))
+    if not frames:
+        return pd.DataFrame(columns=[*key_names, "pair", "target", "round_0"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def connected_flags(table: pd.DataFrame, tol: float, column: str | None = None) -> np.ndarray:
+    """``1.0`` where a pair's barrier (``column``, default the last round) is below ``tol``
+    or exactly 0, else ``0.0``."""
+    col = column or round_columns(table)[-1]
+    b = table[col].to_numpy(dtype=float)
+    return ((b < tol) | (b == 0)).astype(float)
+
+
+def tolerance_curve(table: pd.DataFrame, tolerances: Sequence[float], by: str | Sequence[str] = "kind",
+                    n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Connected fraction against the tolerance and the round, per group, with intervals.
+
+    Args:
+        table: a :func:`pair_table`.
+        tolerances: the tolerances (nats).
+        by: grouping column(s).
+        n_boot: bootstrap resamples over pairs for each interval.
+        seed: bootstrap seed.
+
+    Returns:
+        Rows ``(*by, round, tol, estimate, lo, hi, n)``.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    rows = []
+    for key, sub in table.groupby(by, sort=False):
+        key_t = key if isinstance(key, tuple) else (key,)
+        for r, col in enumerate(round_columns(sub)):
+            for tol in tolerances:
+                iv = stats.bootstrap_ci(connected_flags(sub, tol, col), n_boot=n_boot, seed=seed)
+                rows.append({**dict(zip(by, key_t)), "round": r, "tol": float(tol),
+                             "estimate": iv["estimate"], "lo": iv["ci"][0], "hi": iv["ci"][1],
+                             "n": iv["n"]})
+    return pd.DataFrame(rows)
+
+
+def kind_summary(table: pd.DataFrame, tol: float, by: str | Sequence[str] = "kind",
+                 seed: int = 0) -> pd.DataFrame:
+    """Per group: pairs, median straight-path barrier, the fraction with a straight-path
+    barrier of at least ``tol`` and the fraction connected after the last round (each
+    with a bootstrap interval over pairs), and the connected fraction after each round."""
+    by = [by] if isinstance(by, str) else list(by)
+    rounds = round_columns(table)
+    rows = []
+    for key, sub in table.groupby(by, sort=False):
+        key_t = key if isinstance(key, tuple) else (key,)
+        bar = 1.0 - connected_flags(sub, tol, rounds[0])
+        fin = connected_flags(sub, tol, rounds[-1])
+        ib = stats.bootstrap_ci(bar, seed=seed)
+        ic = stats.bootstrap_ci(fin, seed=seed)
+        row = {**dict(zip(by, key_t)), "pairs": len(sub),
+               "median_linear_barrier": float(sub[rounds[0]].median()),
+               "barrier_frac": ib["estimate"], "barrier_frac_ci": ib["ci"],
+               "connected": ic["estimate"], "connected_ci": ic["ci"]}
+        for r, col in enumerate(rounds):
+            row[f"connected_round_{r}"] = float(connected_flags(sub, tol, col).mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def two_sample_ci(a: Any, b: Any, statistic: Any = np.median, n_boot: int = 2000,
+                  level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Bootstrap interval of ``statistic(a) - statistic(b)`` for two *independent*
+    samples (each resampled on its own); ``n`` is the smaller sample size.
+
+    :func:`mcutils.stats.paired_difference_ci` is the version for paired samples.
+    """
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        raise ParameterError("two_sample_ci needs two non-empty samples")
+    rng = np.random.default_rng(seed)
+    reps = np.array([statistic(a[rng.integers(0, len(a), len(a))])
+                     - statistic(b[rng.integers(0, len(b), len(b))]) for _ in range(n_boot)])
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(reps, [alpha, 1 - alpha])
+    return stats.interval(statistic(a) - statistic(b), lo, hi, min(len(a), len(b)))
+
+
+def effect_word(iv: Mapping[str, Any], up: str = "higher", down: str = "lower",
+                same: str = "indistinguishable") -> str:
+    """A word for the sign of a difference from its interval: ``up`` when the interval
+    lies above 0, ``down`` when below, ``same`` otherwise."""
+    lo, hi = iv["ci"]
+    if lo > 0:
+        return up
+    if hi < 0:
+        return down
+    return same
+
+
+def _claim(statement: str, paper: str, result: Mapping, threshold: float,
+           direction: str) -> dict[str, Any]:
+    return dict(statement=statement, paper=paper, result=dict(result), threshold=float(threshold),
+                direction=direction)
+
+
+def connectivity_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.95,
+                        one_round_frac: float = 0.8, max_rel_length: float = 1.05,
+                        seed: int = 0) -> dict[str, dict[str, Any]]:
+    """The claims of chapter 01 from its pair table (column ``kind``), with intervals.
+
+    * ``real_connected``, ``interpolated_connected``, ``real_synthetic_connected``,
+      ``synthetic_connected``: the fraction of pairs of each kind connected after the
+      last round is at least ``claim_frac`` (bootstrap over pairs);
+    * ``one_round``: of the real pairs with a straight-path barrier of at least ``tol``,
+      the fraction connected after one round is at least ``one_round_frac``;
+    * ``near_linear``: the median relative path length of the real pairs that needed a
+      bypass is at most ``max_rel_length``.
+
+    Returns:
+        ``{claim_id: {"statement", "paper", "result", "threshold", "direction"}}``, the
+        arguments of :meth:`mcutils.report.ChapterReport.claim`. A claim without any unit
+        gets the interval ``[nan, nan]`` (inconclusive).
+    """
+    rounds = round_columns(table)
+    out: dict[str, dict[str, Any]] = {}
+    names = {"real-real": ("real_connected", "same-class real pairs"),
+             "real-interpolated": ("interpolated_connected", "real-interpolated pairs"),
+             "real-synthetic": ("real_synthetic_connected", "real-synthetic pairs"),
+             "synthetic-synthetic": ("synthetic_connected", "synthetic pairs (A smoothed, C not)")}
+    papers = {"real-real": "ImageNet/GoogLeNet: same-class images generally connected (sec. 4.1)",
+              "real-interpolated": "real, interpolated and synthetic inputs alike (sec. 4.1, app. A)",
+              "real-synthetic": "real, interpolated and synthetic inputs alike (sec. 4.1, app. A)",
+              "synthetic-synthetic": "synthetic inputs connected (app. A, sec. 4.3)"}
+    nan_iv = stats.interval(math.nan, math.nan, math.nan, 0)
+    for kind, (cid, label) in names.items():
+        sub = table[table["kind"] == kind]
+        iv = stats.bootstrap_ci(connected_flags(sub, tol), seed=seed) if len(sub) else nan_iv
+        out[cid] = _claim(f"{label}: fraction connected (barrier < {tol:g} nats) within "
+                          f"{len(rounds) - 1} rounds >= {claim_frac:g}", papers[kind], iv,
+                          claim_frac, ">=")
+    real = table[table["kind"] == "real-real"]
+    had = real[(1.0 - connected_flags(real, tol, rounds[0])) > 0] if len(real) else real
+    iv = (stats.bootstrap_ci(connected_flags(had, tol, rounds[min(1, len(rounds) - 1)]), seed=seed)
+          if len(had) else nan_iv)
+    out["one_round"] = _claim(
+        f"one bypass round connects real pairs with a straight-path barrier >= {tol:g}: "
+        f"fraction >= {one_round_frac:g}",
+        "Figs. 1-3: one bypass point B' in the hyperplane orthogonal to C - A suffices",
+        iv, one_round_frac, ">=")
+    bent = real[real["rounds_needed"] != 0] if len(real) else real
+    bent = bent[bent["vertices"] > 2]
+    iv = (stats.bootstrap_ci(bent["rel_length"].to_numpy(float), np.median, seed=seed)
+          if len(bent) else nan_iv)
+    out["near_linear"] = _claim(
+        f"bypassed real paths are nearly straight: median path length / |C - A| <= "
+        f"{max_rel_length:g}",
+        "trained models: 'only a small deviation from a linear path' (abstract; no number)",
+        iv, max_rel_length, "<=")
+    return out
+
+
+def claim_verdicts(claims: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The verdict of each claim spec (as :meth:`ChapterReport.claim` would compute it)."""
+    from mcutils.report import verdict
+
+    return {cid: verdict(c["result"]["ci"], c["threshold"], c["direction"])
+            for cid, c in claims.items()}
+
+
+# ----------------------------------------------------------------------------- chapter 03
+
+
+def _profile_stats(model: nn.Module, ps: PairSet, num_points: int) -> dict[str, list[float]]:
+    prof = loss_profiles(model, ps.a, ps.c, ps.targets, num_points=num_points)
+    end = torch.maximum(prof[:, 0], prof[:, -1])
+    return dict(end_loss=end.tolist(), peak=barrier(prof, "max").tolist(),
+                gap=barrier(prof, "gap").tolist())
+
+
+def build_untrained(name: str, dataset: str, seed: int, **kwargs: Any) -> nn.Module:
+    """A randomly initialised network of a registered architecture, in eval mode.
+
+    Seeds everything with ``seed`` first (:func:`mcutils.runtime.seed_everything`), as
+    :func:`mcutils.training.trained_model` does, so seed ``s`` gives the initialisation
+    from which the cached model of that seed was trained.
+    """
+    from mcutils.models import build_for_dataset
+    from mcutils.runtime import seed_everything
+
+    seed_everything(seed)
+    return build_for_dataset(name, dataset, **kwargs).eval()
+
+
+def untrained_study(nets: Mapping[int, nn.Module], classes: Sequence[int], shape: Sequence[int],
+                    pairs_per_class: int, synth: Mapping, connect_kw: Mapping, tol: float,
+                    num_points: int = 200, real_x: torch.Tensor | None = None,
+                    real_pairs_per_class: int = 0,
+                    real_box: tuple[float, float] | None = (0.0, 1.0),
+                    labels: Mapping[str, Any] | None = None,
+                    keep_pairs: dict | None = None) -> pd.DataFrame:
+    """Connect synthetic (and real) same-class pairs of networks, seed by seed.
+
+    For each ``seed, net`` of ``nets``: :func:`synthetic_pairs` makes ``pairs_per_class``
+    pairs per class with ``synth`` (noise seeded by the seed); :func:`connect` (with
+    ``connect_kw`` and ``tol``) connects them. With ``real_x`` and
+    ``real_pairs_per_class``, real inputs labelled by the network's own prediction are
+    paired and connected too (inside ``real_box``). With ``keep_pairs`` (a dict), the
+    :class:`SyntheticPairs` of each seed are stored in it under the seed.
+
+    Returns:
+        A :func:`pair_table` with keys ``seed`` and ``kind`` (``synthetic``/``real``),
+        plus ``end_loss`` (worse endpoint), ``peak`` (highest loss on the straight path)
+        and ``gap`` (their difference) from a ``num_points`` profile, ``loss_a``,
+        ``loss_c``, ``steps_a``, ``steps_c`` (synthesis; NaN for real pairs) and the
+        constant columns in ``labels``.
+    """
+    if not nets:
+        raise ParameterError("nets must hold at least one seed's network")
+    frames = []
+    targets = torch.tensor(list(classes)).repeat_interleave(pairs_per_class)
+    for s, net in nets.items():
+        syn = synthetic_pairs(net, targets, shape, generator=torch.Generator().manual_seed(s),
+                              **synth)
+        if keep_pairs is not None:
+            keep_pairs[s] = syn
+        sets = {(s, "synthetic"): PairSet(syn.a, syn.c, syn.targets)}
+        res = connect_sets(net, sets, tol=tol, **connect_kw)
+        tab = pair_table(res, sets, ["seed", "kind"])
+        for k, v in _profile_stats(net, sets[s, "synthetic"], num_points).items():
+            tab[k] = v
+        tab["loss_a"], tab["loss_c"] = syn.loss_a.tolist(), syn.loss_c.tolist()
+        tab["steps_a"], tab["steps_c"] = syn.steps_a.tolist(), syn.steps_c.tolist()
+        frames.append(tab)
+        if real_x is not None and real_pairs_per_class:
+            pred = predict_labels(net, real_x)
+            i, j = class_pairs(pred, real_pairs_per_class, seed=s)
+            if len(i):
+                rs = {(s, "real"): PairSet(real_x[i], real_x[j], pred[i])}
+                kw = dict(connect_kw, box=real_box)
+                res = connect_sets(net, rs, tol=tol, **kw)
+                tab = pair_table(res, rs, ["seed", "kind"])
+                for k, v in _profile_stats(net, rs[s, "real"], num_points).items():
+                    tab[k] = v
+                frames.append(tab)
+    out = pd.concat(frames, ignore_index=True)
+    for k, v in (labels or {}).items():
+        out[k] = v
+    return out
+
+
+def barrier_evolution(arch: str, dataset: str, train_set: Any, seeds: Sequence[int],
+                      num_batches: int, every: int, batch_size: int, lr: float,
+                      classes: Sequence[int], shape: Sequence[int], pairs_per_class: int,
+                      synth: Mapping, num_points: int = 200, device: str = "cpu",
+                      model_kwargs: Mapping[str, Any] | None = None,
+                      progress: bool = False) -> pd.DataFrame:
+    """Barrier evolution during the first training batches, as in the paper's appendix F.1.
+
+    For each seed: a fresh network (:func:`build_untrained`) is trained with Adam
+    (learning rate ``lr``) on ``num_batches`` batches of ``batch_size`` drawn from
+    ``train_set`` (a random subset, shuffled with the seed). Before the first batch and
+    after every ``every``-th batch (and the last) the straight-path loss profile
+    (``num_points`` points) is measured for two sets of pairs:
+
+    * ``re-synthesised``: new pairs made by :func:`synthetic_pairs` (with ``synth``)
+      for the *current* network, ``pairs_per_class`` per class (the paper's protocol);
+    * ``fixed at init``: the pairs synthesised for the initial network, kept fixed
+      (their barrier also moves because their endpoints stop being confident).
+
+    Returns:
+        Rows ``(seed, step, protocol, pair, target, max_loss, gap, end_loss)``:
+        ``max_loss`` is the highest loss on the path (the paper's metric), ``gap`` the
+        barrier over the worse endpoint, ``end_loss`` the worse endpoint's loss.
+    """
+    from mcutils.data import TensorLoader
+    from mcutils.training import train
+
+    if not isinstance(every, int) or every < 1:
+        raise ParameterError(f"every={every!r} must be a positive integer")
+    if not isinstance(num_batches, int) or num_batches < 1:
+        raise ParameterError(f"num_batches={num_batches!r} must be a positive integer")
+    targets = torch.tensor(list(classes)).repeat_interleave(pairs_per_class)
+    rows: list[dict[str, Any]] = []
+    tx, ty = train_set.tensors[0], train_set.tensors[1]
+    for s in seeds:
+        net = build_untrained(arch, dataset, s, **(model_kwargs or {}))
+        fixed: list[PairSet] = []
+
+        def measure(step: int, model: nn.Module, s: int = s, fixed: list = fixed) -> None:
+            if (step % every and step != num_batches) or step > num_batches:
+                return
+            gen = torch.Generator().manual_seed(1_000_003 * s + step)
+            syn = synthetic_pairs(model, targets, shape, generator=gen, **synth)
+            fresh = PairSet(syn.a, syn.c, syn.targets)
+            if not fixed:
+                fixed.append(fresh)
+            for name, ps in (("re-synthesised", fresh), ("fixed at init", fixed[0])):
+                st = _profile_stats(model, ps, num_points)
+                for p in range(len(ps)):
+                    rows.append(dict(seed=s, step=step, protocol=name, pair=p,
+                                     target=int(ps.targets[p]), max_loss=st["peak"][p],
+                                     gap=st["gap"][p], end_loss=st["end_loss"][p]))
+
+        measure(0, net)
+        gen = torch.Generator().manual_seed(s)
+        idx = torch.randperm(len(tx), generator=gen)[:num_batches * batch_size]
+        sub = torch.utils.data.TensorDataset(tx[idx], ty[idx])
+        loader = TensorLoader(sub, batch_size, shuffle=False, seed=s)
+        train(net, loader, epochs=1, lr=lr, device=device, callback=measure, seed=s,
+              progress=progress, desc=f"evolution seed {s}")
+    return pd.DataFrame(rows)
+
+
+def evolution_summary(df: pd.DataFrame, metric: str = "max_loss") -> pd.DataFrame:
+    """Per protocol and step: the mean of ``metric`` over pairs in each seed, then a
+    Student-t interval over seeds (:func:`mcutils.stats.seed_interval`)."""
+    rows = []
+    per_seed = df.groupby(["protocol", "step", "seed"], as_index=False)[metric].mean()
+    for (proto, step), sub in per_seed.groupby(["protocol", "step"], sort=True):
+        iv = stats.seed_interval(sub[metric].to_numpy())
+        rows.append(dict(protocol=proto, step=int(step), estimate=iv["estimate"],
+                         lo=iv["ci"][0], hi=iv["ci"][1], n=iv["n"]))
+    return pd.DataFrame(rows)
+
+
+def sweep_study(arch: str, dataset: str, widths: Sequence[int], step_factors: Sequence[float],
+                seeds: Sequence[int], classes: Sequence[int], shape: Sequence[int],
+                synth: Mapping, connect_kw: Mapping, tol: float, num_points: int = 200,
+                model_kwargs: Mapping[str, Any] | None = None,
+                cells: Sequence[tuple[int, float]] | None = None) -> pd.DataFrame:
+    """Connectivity of synthetic pairs over a grid of widths and optimisation budgets.
+
+    For every width ``w`` and factor ``f`` (or only the ``(w, f)`` in ``cells``),
+    :func:`untrained_study` runs one synthetic pair per class on
+    ``build_untrained(arch, dataset, seed, width=w)`` for each seed, with the step
+    budgets of both the synthesis and the bypass (``synth["steps"]``,
+    ``connect_kw["steps"]``) multiplied by ``f``; everything else, including the
+    synthesis noise of each seed, is shared by all cells, so cells are matched pair by
+    pair (same seed and class).
+
+    Returns:
+        The concatenated pair tables with columns ``width`` and ``step_factor``.
+    """
+    grid = list(cells) if cells is not None else [(w, f) for w in widths for f in step_factors]
+    if not grid:
+        raise ParameterError("the sweep has no cell")
+    frames = []
+    for w, f in grid:
+        sy = dict(synth, steps=max(1, int(round(synth["steps"] * f))))
+        ck = dict(connect_kw, steps=max(1, int(round(connect_kw["steps"] * f))))
+        nets = {s: build_untrained(arch, dataset, s, **dict(model_kwargs or {}, width=w))
+                for s in seeds}
+        frames.append(untrained_study(nets, classes, shape, 1, sy, ck, tol,
+                                      num_points=num_points,
+                                      labels=dict(width=w, step_factor=f)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def factor_effects(table: pd.DataFrame, base: Mapping[str, Any], alternatives: Mapping[str, Any],
+                   tol: float, loose_tol: float, seed: int = 0) -> pd.DataFrame:
+    """Effect of each factor of a :func:`sweep_study` on the connected fraction.
+
+    Each factor is changed alone from the ``base`` cell (``{"width": w0,
+    "step_factor": f0}``) to its alternative level, and the tolerance from ``tol`` to
+    ``loose_tol`` on the base cell. Pairs are matched by ``(seed, target)`` (the same
+    class and synthesis noise), so the interval is a paired bootstrap of the difference
+    in connected fraction after the last round.
+
+    Returns:
+        Rows ``(factor, change, base_frac, alt_frac, estimate, lo, hi, n, effect)`` with
+        ``effect`` one of ``raises``, ``lowers`` or ``no clear effect``.
+    """
+    def cell(**levels: Any) -> pd.DataFrame:
+        sel = table
+        for k, v in levels.items():
+            sel = sel[sel[k] == v]
+        return sel.set_index(["seed", "target"]).sort_index()
+
+    base_cell = cell(**base)
+    if base_cell.empty:
+        raise ParameterError(f"the sweep has no cell {dict(base)}")
+    rows = []
+    changes = [(name, {**base, name: lvl}, tol, f"{name} {base[name]} -> {lvl}")
+               for name, lvl in alternatives.items()]
+    changes.append(("tolerance", dict(base), loose_tol, f"tolerance {tol:g} -> {loose_tol:g}"))
+    for name, levels, t_alt, label in changes:
+        alt = cell(**levels)
+        common = base_cell.index.intersection(alt.index)
+        if not len(common):
+            continue
+        f0 = connected_flags(base_cell.loc[common].reset_index(), tol)
+        f1 = connected_flags(alt.loc[common].reset_index(), t_alt)
+        iv = stats.paired_difference_ci(f1, f0, seed=seed)
+        rows.append(dict(factor=name, change=label, base_frac=float(f0.mean()),
+                         alt_frac=float(f1.mean()), estimate=iv["estimate"], lo=iv["ci"][0],
+                         hi=iv["ci"][1], n=iv["n"],
+                         effect=effect_word(iv, "raises", "lowers", "no clear effect")))
+    return pd.DataFrame(rows)
+
+
+def untrained_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.9,
+                     barrier_frac: float = 0.5, model_col: str = "model",
+                     trained_label: str | None = None, seed: int = 0
+                     ) -> dict[str, dict[str, Any]]:
+    """The claims of chapter 03 from the synthetic pairs of its untrained networks.
+
+    ``table`` holds synthetic pairs with a ``model`` column (one label per untrained
+    architecture, plus ``trained_label`` for the trained network) and a ``seed`` column.
+
+    * ``connected_<model>`` per untrained model and ``connected_pooled``: the fraction
+      connected (barrier < ``tol``) after the last round is at least ``claim_frac``;
+      the interval is a bootstrap over pairs stratified by seed (per model) or by model
+      (pooled), so each keeps its share of pairs;
+    * ``straight_barriers``: the fraction of untrained pairs whose straight path has a
+      barrier of at least ``tol`` is at least ``barrier_frac``;
+    * ``trained_straighter`` (with ``trained_label``): the median relative path length
+      of untrained minus trained pairs is at least 0 (independent-sample bootstrap).
+    """
+    rounds = round_columns(table)
+    untrained = table[table[model_col] != trained_label] if trained_label else table
+    out: dict[str, dict[str, Any]] = {}
+    paper = "random-init ResNet-18, FVO pairs, free optimisation of B (sec. 4.3, Fig. 7)"
+    for model, sub in untrained.groupby(model_col, sort=False):
+        iv = stats.bootstrap_ci(connected_flags(sub, tol), seed=seed, strata=sub["seed"].to_numpy())
+        out[f"connected_{model}"] = _claim(
+            f"untrained {model}: fraction of synthetic pairs connected (< {tol:g} nats) "
+            f"within {len(rounds) - 1} rounds >= {claim_frac:g}", paper, iv, claim_frac, ">=")
+    iv = stats.bootstrap_ci(connected_flags(untrained, tol), seed=seed,
+                            strata=untrained[model_col].to_numpy())
+    out["connected_pooled"] = _claim(
+        f"all untrained models pooled: fraction connected (< {tol:g} nats) within "
+        f"{len(rounds) - 1} rounds >= {claim_frac:g}", paper, iv, claim_frac, ">=")
+    has = 1.0 - connected_flags(untrained, tol, rounds[0])
+    iv = stats.bootstrap_ci(has, seed=seed, strata=untrained[model_col].to_numpy())
+    out["straight_barriers"] = _claim(
+        f"straight paths between untrained synthetic pairs have barriers: fraction with a "
+        f"barrier >= {tol:g} nats >= {barrier_frac:g}",
+        "Fig. 7 (primary loss curve has a barrier)", iv, barrier_frac, ">=")
+    if trained_label is not None:
+        tr = table[table[model_col] == trained_label]
+        if len(tr):
+            iv = two_sample_ci(untrained["rel_length"], tr["rel_length"], seed=seed)
+            out["trained_straighter"] = _claim(
+                "trained networks connect synthetic pairs by straighter paths: median path "
+                "length / |C - A|, untrained minus trained, >= 0",
+                "trained models: small deviation from a linear path (abstract)", iv, 0.0, ">=")
+    return out
