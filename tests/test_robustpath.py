@@ -14,8 +14,6 @@ from mcutils.curves import CurveModel
 from mcutils.data import ImageDataset, TensorLoader, dataset_info
 from mcutils.runtime import ParameterError
 
-THRESHOLDS = dict(barrier_margin=0.1, standard_tol=0.1, robust_accuracy=0.5, correlation=0.5,
-                  peak_distance=0.125, bound_share=0.95, along_path=0.5)
 
 
 def _tiny(name: str = "small_cnn", seed: int = 0, **kw) -> torch.nn.Module:
@@ -152,12 +150,14 @@ def _study(robust_peak: float = 0.375, eig_peak: float | None = None, barrier: f
 
 
 def _verdicts(study) -> dict[str, str]:
-    out = robustpath.claims(study, [0.25, 0.5, 0.75], THRESHOLDS, eps=0.1, n_boot=200)
+    out = robustpath.claims(study, [0.25, 0.5, 0.75], eps=0.1, n_boot=200)
     return {c["claim_id"]: report.verdict(c["result"]["ci"], c["threshold"], c["direction"])
             for c in out}
 
 
 def test_claims_reproduced_on_data_that_support_them():
+    out = robustpath.claims(_study(), [0.25, 0.5, 0.75], eps=0.1, n_boot=200)
+    assert next(c for c in out if c["claim_id"] == "peak_coincidence")["threshold"] == 0.125
     v = _verdicts(_study())
     assert v["standard_no_barrier"] == "reproduced"
     assert v["robust_end"] == "reproduced"
@@ -247,4 +247,11 @@ def test_bad_arguments():
         robustpath.profile_curve(curve, [0.0, 0.5, 1.0], data.x, data.y, eps=0.1,
                                  path_size=4, paper_batch=5)
     with pytest.raises(ParameterError, match="thresholds"):
-        robustpath.claims(_study(n=20), [0.5], {}, eps=0.1)
+        robustpath.claims(_study(n=20), [0.5], eps=0.1, thresholds={"barrier": 0.1})
+
+
+def test_interval_text():
+    iv = {"estimate": 0.5, "ci": [0.25, float("nan")], "n": 3}
+    assert robustpath.interval_text(iv, 2) == "0.50 [0.25, n/a]"
+    assert robustpath.interval_text({0.5: iv, 1.0: None}, 1, label="t=") == \
+        "t=0.5: 0.5 [0.2, n/a]; t=1: n/a"

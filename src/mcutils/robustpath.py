@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTROLS",
+    "THRESHOLDS",
     "accuracy_interval",
     "along_path_correlation",
     "barrier_heights",
@@ -59,6 +60,20 @@ __all__ = [
     "profile_curve",
     "weight_norm",
 ]
+
+THRESHOLDS = {
+    "standard_tol": 0.1,
+    "robust_accuracy": 0.5,
+    "barrier_margin": 0.1,
+    "correlation": 0.5,
+    "bound_share": 0.95,
+    "along_path": 0.5,
+}
+"""The chapter's claim thresholds, fixed before any run: a standard-loss "barrier" of at
+most 10% of the worse end counts as none; the robust end must keep half of its inputs
+under attack; a robustness-loss barrier must rise at least 10% above the worse end; a
+"high" correlation is at least 0.5; the bound must hold on 95% of inputs. The peak
+tolerance is one step of the grid (set by :func:`claims`)."""
 
 CONTROLS = ("loss", "grad_norm", "weight_norm")
 """Quantities that share the path's trend; the eigenvalue must track the robustness
@@ -76,18 +91,25 @@ def _batched_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch
         return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def _check_grid(ts: Sequence[float], sample_ts: Sequence[float]) -> tuple[list[float], list[float]]:
-    grid = [float(t) for t in ts]
+def _check_grid(ts: Sequence[float] | int, sample_ts: Sequence[float]
+                ) -> tuple[list[float], list[float]]:
+    """The grid (an int ``n``: ``n`` equally spaced points) rounded to 10 decimals, and
+    ``sample_ts`` snapped to its points."""
+    if isinstance(ts, int) and not isinstance(ts, bool):
+        ts = np.linspace(0.0, 1.0, ts).tolist() if ts >= 3 else [0.0]
+    grid = [round(float(t), 10) for t in ts]
     if len(grid) < 3 or any(not 0.0 <= t <= 1.0 for t in grid) or grid != sorted(set(grid)):
         raise ParameterError(f"ts={grid} must be >= 3 increasing values in [0, 1]")
-    picked = [float(t) for t in sample_ts]
-    missing = [t for t in picked if not any(abs(t - g) < 1e-9 for g in grid)]
+    picked, missing = [], []
+    for t in sample_ts:
+        near = [g for g in grid if abs(float(t) - g) < 1e-6]
+        (picked if near else missing).append(near[0] if near else float(t))
     if missing:
         raise ParameterError(f"sample_ts {missing} are not points of the grid ts={grid}")
     return grid, picked
 
 
-def profile_curve(curve: CurveModel, ts: Sequence[float], x: torch.Tensor, y: torch.Tensor,
+def profile_curve(curve: CurveModel, ts: Sequence[float] | int, x: torch.Tensor, y: torch.Tensor,
                   eps: float, attack_steps: int = 10, step_size: float | None = None,
                   sample_ts: Sequence[float] = (), path_size: int | None = None,
                   bn_loader: Iterable | None = None, attack_seed: int = 0,
@@ -113,7 +135,8 @@ def profile_curve(curve: CurveModel, ts: Sequence[float], x: torch.Tensor, y: to
 
     Args:
         curve: a trained :class:`~mcutils.curves.CurveModel`.
-        ts: the grid (increasing, in [0, 1]); include 0 and 1 for barriers.
+        ts: the grid (increasing, in [0, 1]; include 0 and 1 for barriers), or an
+            integer ``n`` for ``n`` equally spaced points (the papers' ``linspace``).
         x, y: evaluation inputs in pixel space and labels.
         eps: L-inf radius of the attack (pixel units).
         attack_steps, step_size: PGD settings (default step ``2.5 eps / steps``: the
@@ -213,7 +236,8 @@ def profile_curve(curve: CurveModel, ts: Sequence[float], x: torch.Tensor, y: to
 
 
 def path_study(regular: nn.Module, robust: nn.Module, train_set: ImageDataset,
-               x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int], ts: Sequence[float],
+               x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int],
+               ts: Sequence[float] | int,
                eps: float, curve_steps: int, curve_lr: float = 0.05,
                curve_weight_decay: float = 1e-4, curve_schedule: str | None = "cosine",
                batch_size: int = 128, bn_size: int = 2000, device: str = "cpu",
@@ -326,7 +350,8 @@ def _spearman_columns(a: np.ndarray, b: np.ndarray) -> float:
 
 def _matrix(samples: pd.DataFrame, column: str, ts: Sequence[float]) -> np.ndarray:
     """``[inputs, (seed, t)]`` matrix of a per-input column at the given ``t``."""
-    sub = samples[samples["t"].isin(list(ts))]
+    tv = samples["t"].to_numpy(float)
+    sub = samples[np.isclose(tv[:, None], np.asarray(ts, float)[None], atol=1e-6).any(1)]
     key = ["seed", "t"] if "seed" in sub else ["t"]
     wide = sub.pivot_table(index="input", columns=key, values=column, aggfunc="first")
     return wide.dropna().to_numpy(dtype=float)
@@ -485,31 +510,30 @@ def accuracy_interval(samples: pd.DataFrame, t: float, column: str = "robust_cor
     return stats.bootstrap_ci(m, lambda z: float(z.mean()), n_boot=n_boot, seed=seed)
 
 
-def claims(study: Mapping[str, pd.DataFrame], sample_ts: Sequence[float],
-           thresholds: Mapping[str, float], eps: float, n_boot: int = 2000,
+def claims(study: Mapping[str, pd.DataFrame], sample_ts: Sequence[float], eps: float,
+           thresholds: Mapping[str, float] | None = None, n_boot: int = 2000,
            seed: int = 0) -> list[dict[str, Any]]:
     """The chapter's claims, ready for :meth:`mcutils.report.ChapterReport.claim`.
 
     Args:
         study: :func:`path_study`'s tables.
         sample_ts: the ``t`` of the per-input correlations.
-        thresholds: ``barrier_margin`` (relative robust-loss barrier), ``standard_tol``
-            (largest relative standard-loss barrier that counts as none),
-            ``robust_accuracy`` (robust end), ``correlation`` (per-input Spearman),
-            ``peak_distance`` (|t of peak robust loss - t of peak eigenvalue|),
-            ``bound_share`` (inputs within the bound), ``along_path`` (the paper's PCC).
         eps: the attack radius (for the bound rows).
+        thresholds: overrides of :data:`THRESHOLDS` (``standard_tol``,
+            ``robust_accuracy``, ``barrier_margin``, ``correlation``, ``bound_share``,
+            ``along_path``) and ``peak_distance`` (default: the largest step of the grid).
+        n_boot, seed: bootstrap settings.
 
     Returns:
         A list of dicts with ``claim_id, statement, paper, result, threshold, direction``.
     """
-    need = {"barrier_margin", "standard_tol", "robust_accuracy", "correlation",
-            "peak_distance", "bound_share", "along_path"}
-    missing = need - set(thresholds)
-    if missing:
-        raise ParameterError(f"thresholds miss {sorted(missing)}")
     samples, path, bound = study["samples"], study["path"], study["bound"]
-    th = thresholds
+    grid = np.unique(path["t"].to_numpy(float))
+    th = {**THRESHOLDS, "peak_distance": float(np.diff(grid).max()), **(thresholds or {})}
+    unknown = set(th) - set(THRESHOLDS) - {"peak_distance"}
+    if unknown:
+        raise ParameterError(f"unknown thresholds {sorted(unknown)}; valid: "
+                             f"{sorted([*THRESHOLDS, 'peak_distance'])}")
     controls = control_comparison(samples, path, sample_ts)
     worst = min(controls, key=lambda c: controls[c]["path"]["estimate"])
     peak = peak_coincidence(path)
@@ -561,3 +585,23 @@ def claims(study: Mapping[str, pd.DataFrame], sample_ts: Sequence[float],
     ]
     keys = ("claim_id", "statement", "paper", "result", "threshold", "direction")
     return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def interval_text(value: Mapping[str, Any] | Mapping[Any, Any] | None, digits: int = 3,
+                  label: str = "") -> str:
+    """An interval (or a dict of them, or of dicts of them) as text for prose and tables.
+
+    ``{"estimate": 0.5, "ci": [0.4, 0.6], "n": 3}`` becomes ``"0.500 [0.400, 0.600]"``;
+    a dict of intervals becomes ``"key: ...; key: ..."`` (``label`` is put before each
+    key, e.g. ``"t="``); ``None`` becomes ``"n/a"``.
+    """
+    if value is None:
+        return "n/a"
+    if {"estimate", "ci"} <= set(value):
+        est, (lo, hi) = float(value["estimate"]), value["ci"]
+
+        def f(v: float) -> str:
+            return "n/a" if not np.isfinite(float(v)) else f"{float(v):.{digits}f}"
+        return f"{f(est)} [{f(lo)}, {f(hi)}]"
+    return "; ".join(f"{label}{k:g}: {interval_text(v, digits)}" if isinstance(k, float)
+                     else f"{label}{k}: {interval_text(v, digits)}" for k, v in value.items())
