@@ -255,3 +255,9 @@ def test_interval_text():
     assert robustpath.interval_text(iv, 2) == "0.50 [0.25, n/a]"
     assert robustpath.interval_text({0.5: iv, 1.0: None}, 1, label="t=") == \
         "t=0.5: 0.5 [0.2, n/a]; t=1: n/a"
+
+
+def test_check_settings_names_every_problem():
+    assert robustpath.check_settings(5, [0.25, 0.5], 60, 40, 20) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    with pytest.raises(ParameterError, match="(?s)sample_ts.*path_size.*paper_batch"):
+        robustpath.check_settings(5, [0.3], 60, 80, 100)

@@ -109,6 +109,30 @@ def _check_grid(ts: Sequence[float] | int, sample_ts: Sequence[float]
     return grid, picked
 
 
+def check_settings(num_ts: int, sample_ts: Sequence[float], eval_size: int, path_size: int,
+                   paper_batch: int | None = None) -> list[float]:
+    """Check the chapter's grid and sizes before any training; return the grid.
+
+    Raises :class:`ParameterError` naming every problem: ``sample_ts`` not on the grid of
+    ``num_ts`` equally spaced points, ``path_size > eval_size``, ``paper_batch >
+    path_size``.
+    """
+    problems = []
+    grid: list[float] = []
+    try:
+        grid, _ = _check_grid(int(num_ts), sample_ts)
+    except ParameterError as exc:
+        problems.append(str(exc))
+    if path_size > eval_size:
+        problems.append(f"path_size={path_size} must be <= eval_size={eval_size}")
+    if paper_batch is not None and paper_batch > path_size:
+        problems.append(f"paper_batch={paper_batch} must be <= path_size={path_size} (the "
+                        "paper's code skips incomplete batches)")
+    if problems:
+        raise ParameterError("invalid parameters:\n  " + "\n  ".join(problems))
+    return grid
+
+
 def profile_curve(curve: CurveModel, ts: Sequence[float] | int, x: torch.Tensor, y: torch.Tensor,
                   eps: float, attack_steps: int = 10, step_size: float | None = None,
                   sample_ts: Sequence[float] = (), path_size: int | None = None,
