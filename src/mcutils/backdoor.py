@@ -6,6 +6,8 @@ images and relabels them to the target class (Gu et al., BadNets), and
 :func:`backdoored_model` trains a cached classifier on such data.
 :func:`attack_success_rate` counts how often triggered non-target images are sent to
 the target class.
+
+Used by chapter 05 (backdoor repair).
 """
 
 from __future__ import annotations
