@@ -639,9 +639,14 @@ def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
       ``convex``, ``correlated_<model>``) over its fields;
     * ``span_onset`` / ``null_span_onset``: the spanning onsets of unanchored slices
       and of the nulls;
-    * ``joined``: ``{model: {d: interval}}``, the fraction of anchored slices whose
-      anchors are joined as soon as both are inside (:func:`joined_when_inside`), and
-      ``null_joined`` for the nulls;
+    * ``joined``: ``{model: {d: interval}}``, among the anchored slices whose anchors are
+      both inside *early* (``p_in`` below the independent-site null's median onset at
+      that ``d``, where independent sites would usually not have joined them yet), the
+      fraction whose anchors are joined as soon as both are inside
+      (:func:`joined_when_inside`; a convex region gives 1); ``null_joined`` is the same
+      for the nulls' fields. Slices whose anchors enter late are joined by then under
+      every model, so they cannot tell the models apart. The column ``early`` of
+      ``slices`` marks the slices used;
     * ``line``: ``{model: interval}``, the fraction of pairs whose straight segment is
       predicted in their class at every grid point;
     * ``match`` and ``span_match``: :func:`match_nulls` per model over ``d >= 2`` with at
@@ -674,8 +679,14 @@ def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
     out["null_onset"] = onset_intervals(nulls, "null", "p_conn", seed=seed)
     out["span_onset"] = onset_intervals(rand, "model", "p_span", seed=seed) if len(rand) else {}
     out["null_span_onset"] = onset_intervals(nulls, "null", "p_span", seed=seed)
-    out["joined"] = fraction_intervals(anch, "model", joined_when_inside(anch), seed=seed)
-    out["null_joined"] = fraction_intervals(nulls, "null", joined_when_inside(nulls), seed=seed)
+    ind = nulls[(nulls["null"] == "independent") & nulls["p_conn"].notna()]
+    ind_onset = ind.groupby("d")["p_conn"].median()
+    slices["early"] = slices["p_in"] < slices["d"].map(ind_onset)
+    nulls["early"] = nulls["p_in"] < nulls["d"].map(ind_onset)
+    anch = slices[slices.kind == "anchored"]
+    early, nearly = anch[anch.early], nulls[nulls.early]
+    out["joined"] = fraction_intervals(early, "model", joined_when_inside(early), seed=seed)
+    out["null_joined"] = fraction_intervals(nearly, "null", joined_when_inside(nearly), seed=seed)
     d0 = min(int(d) for d in dims)
     out["line"] = {name: bootstrap_ci(part["line_in_class"].to_numpy(float), seed=seed)
                    for name, part in anch[anch.d == d0].groupby("model")}
@@ -704,8 +715,11 @@ def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: 
       independent-site null on the identical grids: the mean over ``d >= 2`` of
       ``|log(onset ratio)|`` is at most ``log_tol`` (a factor 2 by default);
     * ``convex_<model>``: the anchors are joined as soon as both are inside, in at least
-      ``joined_min`` of the anchored slices with ``d >= 2`` (a cluster bootstrap over
-      pairs, whose slices at different ``d`` share their anchors).
+      ``joined_min`` of the anchored slices (``d`` as in the matching) whose anchors are
+      inside early (column ``early``: before the independent-site onset); a cluster
+      bootstrap over pairs, whose slices at different ``d`` share their anchors;
+    * ``null_onset_falls``: the independent-site onset falls with every added
+      dimension on the identical grids.
 
     Returns:
         A list of dicts with ``claim_id``, ``statement``, ``paper``, ``result``,
@@ -725,7 +739,7 @@ def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: 
             "result": match["distance"]["independent"], "threshold": log_tol,
             "direction": "<="})
         part = slices[(slices.model == name) & (slices.kind == "anchored")
-                      & slices.d.isin(dims)]
+                      & slices.d.isin(dims) & slices.early]
         flag = joined_when_inside(part)
         ok = ~np.isnan(flag)
         if ok.sum() >= 2:
@@ -733,8 +747,9 @@ def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: 
             out.append({
                 "claim_id": f"convex_{name}",
                 "statement": f"{name} network: two same-class images are joined as soon as "
-                             f"both are inside their low-loss set (fraction of slices, "
-                             f"d = {dims[0]}..{dims[-1]}), as for a convex class region",
+                             f"both are inside their low-loss set, as for a convex class "
+                             f"region (fraction of the slices, d = {dims[0]}..{dims[-1]}, whose "
+                             f"images are inside before the independent-site onset)",
                 "paper": "alternative to percolation raised in issue 13 (not a claim of the "
                          "paper)",
                 "result": res, "threshold": joined_min, "direction": ">="})
@@ -763,26 +778,31 @@ def slice_summary(study: Mapping) -> dict:
         dict with ``onset``, ``nulls`` and ``span_onset`` (intervals per source and
         ``d``), and per model ``match_<model>`` (readable name of the closest null),
         ``match_<model>_sep`` (whether it is separated from the others, in words),
-        ``joined_<model>`` (mean over ``d >= 2`` of the fraction of slices joined as soon
-        as both anchors are inside) and ``line_<model>`` (fraction of pairs whose
-        straight segment stays in class); ``joined_independent`` for the null.
+        ``joined_<model>`` (among slices with ``d >= 2`` whose anchors are inside early,
+        the fraction joined as soon as both are inside), ``early_<model>`` (how many
+        such slices) and ``line_<model>`` (fraction of pairs whose straight segment
+        stays in class); ``joined_independent`` for the null.
     """
     out: dict = {"onset": study["onset"], "nulls": study["null_onset"],
                  "span_onset": {**study["span_onset"], **study["null_span_onset"]}}
-
-    def mean_from_two(per_d: Mapping) -> float:
-        vals = [iv["estimate"] for d, iv in per_d.items() if int(d) >= 2]
-        return float(np.mean(vals)) if vals else float("nan")
 
     for name in sorted(set(study["onset"]) | set(study["match"])):
         match = study["match"].get(name)
         out[f"match_{name}"] = NULL_NAMES.get(match["best"], match["best"]) if match else "n/a"
         out[f"match_{name}_sep"] = ("separated from the other nulls" if match and
                                     match["separated"] else "not separated from every other null")
-        out[f"joined_{name}"] = mean_from_two(study["joined"].get(name, {}))
+        rows = study["slices"]
+        rows = rows[(rows.model == name) & (rows.kind == "anchored") & (rows.d >= 2)
+                    & rows.early]
+        flag = joined_when_inside(rows)
+        out[f"joined_{name}"] = float(np.nanmean(flag)) if len(rows) else float("nan")
+        out[f"early_{name}"] = len(rows)
         out[f"line_{name}"] = (study["line"][name]["estimate"] if name in study["line"]
                                else float("nan"))
-    out["joined_independent"] = mean_from_two(study["null_joined"].get("independent", {}))
+    nulls = study["nulls"]
+    rows = nulls[(nulls["null"] == "independent") & (nulls.d >= 2) & nulls.early]
+    out["joined_independent"] = (float(np.nanmean(joined_when_inside(rows))) if len(rows)
+                                 else float("nan"))
     return out
 
 
