@@ -669,6 +669,7 @@ def test_threshold_summary_and_claims_with_negative_control():
     summary = perc.threshold_summary(table)
     assert set(summary["pc"]) == {4, 5, 6} and summary["pc_dmin"] == 4
     assert summary["pc_count"] == 3 and summary["pc_within"] == 3
+    assert 0 < summary["series_dev"] < 0.05
     claims = perc.threshold_claims(table)
     assert [c["claim_id"] for c in claims] == ["pc_d4", "pc_d5", "pc_d6", "pc_falls"]
     assert all(verdict(c["result"]["ci"], c["threshold"], c["direction"]) == "reproduced"
