@@ -96,11 +96,11 @@ def main() -> None:
         offsets = np.concatenate([steps, np.uint64(0) - steps])
         thr = growth_mod._thresholds(np.full(8, pub[d]))
         salt = np.uint64(12345)
-        a = b = None
+        args = (front, offsets, salt, thr)
         tb, tw = [], []
         for _ in range(repeats):
-            tb.append(cpu_best(lambda: growth_mod._open_neighbours(front, offsets, salt, thr), 1))
-            tw.append(cpu_best(lambda: whole_array_neighbours(front, offsets, salt, thr), 1))
+            tb.append(cpu_best(lambda args=args: growth_mod._open_neighbours(*args), 1))
+            tw.append(cpu_best(lambda args=args: whole_array_neighbours(*args), 1))
         a = growth_mod._open_neighbours(front, offsets, salt, thr)
         b = whole_array_neighbours(front, offsets, salt, thr)
         assert np.array_equal(np.sort(a), np.sort(b))

@@ -8,6 +8,7 @@ from scipy import ndimage
 from torch import nn
 
 from mcutils import percolation as perc
+from mcutils import stats
 from mcutils.percolation import growth
 from mcutils.report import verdict
 from mcutils.runtime import ParameterError
@@ -634,3 +635,75 @@ def test_fit_stage_steps_out_of_a_wrong_bracket():
     kept = growth._next_point(p, stat, np.array([0.3, 0.7]), np.array([True, True]),
                               np.array([0.02, 0.02]), 0.05, 0.5)
     assert kept.tolist() == [0.3, 0.5]  # fitted roots, clipped to the initial bracket
+
+
+def test_connection_curves_and_check_per_dim():
+    df = perc.connection_curves([2, 3], [0.5927, 0.3116], 4096, 2, rel_p=[0.5, 1.0, 2.0], seed=0)
+    assert len(df) == 6 and set(df.L) == {64, 16}
+    low = df[df.p_rel == 0.5].connection.to_numpy()
+    high = df[df.p_rel == 2.0].connection.to_numpy()
+    assert np.all(low < 0.05) and np.all(high > 0.9)
+    perc.check_per_dim([1, 2], a=[1, 2], b=3)
+    with pytest.raises(ParameterError, match="(?s)a has 1 entries.*c has 3"):
+        perc.check_per_dim([1, 2], a=[1], b=3, c=[1, 2, 3])
+
+
+def _synthetic_table(bias: float) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows, samples = [], {}
+    for d in (4, 5, 6):
+        pub = perc.PUBLISHED_THRESHOLDS[d][0]
+        runs = pub * (1 + bias) * (1 + 0.004 * rng.standard_normal(10))
+        iv = stats.seed_interval(runs)
+        samples[d] = runs
+        rows.append({"d": d, "estimator": "growth", "estimate": iv["estimate"],
+                     "ci_lo": iv["ci"][0], "ci_hi": iv["ci"][1], "sigma": 0.0, "n": 10,
+                     "published": pub, "ref": "x", "rel_dev": iv["estimate"] / pub - 1})
+    table = pd.DataFrame(rows).set_index("d")
+    table.attrs["samples"] = samples
+    return table
+
+
+def test_threshold_summary_and_claims_with_negative_control():
+    table = _synthetic_table(0.0)
+    summary = perc.threshold_summary(table)
+    assert set(summary["pc"]) == {4, 5, 6} and summary["pc_dmin"] == 4
+    assert summary["pc_count"] == 3 and summary["pc_within"] == 3
+    assert 0 < summary["series_dev"] < 0.05
+    claims = perc.threshold_claims(table)
+    assert [c["claim_id"] for c in claims] == ["pc_d4", "pc_d5", "pc_d6", "pc_falls"]
+    assert all(verdict(c["result"]["ci"], c["threshold"], c["direction"]) == "reproduced"
+               for c in claims)
+    # negative control: runs 3% above the published values contradict the claims
+    biased = perc.threshold_claims(_synthetic_table(0.03))
+    assert all(verdict(c["result"]["ci"], c["threshold"], c["direction"]) == "not reproduced"
+               for c in biased[:3])
+    assert perc.threshold_summary(_synthetic_table(0.03))["pc_within"] == 0
+
+
+def test_slices_vs_nulls_orchestration_on_tiny_models():
+    torch.manual_seed(0)
+    x = torch.rand(60, 1, 2, 2)
+    y = (x.flatten(1)[:, 0] > 0.5).long()
+    nets = {"lin": _Halfspace(), "mlp": nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(),
+                                                      nn.Linear(8, 2))}
+    study = perc.slices_vs_nulls(nets, x, y, dims=[1, 2, 3], anchored=[4, 4, 4],
+                                 unanchored=[0, 3, 3], null_count=[30, 30, 30], seed=0,
+                                 min_units=3)
+    assert set(study["onset"]) == {"lin", "mlp"}
+    assert {"independent", "convex", "correlated_lin", "correlated_mlp"} <= set(
+        study["null_onset"])
+    assert set(study["span_onset"]) == {"lin", "mlp"} and set(study["match"]) >= {"lin"}
+    table = perc.onset_table(study)
+    assert set(table.group) == {"network", "null"} and (table.lo <= table.onset).all()
+    mt = perc.match_table(study)
+    assert mt.loc["lin"].best.sum() == 1
+    claims = {c["claim_id"]: c for c in perc.slice_claims(study)}
+    assert {"percolation_lin", "null_onset_falls"} <= set(claims)
+    assert claims["null_onset_falls"]["result"]["estimate"] > 0
+    if "convex_lin" in claims:  # a linear model's regions are half-spaces: always joined
+        assert claims["convex_lin"]["result"]["estimate"] == 1.0
+    summary = perc.slice_summary(study)
+    assert summary["match_lin"] in perc.NULL_NAMES.values()
+    assert summary["line_lin"] == 1.0 and summary["early_lin"] >= 0
+    assert study["slices"].early.dtype == bool

@@ -230,14 +230,23 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
                           for s in range(0, len(x), batch_size)])
 
 
-def same_class_pairs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_pairs: int,
-                     seed: int = 0, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def same_class_pairs(model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, num_pairs: int,
+                     seed: int = 0, batch_size: int = 256, pred: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairs of inputs with the same label that ``model`` classifies correctly.
 
     Both inputs of a pair lie in the model's region of their class. Pairs are spread
     over the classes round-robin (classes with fewer than two correct inputs are
     skipped), drawn with :func:`mcutils.data.class_pairs`. The model's mode and device
     are left unchanged.
+
+    Args:
+        model: the classifier (unused when ``pred`` is given).
+        x, y: inputs and labels.
+        num_pairs: pairs wanted.
+        seed: seed of the draw.
+        batch_size: forward batch size.
+        pred: the model's predicted classes on ``x``, if already known.
 
     Returns:
         ``(i, j)``: index tensors into ``x`` of length ``<= num_pairs``.
@@ -246,7 +255,8 @@ def same_class_pairs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_pai
 
     if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1:
         raise ParameterError(f"num_pairs={num_pairs!r} must be an integer >= 1")
-    pred = _predict(model, x, batch_size)
+    if pred is None:
+        pred = _predict(model, x, batch_size)
     ok = (pred == y).nonzero().flatten()
     labels = y[ok]
     counts = torch.bincount(labels)
@@ -307,13 +317,13 @@ def slice_study(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dims: Sequen
     n_rand = _per_dim(unanchored, dims, "unanchored")
     if max(n_anch, default=0) + max(n_rand, default=0) == 0:
         raise ParameterError("no slices asked for")
+    pred = _predict(model, x, batch_size)
     i_idx, j_idx = same_class_pairs(model, x, y, max(max(n_anch, default=0), 1), seed,
-                                    batch_size)
+                                    batch_size, pred=pred)
     if len(i_idx) == 0:
         raise ParameterError("the model classifies no two inputs of one class correctly")
     steps = torch.stack([(x[j] - x[i]).flatten().norm() for i, j in zip(i_idx, j_idx)])
     fixed_step = float(steps.median()) / (n - 1 - 2 * margin)
-    pred = _predict(model, x, batch_size)
     correct = (pred == y).nonzero().flatten()
     centres = correct[torch.randperm(len(correct), generator=torch.Generator().manual_seed(
         seed))[:max(n_rand, default=0)]]
@@ -442,9 +452,19 @@ def onset_intervals(df: pd.DataFrame, by: str, value: str = "p_conn", seed: int 
     out: dict[str, dict[int, dict]] = {}
     for (g, d), part in df.dropna(subset=[value]).groupby([by, "d"]):
         vals = part[value].to_numpy(float)
-        out.setdefault(str(g), {})[int(d)] = bootstrap_ci(vals, np.median, n_boot=n_boot,
-                                                          seed=seed)
+        reps = _boot_medians(vals, n_boot, np.random.default_rng(seed))
+        lo, hi = np.quantile(reps, [0.025, 0.975])
+        out.setdefault(str(g), {})[int(d)] = interval(np.median(vals), lo, hi, len(vals))
     return out
+
+
+def _boot_medians(vals: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Medians of ``n_boot`` resamples of ``vals``, drawn at once (the same percentile
+    bootstrap as :func:`mcutils.stats.bootstrap_ci` with ``np.median``, vectorised:
+    that function calls the statistic once per resample, which dominated the
+    chapter's run time for thousands of small groups)."""
+    idx = rng.integers(0, len(vals), size=(n_boot, len(vals)))
+    return np.median(vals[idx], axis=1)
 
 
 def joined_when_inside(df: pd.DataFrame) -> np.ndarray:
@@ -510,16 +530,11 @@ def match_nulls(model_df: pd.DataFrame, null_df: pd.DataFrame, nulls: Mapping[st
         z = null_df[(null_df["null"] == name) & null_df[value].notna()]
         zv = {d: z.loc[z["d"] == d, value].to_numpy(float) for d in dims}
 
-        def stat(mvals, zvals):
-            return float(np.mean([abs(np.log(max(np.median(mvals[d]), floor)
-                                             / max(np.median(zvals[d]), floor))) for d in dims]))
-
-        est = stat(mv, zv)
-        reps = np.empty(n_boot)
-        for b in range(n_boot):
-            mb = {d: v[rng.integers(0, len(v), len(v))] for d, v in mv.items()}
-            zb = {d: v[rng.integers(0, len(v), len(v))] for d, v in zv.items()}
-            reps[b] = stat(mb, zb)
+        est = float(np.mean([abs(np.log(max(np.median(mv[d]), floor)
+                                        / max(np.median(zv[d]), floor))) for d in dims]))
+        reps = np.mean([np.abs(np.log(np.maximum(_boot_medians(mv[d], n_boot, rng), floor)
+                                      / np.maximum(_boot_medians(zv[d], n_boot, rng), floor)))
+                        for d in dims], axis=0)
         lo, hi = np.quantile(reps, [0.025, 0.975])
         dist[label] = interval(est, lo, hi, sum(len(v) for v in mv.values()))
         ratio[label] = {d: float(max(np.median(mv[d]), floor) / max(np.median(zv[d]), floor))
@@ -639,9 +654,14 @@ def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
       ``convex``, ``correlated_<model>``) over its fields;
     * ``span_onset`` / ``null_span_onset``: the spanning onsets of unanchored slices
       and of the nulls;
-    * ``joined``: ``{model: {d: interval}}``, the fraction of anchored slices whose
-      anchors are joined as soon as both are inside (:func:`joined_when_inside`), and
-      ``null_joined`` for the nulls;
+    * ``joined``: ``{model: {d: interval}}``, among the anchored slices whose anchors are
+      both inside *early* (``p_in`` below the independent-site null's median onset at
+      that ``d``, where independent sites would usually not have joined them yet), the
+      fraction whose anchors are joined as soon as both are inside
+      (:func:`joined_when_inside`; a convex region gives 1); ``null_joined`` is the same
+      for the nulls' fields. Slices whose anchors enter late are joined by then under
+      every model, so they cannot tell the models apart. The column ``early`` of
+      ``slices`` marks the slices used;
     * ``line``: ``{model: interval}``, the fraction of pairs whose straight segment is
       predicted in their class at every grid point;
     * ``match`` and ``span_match``: :func:`match_nulls` per model over ``d >= 2`` with at
@@ -674,8 +694,14 @@ def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
     out["null_onset"] = onset_intervals(nulls, "null", "p_conn", seed=seed)
     out["span_onset"] = onset_intervals(rand, "model", "p_span", seed=seed) if len(rand) else {}
     out["null_span_onset"] = onset_intervals(nulls, "null", "p_span", seed=seed)
-    out["joined"] = fraction_intervals(anch, "model", joined_when_inside(anch), seed=seed)
-    out["null_joined"] = fraction_intervals(nulls, "null", joined_when_inside(nulls), seed=seed)
+    ind = nulls[(nulls["null"] == "independent") & nulls["p_conn"].notna()]
+    ind_onset = ind.groupby("d")["p_conn"].median()
+    slices["early"] = slices["p_in"] < slices["d"].map(ind_onset)
+    nulls["early"] = nulls["p_in"] < nulls["d"].map(ind_onset)
+    anch = slices[slices.kind == "anchored"]
+    early, nearly = anch[anch.early], nulls[nulls.early]
+    out["joined"] = fraction_intervals(early, "model", joined_when_inside(early), seed=seed)
+    out["null_joined"] = fraction_intervals(nearly, "null", joined_when_inside(nearly), seed=seed)
     d0 = min(int(d) for d in dims)
     out["line"] = {name: bootstrap_ci(part["line_in_class"].to_numpy(float), seed=seed)
                    for name, part in anch[anch.d == d0].groupby("model")}
@@ -704,8 +730,11 @@ def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: 
       independent-site null on the identical grids: the mean over ``d >= 2`` of
       ``|log(onset ratio)|`` is at most ``log_tol`` (a factor 2 by default);
     * ``convex_<model>``: the anchors are joined as soon as both are inside, in at least
-      ``joined_min`` of the anchored slices with ``d >= 2`` (a cluster bootstrap over
-      pairs, whose slices at different ``d`` share their anchors).
+      ``joined_min`` of the anchored slices (``d`` as in the matching) whose anchors are
+      inside early (column ``early``: before the independent-site onset); a cluster
+      bootstrap over pairs, whose slices at different ``d`` share their anchors;
+    * ``null_onset_falls``: the independent-site onset falls with every added
+      dimension on the identical grids.
 
     Returns:
         A list of dicts with ``claim_id``, ``statement``, ``paper``, ``result``,
@@ -725,7 +754,7 @@ def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: 
             "result": match["distance"]["independent"], "threshold": log_tol,
             "direction": "<="})
         part = slices[(slices.model == name) & (slices.kind == "anchored")
-                      & slices.d.isin(dims)]
+                      & slices.d.isin(dims) & slices.early]
         flag = joined_when_inside(part)
         ok = ~np.isnan(flag)
         if ok.sum() >= 2:
@@ -733,8 +762,9 @@ def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: 
             out.append({
                 "claim_id": f"convex_{name}",
                 "statement": f"{name} network: two same-class images are joined as soon as "
-                             f"both are inside their low-loss set (fraction of slices, "
-                             f"d = {dims[0]}..{dims[-1]}), as for a convex class region",
+                             f"both are inside their low-loss set, as for a convex class "
+                             f"region (fraction of the slices, d = {dims[0]}..{dims[-1]}, whose "
+                             f"images are inside before the independent-site onset)",
                 "paper": "alternative to percolation raised in issue 13 (not a claim of the "
                          "paper)",
                 "result": res, "threshold": joined_min, "direction": ">="})
@@ -763,26 +793,31 @@ def slice_summary(study: Mapping) -> dict:
         dict with ``onset``, ``nulls`` and ``span_onset`` (intervals per source and
         ``d``), and per model ``match_<model>`` (readable name of the closest null),
         ``match_<model>_sep`` (whether it is separated from the others, in words),
-        ``joined_<model>`` (mean over ``d >= 2`` of the fraction of slices joined as soon
-        as both anchors are inside) and ``line_<model>`` (fraction of pairs whose
-        straight segment stays in class); ``joined_independent`` for the null.
+        ``joined_<model>`` (among slices with ``d >= 2`` whose anchors are inside early,
+        the fraction joined as soon as both are inside), ``early_<model>`` (how many
+        such slices) and ``line_<model>`` (fraction of pairs whose straight segment
+        stays in class); ``joined_independent`` for the null.
     """
     out: dict = {"onset": study["onset"], "nulls": study["null_onset"],
                  "span_onset": {**study["span_onset"], **study["null_span_onset"]}}
-
-    def mean_from_two(per_d: Mapping) -> float:
-        vals = [iv["estimate"] for d, iv in per_d.items() if int(d) >= 2]
-        return float(np.mean(vals)) if vals else float("nan")
 
     for name in sorted(set(study["onset"]) | set(study["match"])):
         match = study["match"].get(name)
         out[f"match_{name}"] = NULL_NAMES.get(match["best"], match["best"]) if match else "n/a"
         out[f"match_{name}_sep"] = ("separated from the other nulls" if match and
                                     match["separated"] else "not separated from every other null")
-        out[f"joined_{name}"] = mean_from_two(study["joined"].get(name, {}))
+        rows = study["slices"]
+        rows = rows[(rows.model == name) & (rows.kind == "anchored") & (rows.d >= 2)
+                    & rows.early]
+        flag = joined_when_inside(rows)
+        out[f"joined_{name}"] = float(np.nanmean(flag)) if len(rows) else float("nan")
+        out[f"early_{name}"] = len(rows)
         out[f"line_{name}"] = (study["line"][name]["estimate"] if name in study["line"]
                                else float("nan"))
-    out["joined_independent"] = mean_from_two(study["null_joined"].get("independent", {}))
+    nulls = study["nulls"]
+    rows = nulls[(nulls["null"] == "independent") & (nulls.d >= 2) & nulls.early]
+    out["joined_independent"] = (float(np.nanmean(joined_when_inside(rows))) if len(rows)
+                                 else float("nan"))
     return out
 
 

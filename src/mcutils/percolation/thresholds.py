@@ -292,7 +292,9 @@ def threshold_summary(table: pd.DataFrame, tol: float = 0.01) -> dict:
         dict with ``pc`` (``{d: interval}``), ``pc_d<d>`` (each estimate), ``pc_dmin``,
         ``pc_dmax``, ``pc_count`` (dimensions with a published value), ``pc_max_dev``
         (largest ``|relative deviation|`` of an estimate) and ``pc_within`` (how many of
-        them have their whole 95% interval within ``tol``, as the claims test).
+        them have their whole 95% interval within ``tol``, as the claims test) and
+        ``series_dev`` (``|series / published - 1|`` at the largest dimension with a
+        published value, :func:`asymptotic_threshold`).
     """
     out: dict = {"pc": {int(d): interval(r.estimate, r.ci_lo, r.ci_hi, r.n)
                         for d, r in table.iterrows()}}
@@ -303,6 +305,9 @@ def threshold_summary(table: pd.DataFrame, tol: float = 0.01) -> dict:
     out["pc_dmax"] = int(table.index.max())
     out["pc_count"] = len(pub)
     out["pc_max_dev"] = float(pub.rel_dev.abs().max()) if len(pub) else float("nan")
+    out["series_dev"] = (float(abs(asymptotic_threshold(int(pub.index.max()))
+                                   / pub.published.loc[pub.index.max()] - 1))
+                         if len(pub) else float("nan"))
     out["pc_within"] = int(sum(
         deviation_interval(out["pc"][int(d)], r.published)["ci"][1] <= tol
         for d, r in pub.iterrows()))
