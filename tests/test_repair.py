@@ -344,10 +344,11 @@ def test_paired_seed_difference_and_frontier_plot():
 def _fake_rows(curve_asr, curve_acc, other_asr, other_acc, n=(100, 2500), seeds=(0, 1, 2)):
     rng = np.random.default_rng(0)
     rows = []
-    for m in ("bezier", "polychain", "fine_tune", "fine_prune", "scratch", "noise"):
+    for m in ("bezier", "bezier (middle)", "polychain", "fine_tune", "fine_prune", "scratch",
+              "noise"):
         for nn_ in n:
             for s in seeds:
-                curve = m in ("bezier", "polychain")
+                curve = m in ("bezier", "bezier (middle)", "polychain")
                 rows.append(dict(method=m, n=nn_, seed=s,
                                  asr=(curve_asr if curve else other_asr) + 0.01 * rng.random(),
                                  accuracy=(curve_acc if curve else other_acc)
@@ -369,7 +370,7 @@ def test_repair_claims_verdicts_follow_the_data():
         claims = repair.repair_claims(rows, end_accuracy=0.87, small_n=100, large_n=2500,
                                       fault_rows=rows, aware_rows=rows)
         ids = [c["claim_id"] for c in claims]
-        assert len(ids) == len(set(ids)) == 11
+        assert len(ids) == len(set(ids)) == 12
         for c in claims:
             got = verdict(c["result"]["ci"], c["threshold"], c["direction"])
             assert got == want, (c["claim_id"], c["result"])
@@ -413,3 +414,15 @@ def test_variant_sweep_and_per_image_counts():
     assert counts.to_numpy().max() <= 4
     with pytest.raises(ParameterError):
         repair.variant_sweep(setup, split, scorer, [{"lr": 1}], 16, [0], table, progress=False)
+
+
+def test_middle_gap():
+    prof = pd.DataFrame({"method": "bezier", "n": 10, "seed": np.repeat([0, 1, 2], 3),
+                         "t": [0.0, 0.5, 1.0] * 3,
+                         "accuracy": [0.8, 0.7, 0.9, 0.85, 0.8, 0.8, 0.9, 0.6, 0.7]})
+    g = repair.middle_gap(prof, "bezier", 10)
+    assert g["estimate"] == pytest.approx(np.mean([-0.2, -0.05, -0.3])) and g["n"] == 3
+    with pytest.raises(ParameterError):
+        repair.middle_gap(prof, "polychain", 10)
+    with pytest.raises(ParameterError):
+        repair.middle_gap(prof, "bezier", 10, t=0.25)
