@@ -57,7 +57,9 @@ execute: setup data
 mathjax: $(MATHJAX)
 
 $(MATHJAX):
-	@command -v npm >/dev/null || { echo "npm is needed once to fetch MathJax (apt-get install npm)"; exit 1; }
+	@command -v npm >/dev/null || { command -v apt-get >/dev/null && \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq npm; } || \
+	  { echo "npm is needed once to fetch MathJax (apt-get install npm)"; exit 1; }
 	@tmp=$$(mktemp -d) && \
 	  npm pack --silent --pack-destination $$tmp mathjax@$(MATHJAX_VERSION) >/dev/null && \
 	  tar xzf $$tmp/mathjax-$(MATHJAX_VERSION).tgz -C $$tmp && \
