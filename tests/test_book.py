@@ -161,6 +161,27 @@ def test_notebooks_are_committed_without_outputs():
                 assert not cell.outputs and cell.execution_count is None, nb_path.name
 
 
+WALL_CLOCK = re.compile(r"record\([^)\n]*(seconds|wall|elapsed|perf_counter)", re.I)
+
+
+def test_output_checked_cells_record_no_wall_times():
+    """nbval re-runs each chapter from a warm cache, so a wall time in a checked cell differs."""
+    import nbformat
+
+    for nb_path in (ROOT / "notebooks").glob("*.ipynb"):
+        for i, cell in enumerate(nbformat.read(nb_path, 4).cells):
+            if cell.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in cell.source:
+                for line in cell.source.splitlines():
+                    # ch00 records training time read from the checkpoint, which is stable
+                    if WALL_CLOCK.search(line) and "train_seconds" not in line:
+                        pytest.fail(f"{nb_path.name} cell {i} records a wall time: {line.strip()}")
+
+
+def test_wall_time_check_catches_a_timing_record():
+    assert WALL_CLOCK.search('chapter.record("ch05_section_seconds", s)')
+    assert not WALL_CLOCK.search('chapter.record("ch05_num_ts", num_ts)')
+
+
 def _requirement_names(reqs):
     return {re.split(r"[<>=!~\[ ]", r, maxsplit=1)[0].lower(): r.replace(" ", "") for r in reqs}
 
