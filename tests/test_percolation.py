@@ -707,3 +707,13 @@ def test_slices_vs_nulls_orchestration_on_tiny_models():
     assert summary["match_lin"] in perc.NULL_NAMES.values()
     assert summary["line_lin"] == 1.0 and summary["early_lin"] >= 0
     assert study["slices"].early.dtype == bool
+
+
+def test_ranks_are_a_permutation_with_random_tie_breaking():
+    vals = np.array([[0.3, 0.1, 0.3, 0.2], [1.0, 1.0, 1.0, 1.0]])
+    r = perc.ranks(vals, rng=0)
+    assert r[0].tolist()[1] == 1 and r[0].tolist()[3] == 2
+    assert sorted(r[0, [0, 2]].tolist()) == [3, 4]
+    assert sorted(r[1].tolist()) == [1, 2, 3, 4]
+    ties = {tuple(perc.ranks(vals[1:], rng=s)[0]) for s in range(12)}
+    assert len(ties) > 1  # ties are broken at random, not by position

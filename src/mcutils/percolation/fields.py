@@ -37,6 +37,9 @@ from scipy.special import ndtri
 
 from mcutils.runtime import ParameterError
 
+#: A seed, a sequence of seeds or a generator.
+RNG = int | Sequence[int] | np.random.Generator | None
+
 __all__ = [
     "NULLS",
     "gaussian_field",
@@ -51,7 +54,7 @@ __all__ = [
 NULLS = ("independent", "correlated", "convex")
 
 
-def _rng(rng) -> np.random.Generator:
+def _rng(rng: RNG) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
@@ -62,7 +65,7 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-def ranks(fields: np.ndarray, rng=0) -> np.ndarray:
+def ranks(fields: np.ndarray, rng: RNG = 0) -> np.ndarray:
     """Ranks ``1..N`` of each field's cells (batched over a leading axis), ties at random.
 
     Args:
@@ -116,7 +119,7 @@ def _bottleneck(rank: np.ndarray, shape: tuple[int, ...], source: np.ndarray,
 
 
 def onsets(fields: np.ndarray, anchors: Sequence[Sequence[int]] | None = None,
-           span: bool = True, rng=0) -> dict[str, np.ndarray]:
+           span: bool = True, rng: RNG = 0) -> dict[str, np.ndarray]:
     """Exact levels at which anchors connect and the grid spans, one value per field.
 
     The open set at level ``p`` is the ``round(p * N)`` lowest cells (nearest-neighbour
@@ -197,7 +200,7 @@ def _root_cov(n: int, ell: float) -> np.ndarray:
     return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
 
 
-def gaussian_field(shape: Sequence[int], ell: float, count: int, rng=0) -> np.ndarray:
+def gaussian_field(shape: Sequence[int], ell: float, count: int, rng: RNG = 0) -> np.ndarray:
     """Samples of a stationary Gaussian random field with covariance ``exp(-r^2 / (2 ell^2))``.
 
     ``r`` is measured in grid steps. On a product grid the covariance is the Kronecker
@@ -225,7 +228,7 @@ def gaussian_field(shape: Sequence[int], ell: float, count: int, rng=0) -> np.nd
 
 
 def match_correlation_length(target: float, shape: Sequence[int], count: int | None = None,
-                             rng=0, bounds: tuple[float, float] = (0.05, 200.0),
+                             rng: RNG = 0, bounds: tuple[float, float] = (0.05, 200.0),
                              steps: int = 12) -> float:
     """The ``ell`` of :func:`gaussian_field` whose mean :func:`lag_correlation` on this grid
     equals ``target`` (bisection in ``log ell`` with common random numbers).
@@ -270,7 +273,8 @@ def match_correlation_length(target: float, shape: Sequence[int], count: int | N
     return float(np.exp((lo + hi) / 2))
 
 
-def null_fields(kind: str, shape: Sequence[int], count: int, rng=0, ell: float | None = None,
+def null_fields(kind: str, shape: Sequence[int], count: int, rng: RNG = 0,
+                ell: float | None = None,
                 centre: str | Sequence[Sequence[int]] = "box") -> np.ndarray:
     """Fields of a null model on the grid (lower = opens first).
 

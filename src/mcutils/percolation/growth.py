@@ -178,7 +178,7 @@ def _odd_constants(rng: np.random.Generator, k: int) -> np.ndarray:
     return (rng.integers(0, 2**54, k, dtype=np.uint64) * np.uint64(2) + np.uint64(1)) << _SHIFT
 
 
-def _grow(lat: Lattice, p: np.ndarray, clusters: int, t_max: int, seed,
+def _grow(lat: Lattice, p: np.ndarray, clusters: int, t_max: int, seed: int | Sequence[int],
           cap_factor: float, criterion: str | None = None,
           min_front: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Grow ``clusters`` clusters for each run ``r`` at occupation ``p[r]``.
@@ -263,7 +263,7 @@ def _check_growth_args(clusters: int, t_max: int, cap_factor: float) -> None:
 
 
 def growth_profile(lattice: int | Lattice, p: float | Sequence[float], clusters: int,
-                   t_max: int, seed=0, cap_factor: float = 8.0) -> dict:
+                   t_max: int, seed: int | Sequence[int] = 0, cap_factor: float = 8.0) -> dict:
     """Mean number of sites at chemical distance ``t`` from the origin, ``t = 0..t_max``.
 
     Args:
@@ -360,7 +360,7 @@ def default_bracket(lattice: int | Lattice) -> tuple[float, float]:
     return lo, hi
 
 
-def _seed_list(seed) -> list[int]:
+def _seed_list(seed: int | Sequence[int]) -> list[int]:
     return [int(v) for v in np.atleast_1d(np.asarray(seed, dtype=np.int64))]
 
 
@@ -413,7 +413,8 @@ def _next_point(p: np.ndarray, stat: np.ndarray, est: np.ndarray, fitted: np.nda
 
 
 def growth_threshold(lattice: int | Lattice, runs: int = 8, clusters: int = 300,
-                     t_max: int = 64, seed=0, bracket: Sequence[float] | None = None,
+                     t_max: int = 64, seed: int | Sequence[int] = 0,
+                     bracket: Sequence[float] | None = None,
                      fit_width: float = 0.04, fit_steps: int = 6, criterion: str = "auto",
                      cap_factor: float = 8.0, min_front: float = 0.1,
                      progress: bool = False) -> dict:

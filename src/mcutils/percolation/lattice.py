@@ -61,7 +61,7 @@ def _rng(rng: int | np.random.Generator | None) -> np.random.Generator:
     return np.random.default_rng(rng)
 
 
-def _check_int(name: str, value, low: int) -> int:
+def _check_int(name: str, value: int, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ParameterError(f"{name}={value!r} must be an integer >= {low}")
     return int(value)

@@ -20,7 +20,7 @@ Used by chapter 02.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -214,7 +214,7 @@ def deviation_interval(result: Mapping, published: float) -> dict:
 
 
 def falling_interval(samples: Mapping[int, np.ndarray], n_boot: int = 2000, seed: int = 0,
-                     statistic=np.mean) -> dict:
+                     statistic: Callable[[np.ndarray], float] = np.mean) -> dict:
     """The smallest drop ``min_d (s(d) - s(d + 1))`` over consecutive dimensions.
 
     ``s(d)`` is ``statistic`` of dimension ``d``'s samples (the mean of a threshold's
