@@ -39,11 +39,13 @@ data:
 unit: setup data
 	$(PY) -m pytest -q tests
 
+# smoke and nbval use the fixed speed plan (no calibration), so nbval's re-run repeats
+# the smoke run bit for bit
 smoke: setup data
-	$(PY) -m mcutils.book execute --profile smoke --output build/smoke $(if $(CHAPTERS),--chapters $(CHAPTERS))
+	MCUTILS_CALIBRATE=0 $(PY) -m mcutils.book execute --profile smoke --output build/smoke $(if $(CHAPTERS),--chapters $(CHAPTERS))
 
 nbval: smoke
-	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax build/smoke
+	MCUTILS_CALIBRATE=0 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax build/smoke
 
 test: unit smoke nbval
 

@@ -1,23 +1,29 @@
-"""Overhead of curve training and evaluation (mcutils.curves).
+"""Cost of curve training, curve evaluation and BatchNorm recomputation (mcutils.curves).
 
-Measures, side by side in one run (robust to a loaded machine):
+Measured side by side in one process, so that a shared, noisy machine hurts both sides
+alike:
 
-* one epoch of ``train_curve`` (quadratic Bezier, one t per batch, L2 penalty on w(t))
-  versus one epoch of plain training of the same architecture on the same batches
-  (SGD, momentum 0.9): the overhead ratio (goal: at most 1.5x);
-* ``evaluate_curve`` at 21 points versus 21 plain evaluations of a fixed model.
+* training: ``steps`` SGD steps of ``train_curve`` (quadratic Bezier, one t per batch, the
+  L2 penalty on w(t)) against the same number of plain SGD steps (momentum, the same
+  weight decay) of the same architecture on the same batches;
+* evaluation: ``evaluate_curve`` at ``points`` values of t against as many plain
+  evaluations of one fixed model;
+* BatchNorm: recomputing the statistics of preresnet20 on ``bn_images`` images
+  (:func:`mcutils.curves.recompute_bn`) against one evaluation pass over the same images,
+  and ``evaluate_curve`` with the recomputation against the plain evaluations.
 
-Models: ``small_cnn`` on Fashion-MNIST-sized inputs and ``vgg16`` on 32x32x3 inputs
-(random pixels: the cost does not depend on the values). Timings alternate between the
-two methods and the median of ``--repeats`` runs is reported.
+Protocol: every task is run once to warm up (not timed), then ``--repeats`` rounds in which
+the two sides alternate and swap order every round (plain-curve, curve-plain, ...); the
+best (minimum) time of each side is reported, since on a loaded machine the minimum is the
+least disturbed run. Inputs are random pixels (the cost does not depend on the values).
 
-Usage: python benchmarks/curves.py [--repeats 3] [--threads N]
+Usage: python benchmarks/curves.py [--repeats 3] [--threads N] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
 import time
 
 import torch
@@ -29,64 +35,111 @@ from mcutils.models import build_model
 from mcutils.training import evaluate
 
 
-def _plain_epoch(model, loader, lr=0.01, weight_decay=5e-4):
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    model.train()
-    for x, y in loader:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
-def bench(name: str, channels: int, size: int, n: int, batch: int, eval_n: int,
-          repeats: int) -> list[tuple[str, float, float]]:
+def _best_alternating(a, b, repeats: int) -> tuple[float, float]:
+    """Warm both up, then alternate a/b (order swapped each round); best time of each."""
+    a()
+    b()
+    ta, tb = [], []
+    for r in range(repeats):
+        if r % 2 == 0:
+            ta.append(_timed(a))
+            tb.append(_timed(b))
+        else:
+            tb.append(_timed(b))
+            ta.append(_timed(a))
+    return min(ta), min(tb)
+
+
+def _data(channels: int, size: int, n: int, seed: int = 0) -> ImageDataset:
     info = dataset_info("cifar10" if channels == 3 else "fashion-mnist")
-    g = torch.Generator().manual_seed(0)
-    ds = ImageDataset(torch.rand(n, channels, size, size, generator=g),
-                      torch.randint(0, 10, (n,), generator=g), info, "train")
-    ev = ImageDataset(ds.x[:eval_n], ds.y[:eval_n], info, "test")
-    loader = TensorLoader(ds, batch, shuffle=True)
-    ev_loader = TensorLoader(ev, 500)
+    g = torch.Generator().manual_seed(seed)
+    return ImageDataset(torch.rand(n, channels, size, size, generator=g),
+                        torch.randint(0, 10, (n,), generator=g), info, "train")
+
+
+def bench_training_and_eval(name: str, channels: int, size: int, steps: int, batch: int,
+                            eval_n: int, points: int, repeats: int, wd: float = 1e-4
+                            ) -> list[tuple[str, float, float]]:
+    ds = _data(channels, size, steps * batch)
+    ev = TensorLoader(_data(channels, size, eval_n, seed=1), 128)
+    batches = list(TensorLoader(ds, batch, shuffle=True))
     torch.manual_seed(0)
     a = build_model(name, in_channels=channels, input_size=size)
     b = build_model(name, in_channels=channels, input_size=size)
-    plain_t, curve_t, plain_e, curve_e = [], [], [], []
-    for _ in range(repeats):
-        model = build_model(name, in_channels=channels, input_size=size)
-        plain_t.append(_timed(lambda: _plain_epoch(model, loader)))
-        cm = curves.CurveModel(a, a, b, "bezier", num_bends=3)
-        curve_t.append(_timed(lambda: curves.train_curve(cm, loader, epochs=1, lr=0.01,
-                                                         weight_decay=5e-4, progress=False)))
-        model.eval()
-        plain_e.append(_timed(lambda: [evaluate(model, ev_loader) for _ in range(21)]))
-        curve_e.append(_timed(lambda: curves.evaluate_curve(cm, 21, ev_loader)))
-    pt, ct = statistics.median(plain_t), statistics.median(curve_t)
-    pe, ce = statistics.median(plain_e), statistics.median(curve_e)
-    return [(f"{name}: one training epoch ({n} images, batch {batch})", pt, ct),
-            (f"{name}: 21 evaluations ({eval_n} images)", pe, ce)]
+    plain = build_model(name, in_channels=channels, input_size=size)
+    opt = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9, weight_decay=wd)
+    cm = curves.CurveModel(a, a, b, "bezier", num_bends=3)
+
+    def plain_steps():
+        plain.train()
+        for x, y in batches:
+            loss = F.cross_entropy(plain(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    def curve_steps():
+        curves.train_curve(cm, batches, steps=len(batches), lr=0.01, weight_decay=wd,
+                           progress=False)
+
+    pt, ct = _best_alternating(plain_steps, curve_steps, repeats)
+    plain.eval()
+    pe, ce = _best_alternating(lambda: [evaluate(plain, ev) for _ in range(points)],
+                               lambda: curves.evaluate_curve(cm, points, ev), repeats)
+    return [(f"{name}: {steps} training steps (batch {batch})", pt, ct),
+            (f"{name}: {points} evaluations ({eval_n} images)", pe, ce)]
+
+
+def bench_batchnorm(bn_images: int, eval_n: int, points: int, repeats: int
+                    ) -> list[tuple[str, float, float]]:
+    bona = TensorLoader(_data(3, 32, bn_images), 64)
+    ev = TensorLoader(_data(3, 32, eval_n, seed=1), 128)
+    torch.manual_seed(0)
+    a = build_model("preresnet20", in_channels=3, input_size=32).eval()
+    b = build_model("preresnet20", in_channels=3, input_size=32).eval()
+    line = curves.linear_path(a, b)
+    mid = line.model_at(0.5, bona)
+    rows = []
+    one_pass, recompute = _best_alternating(lambda: evaluate(mid, bona),
+                                            lambda: curves.recompute_bn(mid, bona), repeats)
+    rows.append((f"preresnet20: BN recompute vs one pass ({bn_images} images)", one_pass,
+                 recompute))
+    plain, with_bn = _best_alternating(
+        lambda: [evaluate(mid, ev) for _ in range(points)],
+        lambda: curves.evaluate_curve(line, points, ev, bn_loader=bona), repeats)
+    rows.append((f"preresnet20: {points} evaluations ({eval_n} images), BN at each t", plain,
+                 with_bn))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="small sizes (a check that it runs)")
     args = parser.parse_args()
+    if args.repeats < 3:
+        parser.error("--repeats must be >= 3 (best of at least three)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = bench("small_cnn", 1, 28, 2560, 128, 2000, args.repeats)
-    rows += bench("vgg16", 3, 32, 256, 32, 64, args.repeats)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats} alternating runs")
-    print(f"{'task':58s} {'plain s':>8s} {'curve s':>8s} {'ratio':>6s}")
-    for task, plain, curve in rows:
-        print(f"{task:58s} {plain:8.2f} {curve:8.2f} {curve / plain:6.2f}")
+    q = args.quick
+    rows = bench_training_and_eval("small_cnn", 1, 28, 10 if q else 40, 64, 500 if q else 2000,
+                                   3 if q else 11, args.repeats)
+    rows += bench_training_and_eval("vgg16", 3, 32, 3 if q else 8, 32, 64 if q else 256,
+                                    3 if q else 5, args.repeats)
+    rows += bench_batchnorm(128 if q else 500, 128 if q else 500, 3 if q else 5, args.repeats)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
+          f"{load:.1f}; best of {args.repeats} alternating runs after a warm-up")
+    print(f"{'task':66s} {'plain s':>8s} {'other s':>8s} {'ratio':>6s}")
+    for task, plain, other in rows:
+        print(f"{task:66s} {plain:8.3f} {other:8.3f} {other / plain:6.2f}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ def _isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own empty checkpoint cache and data root."""
     monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MCUTILS_DATA", str(tmp_path / "data"))
+    # fixed speed plans: tests must not spend time calibrating (tests of calibration
+    # pass calibrate=True explicitly)
+    monkeypatch.setenv("MCUTILS_CALIBRATE", "0")
     torch.manual_seed(0)
     yield
 
@@ -24,6 +27,14 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped where CUDA is absent: the only tests ever skipped."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (marker 'cuda'); none is available")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
 # Nothing is skipped on a CPU machine except tests marked ``cuda``: a skip there (a
 # missing optional package such as foolbox, a missing dataset) is turned into a failure,
 # so `make test` cannot pass by silently running less. On a CUDA machine skips stay skips.

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcutils import attacks, inputspace
+from mcutils import attacks
 from mcutils.runtime import ParameterError
 
 
@@ -110,36 +110,165 @@ def test_cw_targeted(toy):
     assert attacks.success_rate(model, x_adv, target, targeted=True) > 0.9
 
 
-def test_optimization_attack_reaches_target_and_stops(toy):
-    model, x, y = toy
-    target = (y + 1) % 3
-    x_adv = attacks.optimization_attack(model, x, target, steps=300, lr=0.02)
-    assert attacks.success_rate(model, x_adv, target, targeted=True) > 0.95
-    assert x_adv.min() >= 0 and x_adv.max() <= 1
-    # stopping rule: stop as soon as target CE < 0.5; the result is less confident
-    # (and closer to the source) than running all steps
-    x_stop = attacks.optimization_attack(model, x, target, steps=300, lr=0.02, stop_loss=0.5)
-    ce_stop = _loss(model, x_stop, target)
-    assert (ce_stop < 0.6).float().mean() > 0.9
-    assert ce_stop.mean() > _loss(model, x_adv, target).mean()
-    assert (attacks.perturbation_norms(x, x_stop)["l2"].mean()
-            < attacks.perturbation_norms(x, x_adv)["l2"].mean())
-    # a per-sample threshold of +inf freezes everything immediately
-    x_none = attacks.optimization_attack(model, x, target, steps=10,
-                                         stop_loss=torch.full((len(x),), float("inf")))
-    assert torch.equal(x_none, x)
+def _normalized_toy(seed: int = 0):
+    """The toy problem with a Normalize first layer (the paper's attack works in its units)."""
+    from mcutils.models import Normalize
+
+    mlp, x, y = _toy(seed)
+    model = nn.Sequential(Normalize([0.3], [0.35]), mlp).eval()
+    # fold the normalisation into the first linear layer so the model computes the same
+    # function of x as the toy MLP: Linear((x - m) / s) == Linear'(x)
+    lin = mlp[1]
+    with torch.no_grad():
+        lin.bias += (lin.weight * 0.3).sum(1)
+        lin.weight *= 0.35
+    return model, x, y
 
 
-def test_optimization_attack_mse_weight_and_tv(toy):
-    model, x, y = toy
+@pytest.fixture(scope="module")
+def ntoy():
+    return _normalized_toy()
+
+
+def _paper_reference(model, src, target, steps, lr, mse_weight, hf_weight, stop, warmup,
+                     mean=0.3, std=0.35):
+    """One image at a time with torch.optim.Adam, written from the paper's description:
+    Adam on the normalised input, CE + lambda * mean((x - carrier)^2) + w * HF(x - carrier),
+    break after the update at step i once i > warmup and the pre-update CE < stop."""
+    outs, taken = [], []
+    for k in range(len(src)):
+        carrier = (src[k:k + 1] - mean) / std
+        z = carrier.clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+        t = target[k:k + 1]
+        n = 0
+        for i in range(steps):
+            opt.zero_grad()
+            ce = F.cross_entropy(model(z * std + mean), t)
+            d = z - carrier
+            hf = ((d[..., :, 1:] - d[..., :, :-1]).abs().sum()
+                  + (d[..., 1:, :] - d[..., :-1, :]).abs().sum())
+            (ce + mse_weight * d.pow(2).mean() + hf_weight * hf).backward()
+            opt.step()
+            n += 1
+            if stop is not None and i > warmup and ce.item() < float(stop[k]):
+                break
+        outs.append(z.detach() * std + mean)
+        taken.append(n)
+    return torch.cat(outs), torch.tensor(taken)
+
+
+def test_optimization_attack_equals_the_paper_loop_per_image(ntoy):
+    model, x, y = ntoy
+    for p in model.parameters():
+        p.requires_grad_(False)
     target = (y + 1) % 3
-    loose = attacks.optimization_attack(model, x, target, steps=100, lr=0.02, mse_weight=0.0)
-    tight = attacks.optimization_attack(model, x, target, steps=100, lr=0.02, mse_weight=50.0)
-    def d(a):
-        return attacks.perturbation_norms(x, a)["l2"].mean()
-    assert d(tight) < d(loose)
-    smooth = attacks.optimization_attack(model, x, target, steps=100, lr=0.02, tv_weight=5.0)
-    assert inputspace.total_variation(smooth).mean() < inputspace.total_variation(loose).mean()
+    src, tg = x[::8], target[::8]
+    # per-sample stopping losses spread so that samples stop at different steps
+    stop = torch.linspace(0.05, 1.5, len(src))
+    ref, ref_steps = _paper_reference(model, src, tg, 120, 0.01, 0.1, 1e-3, stop, 5)
+    for p in model.parameters():
+        p.requires_grad_(True)
+        p.grad = None
+    adv, steps = attacks.optimization_attack(model, src, tg, steps=120, lr=0.01, mse_weight=0.1,
+                                             hf_weight=1e-3, stop_loss=stop, warmup=5,
+                                             return_steps=True)
+    assert torch.equal(steps, ref_steps)
+    assert len(set(steps.tolist())) > 3  # the rule really stopped samples at different steps
+    # float32 rounding differs between a batch and a single image; Adam divides by
+    # sqrt(v), so near-zero gradients amplify it on a few pixels, never systematically
+    diff = (adv - ref).abs()
+    assert diff.max() < 1e-3 and diff.mean() < 1e-5
+    # chunked: same result
+    adv2 = attacks.optimization_attack(model, src, tg, steps=120, lr=0.01, mse_weight=0.1,
+                                       hf_weight=1e-3, stop_loss=stop, warmup=5, batch_size=4)
+    assert (adv - adv2).abs().max() < 1e-3
+    # the caller's model: parameters keep requires_grad and get no gradient
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
+def test_optimization_attack_stop_rule_and_warmup(ntoy):
+    model, x, y = ntoy
+    target = (y + 1) % 3
+    # stop at +inf: every sample stops right after the first step past the warm-up
+    _, steps = attacks.optimization_attack(model, x, target, steps=100, warmup=32,
+                                           stop_loss=float("inf"), return_steps=True)
+    assert (steps == 34).all()
+    _, steps = attacks.optimization_attack(model, x, target, steps=100, warmup=0,
+                                           stop_loss=float("inf"), return_steps=True)
+    assert (steps == 2).all()
+    # no stop: all steps; a stop at -inf never fires
+    _, steps = attacks.optimization_attack(model, x, target, steps=40, stop_loss=-1.0,
+                                           return_steps=True)
+    assert (steps == 40).all()
+    # a matched-loss stop leaves the target loss just under the threshold, while running
+    # all steps over-shoots it (over-confident) with a larger perturbation
+    stop = 0.3
+    matched = attacks.optimization_attack(model, x, target, steps=400, lr=0.01, stop_loss=stop,
+                                          warmup=2)
+    full = attacks.optimization_attack(model, x, target, steps=400, lr=0.01)
+    ce_m, ce_f = _loss(model, matched, target), _loss(model, full, target)
+    assert (ce_m < stop + 0.2).float().mean() > 0.9
+    assert ce_f.median() < 0.5 * ce_m.median()
+    l2 = lambda a: attacks.perturbation_norms(x, a)["l2"].median()
+    assert l2(matched) < l2(full)
+
+
+def test_optimization_attack_units_convert_exactly(ntoy):
+    model, x, y = ntoy
+    target = (y + 1) % 3
+    conv = attacks.pixel_units(0.35, lr=0.01, mse_weight=0.1, hf_weight=1e-3)
+    assert conv["lr"] == pytest.approx(0.0035) and conv["mse_weight"] == pytest.approx(0.1 / 0.35**2)
+    assert conv["hf_weight"] == pytest.approx(1e-3 / 0.35)
+    norm = attacks.optimization_attack(model, x, target, steps=60, lr=0.01, mse_weight=0.1,
+                                       hf_weight=1e-3)
+    pix = attacks.optimization_attack(model, x, target, steps=60, units="pixel", **conv)
+    # Adam's eps is the only part that does not convert: agreement to ~1e-3 pixel
+    assert (norm - pix).abs().max() < 5e-3 and (norm - pix).abs().mean() < 1e-4
+    # the same settings *read as* pixel units are a different (much larger-step) attack
+    other = attacks.optimization_attack(model, x, target, steps=60, lr=0.01, mse_weight=0.1,
+                                        hf_weight=1e-3, units="pixel")
+    assert (norm - other).abs().max() > 1e-2
+    with pytest.raises(ParameterError, match="Normalize"):
+        attacks.optimization_attack(_toy()[0], x, target, steps=2)
+
+
+def test_optimization_attack_penalties_box_and_mode(ntoy):
+    model, x, y = ntoy
+    target = (y + 1) % 3
+    loose = attacks.optimization_attack(model, x, target, steps=100, lr=0.05, mse_weight=0.0)
+    tight = attacks.optimization_attack(model, x, target, steps=100, lr=0.05, mse_weight=50.0)
+    d = lambda a: attacks.perturbation_norms(x, a)["l2"].mean()
+    assert d(tight) < 0.5 * d(loose)
+    hf = lambda a: attacks.high_frequency_penalty(a - x).mean()
+    smooth = attacks.optimization_attack(model, x, target, steps=100, lr=0.05, mse_weight=0.0,
+                                         hf_weight=1.0)
+    assert hf(smooth) < 0.5 * hf(loose)
+    # like the paper's, the attack leaves the pixel box unless clip=True
+    assert loose.min() < 0 or loose.max() > 1
+    boxed = attacks.optimization_attack(model, x, target, steps=100, lr=0.05, mse_weight=0.0,
+                                        clip=True)
+    assert boxed.min() >= -1e-6 and boxed.max() <= 1 + 1e-6
+    # a differentiable penalty on the pixel input pulls the result towards its minimum
+    seen = []
+
+    def towards_grey(xa, rows):
+        seen.append(rows.clone())
+        return (xa - 0.5).flatten(1).pow(2).sum(1)
+
+    grey = attacks.optimization_attack(model, x, target, steps=50, lr=0.05, penalty=towards_grey,
+                                       penalty_weight=5.0)
+    assert (grey - 0.5).abs().mean() < (loose - 0.5).abs().mean()
+    assert torch.equal(seen[0], torch.arange(len(x)))
+    # the caller's mode is restored
+    model.train()
+    attacks.optimization_attack(model, x[:3], target[:3], steps=2)
+    assert model.training
+    model.eval()
+    with pytest.raises(ParameterError, match="penalty"):
+        attacks.optimization_attack(model, x, target, steps=2, penalty_weight=1.0)
+    h = attacks.high_frequency_penalty(torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]]))
+    assert h.tolist() == [2.0]
 
 
 def test_run_attack_dispatch(toy):
@@ -195,29 +324,3 @@ def test_pgd_agrees_with_foolbox(toy):
     # both reach a comparable robust loss (same algorithm, different implementations)
     lo, lf = _loss(model, ours, y).mean(), _loss(model, fb_adv, y).mean()
     assert abs(float(lo - lf)) < 0.1 * float(lf) + 0.05
-
-
-def test_barrier_attack_lowers_path_loss(toy):
-    model, x, y = toy
-    target = (y + 1) % 3
-    # references: 2 real images of each target class
-    refs = torch.stack([x[(y == int(t)).nonzero().flatten()[:2]] for t in target])
-    t = torch.tensor([0.25, 0.5, 0.75])
-
-    def path_loss(xa):
-        pts = xa[:, None, None] + t.view(1, 1, -1, 1, 1, 1) * (refs[:, :, None] - xa[:, None, None])
-        tg = target.view(-1, 1, 1).expand(-1, 2, 3).reshape(-1)
-        return _loss(model, pts.reshape(-1, 1, 6, 6), tg).mean()
-
-    # without the path term it is exactly the optimisation attack
-    plain = attacks.optimization_attack(model, x, target, steps=20, lr=0.02)
-    same = attacks.barrier_attack(model, x, target, refs, steps=20, lr=0.02, path_weight=0.0)
-    assert torch.allclose(plain, same, atol=1e-6)
-    # the path term alone (no target CE pressure beyond it) flattens the paths
-    adaptive = attacks.barrier_attack(model, x, target, refs, steps=40, lr=0.02,
-                                      path_weight=10.0, num_points=3)
-    assert path_loss(adaptive) < 0.1 * path_loss(x)
-    assert attacks.success_rate(model, adaptive, target, targeted=True) > 0.9
-    assert adaptive.min() >= 0 and adaptive.max() <= 1
-    with pytest.raises(ParameterError, match="references"):
-        attacks.barrier_attack(model, x, target, refs[:, 0])

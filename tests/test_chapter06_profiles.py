@@ -32,6 +32,6 @@ def test_bad_parameter_fails_fast():
     params_src, validate_src = _cells()
     scope: dict = {}
     exec(params_src, scope)  # noqa: S102
-    scope.update(num_ts=1, extra_eps=[-0.1])
-    with pytest.raises(ParameterError, match="num_ts.*\n.*extra_eps|extra_eps.*\n.*num_ts"):
+    scope.update(num_ts=1, bound_eps_l2=[-0.1])
+    with pytest.raises(ParameterError, match="num_ts.*\n.*bound_eps_l2|bound_eps_l2.*\n.*num_ts"):
         exec(validate_src, scope)  # noqa: S102

@@ -138,7 +138,7 @@ def test_train_curve_lowers_midpoint_loss_and_penalty_shrinks_weights():
     heavy = copy.deepcopy(cm)
     curves.train_curve(heavy, loader, steps=80, lr=0.05, weight_decay=1.0, progress=False, seed=3)
     # the penalty is on w(t), not on the bend: the midpoint's norm shrinks
-    norm = lambda m: sum(float((v.detach() ** 2).sum()) for v in m.weights(0.5).values())  # noqa: E731
+    norm = lambda m: sum(float((v.detach() ** 2).sum()) for v in m.weights(0.5).values())
     assert norm(heavy) < norm(trained)
     # ends stay fixed
     for k, v in trained.state_at(0.0).items():
@@ -160,7 +160,7 @@ def test_batchnorm_stats_recomputed_along_curve():
     a, b = _bn_model(0), _bn_model(1)
     loader = _loader(64)
     cm = curves.CurveModel(a, a, b, "bezier", num_bends=3)
-    m = cm.model_at(0.5)
+    m = cm._export(0.5)  # interpolated statistics, not yet recomputed
     before = m[1].bn.running_mean.clone()
     curves.recompute_bn(m, loader)
     assert not torch.allclose(m[1].bn.running_mean, before)
@@ -173,7 +173,7 @@ def test_batchnorm_stats_recomputed_along_curve():
     assert list(df.columns) == ["t", "loss", "accuracy", "one"]
     assert df["t"].tolist() == [0.0, 0.5, 1.0]
     # the exported model after update_bn matches a direct recompute
-    direct = curves.recompute_bn(cm.model_at(0.5), loader)
+    direct = cm.model_at(0.5, loader)
     from mcutils.training import evaluate
     assert abs(evaluate(direct, loader)["loss"] - df["loss"][1]) < 1e-5
     # training works through BN layers in train mode
@@ -204,7 +204,127 @@ def test_vgg_like_any_module_and_errors():
         curves.evaluate_curve(cm, [0.2, 1.2], _loader())
 
 
+def _trained_mlp(loader, seed: int = 0) -> nn.Module:
+    from mcutils.training import train
+
+    torch.manual_seed(seed)
+    m = build_model("mlp", num_classes=3, in_channels=1, input_size=8, hidden=32)
+    train(m, loader, epochs=40, lr=0.01, progress=False, seed=seed)
+    return m.eval()
+
+
+def _permuted(model: nn.Module, perm: torch.Tensor) -> nn.Module:
+    """The same function with the hidden units of the first layer permuted."""
+    out = copy.deepcopy(model)
+    lin = [m for m in out.modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        lin[0].weight.copy_(lin[0].weight[perm])
+        lin[0].bias.copy_(lin[0].bias[perm])
+        lin[1].weight.copy_(lin[1].weight[:, perm])
+    return out
+
+
 def test_linear_path_barrier_between_different_models():
+    """Two copies of one function that differ by a permutation of hidden units have equal
+    loss, but the straight line between their weights leaves the low-loss set (a barrier);
+    the identity permutation (the same weights) is the control: no barrier."""
+    loader = _loader(128)
+    a = _trained_mlp(loader)
+    perm = torch.randperm(32, generator=torch.Generator().manual_seed(5))
+    b = _permuted(a, perm)
+    from mcutils.training import evaluate
+
+    df = curves.evaluate_curve(curves.linear_path(a, b), 5, loader)
+    ends = df["loss"].iloc[[0, -1]]
+    assert abs(ends.iloc[0] - ends.iloc[1]) < 1e-5  # one function at both ends
+    assert abs(ends.iloc[0] - evaluate(a, loader)["loss"]) < 1e-6
+    assert df["loss"].iloc[2] > ends.max() + 0.1  # the midpoint is clearly worse
+    # evaluate_curve's numbers are those of the interpolated model itself
+    mid = copy.deepcopy(a)
+    mid.load_state_dict(curves.interpolate_states(a.state_dict(), b.state_dict(), 0.5))
+    assert abs(evaluate(mid, loader)["loss"] - df["loss"].iloc[2]) < 1e-6
+    same = curves.evaluate_curve(curves.linear_path(a, _permuted(a, torch.arange(32))), 5, loader)
+    assert (same["loss"] - ends.iloc[0]).abs().max() < 1e-5
+
+
+def test_lr_factor_schedules():
+    assert curves.lr_factor(None, 7, 10) == 1.0
+    assert curves.lr_factor("cosine", 0, 10) == 1.0
+    assert abs(curves.lr_factor("cosine", 5, 10) - 0.5) < 1e-12
+    assert abs(curves.lr_factor("cosine", 10, 10)) < 1e-12
+    # the papers' schedule: flat for half the run, linear to 1% at 90%, then 1%
+    assert curves.lr_factor("paper", 50, 100) == 1.0
+    assert abs(curves.lr_factor("paper", 70, 100) - (1 - 0.2 / 0.4 * 0.99)) < 1e-12
+    assert abs(curves.lr_factor("paper", 90, 100) - 0.01) < 1e-12
+    assert curves.lr_factor("paper", 95, 100) == 0.01
+    with pytest.raises(ParameterError):
+        curves.lr_factor("linear", 1, 10)
+    with pytest.raises(ParameterError):
+        curves.lr_factor("paper", 11, 10)
+
+
+def test_train_curve_schedule_changes_the_steps():
+    loader = _loader(64)
     a, b = _model(0), _model(1)
-    df = curves.evaluate_curve(curves.linear_path(a, b), 5, _loader())
-    assert len(df) == 5 and df["accuracy"].between(0, 1).all()
+    c1 = curves.CurveModel(a, a, b, "bezier")
+    c2 = copy.deepcopy(c1)
+    curves.train_curve(c1, loader, steps=6, lr=0.05, progress=False)
+    curves.train_curve(c2, loader, steps=6, lr=0.05, schedule="paper", progress=False)
+    # the first half of the paper schedule is flat: the same first steps; later smaller
+    d1 = sum(float((p - q).detach().abs().sum()) for p, q in zip(c1.parameters(), cm_init(a, b)))
+    d2 = sum(float((p - q).detach().abs().sum()) for p, q in zip(c2.parameters(), cm_init(a, b)))
+    assert 0 < d2 < d1
+    with pytest.raises(ParameterError):
+        curves.train_curve(c1, loader, steps=1, schedule="step", progress=False)
+
+
+def cm_init(a, b):
+    return list(curves.CurveModel(a, a, b, "bezier").parameters())
+
+
+def _tiny_preresnet(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model("preresnet20", num_classes=3, in_channels=1, input_size=8, width=4).eval()
+
+
+def test_model_at_refuses_batchnorm_without_data_preresnet20():
+    a, b = _tiny_preresnet(0), _tiny_preresnet(1)
+    loader = _loader(32)
+    for cm in (curves.CurveModel(a, a, b, "bezier"), curves.linear_path(a, b)):
+        with pytest.raises(ParameterError, match="bn_loader"):
+            cm.model_at(0.5)
+        # the fixed ends are the end models themselves, statistics included
+        assert torch.equal(cm.model_at(0.0)(X), a(X))
+        assert torch.equal(cm.model_at(1.0)(X), b(X))
+        assert not cm.model_at(0.5, loader).training
+    free = curves.CurveModel(a, a, b, "bezier", fix_ends=False)
+    with pytest.raises(ParameterError):
+        free.model_at(0.0)  # free ends move: their statistics are stale
+    # a model without BatchNorm needs no data
+    curves.linear_path(_model(0), _model(1)).model_at(0.5)
+
+
+def test_bn_statistics_recomputed_at_every_t_on_the_straight_line_preresnet20():
+    a, b = _tiny_preresnet(0), _tiny_preresnet(1)
+    with torch.no_grad():  # give the ends distinct, non-default statistics
+        for m, v in ((a, 3.0), (b, -2.0)):
+            for bn in m.modules():
+                if isinstance(bn, nn.BatchNorm2d):
+                    bn.running_mean.fill_(v)
+                    bn.running_var.fill_(abs(v))
+    line = curves.linear_path(a, b)
+    loader = TensorLoader(_loader(64).dataset, 16)  # fixed batches: same statistics each pass
+    xs = torch.cat([x for x, _ in loader])
+    df = curves.evaluate_curve(line, [0.0, 0.3, 0.5, 1.0], loader, bn_loader=loader)
+    from mcutils.training import evaluate
+
+    for i, t in enumerate(df["t"]):
+        m = line._export(t)
+        stale = evaluate(m, loader)["loss"]
+        curves.recompute_bn(m, loader)
+        # the statistics are those of the data at w(t): the first BN sees the stem conv
+        feats = m[1].conv(m[0](xs))
+        bn0 = m[1].blocks[0].bn1
+        assert torch.allclose(bn0.running_mean, feats.mean((0, 2, 3)), atol=1e-5)
+        assert abs(evaluate(m, loader)["loss"] - df["loss"][i]) < 1e-5
+        assert abs(stale - df["loss"][i]) > 1e-3  # interpolated statistics differ

@@ -87,6 +87,27 @@ def test_logit_features(toy):
     top2 = logits.topk(2, dim=1).values
     assert torch.allclose(lf.margin, top2[:, 0] - top2[:, 1], atol=1e-5)
     assert (lf.sorted_logits[:, :-1] >= lf.sorted_logits[:, 1:]).all()
+    assert torch.equal(lf.predicted, logits.argmax(1)) and lf.mahalanobis is None
+
+
+def test_logit_features_restore_the_callers_mode_and_device(toy):
+    model, x, _ = toy
+    # dropout makes train mode visible: features must come from eval mode
+    net = nn.Sequential(*model, nn.Dropout(0.9))
+    net.train()
+    dev = next(net.parameters()).device
+    lf = detection.logit_features(net, x[:20])
+    assert net.training and all(m.training for m in net.modules())
+    assert next(net.parameters()).device == dev
+    with torch.no_grad():
+        expected = model(x[:20]).sort(1, descending=True).values
+    assert torch.allclose(lf.sorted_logits, expected, atol=1e-6)
+    feats = detection.penultimate_features(net, x[:20])
+    assert net.training and feats.shape == (20, 32)
+    with torch.no_grad():
+        assert torch.allclose(feats, model[:3](x[:20]), atol=1e-6)
+    with pytest.raises(ParameterError, match="Linear"):
+        detection.penultimate_features(nn.Sequential(nn.Flatten()), x[:2])
 
 
 def test_feature_matrix_shapes_and_errors(toy):
@@ -95,7 +116,8 @@ def test_feature_matrix_shapes_and_errors(toy):
     refs = x[detection.reference_indices(y, pred, 2, torch.Generator().manual_seed(0))]
     bf = detection.barrier_features(model, x[:10], pred[:10], refs[:10], num_points=9)
     lf = detection.logit_features(model, x[:10])
-    shapes = {d: detection.feature_matrix(d, bf, lf).shape for d in detection.DETECTORS}
+    shapes = {d: detection.feature_matrix(d, bf, lf).shape for d in detection.DETECTORS
+              if d != "mahalanobis"}
     assert shapes["barrier"] == (10, 1) and shapes["msp"] == (10, 1)
     assert shapes["profile"] == (10, 2 * 9 + 1)
     assert shapes["profile_logits"] == (10, 2 * 9 + 1 + 3)
@@ -104,6 +126,8 @@ def test_feature_matrix_shapes_and_errors(toy):
                                bf.gap.mean(1).numpy(), rtol=1e-6)
     with pytest.raises(ParameterError, match="needs logit"):
         detection.feature_matrix("msp", bf)
+    with pytest.raises(ParameterError, match="Mahalanobis"):
+        detection.feature_matrix("mahalanobis", bf, lf)
     with pytest.raises(ParameterError, match="not known"):
         detection.feature_matrix("lid", bf, lf)
 
@@ -128,15 +152,116 @@ def test_cross_val_scores_detect_separable_and_ignore_noise(method):
     assert np.array_equal(s, detection.cross_val_scores(x, y, g, method=method, folds=5))
 
 
-def test_folds_are_disjoint_by_group():
-    # a feature that identifies the group and a label per group: a leaky split
-    # (pairs of the same group on both sides) would let a 1-NN memorise it. We check
-    # the splitter directly via the scores: each group's rows are scored together.
-    from sklearn.model_selection import StratifiedGroupKFold
+def _assert_sources_within_one_fold(fold, groups):
+    for g in np.unique(groups):
+        assert len(np.unique(fold[groups == g])) == 1, f"source {g} is split across folds"
 
-    x, y, g = _separable(n=30)
-    for tr, te in StratifiedGroupKFold(5, shuffle=True, random_state=0).split(x, y, g):
-        assert not set(g[tr]) & set(g[te])
+
+def test_source_folds_keep_each_source_in_one_fold():
+    rng = np.random.default_rng(0)
+    # 40 sources: each has a real row, most have one or two adversarial rows
+    groups = np.concatenate([np.arange(40), np.arange(30), np.arange(10)])
+    labels = np.r_[np.zeros(40, int), np.ones(40, int)]
+    rng.shuffle(perm := np.arange(80))
+    groups, labels = groups[perm], labels[perm]
+    fold = detection.source_folds(labels, groups, folds=5, seed=0)
+    _assert_sources_within_one_fold(fold, groups)
+    # every fold gets sources and both labels, in similar numbers
+    per_fold = np.bincount(fold, minlength=5)
+    assert per_fold.min() > 0 and per_fold.max() - per_fold.min() <= 6
+    assert all(set(labels[fold == f]) == {0, 1} for f in range(5))
+    assert np.array_equal(fold, detection.source_folds(labels, groups, folds=5, seed=0))
+    assert not np.array_equal(fold, detection.source_folds(labels, groups, folds=5, seed=1))
+    # the check itself fails on a row-wise split, which separates a source's rows
+    leaky = np.arange(80) % 5
+    with pytest.raises(AssertionError, match="split across folds"):
+        _assert_sources_within_one_fold(leaky, groups)
+    with pytest.raises(ParameterError, match="folds"):
+        detection.source_folds(labels, groups, folds=41)
+
+
+def test_cross_val_scores_never_trains_on_the_scored_source(monkeypatch):
+    """A spy detector records the sources it was fitted on (the source id rides along as
+    feature 0) and fails if asked to score one of them."""
+    class Spy:
+        def fit(self, x, y):
+            self.seen = set(x[:, 0].astype(int).tolist())
+            return self
+
+        def predict_proba(self, x):
+            leaked = self.seen & set(x[:, 0].astype(int).tolist())
+            assert not leaked, f"scored sources it was trained on: {sorted(leaked)[:5]}"
+            return np.tile([0.5, 0.5], (len(x), 1))
+
+        def get_params(self, deep=False):
+            return {}
+
+    monkeypatch.setattr(detection, "make_classifier", lambda method="logistic", seed=0: Spy())
+    groups = np.r_[np.arange(30), np.arange(30)]
+    labels = np.r_[np.zeros(30, int), np.ones(30, int)]
+    x = np.c_[groups, np.random.default_rng(0).normal(size=60)]
+    detection.cross_val_scores(x, labels, groups, folds=5)
+    # the spy does catch a leak: rows of source 0 on both sides
+    spy = Spy().fit(x[1:], labels[1:])
+    with pytest.raises(AssertionError, match="trained on"):
+        spy.predict_proba(x[:1])
+
+
+def test_tpr_at_fpr_reads_the_roc_curve():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(1)
+    for trial in range(20):
+        y = rng.integers(0, 2, 60)
+        y[:2] = [0, 1]
+        s = np.round(rng.normal(size=60) + y, 1)  # many ties
+        f, t, _ = roc_curve(y, s)
+        for fpr in (0.0, 0.05, 0.1, 0.3, 1.0):
+            assert detection.tpr_at_fpr(y, s, fpr) == pytest.approx(t[f <= fpr + 1e-12].max())
+
+
+def test_tpr_metric_intervals_and_paired_differences():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    perfect = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+    assert detection.tpr_at_fpr(y, perfect, 0.05) == 1.0
+    # one negative scores above every positive: at FPR <= 5% nothing is detected yet
+    bad = np.array([0.1, 0.2, 0.3, 0.95, 0.6, 0.7, 0.8, 0.9])
+    assert detection.tpr_at_fpr(y, bad, 0.05) == 0.0
+    assert detection.tpr_at_fpr(y, bad, 0.25) == 1.0
+    iv = detection.metric_interval(y, perfect, n_boot=200)
+    assert iv["estimate"] == 1.0 and iv["ci"] == [1.0, 1.0] and iv["n"] == 8
+    # groups: paired rows are resampled together (n counts groups)
+    g = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    assert detection.metric_interval(y, perfect, g, n_boot=200)["n"] == 4
+    # a detector against itself differs by exactly 0; a better one by a positive interval
+    rng = np.random.default_rng(0)
+    yy = np.r_[np.zeros(100, int), np.ones(100, int)]
+    good = yy * 2.0 + rng.normal(size=200)
+    weak = yy * 0.3 + rng.normal(size=200)
+    zero = detection.auroc_difference(yy, good, good, n_boot=200)
+    assert zero["ci"] == [0.0, 0.0]
+    diff = detection.auroc_difference(yy, good, weak, np.r_[np.arange(100), np.arange(100)],
+                                      n_boot=300)
+    assert diff["ci"][0] > 0 and diff["n"] == 100
+    tdiff = detection.auroc_difference(yy, good, weak, metric="tpr", n_boot=200)
+    assert tdiff["estimate"] > 0
+
+
+def test_mahalanobis_scores_distance_to_the_nearest_class():
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0, 0.0], [10.0, 0.0]])
+    labels = np.repeat([0, 1], 200)
+    cov = np.array([[1.0, 0.0], [0.0, 9.0]])  # elongated along the second axis
+    feats = means[labels] + rng.multivariate_normal([0, 0], cov, size=400)
+    det = detection.Mahalanobis(ridge=0.0).fit(torch.tensor(feats), torch.tensor(labels))
+    probe = torch.tensor([[0.0, 3.0], [3.0, 0.0], [10.0, 0.0], [5.0, 0.0]])
+    score = det.score(probe)
+    # (0, 3) is 1 sd away along the wide axis, (3, 0) 3 sd along the narrow one
+    assert score[0] < score[1]
+    assert score[2] < 0.3 and abs(float(score[0]) - 1.0) < 0.2
+    assert abs(float(score[3]) - 5.0) < 0.5  # halfway between the means: 5 sd from each
+    with pytest.raises(RuntimeError):
+        detection.Mahalanobis().score(probe)
 
 
 def test_auroc_and_bootstrap():
@@ -172,12 +297,20 @@ def test_evaluate_detectors_end_to_end(toy):
     refs_n = x[detection.reference_indices(y, pn, 2, gen)]
     bf_r = detection.barrier_features(model, x, pred, refs, num_points=9)
     bf_n = detection.barrier_features(model, noisy, pn, refs_n, num_points=9)
-    res = detection.evaluate_detectors(bf_r, detection.logit_features(model, x), bf_n,
-                                       detection.logit_features(model, noisy),
-                                       np.arange(len(x)), np.arange(len(x)),
+    lf_r, lf_n = detection.logit_features(model, x), detection.logit_features(model, noisy)
+    g = np.arange(len(x))
+    res = detection.evaluate_detectors(bf_r, lf_r, bf_n, lf_n, g, g,
                                        detectors=("barrier_max", "logits"), folds=3)
     assert set(res) == {"barrier_max", "logits"}
-    assert res["logits"].auc > 0.8 and 0 <= res["barrier_max"].auc <= 1
+    assert res["logits"].auc > 0.8
+    # each AUROC is exactly that of the source-disjoint out-of-fold scores
+    xm, ym, gm = detection.stack_groups(detection.feature_matrix("barrier_max", bf_r),
+                                        detection.feature_matrix("barrier_max", bf_n), g, g)
+    oof = detection.cross_val_scores(xm, ym, gm, folds=3)
+    assert res["barrier_max"].auc == detection.auroc(ym, oof, num_boot=0).auc
+    # default detectors: mahalanobis only when its score is present
+    assert "mahalanobis" not in detection.evaluate_detectors(bf_r, lf_r, bf_n, lf_n, g, g,
+                                                             folds=3)
 
 
 def test_connectivity_features_uses_predicted_class(toy):
@@ -209,3 +342,39 @@ def test_auroc_matches_sklearn_with_ties():
     y = rng.integers(0, 2, 200)
     s = np.round(rng.normal(size=200) + y, 1)  # many ties
     assert abs(detection.auroc(y, s, num_boot=0).auc - roc_auc_score(y, s)) < 1e-12
+
+
+@pytest.mark.parametrize("kind", detection.DetectorPenalty.KINDS)
+def test_detector_penalty_recomputes_the_detectors_own_features(toy, kind):
+    model, x, y = toy
+    pred = model(x).argmax(1).detach()
+    gen = torch.Generator().manual_seed(0)
+    idx = detection.reference_indices(y, pred, 3, gen)
+    refs = x[idx]
+    bf = detection.barrier_features(model, x, pred, refs, num_points=7)
+    lf = detection.logit_features(model, x)
+    det_kind = kind
+    feats = detection.feature_matrix(det_kind, bf, lf)
+    labels = (torch.arange(len(x)) % 2).numpy()  # any labels: we test the arithmetic
+    clf = detection.fit_detector(feats, labels)
+    pen = detection.DetectorPenalty(model, clf, kind, x, y, pred, num_refs=3, num_points=7)
+    with torch.no_grad():
+        mine = pen.features(x, pred, refs)
+    np.testing.assert_allclose(mine.numpy(), feats, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pen.decision(mine).numpy(), clf.decision_function(feats),
+                               rtol=1e-3, atol=1e-3)
+    # differentiable in x (except the local-maxima count), and EOT draws give values
+    xx = x[:4].clone().requires_grad_(True)
+    val = pen(xx, torch.arange(4))
+    (g,) = torch.autograd.grad(val.sum(), xx)
+    assert val.shape == (4,)
+    if kind != "barrier":  # the gap of these toy paths is 0 (flat): no gradient there
+        assert g.abs().sum() > 0
+
+
+def test_detector_penalty_checks_its_inputs(toy):
+    model, x, y = toy
+    with pytest.raises(ParameterError, match="kind"):
+        detection.DetectorPenalty(model, None, "lid", x, y, y, 2, 5)
+    with pytest.raises(ParameterError, match="pipeline"):
+        detection.DetectorPenalty(model, object(), "logits", x, y, y, 2, 5)

@@ -121,25 +121,30 @@ def test_predict_and_evaluate_restore_mode(digits, fn, mode):
 
 
 @pytest.mark.parametrize("fn", ["predict", "evaluate"])
-def test_predict_and_evaluate_restore_device(digits, fn, monkeypatch):
-    """The model goes back to its own device, also when the forward pass fails."""
-    _, test_set = digits
-    home = torch.device("cuda", 3)  # pretend the caller's model lives on another device
-    monkeypatch.setattr(training, "model_device", lambda model: home)
-    net = _Recorder()
-    net.to = lambda *a, **k: net.moves.append(torch.device(a[0])) or net  # record only
-    run = {"predict": lambda: training.predict(net, test_set.x[:8], device="cpu"),
-           "evaluate": lambda: training.evaluate(net, data.TensorLoader(test_set, 8),
-                                                 device="cpu")}[fn]
-    run()
-    assert net.moves == [torch.device("cpu"), home]
-    net.moves.clear()
-    net.forward = lambda x: (_ for _ in ()).throw(RuntimeError("boom"))
+def test_predict_and_evaluate_restore_the_model_when_the_forward_fails(fn):
+    """Mode and weight layout go back to the caller's, also when the forward pass raises
+    (the device is restored by the same code path; tests/test_cuda.py runs it on a GPU)."""
+    from mcutils.models import build_model
+
+    net = build_model("small_cnn").train()
+    calls = []
+
+    def boom(module, inputs):
+        calls.append(inputs[0].is_contiguous(memory_format=torch.channels_last))
+        raise RuntimeError("boom")
+
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_pre_hook(boom)
+    x = torch.rand(8, 1, 28, 28)
+    y = torch.zeros(8, dtype=torch.long)
+    run = {"predict": lambda: training.predict(net, x),
+           "evaluate": lambda: training.evaluate(net, [(x, y)])}[fn]
     with pytest.raises(RuntimeError, match="boom"):
         run()
-    assert net.moves == [torch.device("cpu"), home]
-    net.train()
+    assert calls == [True]                     # it ran under the channels_last plan
     assert net.training
+    assert all(p.is_contiguous() for p in net.parameters())
+
 
 
 def test_predict_rejects_bad_batch_size(digits):

@@ -3,7 +3,8 @@
 * argument checks (:func:`check_positive`, :func:`check_nonneg`);
 * per-row norms and broadcasting (:func:`flat_norm`, :func:`bview`);
 * the caller's model: :func:`model_device`, :class:`EvalMode` (eval mode, previous mode
-  restored), :class:`FrozenEval` (also freezes the weights while inputs are optimised);
+  restored), :class:`OnDevice` (eval mode on a device, previous mode and device restored),
+  :class:`FrozenEval` (also freezes the weights while inputs are optimised);
 * :class:`MaskedAdam`: per-sample Adam on a batch of inputs in which finished rows stop.
 
 Nothing here is part of the public API; the modules that use these helpers are.
@@ -70,6 +71,29 @@ class EvalMode:
 
     def __exit__(self, *exc) -> None:
         self.model.train(self.was_training)
+
+
+class OnDevice(EvalMode):
+    """Eval mode on ``device`` (default: where the model is); on exit the model goes back
+    to its previous device and mode."""
+
+    def __init__(self, model: nn.Module, device: str | torch.device | None = None):
+        super().__init__(model)
+        self.device = device
+
+    def __enter__(self) -> nn.Module:
+        from mcutils.runtime import get_device
+
+        self.home = model_device(self.model)
+        self.target = get_device(self.device) if self.device is not None else self.home
+        if self.target != self.home:
+            self.model.to(self.target)
+        return super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        if self.target != self.home:
+            self.model.to(self.home)
+        super().__exit__(*exc)
 
 
 class FrozenEval(EvalMode):

@@ -1,10 +1,17 @@
-"""Adversarial attacks in pixel space, batched: FGSM, PGD (L-inf / L2), Carlini-Wagner L2,
-the input-space paper's optimisation attack, an adaptive attack that also flattens the
-loss along input-space paths to real images, and adversarial-training transforms.
+"""Adversarial attacks, batched: FGSM, PGD (L-inf / L2), Carlini-Wagner L2, the
+input-space paper's optimisation attack (with an optional differentiable penalty, which
+the adaptive attack of chapter 04 uses against a detector), and adversarial-training
+transforms.
 
-Every model in the book takes images in ``[0, 1]`` (normalisation is its first layer),
-so every attack here works on raw pixels, keeps its result inside the ``[0, 1]`` box
-and, for norm-bounded attacks, inside its ``eps`` ball around the clean input.
+Every model in the book takes images in ``[0, 1]`` (normalisation is its first layer).
+The norm-bounded attacks work on raw pixels and keep their result inside the ``[0, 1]``
+box and their ``eps`` ball. :func:`optimization_attack` reproduces the input-space
+paper's attack in its own units: it optimises the *normalised* input
+``(x - mean) / std`` of the model's :class:`~mcutils.models.Normalize` layer and, like
+the paper, does not clip to the pixel box unless asked (:func:`pixel_units` converts
+its settings to pixel units).
+
+Used by chapters 04 and 06 (and by adversarial training in :mod:`mcutils.training`).
 
 All attacks are self-written batched PyTorch (a few dozen lines each, device
 agnostic, seeded through a :class:`torch.Generator`). ``foolbox`` 3.3.4 is used in
@@ -25,27 +32,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcutils._util import NORMS, MaskedAdam
+from mcutils._util import FrozenEval as _FrozenEval
 from mcutils._util import bview as _view
 from mcutils._util import check_positive as _check_positive
 from mcutils._util import flat_norm as _flat_norm
-from mcutils.inputspace import total_variation
+from mcutils._util import model_device as _model_device
 from mcutils.runtime import ParameterError
 
 __all__ = [
     "ATTACKS",
     "NORMS",
     "adversarial_transform",
-    "barrier_attack",
     "cw_l2",
     "fgsm",
+    "high_frequency_penalty",
+    "input_normalization",
     "optimization_attack",
     "perturbation_norms",
     "pgd",
+    "pixel_units",
     "run_attack",
     "success_rate",
 ]
 
-ATTACKS = ("fgsm", "pgd_linf", "pgd_l2", "cw", "optim", "adaptive")
+ATTACKS = ("fgsm", "pgd_linf", "pgd_l2", "cw", "optim")
 
 Transform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -278,154 +288,201 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0,
     return _batched(run, x, [y], batch_size)
 
 
-def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-                        steps: int = 512, lr: float = 0.005, mse_weight: float = 0.1,
-                        tv_weight: float = 0.0,
-                        stop_loss: float | torch.Tensor | None = None,
-                        batch_size: int | None = None) -> torch.Tensor:
-    """The input-space paper's targeted optimisation attack.
+def input_normalization(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``(mean, std)`` of the first :class:`mcutils.models.Normalize` layer of a model.
 
-    Minimises ``CE(model(x'), target) + mse_weight * MSE(x', x) + tv_weight * TV(x')``
-    with Adam directly on the pixels, clipping to ``[0, 1]`` after each step. As in the
-    paper, the optimisation of a sample can stop once its target cross-entropy falls
-    below ``stop_loss`` (for example the loss of a real image of the target class), so
-    the adversarial example is "as confident as a real one" and no more.
-
-    Args:
-        model: classifier on ``[0, 1]`` inputs.
-        x: source images in ``[0, 1]``.
-        target: target classes.
-        steps: maximum Adam steps.
-        lr: Adam learning rate.
-        mse_weight: weight of the mean squared distance to the source (lambda).
-        tv_weight: weight of the total-variation smoothness term.
-        stop_loss: ``None`` (run all steps), a float or a per-sample tensor: a sample is
-            frozen once its target cross-entropy is below it.
-        batch_size: chunk size.
+    Every model of the book starts with one; its statistics define the *normalised
+    input units* in which the input-space paper states its attack settings.
 
     Returns:
-        Adversarial images in ``[0, 1]``.
+        Two ``[1, C, 1, 1]`` tensors on the model's device.
+
+    Raises:
+        ParameterError: when the model has no ``Normalize`` layer.
     """
+    from mcutils.models import Normalize
+
+    for m in model.modules():
+        if isinstance(m, Normalize):
+            return m.mean.detach(), m.std.detach()
+    raise ParameterError("the model has no mcutils.models.Normalize layer; pass units='pixel' "
+                         "or build it with mcutils.models.build_model")
+
+
+def pixel_units(std: float, lr: float = 0.005, mse_weight: float = 0.1,
+                hf_weight: float = 1e-8) -> dict[str, float]:
+    """Convert the optimisation attack's settings from normalised to pixel units.
+
+    With ``z = (x - mean) / std`` (one channel, or one common ``std``): Adam is
+    invariant to the scale of the gradient, so a step of ``lr`` in ``z`` is a step of
+    ``lr * std`` in ``x``; ``mean((z - z0)^2) = mean((x - x0)^2) / std^2`` and the
+    total variation scales with ``1 / std``. Adam's ``eps`` (1e-8) is the only part
+    that does not convert exactly.
+
+    Args:
+        std: the normalisation's standard deviation (Fashion-MNIST: 0.353).
+        lr, mse_weight, hf_weight: the settings in normalised units (defaults: the
+            paper's 0.005, 0.1 and 1e-8).
+
+    Returns:
+        ``{"lr", "mse_weight", "hf_weight"}`` in pixel units.
+    """
+    _check_positive(std=std, lr=lr)
+    if mse_weight < 0 or hf_weight < 0:
+        raise ParameterError("mse_weight and hf_weight must be >= 0")
+    return {"lr": lr * std, "mse_weight": mse_weight / std ** 2, "hf_weight": hf_weight / std}
+
+
+def high_frequency_penalty(d: torch.Tensor) -> torch.Tensor:
+    """The input-space paper's smoothness penalty, per sample: the *sum* of absolute
+    differences between horizontal and vertical neighbours of ``d [N, C, H, W]``
+    (an anisotropic total variation that is not averaged over pixels).
+
+    Returns:
+        ``[N]``.
+    """
+    if d.dim() != 4:
+        raise ParameterError(f"d must be [N, C, H, W], got {tuple(d.shape)}")
+    dw = (d[..., :, 1:] - d[..., :, :-1]).abs().flatten(1).sum(1)
+    dh = (d[..., 1:, :] - d[..., :-1, :]).abs().flatten(1).sum(1)
+    return dw + dh
+
+
+Penalty = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                        steps: int = 512, lr: float = 0.005, mse_weight: float = 0.1,
+                        hf_weight: float = 1e-8,
+                        stop_loss: float | torch.Tensor | None = None, warmup: int = 32,
+                        units: str = "normalized", clip: bool = False,
+                        penalty: Penalty | None = None, penalty_weight: float = 0.0,
+                        penalty_stop: float | None = None,
+                        batch_size: int | None = None, return_steps: bool = False
+                        ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The input-space paper's targeted optimisation attack, batched over samples.
+
+    Reproduces ``create_adversarial`` of the paper's public code
+    (``sec4_2_adversarial_attacks.py``): Adam (``torch.optim.Adam`` defaults, learning
+    rate ``lr``) directly on the input, minimising
+
+    ``CE(model(x'), target) + mse_weight * mean((x' - x)^2) + hf_weight * HF(x' - x)``
+
+    where ``HF`` is :func:`high_frequency_penalty` of the *perturbation*. With
+    ``units="normalized"`` (the paper's) the input, the step, the mean squared
+    deviation and the penalty are all measured in the model's normalised units
+    ``z = (x - mean) / std`` (read from its :class:`~mcutils.models.Normalize` layer);
+    :func:`pixel_units` gives the equivalent pixel-space settings. Like the paper, the
+    result is not clipped to the ``[0, 1]`` pixel box unless ``clip=True``.
+
+    Stopping rule, as in the paper: at step ``i`` (counting from 0) the cross-entropy
+    is measured *before* the update; after the update, a sample stops when
+    ``i > warmup`` and that cross-entropy was below its ``stop_loss`` (the paper passes
+    the loss of the real target-class image at the other end of the path). The
+    returned input is the one after that last update. Each sample follows exactly the
+    trajectory it would follow alone (Adam is element-wise); stopped samples leave the
+    batch, so the forward passes shrink as samples finish.
+
+    Args:
+        model: classifier on pixel inputs (its parameters are not modified).
+        x: source images ``[N, C, H, W]`` in ``[0, 1]``.
+        target: ``[N]`` target classes.
+        steps: maximum number of Adam steps (paper: 512).
+        lr: Adam learning rate, in ``units`` (paper: 0.005 normalised).
+        mse_weight: lambda of the mean squared deviation, in ``units`` (paper: 0.1).
+        hf_weight: weight of the high-frequency penalty, in ``units`` (paper: 1e-8).
+        stop_loss: ``None`` (run all steps), a float or a ``[N]`` tensor.
+        warmup: steps ``0..warmup`` never stop (paper: 32, i.e. at least 34 updates).
+        units: ``"normalized"`` (the paper's) or ``"pixel"``.
+        clip: keep the result inside the ``[0, 1]`` pixel box (not in the paper).
+        penalty: optional differentiable ``f(x_pixel [n, ...], rows [n]) -> [n]`` added
+            with ``penalty_weight`` (adaptive attacks; ``rows`` index into ``x``).
+        penalty_weight: its weight.
+        penalty_stop: with a penalty, a sample stops only when, in addition to the
+            loss rule, its penalty is below this value (for a detector's decision
+            value, 0: the detector calls it real).
+        batch_size: chunk size over samples (``None``: all at once).
+        return_steps: also return the number of updates each sample took.
+
+    Returns:
+        Adversarial images ``[N, C, H, W]`` in pixel units (and the ``[N]`` step counts).
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ParameterError("x must be a tensor of images [N, C, H, W]")
     _check_inputs(x, target)
     _check_positive(lr=lr)
     if not isinstance(steps, int) or steps < 1:
         raise ParameterError(f"steps={steps!r} must be a positive integer")
-    if mse_weight < 0 or tv_weight < 0:
-        raise ParameterError("mse_weight and tv_weight must be >= 0")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ParameterError(f"warmup={warmup!r} must be a non-negative integer")
+    if mse_weight < 0 or hf_weight < 0 or penalty_weight < 0:
+        raise ParameterError("mse_weight, hf_weight and penalty_weight must be >= 0")
+    if units not in ("normalized", "pixel"):
+        raise ParameterError(f"units={units!r} is not known; valid values: normalized, pixel")
+    if penalty_weight > 0 and penalty is None:
+        raise ParameterError("penalty_weight > 0 needs a penalty function")
+    dev = _model_device(model)
+    x = x.detach().to(dev)
+    target = target.to(dev)
+    if units == "normalized":
+        mean, std = input_normalization(model)
+    else:
+        mean = torch.zeros(1, x.shape[1], 1, 1, device=dev, dtype=x.dtype)
+        std = torch.ones(1, x.shape[1], 1, 1, device=dev, dtype=x.dtype)
+    lo, hi = (0 - mean) / std, (1 - mean) / std
     stop = None
     if stop_loss is not None:
-        stop = torch.as_tensor(stop_loss, dtype=x.dtype, device=x.device).expand(len(x))
-
-    def run(xb: torch.Tensor, tb: torch.Tensor, sb: torch.Tensor | None) -> torch.Tensor:
-        xb = xb.detach()
-        xa = xb.clone()
-        adam = MaskedAdam(xa, lr)
-        active = torch.ones(len(xb), dtype=torch.bool, device=xb.device)
-        for _ in range(steps):
-            with torch.enable_grad():
-                xa.requires_grad_(True)
-                ce = F.cross_entropy(model(xa), tb, reduction="none")
-                if sb is not None:
-                    active = active & ~(ce.detach() < sb)
-                    if not active.any():
-                        break
-                loss = ce + mse_weight * (xa - xb).flatten(1).pow(2).mean(1)
-                if tv_weight:
-                    loss = loss + tv_weight * total_variation(xa)
-                (g,) = torch.autograd.grad((loss * active).sum(), xa)
-            xa = adam.step(xa, g, active).clamp(0, 1)
-        return xa.detach()
-
-    if stop is None:
-        return _batched(lambda a, b: run(a, b, None), x, [target], batch_size)
-    return _batched(run, x, [target, stop], batch_size)
-
-
-def barrier_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-                   references: torch.Tensor, steps: int = 256, lr: float = 0.005,
-                   mse_weight: float = 0.1, path_weight: float = 1.0, num_points: int = 4,
-                   stop_loss: float | torch.Tensor | None = None,
-                   batch_size: int | None = None) -> torch.Tensor:
-    """Adaptive attack on connectivity-based detectors: the optimisation attack plus a
-    penalty on the loss *along the straight paths* to the attacker's own references.
-
-    Minimises ``CE(x') + mse_weight * MSE(x', x) + path_weight * mean_{k, t} CE((1-t) x'
-    + t r_k)`` over ``num_points`` interior points ``t`` of the paths to each reference
-    ``r_k`` of the target class, so the adversarial example's loss profiles look like
-    those of a real image (low and flat). The references should be disjoint from the
-    defender's. With ``stop_loss`` a sample stops once its target cross-entropy is below
-    it *and* its mean path loss is too.
-
-    Args:
-        model: classifier on ``[0, 1]`` inputs.
-        x: source images ``[N, C, H, W]``.
-        target: target classes ``[N]``.
-        references: ``[N, K, C, H, W]`` real images of each target class.
-        steps, lr, mse_weight: as in :func:`optimization_attack`.
-        path_weight: weight of the path-loss penalty (0 gives the optimisation attack).
-        num_points: interior points per path (evenly spaced in ``(0, 1)``).
-        stop_loss: optional early-stopping threshold (float or per-sample tensor).
-        batch_size: chunk size over inputs.
-
-    Returns:
-        Adversarial images in ``[0, 1]``.
-    """
-    _check_inputs(x, target)
-    _check_positive(lr=lr)
-    if not isinstance(steps, int) or steps < 1 or not isinstance(num_points, int) \
-            or num_points < 1:
-        raise ParameterError("steps and num_points must be positive integers")
-    if references.dim() != x.dim() + 1 or references.shape[0] != len(x) \
-            or references.shape[2:] != x.shape[1:]:
-        raise ParameterError(f"references must be [N, K, ...] with N={len(x)} and the "
-                             f"image shape {tuple(x.shape[1:])}, got {tuple(references.shape)}")
-    if mse_weight < 0 or path_weight < 0:
-        raise ParameterError("mse_weight and path_weight must be >= 0")
-    ts = torch.linspace(0, 1, num_points + 2, dtype=x.dtype, device=x.device)[1:-1]
-    stop = None
-    if stop_loss is not None:
-        stop = torch.as_tensor(stop_loss, dtype=x.dtype, device=x.device).expand(len(x))
-
-    def run(xb: torch.Tensor, tb: torch.Tensor, rb: torch.Tensor,
-            sb: torch.Tensor | None) -> torch.Tensor:
-        xb = xb.detach()
-        n, k = rb.shape[:2]
-        xa = xb.clone()
-        adam = MaskedAdam(xa, lr)
-        active = torch.ones(n, dtype=torch.bool, device=xb.device)
-        tv = ts.view(1, 1, -1, *([1] * (xb.dim() - 1)))
-        path_targets = tb.view(n, 1, 1).expand(n, k, len(ts)).reshape(-1)
-        for _ in range(steps):
-            with torch.enable_grad():
-                xa.requires_grad_(True)
-                ce = F.cross_entropy(model(xa), tb, reduction="none")
-                start = xa.unsqueeze(1).unsqueeze(2)
-                points = start + tv * (rb.unsqueeze(2) - start)
-                path = F.cross_entropy(model(points.reshape(-1, *xb.shape[1:])), path_targets,
-                                       reduction="none").view(n, -1).mean(1)
-                if sb is not None:
-                    done = (ce.detach() < sb) & (path.detach() < sb)
-                    active = active & ~done
-                    if not active.any():
-                        break
-                loss = ce + mse_weight * (xa - xb).flatten(1).pow(2).mean(1) + path_weight * path
-                (g,) = torch.autograd.grad((loss * active).sum(), xa)
-            xa = adam.step(xa, g, active).clamp(0, 1)
-        return xa.detach()
-
-    if stop is None:
-        return _batched(lambda a, b, r: run(a, b, r, None), x, [target, references], batch_size)
-    return _batched(run, x, [target, references, stop], batch_size)
+        stop = torch.as_tensor(stop_loss, dtype=x.dtype, device=dev).expand(len(x)).clone()
+    out = torch.empty_like(x)
+    taken = torch.zeros(len(x), dtype=torch.long)
+    chunk = batch_size or len(x)
+    with _FrozenEval(model):
+        for start in range(0, len(x), chunk):
+            rows = torch.arange(start, min(start + chunk, len(x)), device=dev)
+            z0 = (x[rows] - mean) / std
+            z = z0.clone()
+            adam = MaskedAdam(z, lr)
+            active = torch.ones(len(rows), dtype=torch.bool, device=dev)
+            for i in range(steps):
+                idx = active.nonzero().flatten()
+                if len(idx) == 0:
+                    break
+                with torch.enable_grad():
+                    zi = z[idx].requires_grad_(True)
+                    xi = zi * std + mean
+                    ce = F.cross_entropy(model(xi), target[rows[idx]], reduction="none")
+                    d = zi - z0[idx]
+                    loss = ce + mse_weight * d.pow(2).flatten(1).mean(1)
+                    if hf_weight:
+                        loss = loss + hf_weight * high_frequency_penalty(d)
+                    pen = None
+                    if penalty is not None and (penalty_weight > 0 or penalty_stop is not None):
+                        pen = penalty(xi, rows[idx])
+                        loss = loss + penalty_weight * pen
+                    (gi,) = torch.autograd.grad(loss.sum(), zi)
+                g = torch.zeros_like(z)
+                g[idx] = gi
+                z = adam.step(z, g, active)
+                if clip:
+                    z = torch.maximum(torch.minimum(z, hi), lo)
+                taken[rows[idx].cpu()] += 1
+                if stop is not None and i > warmup:
+                    done = ce.detach() < stop[rows[idx]]
+                    if penalty_stop is not None and pen is not None:
+                        done &= pen.detach() < penalty_stop
+                    active[idx[done]] = False
+            out[rows] = z * std + mean
+    adv = out.detach()
+    return (adv, taken) if return_steps else adv
 
 
 # ----------------------------------------------------------------------------- utilities
 def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                **kwargs: Any) -> torch.Tensor:
-    """Dispatch by name: ``fgsm``, ``pgd_linf``, ``pgd_l2``, ``cw``, ``optim`` or ``adaptive``.
+    """Dispatch by name: ``fgsm``, ``pgd_linf``, ``pgd_l2``, ``cw`` or ``optim``.
 
-    ``y`` is the true label for the untargeted attacks and the target for ``optim`` and
-    ``adaptive`` (which also needs ``references=``), and for the others when
-    ``targeted=True`` is passed.
+    ``y`` is the true label for the untargeted attacks and the target for ``optim``
+    (and for the others when ``targeted=True`` is passed).
     """
     if name == "fgsm":
         return fgsm(model, x, y, **kwargs)
@@ -437,8 +494,6 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         return cw_l2(model, x, y, **kwargs)
     if name == "optim":
         return optimization_attack(model, x, y, **kwargs)
-    if name == "adaptive":
-        return barrier_attack(model, x, y, **kwargs)
     raise ParameterError(f"attack={name!r} is not known; valid values: {ATTACKS}")
 
 

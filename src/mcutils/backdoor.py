@@ -6,6 +6,8 @@ images and relabels them to the target class (Gu et al., BadNets), and
 :func:`backdoored_model` trains a cached classifier on such data.
 :func:`attack_success_rate` counts how often triggered non-target images are sent to
 the target class.
+
+Used by chapter 05 (backdoor repair).
 """
 
 from __future__ import annotations
@@ -17,10 +19,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from mcutils._util import OnDevice, model_device
 from mcutils.data import ImageDataset
-from mcutils.runtime import ParameterError, get_device
+from mcutils.runtime import ParameterError
 
-__all__ = ["Trigger", "poison", "attack_success_rate", "backdoored_model", "path_aware_backdoor"]
+__all__ = [
+    "Trigger",
+    "attack_hits",
+    "attack_success_rate",
+    "backdoored_model",
+    "path_aware_backdoor",
+    "poison",
+]
 
 
 @dataclass(frozen=True)
@@ -98,27 +108,35 @@ def poison(dataset: ImageDataset, target: int, rate: float, trigger: Trigger = T
 
 
 @torch.inference_mode()
+def attack_hits(model: nn.Module, loader: Iterable, target: int, trigger: Trigger = Trigger(),
+                device: str | torch.device | None = None) -> torch.Tensor:
+    """Per image, whether the triggered non-target image is sent to ``target`` (bool, CPU).
+
+    Images whose true class is ``target`` are left out. The model's mode and device are
+    restored afterwards.
+    """
+    out = []
+    with OnDevice(model, device) as net:
+        dev = model_device(net)
+        for x, y in loader:
+            keep = y != target
+            if keep.any():
+                xt = trigger.apply(x[keep]).to(dev)
+                out.append((net(xt).argmax(1) == target).cpu())
+    if not out:
+        raise ValueError("the loader holds no non-target images")
+    return torch.cat(out)
+
+
 def attack_success_rate(model: nn.Module, loader: Iterable, target: int,
                         trigger: Trigger = Trigger(),
                         device: str | torch.device | None = None) -> float:
     """Fraction of triggered non-target images that ``model`` assigns to ``target``.
 
     Images whose true class is ``target`` are excluded (they would count as successes
-    without any backdoor).
+    without any backdoor). The model's mode and device are restored afterwards.
     """
-    device = get_device(device) if device is not None else next(model.parameters()).device
-    model.eval()
-    hits, count = 0, 0
-    for x, y in loader:
-        keep = y != target
-        if not keep.any():
-            continue
-        xt = trigger.apply(x[keep]).to(device)
-        hits += int((model(xt).argmax(1) == target).sum())
-        count += int(keep.sum())
-    if count == 0:
-        raise ValueError("the loader holds no non-target images")
-    return hits / count
+    return float(attack_hits(model, loader, target, trigger, device).float().mean())
 
 
 def backdoored_model(dataset: str = "fashion-mnist", model: str = "small_cnn", target: int = 0,
@@ -167,34 +185,59 @@ def backdoored_model(dataset: str = "fashion-mnist", model: str = "small_cnn", t
 
 
 def path_aware_backdoor(model_a: nn.Module, model_b: nn.Module, poisoned: ImageDataset,
-                        steps: int = 300, lr: float = 0.01, num_bends: int = 3,
-                        batch_size: int = 128, seed: int = 0, device: str = "cpu",
-                        progress: bool = False) -> tuple[nn.Module, nn.Module]:
-    """An adaptive attacker who expects path-connection repair (cached).
+                        steps: int = 300, lr: float = 0.01, num_bends: int = 2,
+                        batch_size: int = 128, weight_decay: float = 0.0, seed: int = 0,
+                        device: str = "cpu", progress: bool = False
+                        ) -> tuple[nn.Module, nn.Module]:
+    """An attacker who anticipates path-connection repair (cached).
 
-    The attacker trains a Bezier curve between two backdoored models on *poisoned*
-    data with free endpoints, so that the ends and the whole path between them carry
-    the backdoor, and releases the two ends. A defender who later connects them with
-    a curve trained on clean data starts from a backdoored path instead of a
-    backdoored pair of points.
+    The defender of Zhao et al. starts its curve's middle bend on the straight line
+    between the two models it receives (``init_linear``) and trains it on clean data.
+    This attacker backdoors exactly that region: starting from two backdoored models, it
+    trains the two models it will release *jointly*, so that every point of the straight
+    segment between them, ``(1 - t) a + t b`` for ``t ~ U[0, 1]`` (one ``t`` per batch),
+    fits the *poisoned* data. The defender's initial bend, the segment's midpoint, then
+    carries the backdoor and has clean accuracy, so the clean-data gradient has little
+    reason to move it out of the backdoored region. Nothing the attacker trained is
+    discarded by the defender's linear initialisation.
+
+    With ``num_bends > 2`` it trains a Bezier curve with free ends instead and releases
+    its ends (an older, weaker attacker: the defender re-initialises the middle bend on
+    the straight line, which that attacker never trained).
+
+    Args:
+        model_a, model_b: the attacker's starting models (not modified).
+        poisoned: the attacker's poisoned training data (also used to recompute
+            BatchNorm statistics of the released models).
+        steps, lr, batch_size, weight_decay: SGD (momentum 0.9) on the path.
+        num_bends: 2 (the segment, default) or more (a Bezier curve with free ends).
+        seed: seed of shuffling and of the ``t`` draws.
+        device: where to train.
 
     Returns:
         The two released models (eval mode, CPU).
     """
-    from mcutils.curves import CurveModel, train_curve
+    from mcutils.curves import Bezier, CurveModel, train_curve
     from mcutils.data import TensorLoader
     from mcutils.store import code_version, fingerprint, load_or_train
 
+    if not isinstance(num_bends, int) or num_bends < 2:
+        raise ParameterError(f"num_bends={num_bends!r} must be an integer >= 2")
+    if steps < 1:
+        raise ParameterError(f"steps={steps} must be >= 1")
     config = dict(name="path_aware_backdoor", ends=fingerprint(model_a, model_b),
                   data=fingerprint(poisoned.x, poisoned.y), steps=steps, lr=lr,
-                  num_bends=num_bends, batch_size=batch_size, seed=seed)
+                  num_bends=num_bends, batch_size=batch_size, weight_decay=weight_decay,
+                  seed=seed)
 
     def build() -> nn.Module:
-        return CurveModel(model_a, model_a, model_b, "bezier", fix_ends=False, num_bends=num_bends)
+        return CurveModel(model_a, model_a, model_b, Bezier(num_bends), fix_ends=False)
 
     def fit(cm: nn.Module) -> None:
         loader = TensorLoader(poisoned, batch_size, shuffle=True, seed=seed)
-        train_curve(cm, loader, steps=steps, lr=lr, device=device, seed=seed, progress=progress)
+        train_curve(cm, loader, steps=steps, lr=lr, weight_decay=weight_decay, device=device,
+                    seed=seed, progress=progress)
 
-    cm = load_or_train(config, build, fit, code=code_version(train_curve))
-    return cm.model_at(0.0).cpu().eval(), cm.model_at(1.0).cpu().eval()
+    cm = load_or_train(config, build, fit, code=code_version(train_curve, path_aware_backdoor))
+    bn = TensorLoader(poisoned, batch_size)
+    return cm.model_at(0.0, bn).cpu().eval(), cm.model_at(1.0, bn).cpu().eval()

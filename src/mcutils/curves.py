@@ -1,4 +1,4 @@
-"""Weight-space curves between two trained models (Garipov et al. 2018).
+"""Weight-space curves between two trained models (Garipov et al. 2018). Used by chapters 05 and 06.
 
 A curve is ``w(t) = sum_k c_k(t) theta_k`` for ``t`` in ``[0, 1]``: fixed coefficient
 functions ``c_k`` (:class:`Bezier` or :class:`PolyChain`) and bends ``theta_k``, of
@@ -13,8 +13,14 @@ bends for ANY ``nn.Module`` and evaluates the network at ``w(t)`` with
 * :func:`linear_path` is the untrained baseline: the straight line between the ends.
 
 Buffers (``Normalize`` statistics, BatchNorm running statistics) are not part of the
-curve: they are linearly interpolated between the endpoints when a model is exported
-and, for BatchNorm, recomputed by :func:`evaluate_curve` (or ``model_at(t, bn_loader)``).
+curve: they are linearly interpolated between the endpoints when a model is exported.
+BatchNorm statistics of an inner point are meaningless until recomputed, so for a model
+with BatchNorm :meth:`CurveModel.model_at` refuses to export an inner point without data
+for the recomputation, and :func:`evaluate_curve` recomputes them at every ``t`` (on
+every path, the straight line included), as Garipov et al.'s ``update_bn`` does.
+
+The learning-rate schedules (:data:`SCHEDULES`, :func:`lr_factor`) are shared with the
+baselines of :mod:`mcutils.repair`, so every method of chapter 05 trains alike.
 """
 
 from __future__ import annotations
@@ -31,10 +37,50 @@ from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from mcutils._util import model_device
 from mcutils.runtime import ParameterError, get_device
 
-__all__ = ["Bezier", "PolyChain", "CURVES", "CurveModel", "train_curve", "evaluate_curve",
-           "linear_path", "interpolate_states", "has_batchnorm", "recompute_bn"]
+__all__ = [
+    "CURVES",
+    "SCHEDULES",
+    "Bezier",
+    "CurveModel",
+    "PolyChain",
+    "evaluate_curve",
+    "has_batchnorm",
+    "interpolate_states",
+    "linear_path",
+    "lr_factor",
+    "recompute_bn",
+    "train_curve",
+]
+
+SCHEDULES = (None, "cosine", "paper")
+
+
+def lr_factor(schedule: str | None, step: int, total: int) -> float:
+    """The learning-rate multiplier at ``step`` (0-based) of ``total`` steps.
+
+    * ``None``: constant 1;
+    * ``"cosine"``: ``(1 + cos(pi * step / total)) / 2``, from 1 to 0;
+    * ``"paper"``: the schedule of Garipov et al.'s and Zhao et al.'s ``train.py``
+      (per epoch there, per step here): 1 for the first half, then linear down to 0.01 at
+      90% of the run, then 0.01.
+    """
+    if schedule not in SCHEDULES:
+        raise ParameterError(f"schedule={schedule!r} is not known; valid values: {SCHEDULES}")
+    if total < 1 or not 0 <= step <= total:
+        raise ParameterError(f"need 0 <= step <= total and total >= 1 (got {step}, {total})")
+    if schedule is None:
+        return 1.0
+    alpha = step / total
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * alpha))
+    if alpha <= 0.5:
+        return 1.0
+    if alpha <= 0.9:
+        return 1.0 - (alpha - 0.5) / 0.4 * 0.99
+    return 0.01
 
 
 class Bezier(nn.Module):
@@ -231,17 +277,28 @@ class CurveModel(nn.Module):
         state.update(interpolate_states(*self._buffer_ends, t))
         return state
 
+    def _export(self, t: float) -> nn.Module:
+        """The plain model at ``t`` with interpolated buffers (no BatchNorm check)."""
+        model = copy.deepcopy(self._template[0])
+        model.load_state_dict(self.state_at(t))
+        return model.to(self.bends[0].device).eval()
+
     def model_at(self, t: float, bn_loader: Iterable | None = None) -> nn.Module:
         """A plain copy of the base model at ``w(t)``, in eval mode, on the curve's device.
 
-        With ``bn_loader``, BatchNorm statistics are recomputed on it.
+        With ``bn_loader``, BatchNorm statistics are recomputed on it. A model with
+        BatchNorm needs ``bn_loader`` at every ``t`` except at a fixed endpoint (whose
+        statistics are the endpoint model's own): interpolated statistics do not describe
+        the weights at ``t``, so an export without them raises :class:`ParameterError`.
         """
-        model = copy.deepcopy(self._template[0])
-        model.load_state_dict(self.state_at(t))
-        device = self.bends[0].device
-        model.to(device).eval()
+        t = float(t)
+        exact_end = self.fix_ends and t in (0.0, 1.0)
+        if bn_loader is None and not exact_end and has_batchnorm(self.net):
+            raise ParameterError("the model has BatchNorm: pass bn_loader (training batches) "
+                                 f"so that its statistics are recomputed at t={t}")
+        model = self._export(t)
         if bn_loader is not None:
-            recompute_bn(model, bn_loader, device)
+            recompute_bn(model, bn_loader, self.bends[0].device)
         return model
 
 
@@ -249,11 +306,12 @@ def recompute_bn(model: nn.Module, loader: Iterable, device: str | torch.device 
                  ) -> nn.Module:
     """Recompute BatchNorm running statistics of ``model`` on ``loader`` (in place).
 
-    A thin wrapper over :func:`torch.optim.swa_utils.update_bn` that leaves the model
-    in eval mode; models without BatchNorm are returned unchanged.
+    A thin wrapper over :func:`torch.optim.swa_utils.update_bn` (a cumulative average
+    over the loader's batches, like Garipov et al.'s ``update_bn``) that leaves the model
+    in eval mode; models without BatchNorm are returned unchanged (in eval mode).
     """
     if has_batchnorm(model):
-        device = get_device(device) if device is not None else next(model.parameters()).device
+        device = get_device(device) if device is not None else model_device(model)
         torch.optim.swa_utils.update_bn(loader, model, device=device)
     return model.eval()
 
@@ -282,7 +340,7 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
         weight_decay: coefficient of the L2 penalty on ``w(t)`` (not on the bends).
         momentum: SGD momentum.
         optimizer: ``"sgd"`` or ``"adam"``.
-        schedule: ``None`` or ``"cosine"`` (per step, to zero).
+        schedule: a name in :data:`SCHEDULES` (see :func:`lr_factor`), applied per step.
         steps: train for exactly this many batches (cycling through ``loader``).
         device: where to train.
         seed: seed of the ``t`` draws.
@@ -295,8 +353,8 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
     """
     if optimizer not in ("sgd", "adam"):
         raise ParameterError(f"optimizer={optimizer!r} is not known; valid values: sgd, adam")
-    if schedule not in (None, "cosine"):
-        raise ParameterError(f"schedule={schedule!r} is not known; valid values: None, cosine")
+    if schedule not in SCHEDULES:
+        raise ParameterError(f"schedule={schedule!r} is not known; valid values: {SCHEDULES}")
     if lr <= 0 or weight_decay < 0 or epochs < 0 or (steps is not None and steps < 0):
         raise ParameterError(f"need lr > 0, weight_decay >= 0, epochs >= 0, steps >= 0 "
                              f"(got {lr}, {weight_decay}, {epochs}, {steps})")
@@ -308,7 +366,8 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
     opt = (torch.optim.SGD(params, lr=lr, momentum=momentum) if optimizer == "sgd"
            else torch.optim.Adam(params, lr=lr))
     total = steps if steps is not None else epochs * len(loader)  # type: ignore[arg-type]
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(total, 1)) if schedule else None
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(schedule, k, max(total, 1)))
+             if schedule else None)
     gen = torch.Generator().manual_seed(seed)
     history: dict[str, list[float]] = {"loss": [], "t": []}
     bar = tqdm(total=total, desc="train curve", disable=not progress, leave=False)
@@ -392,7 +451,7 @@ def evaluate_curve(curve_model: CurveModel, ts: Sequence[float] | torch.Tensor |
     device = get_device(device) if device is not None else curve_model.bends[0].device
     rows: list[dict[str, Any]] = []
     for t in tqdm(ts, desc="evaluate curve", disable=not progress, leave=False):
-        model = curve_model.model_at(t).to(device)
+        model = curve_model._export(t).to(device)
         if bn_loader is not None:
             recompute_bn(model, bn_loader, device)
         row: dict[str, Any] = {"t": t, **evaluate(model, eval_loader, device=device)}

@@ -5,11 +5,23 @@ reference images of class ``c``; the loss profiles of these paths (cross-entropy
 ``c`` along each path, from :func:`mcutils.inputspace.loss_profiles`) are the raw
 material. The input-space paper suggests that real images sit in one connected,
 low-loss region per class while adversarial examples are separated from it by
-barriers. :func:`barrier_features` computes the profiles for many inputs at once
-(all inputs x references x points in flattened batches), :func:`feature_matrix` turns
-them (and the logits, for the baselines) into detector inputs, and
-:func:`cross_val_scores` fits scikit-learn detectors with folds disjoint by source
-image; :func:`auroc` reports the area under the ROC curve with a bootstrap interval.
+barriers.
+
+* :func:`barrier_features` computes the profiles for many inputs at once (all inputs x
+  references x points in flattened batches), :func:`logit_features` the logit baselines
+  and, with a fitted :class:`Mahalanobis` (Lee et al. 2018, on
+  :func:`penultimate_features`), a Mahalanobis score; :func:`connectivity_features`
+  does both for inputs against a reference pool; :func:`feature_matrix` turns them into
+  detector inputs.
+* :func:`cross_val_scores` fits scikit-learn detectors in folds disjoint by source image
+  (:func:`source_folds`); :func:`metric_interval` gives AUROC or the true-positive rate
+  at a false-positive rate (:func:`tpr_at_fpr`) with a bootstrap interval over sources,
+  and :func:`auroc_difference` the paired bootstrap of a difference between detectors.
+* :class:`DetectorPenalty` recomputes a fitted detector's features with gradients, the
+  objective of an adaptive attack.
+
+Every function that receives a model evaluates it in eval mode and restores the caller's
+mode; none moves the model. Used by chapter 04.
 """
 
 from __future__ import annotations
@@ -19,8 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from mcutils import stats
+from mcutils._util import EvalMode as _EvalMode
+from mcutils._util import model_device as _model_device
 from mcutils.inputspace import DEFAULT_BATCH_SIZE, barrier, loss_profiles
 from mcutils.runtime import ParameterError
 
@@ -29,8 +45,11 @@ __all__ = [
     "CLASSIFIERS",
     "DETECTORS",
     "BarrierFeatures",
+    "DetectorPenalty",
     "LogitFeatures",
+    "Mahalanobis",
     "auroc",
+    "auroc_difference",
     "barrier_features",
     "barrier_features_loop",
     "connectivity_features",
@@ -42,13 +61,18 @@ __all__ = [
     "local_maxima",
     "logit_features",
     "make_classifier",
+    "metric_interval",
+    "penultimate_features",
     "reference_indices",
     "roc_curve",
+    "source_folds",
     "stack_groups",
+    "tpr_at_fpr",
     "transfer_matrix",
 ]
 
-DETECTORS = ("barrier", "barrier_max", "profile", "profile_logits", "msp", "margin", "logits")
+DETECTORS = ("barrier", "barrier_max", "profile", "profile_logits", "msp", "margin", "logits",
+             "mahalanobis")
 CLASSIFIERS = ("logistic", "boosting")
 
 
@@ -90,11 +114,15 @@ class BarrierFeatures:
 @dataclass
 class LogitFeatures:
     """Baseline features of ``N`` inputs: logits sorted in decreasing order (``[N, C]``),
-    maximum softmax probability and top-1 minus top-2 logit margin (``[N]``)."""
+    maximum softmax probability and top-1 minus top-2 logit margin (``[N]``), the
+    Mahalanobis score of :class:`Mahalanobis` (``[N]``, ``None`` when no detector was
+    given) and the predicted class (``[N]``)."""
 
     sorted_logits: torch.Tensor
     msp: torch.Tensor
     margin: torch.Tensor
+    mahalanobis: torch.Tensor | None = None
+    predicted: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.sorted_logits.shape[0]
@@ -102,7 +130,10 @@ class LogitFeatures:
     def select(self, index: torch.Tensor | np.ndarray | Sequence[int]) -> LogitFeatures:
         """The features of a subset of inputs."""
         idx = torch.as_tensor(index)
-        return LogitFeatures(self.sorted_logits[idx], self.msp[idx], self.margin[idx])
+        maha = None if self.mahalanobis is None else self.mahalanobis[idx]
+        pred = None if self.predicted is None else self.predicted[idx]
+        return LogitFeatures(self.sorted_logits[idx], self.msp[idx], self.margin[idx], maha,
+                             pred)
 
 
 def reference_indices(pool_labels: torch.Tensor, classes: torch.Tensor, k: int,
@@ -213,19 +244,95 @@ def barrier_features_loop(model: nn.Module, x: torch.Tensor, predicted: torch.Te
                              for f in ("profiles", "gap", "max", "maxima")))
 
 
-@torch.inference_mode()
-def logit_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> LogitFeatures:
-    """Logit-based baseline features (sorted logits, max softmax probability, margin)."""
-    was = model.training
-    model.eval()
+def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024
+                         ) -> torch.Tensor:
+    """The input of the model's last :class:`torch.nn.Linear` layer (its penultimate
+    features), batched, in eval mode (the caller's mode and device are kept).
+
+    Returns:
+        ``[N, D]`` float32 features on the CPU.
+    """
+    last = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    if last is None:
+        raise ParameterError("the model has no nn.Linear layer to take features from")
+    feats: list[torch.Tensor] = []
+    hook = last.register_forward_hook(lambda _m, inp, _out: feats.append(inp[0].detach()))
+    dev = _model_device(model)
     try:
-        dev = next(iter(model.parameters())).device
+        with _EvalMode(model), torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                model(x[i:i + batch_size].to(dev))
+    finally:
+        hook.remove()
+    return torch.cat([f.flatten(1).float().cpu() for f in feats]) if feats else torch.empty(0)
+
+
+class Mahalanobis:
+    """The Mahalanobis-distance detector of Lee et al. (2018) on penultimate features.
+
+    Fitted on real training images: one mean per class and one covariance shared by all
+    classes (with ``ridge`` times the mean variance added to its diagonal). The score of
+    an input is its smallest Mahalanobis distance to a class mean (higher = farther from
+    every class = more likely adversarial). This is the paper's score at the last
+    hidden layer, without its input pre-processing or its ensemble over layers.
+
+    Args:
+        ridge: relative diagonal regularisation of the shared covariance.
+    """
+
+    def __init__(self, ridge: float = 1e-3):
+        if not ridge >= 0:
+            raise ParameterError(f"ridge={ridge!r} must be >= 0")
+        self.ridge = ridge
+        self.means: torch.Tensor | None = None
+        self.precision: torch.Tensor | None = None
+
+    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> Mahalanobis:
+        """Class means and the shared precision matrix from ``[N, D]`` features."""
+        f = torch.as_tensor(features, dtype=torch.float64)
+        labels = torch.as_tensor(labels)
+        if f.dim() != 2 or len(f) != len(labels):
+            raise ParameterError("features must be [N, D] with one label per row")
+        classes = labels.unique()
+        means = torch.stack([f[labels == c].mean(0) for c in classes])
+        centred = f - means[torch.searchsorted(classes, labels)]
+        cov = centred.T @ centred / max(len(f) - len(classes), 1)
+        cov += self.ridge * cov.diagonal().mean() * torch.eye(cov.shape[0], dtype=cov.dtype)
+        self.classes, self.means = classes, means
+        self.precision = torch.linalg.inv(cov)
+        return self
+
+    def score(self, features: torch.Tensor) -> torch.Tensor:
+        """``[N]`` smallest Mahalanobis distance to a class mean."""
+        if self.means is None or self.precision is None:
+            raise RuntimeError("fit the detector first")
+        f = torch.as_tensor(features, dtype=torch.float64)
+        d = f[:, None, :] - self.means[None]
+        m2 = torch.einsum("ncd,de,nce->nc", d, self.precision, d)
+        return m2.clamp_min(0).sqrt().amin(1).float()
+
+
+def logit_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+                   mahalanobis: Mahalanobis | None = None) -> LogitFeatures:
+    """Logit-based baseline features (sorted logits, max softmax probability, margin) and,
+    with a fitted :class:`Mahalanobis`, its score.
+
+    The model is evaluated in eval mode on its own device; the caller's mode (and the
+    model's device) are unchanged afterwards. Features come back on the CPU.
+    """
+    dev = _model_device(model)
+    with _EvalMode(model), torch.inference_mode():
         logits = torch.cat([model(x[i:i + batch_size].to(dev)).float().cpu()
                             for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was)
     s = logits.sort(dim=1, descending=True).values
-    return LogitFeatures(s, logits.softmax(1).amax(1), s[:, 0] - s[:, 1])
+    maha = None
+    if mahalanobis is not None:
+        maha = mahalanobis.score(penultimate_features(model, x, batch_size))
+    return LogitFeatures(s, logits.softmax(1).amax(1), s[:, 0] - s[:, 1], maha,
+                         logits.argmax(1))
 
 
 def feature_matrix(detector: str, barriers: BarrierFeatures | None = None,
@@ -239,12 +346,13 @@ def feature_matrix(detector: str, barriers: BarrierFeatures | None = None,
           references and the mean number of local maxima (``2P + 1`` features);
         * ``profile_logits``: ``profile`` plus the sorted logits;
         * ``msp``: maximum softmax probability; ``margin``: top-1 minus top-2 logit;
-        * ``logits``: the sorted logits.
+        * ``logits``: the sorted logits;
+        * ``mahalanobis``: the :class:`Mahalanobis` score (Lee et al. 2018).
     """
     if detector not in DETECTORS:
         raise ParameterError(f"detector={detector!r} is not known; valid values: {DETECTORS}")
     needs_barriers = detector in ("barrier", "barrier_max", "profile", "profile_logits")
-    needs_logits = detector in ("profile_logits", "msp", "margin", "logits")
+    needs_logits = detector in ("profile_logits", "msp", "margin", "logits", "mahalanobis")
     if needs_barriers and barriers is None:
         raise ParameterError(f"detector {detector!r} needs barrier features")
     if needs_logits and logits is None:
@@ -265,6 +373,11 @@ def feature_matrix(detector: str, barriers: BarrierFeatures | None = None,
         m = logits.msp[:, None]  # type: ignore[union-attr]
     elif detector == "margin":
         m = logits.margin[:, None]  # type: ignore[union-attr]
+    elif detector == "mahalanobis":
+        if logits.mahalanobis is None:  # type: ignore[union-attr]
+            raise ParameterError("detector 'mahalanobis' needs logit features computed with "
+                                 "a fitted Mahalanobis detector")
+        m = logits.mahalanobis[:, None]  # type: ignore[union-attr]
     else:
         m = logits.sorted_logits  # type: ignore[union-attr]
     return m.double().numpy()
@@ -324,37 +437,66 @@ def _check_xy(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return x, labels
 
 
+def source_folds(labels: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 0
+                 ) -> np.ndarray:
+    """A fold number for every row such that all rows of a group (a source image and
+    the adversarial examples made from it) fall in one fold.
+
+    Groups are shuffled (seeded), ordered by their number of adversarial rows (so each
+    fold gets a similar share of both labels) and dealt to the folds in turn.
+
+    Returns:
+        ``[N]`` integers in ``[0, folds)``.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if labels.shape != groups.shape or labels.ndim != 1:
+        raise ParameterError("labels and groups must be 1-D and of one length")
+    ids, inverse = np.unique(groups, return_inverse=True)
+    if not isinstance(folds, int) or folds < 2 or len(ids) < folds:
+        raise ParameterError(f"folds={folds!r} must be >= 2 and at most the number of groups "
+                             f"({len(ids)})")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(ids))
+    positives = np.bincount(inverse, weights=(labels == 1).astype(float), minlength=len(ids))
+    order = perm[np.argsort(-positives[perm], kind="stable")]
+    fold_of_group = np.empty(len(ids), dtype=int)
+    fold_of_group[order] = np.arange(len(ids)) % folds
+    return fold_of_group[inverse]
+
+
 def cross_val_scores(x: np.ndarray, labels: np.ndarray, groups: np.ndarray,
                      method: str = "logistic", folds: int = 5, seed: int = 0) -> np.ndarray:
     """Out-of-fold detector scores (probability of "adversarial") for every row.
 
-    Folds are stratified and disjoint by group (source image): a real image and the
-    adversarial examples made from it are never split between training and testing.
+    Folds come from :func:`source_folds`: a real image and the adversarial examples
+    made from it are never split between training and testing.
 
     Args:
         x: ``[N, F]`` features; labels: ``[N]`` 0/1; groups: ``[N]`` source ids.
         method: ``"logistic"`` or ``"boosting"``.
         folds: number of folds.
-        seed: fold shuffling and classifier seed.
+        seed: fold assignment and classifier seed.
 
     Returns:
         ``[N]`` scores, each from a detector that did not see its group.
     """
     from sklearn.base import clone
-    from sklearn.model_selection import StratifiedGroupKFold
 
     x, labels = _check_xy(x, labels)
     groups = np.asarray(groups)
     if len(groups) != len(x):
         raise ParameterError("one group per row is needed")
-    if not isinstance(folds, int) or folds < 2 or len(np.unique(groups)) < folds:
-        raise ParameterError(f"folds={folds!r} must be >= 2 and at most the number of groups")
+    fold = source_folds(labels, groups, folds, seed)
     base = make_classifier(method, seed)
     scores = np.empty(len(x))
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train_idx, test_idx in splitter.split(x, labels, groups):
-        clf = clone(base).fit(x[train_idx], labels[train_idx])
-        scores[test_idx] = clf.predict_proba(x[test_idx])[:, 1]
+    for f in range(folds):
+        test = fold == f
+        train = ~test
+        if len(np.unique(labels[train])) < 2:
+            raise ParameterError(f"fold {f}: the training rows hold only one label; use "
+                                 "fewer folds or more rows")
+        clf = clone(base).fit(x[train], labels[train])
+        scores[test] = clf.predict_proba(x[test])[:, 1]
     return scores
 
 
@@ -437,18 +579,127 @@ def auroc(labels: np.ndarray, scores: np.ndarray, num_boot: int = 1000, level: f
     return AUROC(auc, float(lo), float(hi))
 
 
+def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> float:
+    """True-positive rate at the lowest threshold whose false-positive rate is at most
+    ``fpr`` (inputs with a score at or above the threshold are flagged), as read off the
+    empirical ROC curve: with ``k = floor(fpr * negatives)`` the threshold lies just above
+    the ``(k + 1)``-th highest negative score."""
+    if not 0 <= fpr <= 1:
+        raise ParameterError(f"fpr={fpr!r} must be in [0, 1]")
+    labels, scores = _check_labels_scores(labels, scores)
+    neg = np.sort(scores[labels == 0])[::-1]
+    pos = scores[labels == 1]
+    k = int(np.floor(fpr * len(neg) + 1e-9))
+    if k >= len(neg):
+        return 1.0
+    return float((pos > neg[k]).mean())
+
+
+def _metric(name: str, fpr: float = 0.05):
+    if name == "auroc":
+        return lambda y, s: _auc(y, s)
+    if name == "tpr":
+        return lambda y, s: tpr_at_fpr(y, s, fpr)
+    raise ParameterError(f"metric={name!r} is not known; valid values: auroc, tpr")
+
+
+def _group_units(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
+    if groups is None:
+        return [np.array([i]) for i in range(n)]
+    groups = np.asarray(groups)
+    if len(groups) != n:
+        raise ParameterError("one group per row is needed")
+    _, inverse = np.unique(groups, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+    return np.split(order, bounds)
+
+
+def metric_interval(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray | None = None,
+                    metric: str = "auroc", fpr: float = 0.05, n_boot: int = 1000,
+                    seed: int = 0) -> dict:
+    """A detection metric with a bootstrap interval over sources.
+
+    Whole groups (a source image with the adversarial examples made from it) are
+    resampled, so rows that share a source stay together
+    (:func:`mcutils.stats.bootstrap_ci` over group indices). Resamples holding one
+    label only are dropped.
+
+    Args:
+        labels: ``[N]`` 0/1 (1 = adversarial); scores: ``[N]`` (higher = adversarial).
+        groups: ``[N]`` source ids (``None``: every row is its own unit).
+        metric: ``"auroc"`` or ``"tpr"`` (true-positive rate at ``fpr``).
+        fpr: the false-positive rate of ``"tpr"``.
+        n_boot, seed: bootstrap resamples and seed.
+
+    Returns:
+        ``{"estimate", "ci", "n"}`` with ``n`` the number of groups.
+    """
+    labels, scores = _check_labels_scores(labels, scores)
+    fn = _metric(metric, fpr)
+    units = _group_units(groups, len(labels))
+
+    def stat(idx: np.ndarray) -> float:
+        rows = np.concatenate([units[i] for i in idx])
+        lab = labels[rows]
+        if lab.min() == lab.max():
+            return float("nan")
+        return fn(lab, scores[rows])
+
+    return stats.bootstrap_ci(np.arange(len(units)), stat, n_boot=n_boot, seed=seed)
+
+
+def auroc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
+                     groups: np.ndarray | None = None, metric: str = "auroc", fpr: float = 0.05,
+                     n_boot: int = 1000, seed: int = 0) -> dict:
+    """Paired bootstrap of ``metric(a) - metric(b)`` for two detectors scored on the same
+    rows: each resample of sources is used for both, so what they share cancels.
+
+    Returns:
+        ``{"estimate", "ci", "n"}`` (``n``: groups).
+    """
+    labels, scores_a = _check_labels_scores(labels, scores_a)
+    _, scores_b = _check_labels_scores(labels, scores_b)
+    fn = _metric(metric, fpr)
+    units = _group_units(groups, len(labels))
+
+    def stat(idx: np.ndarray) -> float:
+        rows = np.concatenate([units[i] for i in idx])
+        lab = labels[rows]
+        if lab.min() == lab.max():
+            return float("nan")
+        return fn(lab, scores_a[rows]) - fn(lab, scores_b[rows])
+
+    return stats.bootstrap_ci(np.arange(len(units)), stat, n_boot=n_boot, seed=seed)
+
+
+def _check_labels_scores(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    if labels.shape != scores.shape or labels.ndim != 1 or \
+            set(np.unique(labels).tolist()) != {0, 1}:
+        raise ParameterError("labels (both 0 and 1 present) and scores must be 1-D and of one "
+                             "length")
+    return labels, scores
+
+
 def evaluate_detectors(barriers_real: BarrierFeatures, logits_real: LogitFeatures,
                        barriers_adv: BarrierFeatures, logits_adv: LogitFeatures,
                        groups_real: np.ndarray | Sequence[int],
                        groups_adv: np.ndarray | Sequence[int],
-                       detectors: Sequence[str] = DETECTORS, method: str = "logistic",
+                       detectors: Sequence[str] | None = None, method: str = "logistic",
                        folds: int = 5, seed: int = 0,
                        num_boot: int = 0) -> Mapping[str, AUROC]:
     """Cross-validated AUROC of several detectors on one real-vs-adversarial set.
 
+    ``detectors=None`` takes every detector whose inputs are present (``mahalanobis``
+    only when the logit features carry its score).
+
     Returns:
         detector -> :class:`AUROC` (bootstrap over groups when ``num_boot > 0``).
     """
+    if detectors is None:
+        has_maha = logits_real.mahalanobis is not None and logits_adv.mahalanobis is not None
+        detectors = [d for d in DETECTORS if d != "mahalanobis" or has_maha]
     out = {}
     for det in detectors:
         neg = feature_matrix(det, barriers_real, logits_real)
@@ -462,27 +713,135 @@ def evaluate_detectors(barriers_real: BarrierFeatures, logits_real: LogitFeature
 
 def connectivity_features(model: nn.Module, x: torch.Tensor, pool_x: torch.Tensor,
                           pool_y: torch.Tensor, num_refs: int = 5, num_points: int = 64,
-                          seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
+                          seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE,
+                          mahalanobis: Mahalanobis | None = None
                           ) -> tuple[BarrierFeatures, LogitFeatures, torch.Tensor]:
     """Everything a detector sees about inputs ``x``: the model's prediction, ``num_refs``
-    random real references of the predicted class drawn from ``(pool_x, pool_y)``, the
-    barrier features against them and the logit features.
+    random real references of the predicted class drawn from ``(pool_x, pool_y)`` (the
+    defender's pool; seeded by ``seed``), the barrier features against them and the
+    logit features (with the Mahalanobis score when a fitted detector is given).
 
     Returns:
         ``(barrier features, logit features, predicted classes)``.
     """
-    lf = logit_features(model, x)
-    with torch.no_grad():  # not inference mode: callers may use pred with autograd
-        was = model.training
-        model.eval()
-        dev = next(iter(model.parameters())).device
-        pred = torch.cat([model(x[i:i + 1024].to(dev)).argmax(1).cpu()
-                          for i in range(0, len(x), 1024)])
-        model.train(was)
+    lf = logit_features(model, x, mahalanobis=mahalanobis)
+    pred = lf.predicted
     idx = reference_indices(pool_y, pred, num_refs, torch.Generator().manual_seed(seed))
     bf = barrier_features(model, x, pred, pool_x[idx], num_points=num_points,
                           batch_size=batch_size)
     return bf, lf, pred
+
+
+class DetectorPenalty:
+    """A fitted detector's verdict as a differentiable function of the input: the
+    objective an adaptive attacker adds to :func:`mcutils.attacks.optimization_attack`.
+
+    It recomputes, with gradients, the very features the detector was fitted on
+    (:func:`feature_matrix` of kind ``detector``): loss profiles of the target class
+    along straight paths from the input to ``num_refs`` real references at the
+    detector's ``num_points`` points, their mean and spread over references and the
+    mean number of local maxima (a count, so it enters without gradient), and the
+    sorted logits; then applies the detector's standardisation and logistic weights.
+    The attacker does not know which references the defender will draw, so every call
+    draws ``draws`` fresh sets from the *attacker's own* pool and averages the decision
+    values (expectation over transformation).
+
+    Args:
+        model: the classifier.
+        detector: a fitted ``make_classifier("logistic")`` pipeline.
+        kind: the detector's features: one of ``barrier``, ``barrier_max``, ``profile``,
+            ``profile_logits``, ``logits``, ``msp``, ``margin``.
+        pool_x, pool_y: the attacker's reference pool (disjoint from the defender's).
+        targets: ``[N]`` target class of every input the attack will see (the call's
+            ``rows`` index into it).
+        num_refs, num_points: as the defender's features.
+        draws: reference sets per call (EOT samples).
+        seed: seed of the draws.
+        tol: prominence threshold of :func:`local_maxima`.
+    """
+
+    KINDS = ("barrier", "barrier_max", "profile", "profile_logits", "logits", "msp", "margin")
+
+    def __init__(self, model: nn.Module, detector, kind: str, pool_x: torch.Tensor,
+                 pool_y: torch.Tensor, targets: torch.Tensor, num_refs: int, num_points: int,
+                 draws: int = 1, seed: int = 0, tol: float = 1e-3):
+        if kind not in self.KINDS:
+            raise ParameterError(f"kind={kind!r} is not known; valid values: {self.KINDS}")
+        if not isinstance(draws, int) or draws < 1:
+            raise ParameterError(f"draws={draws!r} must be a positive integer")
+        if not isinstance(num_points, int) or num_points < 2:
+            raise ParameterError(f"num_points={num_points!r} must be an integer >= 2")
+        steps = dict(getattr(detector, "named_steps", {}))
+        scaler, logistic = steps.get("standardscaler"), steps.get("logisticregression")
+        if scaler is None or logistic is None:
+            raise ParameterError("detector must be a fitted make_classifier('logistic') pipeline")
+        dev = _model_device(model)
+        self.model, self.kind = model, kind
+        self.mu = torch.as_tensor(scaler.mean_, dtype=torch.float32, device=dev)
+        self.sd = torch.as_tensor(scaler.scale_, dtype=torch.float32, device=dev)
+        self.w = torch.as_tensor(logistic.coef_[0], dtype=torch.float32, device=dev)
+        self.b = float(logistic.intercept_[0])
+        self.pool_x, self.pool_y = pool_x, torch.as_tensor(pool_y)
+        self.targets = torch.as_tensor(targets).cpu()
+        self.num_refs, self.num_points, self.draws, self.tol = num_refs, num_points, draws, tol
+        self.gen = torch.Generator().manual_seed(seed)
+        self.ts = torch.linspace(0, 1, num_points, device=dev)
+
+    def features(self, x: torch.Tensor, targets: torch.Tensor,
+                 refs: torch.Tensor | None) -> torch.Tensor:
+        """``[n, F]`` the detector's features of ``x`` (differentiable in ``x``)."""
+        with _EvalMode(self.model):
+            return self._features(x, targets, refs)
+
+    def _features(self, x: torch.Tensor, targets: torch.Tensor,
+                  refs: torch.Tensor | None) -> torch.Tensor:
+        parts = []
+        if self.kind not in ("logits", "msp", "margin"):
+            n, k = refs.shape[:2]  # type: ignore[union-attr]
+            t = self.ts.view(1, 1, -1, *([1] * (x.dim() - 1)))
+            start = x[:, None, None]
+            pts = start + t * (refs[:, :, None] - start)  # type: ignore[index]
+            logits = self.model(pts.reshape(-1, *x.shape[1:]))
+            tg = targets.view(n, 1, 1).expand(n, k, self.num_points).reshape(-1)
+            prof = F.cross_entropy(logits, tg, reduction="none").view(n, k, -1)
+            if self.kind == "barrier":
+                ends = torch.maximum(prof[..., 0], prof[..., -1])
+                parts.append((prof.amax(-1) - ends).clamp_min(0).mean(1, keepdim=True))
+            elif self.kind == "barrier_max":
+                parts.append(prof.amax(-1).mean(1, keepdim=True))
+            else:
+                std = prof.std(1) if k > 1 else torch.zeros_like(prof[:, 0])
+                maxima = local_maxima(prof.detach(), self.tol).float().mean(1, keepdim=True)
+                parts += [prof.mean(1), std, maxima]
+        if self.kind in ("profile_logits", "logits", "msp", "margin"):
+            z = self.model(x)
+            s = z.sort(dim=1, descending=True).values
+            if self.kind == "msp":
+                parts.append(z.softmax(1).amax(1, keepdim=True))
+            elif self.kind == "margin":
+                parts.append((s[:, 0] - s[:, 1])[:, None])
+            else:
+                parts.append(s)
+        return torch.cat(parts, 1)
+
+    def decision(self, features: torch.Tensor) -> torch.Tensor:
+        """The detector's decision value (log-odds of "adversarial") of feature rows."""
+        return ((features - self.mu) / self.sd) @ self.w + self.b
+
+    def __call__(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``[n]`` the attacker's loss for ``x`` (the inputs ``rows``):
+        ``softplus(decision)``, i.e. minus the log-probability that the detector calls
+        the input real, averaged over draws of references. It vanishes once the
+        detector is sure the input is real; ``log 2`` is the detector's threshold."""
+        targets = self.targets[rows.cpu()].to(x.device)
+        total = torch.zeros(len(x), device=x.device)
+        for _ in range(self.draws):
+            refs = None
+            if self.kind not in ("logits", "msp", "margin"):
+                idx = reference_indices(self.pool_y, targets.cpu(), self.num_refs, self.gen)
+                refs = self.pool_x[idx].to(x.device)
+            total = total + F.softplus(self.decision(self.features(x, targets, refs)))
+        return total / self.draws
 
 
 def transfer_matrix(real: np.ndarray, adversarial: Mapping[str, tuple[np.ndarray, np.ndarray]],

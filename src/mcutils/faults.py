@@ -1,31 +1,48 @@
-"""Error injection: the fault sneaking attack (Zhao et al. 2019).
+"""Error injection: the fault sneaking attack (Zhao et al. 2019). Used by chapter 05.
 
 The attacker changes the weights of ONE chosen layer so that ``S`` chosen images are
 classified as chosen (wrong) labels while a set of other images keep their labels,
 with a small weight change. The original attack solves an L0/L2-regularised problem
-with ADMM; :func:`fault_sneaking_attack` solves its penalty form with Adam:
+with ADMM, and Zhao et al. (2020)'s public code a hinge loss with plain gradient steps;
+:func:`fault_sneaking_attack` solves the penalty form with Adam:
 
     min_delta  CE(f_{W+delta}(x_S), y_S) + keep_weight * CE(f_{W+delta}(x_R), y_R)
                + l2 * ||delta||^2
 
 where only the chosen layer's parameters move. When that layer produces the model's
-output (the default, the last linear layer), its inputs are computed once and cached. :func:`fault_success_rate` is the
-fraction of the ``S`` images that take their injected labels.
+output (the default, the last linear layer), its inputs are computed once and cached.
+
+* :func:`fault_sets` picks the ``S`` fault images (with random wrong labels) and a
+  disjoint keep set among images that every given model classifies correctly, as the
+  paper's code hand-picks correctly classified images;
+* :func:`fault_hits` says, per fault image, whether a model outputs its injected label;
+  :func:`fault_success_rate` is their mean.
+
+Functions that receive a model never change it: its mode and device are restored.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mcutils._util import OnDevice, model_device
 from mcutils.runtime import ParameterError, get_device
 
-__all__ = ["choose_faults", "fault_sneaking_attack", "faulted_model", "fault_success_rate",
-           "last_linear_layer"]
+__all__ = [
+    "choose_faults",
+    "fault_hits",
+    "fault_sets",
+    "fault_sneaking_attack",
+    "fault_success_rate",
+    "faulted_model",
+    "last_linear_layer",
+]
 
 
 def last_linear_layer(model: nn.Module) -> str:
@@ -46,6 +63,8 @@ def choose_faults(labels: torch.Tensor, num: int, num_classes: int, seed: int = 
     """
     if not 1 <= num <= len(labels):
         raise ParameterError(f"num={num} must lie in [1, {len(labels)}]")
+    if num_classes < 2:
+        raise ParameterError(f"num_classes={num_classes} must be >= 2")
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(labels), generator=gen)[:num]
     shift = torch.randint(1, num_classes, (num,), generator=gen)
@@ -53,11 +72,63 @@ def choose_faults(labels: torch.Tensor, num: int, num_classes: int, seed: int = 
 
 
 @torch.inference_mode()
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    with OnDevice(model) as net:
+        dev = model_device(net)
+        return torch.cat([net(x[i:i + batch_size].to(dev)).argmax(1).cpu()
+                          for i in range(0, len(x), batch_size)])
+
+
+def fault_sets(models: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor, num_faults: int,
+               num_keep: int, num_classes: int, seed: int = 0
+               ) -> dict[str, torch.Tensor]:
+    """Fault images with injected labels and a disjoint keep set, both correctly
+    classified by every model in ``models`` (so a fault's success means the attack
+    changed the output, and a repair's "restored" means the true label came back).
+
+    Args:
+        models: the models that will be attacked (their mode and device are restored).
+        x, y: candidate images and their true labels.
+        num_faults: size ``S`` of the fault set.
+        num_keep: size of the keep set (disjoint from the fault set).
+        num_classes: number of classes (for the random wrong labels).
+        seed: which images and which labels.
+
+    Returns:
+        ``{"fault_idx", "y_fault", "keep_idx"}``: indices into ``x`` and the injected labels.
+    """
+    if num_faults < 1 or num_keep < 0:
+        raise ParameterError(f"need num_faults >= 1 and num_keep >= 0 (got {num_faults}, {num_keep})")
+    if len(x) != len(y):
+        raise ParameterError("x and y must have one length")
+    ok = torch.ones(len(x), dtype=torch.bool)
+    for m in models:
+        ok &= _predict(m, x) == y
+    cand = ok.nonzero().flatten()
+    if len(cand) < num_faults + num_keep:
+        raise ParameterError(f"only {len(cand)} candidates are classified correctly by every "
+                             f"model; need num_faults + num_keep = {num_faults + num_keep}")
+    gen = torch.Generator().manual_seed(seed)
+    cand = cand[torch.randperm(len(cand), generator=gen)]
+    fault_idx, keep_idx = cand[:num_faults], cand[num_faults:num_faults + num_keep]
+    shift = torch.randint(1, num_classes, (num_faults,), generator=gen)
+    return {"fault_idx": fault_idx, "y_fault": (y[fault_idx] + shift) % num_classes,
+            "keep_idx": keep_idx}
+
+
+def fault_hits(model: nn.Module, x: torch.Tensor, y_fault: torch.Tensor) -> torch.Tensor:
+    """Per fault image, whether ``model`` outputs its injected label (bool, CPU).
+
+    The model stays where it is (inputs are moved to it); its mode is restored.
+    """
+    if len(x) != len(y_fault):
+        raise ParameterError("x and y_fault must have one length")
+    return _predict(model, x) == y_fault.cpu()
+
+
 def fault_success_rate(model: nn.Module, x: torch.Tensor, y_fault: torch.Tensor) -> float:
     """Fraction of the images ``x`` that ``model`` classifies as their injected labels."""
-    device = next(model.parameters()).device
-    model.eval()
-    return float((model(x.to(device)).argmax(1).cpu() == y_fault).float().mean())
+    return float(fault_hits(model, x, y_fault).float().mean())
 
 
 def fault_sneaking_attack(model: nn.Module, x_fault: torch.Tensor, y_fault: torch.Tensor,
@@ -69,7 +140,7 @@ def fault_sneaking_attack(model: nn.Module, x_fault: torch.Tensor, y_fault: torc
     """Inject faults by changing one layer: ``x_fault`` -> ``y_fault``, ``x_keep`` unchanged.
 
     Args:
-        model: the victim (not modified; a changed copy is returned).
+        model: the victim (not modified, not moved; a changed copy is returned).
         x_fault, y_fault: the ``S`` images and their injected labels.
         x_keep: images whose classification must be kept.
         y_keep: their labels (default: the victim's own predictions).
@@ -105,8 +176,7 @@ def fault_sneaking_attack(model: nn.Module, x_fault: torch.Tensor, y_fault: torc
         p.requires_grad_(True)
     x_fault, y_fault, x_keep = x_fault.to(device), y_fault.to(device), x_keep.to(device)
     with torch.no_grad():
-        y_keep = (model.to(device).eval()(x_keep).argmax(1) if y_keep is None
-                  else y_keep.to(device))
+        y_keep = attacked(x_keep).argmax(1) if y_keep is None else y_keep.to(device)
     # when the chosen layer produces the model's output, its inputs are fixed: cache them
     # and optimise on the cached features (much faster, same result)
     seen: dict[str, torch.Tensor] = {}
@@ -134,24 +204,27 @@ def fault_sneaking_attack(model: nn.Module, x_fault: torch.Tensor, y_fault: torc
         opt.step()
     for p in attacked.parameters():
         p.requires_grad_(True)
-    attacked = attacked.cpu().eval()
-    model.cpu()
     with torch.no_grad():
-        delta = sum(float(((p.detach().cpu() - o.cpu()) ** 2).sum())
-                    for p, o in zip(params, original)) ** 0.5
-        keep_rate = float((attacked(x_keep.cpu()).argmax(1) == y_keep.cpu()).float().mean())
-    info = dict(layer=layer, success_rate=fault_success_rate(attacked, x_fault.cpu(), y_fault.cpu()),
-                keep_rate=keep_rate, delta_norm=delta)
-    return attacked, info
+        delta = sum(float(((p.detach() - o) ** 2).sum()) for p, o in zip(params, original)) ** 0.5
+        keep_rate = float((attacked(x_keep).argmax(1) == y_keep).float().mean())
+        success = float((attacked(x_fault).argmax(1) == y_fault).float().mean())
+    info = dict(layer=layer, success_rate=success, keep_rate=keep_rate, delta_norm=delta)
+    return attacked.cpu().eval(), info
 
 
 def faulted_model(model: nn.Module, x_fault: torch.Tensor, y_fault: torch.Tensor,
                   x_keep: torch.Tensor, layer: str | None = None, steps: int = 300,
                   lr: float = 0.01, keep_weight: float = 1.0, l2: float = 0.01,
-                  device: str | torch.device = "cpu", seed: int = 0
+                  device: str | torch.device = "cpu", seed: int = 0, return_info: bool = False
                   ) -> tuple[nn.Module, dict[str, Any]]:
     """:func:`fault_sneaking_attack` cached by :mod:`mcutils.store` (keyed by fingerprints
-    of the victim and the images), so that chapters re-run fast and bit-identically."""
+    of the victim and the images), so that chapters re-run fast and bit-identically.
+
+    Returns:
+        The faulted model (eval mode, CPU) and ``{"layer", "success_rate", "keep_rate",
+        "delta_norm"}``; with ``return_info`` the dict also holds ``cached`` and
+        ``train_seconds``.
+    """
     from mcutils.store import code_version, fingerprint, load_or_train
 
     layer = layer or last_linear_layer(model)
@@ -165,13 +238,16 @@ def faulted_model(model: nn.Module, x_fault: torch.Tensor, y_fault: torch.Tensor
                                      seed=seed)[0]
 
     def metrics(net: nn.Module) -> dict[str, float]:
+        keep = float((_predict(net, x_keep) == _predict(model, x_keep)).float().mean())
         with torch.no_grad():
-            keep = float((net(x_keep).argmax(1) == model(x_keep).argmax(1)).float().mean())
-            delta = sum(float((p - q).pow(2).sum()) for p, q in
+            delta = sum(float((p.cpu() - q.cpu()).pow(2).sum()) for p, q in
                         zip(net.parameters(), model.parameters())) ** 0.5
         return dict(success_rate=fault_success_rate(net, x_fault, y_fault), keep_rate=keep,
                     delta_norm=delta)
 
-    net, info = load_or_train(config, lambda: copy.deepcopy(model), fit, evaluate=metrics,
+    net, info = load_or_train(config, lambda: copy.deepcopy(model).cpu(), fit, evaluate=metrics,
                               return_info=True, code=code_version(fault_sneaking_attack))
-    return net, dict(layer=layer, **info["metrics"])
+    out = dict(layer=layer, **info["metrics"])
+    if return_info:
+        out.update(cached=info["cached"], train_seconds=info["train_seconds"])
+    return net, out

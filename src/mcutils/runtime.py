@@ -1,6 +1,8 @@
 """Device choice, seeding and determinism.
 
-Everything random in the book is seeded through :func:`seed_everything`. Parameter
+Everything random in the book is seeded through :func:`seed_everything`. Speed plans
+(:func:`prepare`, :func:`prepared`) choose the memory format and inference batch size
+for a model on this machine; every batched evaluation and training loop uses them. Parameter
 validation lives in :mod:`mcutils.params` (it needs the dataset and model registries,
 which import this module).
 
@@ -11,13 +13,22 @@ Used by every chapter (00-06): each seeds its randomness once with
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import math
 import os
+import platform
 import random
 import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 __all__ = [
     "ParameterError",
@@ -26,6 +37,9 @@ __all__ = [
     "set_deterministic",
     "repo_root",
     "profile_names",
+    "Plan",
+    "prepare",
+    "prepared",
 ]
 
 
@@ -127,3 +141,237 @@ def profile_names() -> list[str]:
     """Names of the papermill profiles in ``profiles/`` (``smoke``, ``cpu``, ``gpu`` ...)."""
     folder = repo_root() / "profiles"
     return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+# ----------------------------------------------------------------------------- speed plans
+CALIBRATE_ENV = "MCUTILS_CALIBRATE"
+FIXED_BATCH_SIZE = 128
+BATCH_CANDIDATES = (64, 128, 256, 512)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to run a model fast on this machine: memory format and inference batch size.
+
+    Made by :func:`prepare`. ``channels_last`` applies to 4-D inputs of conv nets; the
+    batch size is the inference chunk (training batch sizes are hyperparameters and are
+    never changed). ``autocast`` (bf16, CUDA only) is off unless asked for.
+    """
+
+    device: torch.device
+    channels_last: bool
+    batch_size: int
+    autocast: bool = False
+    source: str = "fixed"
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The torch memory format of the plan."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on the plan's device, in its memory format (4-D inputs only)."""
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def autocast_context(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA when the plan asks for it, else a no-op."""
+        if self.autocast and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def _machine_key() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{platform.node()}|{cpu}|{os.cpu_count()}"
+
+
+def _architecture_key(model: nn.Module) -> str:
+    h = hashlib.sha256(type(model).__qualname__.encode())
+    for name, p in model.named_parameters():
+        h.update(f"{name}:{tuple(p.shape)}".encode())
+    return h.hexdigest()[:16]
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
+def _plans_file() -> Path:
+    from mcutils.store import cache_dir
+
+    return cache_dir() / "runtime-plans.json"
+
+
+def _time_inference(model: nn.Module, example: torch.Tensor, device: torch.device,
+                    channels_last: bool, batch_size: int, reps: int = 2) -> float:
+    """Images per second of ``model`` on random inputs shaped like ``example``."""
+    n = max(4 * batch_size, 512)
+    x = torch.rand(n, *example.shape[1:], device=device)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    best = math.inf
+    with torch.inference_mode():
+        model(x[:batch_size])  # warm-up
+        for _ in range(reps):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            for i in range(0, n, batch_size):
+                model(x[i:i + batch_size])
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best = min(best, time.perf_counter() - start)
+    return n / best
+
+
+def _time_training(model: nn.Module, example: torch.Tensor, device: torch.device,
+                   channels_last: bool, steps: int = 4) -> float:
+    """Training steps per second (SGD on random data) at the example's batch size."""
+    import torch.nn.functional as F
+
+    x = torch.rand(*example.shape, device=device)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        num_classes = model(x[:1]).shape[1]
+    y = torch.randint(0, num_classes, (len(x),), device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    model.train()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    step()  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return steps / (time.perf_counter() - start)
+
+
+def _calibrate(model: nn.Module, example: torch.Tensor, device: torch.device, conv: bool,
+               purpose: str) -> tuple[bool, int]:
+    """The fastest (channels_last, batch_size), measured in two interleaved rounds (the
+    second in reverse order, to even out drifts in machine load)."""
+    import copy
+
+    probe = copy.deepcopy(model).to(device).eval()
+    layouts = (False, True) if conv else (False,)
+    sizes = BATCH_CANDIDATES if purpose == "inference" else (len(example),)
+    configs = [(cl, bs) for cl in layouts for bs in sizes]
+    scores: dict[tuple[bool, int], float] = {}
+    for order in (configs, configs[::-1]):
+        for cl, bs in order:
+            net = probe.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+            if purpose == "inference":
+                rate = _time_inference(net, example, device, cl, bs)
+            else:
+                rate = _time_training(net, example, device, cl)
+            scores[(cl, bs)] = max(scores.get((cl, bs), 0.0), rate)
+    return max(scores, key=scores.get)
+
+
+def prepare(model: nn.Module, example: torch.Tensor, device: str | torch.device | None = None,
+            batch_size: int | None = None, channels_last: bool | None = None,
+            autocast: bool = False, calibrate: bool | None = None,
+            purpose: str = "inference") -> Plan:
+    """The speed plan for running ``model`` on inputs like ``example`` on this machine.
+
+    Chooses the memory format (``channels_last`` for conv nets on 4-D inputs) and the
+    inference batch size by a short calibration (about a second or two for the small
+    CNN), measured once per machine, thread count, torch version, device, architecture
+    and input shape, and stored in the checkpoint cache (``runtime-plans.json``) so
+    later runs on the machine make the same choices and repeat bit for bit. With
+    ``calibrate=False`` (or the environment variable ``MCUTILS_CALIBRATE=0``, which the
+    smoke profile sets) the fixed choices are used: ``channels_last`` for conv nets and
+    batch size 128. An explicit ``batch_size`` or ``channels_last`` always wins.
+
+    The model is not modified; use :func:`prepared` to run it under the plan.
+
+    Args:
+        model: the model.
+        example: one batch ``[N, ...]`` of inputs (only its shape is used).
+        device: where it runs (default: the model's device).
+        batch_size: inference batch size to use instead of the calibrated one.
+        channels_last: memory format to use instead of the calibrated one.
+        autocast: bf16 autocast on CUDA (keep it off where reported numbers are small
+            differences, such as barrier gaps near 1e-3).
+        calibrate: measure (default: unless ``MCUTILS_CALIBRATE=0``).
+        purpose: ``"inference"`` (batch size and memory format are chosen) or
+            ``"train"`` (only the memory format, measured with training steps at the
+            example's batch size, which is the caller's hyperparameter).
+
+    Returns:
+        A :class:`Plan`.
+    """
+    from mcutils._util import model_device
+
+    dev = get_device(device) if device is not None else model_device(model)
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
+    if not isinstance(example, torch.Tensor) or example.dim() < 2:
+        raise ParameterError("example must be a batch of inputs [N, ...]")
+    if purpose not in ("inference", "train"):
+        raise ParameterError(f"purpose={purpose!r} must be 'inference' or 'train'")
+    conv = _has_conv(model) and example.dim() == 4
+    if calibrate is None:
+        calibrate = os.environ.get(CALIBRATE_ENV, "1") != "0"
+    fixed_bs = FIXED_BATCH_SIZE if purpose == "inference" else len(example)
+    choice, source = (conv, fixed_bs), "fixed"
+    if calibrate and (batch_size is None or channels_last is None):
+        shape = tuple(example.shape[1:]) if purpose == "inference" else tuple(example.shape)
+        key = "|".join([purpose, _machine_key(), str(torch.get_num_threads()),
+                        torch.__version__, str(dev), _architecture_key(model), str(shape)])
+        path = _plans_file()
+        from filelock import FileLock
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            plans = json.loads(path.read_text()) if path.exists() else {}
+            if key in plans:
+                choice, source = (bool(plans[key][0]), int(plans[key][1])), "stored"
+            else:
+                choice, source = _calibrate(model, example, dev, conv, purpose), "calibrated"
+                plans[key] = [choice[0], choice[1]]
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(plans, indent=1, sort_keys=True))
+                os.replace(tmp, path)
+    cl = choice[0] if channels_last is None else bool(channels_last)
+    bs = choice[1] if batch_size is None else batch_size
+    return Plan(device=dev, channels_last=cl and example.dim() == 4, batch_size=bs,
+                autocast=bool(autocast) and dev.type == "cuda", source=source)
+
+
+@contextlib.contextmanager
+def prepared(model: nn.Module, plan: Plan) -> Iterator[nn.Module]:
+    """Run ``model`` under ``plan``: its weights in the plan's memory format and on its
+    device for the duration, then each parameter's original layout and device restored
+    (values the block changed, as in training, are kept)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    before = [(t.device, t.dim() == 4 and not t.is_contiguous()
+               and t.is_contiguous(memory_format=torch.channels_last)) for t in tensors]
+    model.to(plan.device)
+    if plan.channels_last:
+        model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        for t, (dev, was_cl) in zip(list(model.parameters()) + list(model.buffers()), before):
+            fmt = torch.channels_last if was_cl else torch.contiguous_format
+            data = t.data.to(dev)
+            if t.dim() == 4:
+                data = data.contiguous(memory_format=fmt)
+            t.data = data

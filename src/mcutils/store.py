@@ -6,6 +6,12 @@ training time and the SHA-256 of the ``.pt``). Writes are atomic (temporary file
 the same folder, then :func:`os.replace`), loads use ``torch.load(weights_only=True)``,
 a corrupted or truncated checkpoint is removed and retrained with a warning, and a
 per-key file lock makes a second process wait for the first instead of training twice.
+
+Only finished models are stored under a key's ``<hash>.pt``. A long run that checkpoints
+every epoch (:func:`mcutils.training.train` with ``checkpoint=``) writes to
+:func:`partial_path` (``<hash>.partial.pt``), which is never served as a trained model;
+:func:`load_or_train` removes it once the finished model is stored.
+
 The key also holds :func:`code_version` of the code that produces the checkpoint, so a
 change to the training code trains a new model instead of serving an old one.
 
@@ -42,6 +48,9 @@ __all__ = [
     "fingerprint",
     "load_or_train",
     "checkpoint_paths",
+    "partial_path",
+    "save_state",
+    "load_state",
     "CacheInfo",
 ]
 
@@ -107,6 +116,32 @@ def checkpoint_paths(config: Mapping[str, Any], folder: Path | None = None) -> t
     prefix = str(config.get("name", "model")).replace("/", "_").replace(":", "_")
     stem = f"{prefix}-{config_hash(config)}"
     return folder / f"{stem}.pt", folder / f"{stem}.json"
+
+
+def partial_path(config: Mapping[str, Any], code: str | None = None,
+                 folder: Path | None = None) -> Path:
+    """Where a resumable run of ``config`` keeps its latest per-epoch checkpoint.
+
+    ``<name>-<hash>.partial.pt`` beside the final checkpoint, with the same key as
+    :func:`load_or_train` (``code`` joins the config as there). It is never read as a
+    finished model.
+    """
+    if code is not None:
+        config = dict(config, code=code)
+    pt, _ = checkpoint_paths(config, folder)
+    return pt.with_name(pt.stem + ".partial.pt")
+
+
+def save_state(path: str | Path, state: Any) -> None:
+    """``torch.save`` written atomically (a temporary file in the same folder, then
+    :func:`os.replace`), so a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    _atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_state(path: str | Path) -> Any:
+    """Load what :func:`save_state` wrote, with ``torch.load(weights_only=True)`` on the CPU."""
+    return torch.load(Path(path), map_location="cpu", weights_only=True)
 
 
 def _sha256(path: Path) -> str:
@@ -234,6 +269,8 @@ def load_or_train(
                     "sha256": _sha256(pt),
                 }
                 _atomic_write(meta_path, lambda f: json.dump(meta, f, indent=2), mode="w")
+                with contextlib.suppress(FileNotFoundError):  # the finished model replaces it
+                    partial_path(key_config, folder=Path(folder) if folder else None).unlink()
     model = model.cpu().eval()
     if not return_info:
         return model

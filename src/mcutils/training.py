@@ -3,7 +3,16 @@
 ``train`` is a plain loop with tqdm progress, SGD or Adam, an optional cosine or step
 schedule, and two optional per-batch hooks: ``transform(model, x, y) -> (x, y)`` runs
 before each step (adversarial training uses it) and ``callback(step, model)`` after it
-(measuring barriers during training uses it).
+(measuring barriers during training uses it). Every loop runs under the machine's speed
+plan (:func:`mcutils.runtime.prepare`): the memory format, and for inference the batch
+size, measured once per machine; the training batch size is never changed.
+
+Long runs resume: with ``checkpoint=PATH`` the loop writes, after every epoch and
+atomically, the model, the optimiser, the scheduler, every random-number state (as
+tensors, so ``torch.load(weights_only=True)`` reads it), the epoch and the history; a run
+that finds the file continues after the last finished epoch and ends with the same
+weights as one that was never interrupted. :func:`trained_model` checkpoints under the
+store's :func:`mcutils.store.partial_path`, which is never served as a finished model.
 
 Used by every chapter (00-06): each asks for its classifier through
 :func:`trained_model`, so chapters with the same settings share one checkpoint;
@@ -16,18 +25,23 @@ own device.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import contextlib
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mcutils._util import EvalMode, check_positive, model_device
-from mcutils.runtime import ParameterError, get_device, seed_everything
+from mcutils._util import EvalMode, check_positive
+from mcutils.runtime import ParameterError, get_device, prepare, prepared, seed_everything
 
-__all__ = ["train", "evaluate", "predict", "trained_model", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["train", "evaluate", "predict", "trained_model", "rng_state", "set_rng_state",
+           "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = (None, "cosine", "step")
@@ -46,12 +60,54 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return padded[:, :, dy:dy + h, dx:dx + w]
 
 
+def rng_state(generators: Sequence[torch.Generator] = ()) -> dict[str, Any]:
+    """Every random-number state as tensors (loadable with ``weights_only=True``).
+
+    Python's ``random``, NumPy's global state, torch's CPU and CUDA generators, and the
+    given extra generators (e.g. a loop's augmentation generator).
+    """
+    version, words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": torch.tensor(list(words), dtype=torch.int64),
+        "python_meta": torch.tensor([version, 0 if gauss is None else 1], dtype=torch.int64),
+        "python_gauss": torch.tensor([0.0 if gauss is None else gauss], dtype=torch.float64),
+        "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "numpy_meta": torch.tensor([pos, has_gauss], dtype=torch.int64),
+        "numpy_gauss": torch.tensor([cached], dtype=torch.float64),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy_kind": kind,
+        "generators": [g.get_state() for g in generators],
+    }
+
+
+def set_rng_state(state: Mapping[str, Any], generators: Sequence[torch.Generator] = ()) -> None:
+    """Restore what :func:`rng_state` returned (the same extra generators, in order)."""
+    meta = state["python_meta"].tolist()
+    gauss = float(state["python_gauss"][0]) if meta[1] else None
+    random.setstate((int(meta[0]), tuple(int(v) for v in state["python"].tolist()), gauss))
+    pos, has_gauss = state["numpy_meta"].tolist()
+    np.random.set_state((state["numpy_kind"],
+                         state["numpy"].numpy().astype(np.uint32), int(pos), int(has_gauss),
+                         float(state["numpy_gauss"][0])))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if len(state["generators"]) != len(generators):
+        raise ParameterError(f"the state holds {len(state['generators'])} extra generator(s), "
+                             f"{len(generators)} given")
+    for g, s in zip(generators, state["generators"]):
+        g.set_state(s)
+
+
 def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
           optimizer: str = "adam", momentum: float = 0.9, weight_decay: float = 0.0,
           schedule: str | None = None, device: str | torch.device = "cpu",
           transform: Transform | None = None, callback: Callback | None = None,
           augment: bool = False, seed: int = 0, progress: bool = True,
-          desc: str = "train") -> dict[str, list[float]]:
+          desc: str = "train", checkpoint: str | Path | None = None,
+          channels_last: bool | None = None) -> dict[str, list[float]]:
     """Train ``model`` in place with cross-entropy.
 
     Args:
@@ -72,9 +128,22 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
         seed: seed of augmentation randomness.
         progress: show a tqdm bar.
         desc: the bar's label.
+        checkpoint: a file for a resumable run. After every epoch the model, optimiser,
+            scheduler, random states (as tensors), epoch and history are written there
+            atomically; if the file exists at the start, training continues after its
+            last epoch and ends with the same weights as an uninterrupted run (a loader
+            with an ``epoch`` counter, like :class:`mcutils.data.TensorLoader`, is set
+            to it). The file is left in place; the caller removes it when done.
+        channels_last: memory format of the weights and batches during training
+            (default: the faster one on this machine, measured once by
+            :func:`mcutils.runtime.prepare` at the loader's batch size); the weights are
+            returned in their original layout.
 
     Returns:
         History with per-epoch ``loss`` and ``accuracy`` (on the training batches).
+
+    Raises:
+        ParameterError: bad options, or a checkpoint written with other settings.
     """
     if optimizer not in OPTIMIZERS:
         raise ParameterError(f"optimizer={optimizer!r} is not known; valid values: {OPTIMIZERS}")
@@ -100,11 +169,22 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
     gen = torch.Generator().manual_seed(seed)
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
     step = 0
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
-    for _ in range(epochs):
+    first_epoch = 0
+    settings = {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "optimizer": optimizer,
+                "schedule": str(schedule), "lr": float(lr)}
+    if checkpoint is not None and Path(checkpoint).is_file():
+        first_epoch, step = _resume(Path(checkpoint), settings, model, opt, sched, gen,
+                                    loader, history)
+    bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, leave=False)
+    layout = contextlib.ExitStack()
+    plan = None
+    for epoch in range(first_epoch, epochs):
         loss_sum, correct, count = 0.0, 0, 0
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
+            if plan is None:  # chosen at the first batch: peeking would shift the shuffles
+                plan = prepare(model, x, device, channels_last=channels_last, purpose="train")
+                layout.enter_context(prepared(model, plan))
+            x, y = plan.input(x), y.to(device)
             if augment:
                 x = _augment(x, gen)
             if transform is not None:
@@ -129,45 +209,87 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
         history["loss"].append(loss_sum / max(count, 1))
         history["accuracy"].append(correct / max(count, 1))
         bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", acc=f"{history['accuracy'][-1]:.3f}")
+        if checkpoint is not None:
+            _save_epoch(Path(checkpoint), settings, epoch + 1, step, model, opt, sched, gen,
+                        loader, history)
     bar.close()
+    layout.close()
     model.eval()
     return history
 
 
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+def _save_epoch(path: Path, settings: dict[str, Any], epoch: int, step: int, model: nn.Module,
+                opt: torch.optim.Optimizer, sched: Any, gen: torch.Generator, loader: Iterable,
+                history: dict[str, list[float]]) -> None:
+    from mcutils.store import save_state
+
+    save_state(path, {
+        "settings": settings, "epoch": epoch, "step": step,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict() if sched is not None else None,
+        "rng": rng_state([gen]),
+        "loader_epoch": getattr(loader, "epoch", None),
+        "history": {k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
+    })
+
+
+def _resume(path: Path, settings: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
+            sched: Any, gen: torch.Generator, loader: Iterable,
+            history: dict[str, list[float]]) -> tuple[int, int]:
+    from mcutils.store import load_state
+
+    state = load_state(path)
+    if state["settings"] != settings:
+        raise ParameterError(f"checkpoint {path} was written with {state['settings']}, this "
+                             f"run has {settings}; remove it to start again")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"], [gen])
+    if state["loader_epoch"] is not None and hasattr(loader, "epoch"):
+        loader.epoch = state["loader_epoch"]
+    for k, v in state["history"].items():
+        history[k] = v.tolist()
+    return int(state["epoch"]), int(state["step"])
+
+
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
             device: str | torch.device | None = None) -> torch.Tensor:
     """Logits of ``model`` on ``x``, in eval mode and batches, returned on the CPU.
 
-    The caller's model is left as it was: its train/eval mode and its device are
-    restored afterwards (also when the forward pass raises).
+    Runs under the machine's speed plan (:func:`mcutils.runtime.prepare`: memory format
+    and inference batch size). The caller's model is left as it was: its train/eval mode,
+    device and weight layout are restored afterwards (also when the forward pass raises).
 
     Args:
         model: the classifier.
         x: ``[N, ...]`` inputs (on any device).
-        batch_size: inputs per forward pass.
+        batch_size: inputs per forward pass (default: the plan's).
         device: where to compute (default: the model's own device).
 
     Returns:
         ``[N, num_classes]`` float32 logits on the CPU.
     """
-    check_positive(batch_size=batch_size)
-    home = model_device(model)
-    device = get_device(device) if device is not None else home
-    try:
-        model.to(device)
-        with EvalMode(model), torch.inference_mode():
-            out = [model(x[i:i + batch_size].to(device)).float().cpu()
-                   for i in range(0, len(x), batch_size)]
-    finally:
-        model.to(home)
-    return torch.cat(out) if out else torch.empty(0)
+    if batch_size is not None:
+        check_positive(batch_size=batch_size)
+    if len(x) == 0:
+        return torch.empty(0)
+    plan = prepare(model, x[:2], device, batch_size=batch_size)
+    with prepared(model, plan), EvalMode(model), torch.inference_mode(), \
+            plan.autocast_context():
+        out = [model(plan.input(x[i:i + plan.batch_size])).float().cpu()
+               for i in range(0, len(x), plan.batch_size)]
+    return torch.cat(out)
 
 
 def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | None = None
              ) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` over ``loader``, in eval mode.
 
-    The caller's model keeps its train/eval mode and device (both restored afterwards).
+    The loader's batches are kept; the memory format follows the machine's speed plan.
+    The caller's model keeps its train/eval mode, device and weight layout.
 
     Args:
         model: the classifier.
@@ -180,20 +302,20 @@ def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | No
     Raises:
         ValueError: for an empty loader.
     """
-    home = model_device(model)
-    device = get_device(device) if device is not None else home
     loss_sum, correct, count = 0.0, 0, 0
-    try:
-        model.to(device)
-        with EvalMode(model), torch.inference_mode():
-            for x, y in loader:
-                x, y = x.to(device), y.to(device)
-                logits = model(x)
-                loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-                correct += (logits.argmax(1) == y).sum().item()
-                count += len(y)
-    finally:
-        model.to(home)
+    plan = None
+    with contextlib.ExitStack() as stack:
+        for x, y in loader:
+            if plan is None:
+                plan = prepare(model, x, device)
+                stack.enter_context(prepared(model, plan))
+                stack.enter_context(EvalMode(model))
+                stack.enter_context(torch.inference_mode())
+            logits = model(plan.input(x)).float()
+            y = y.to(plan.device)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            count += len(y)
     if count == 0:
         raise ValueError("evaluate got an empty loader")
     return {"loss": loss_sum / count, "accuracy": correct / count}
@@ -233,7 +355,7 @@ def trained_model(dataset: str = "fashion-mnist", model: str = "small_cnn", epoc
     """
     from mcutils.data import TensorLoader, load_dataset
     from mcutils.models import build_for_dataset
-    from mcutils.store import code_version, load_or_train
+    from mcutils.store import code_version, load_or_train, partial_path
 
     config = dict(name=f"{dataset}_{model}", dataset=dataset, model=model, epochs=epochs, lr=lr,
                   batch_size=batch_size, optimizer=optimizer, schedule=schedule,
@@ -255,7 +377,7 @@ def trained_model(dataset: str = "fashion-mnist", model: str = "small_cnn", epoc
             transform = adversarial_transform(**adversarial)
         train(net, loader, epochs=epochs, lr=lr, optimizer=optimizer, schedule=schedule,
               weight_decay=weight_decay, device=device, transform=transform, augment=augment,
-              seed=seed, progress=progress, desc=f"train {model}")
+              seed=seed, progress=progress, desc=f"train {model}", checkpoint=partial)
 
     def test_metrics(net: nn.Module) -> dict[str, float]:
         test = load_dataset(dataset, "test", root=data_root)
@@ -265,5 +387,7 @@ def trained_model(dataset: str = "fashion-mnist", model: str = "small_cnn", epoc
     if adversarial:
         from mcutils import attacks
         producers += [attacks.adversarial_transform, attacks.pgd, attacks.fgsm]
+    code = code_version(*producers)
+    partial = partial_path(config, code=code)  # resumed after an interruption; removed at the end
     return load_or_train(config, build, fit, evaluate=test_metrics, return_info=return_info,
-                         code=code_version(*producers))
+                         code=code)

@@ -1,70 +1,47 @@
-"""Site percolation on d-dimensional lattices, threshold estimation, and network grids.
-
-The input-space connectivity paper argues that same-class regions of a classifier are
-connected for a geometric reason: in high dimension, a random set that fills even a
-small fraction ``p`` of space percolates, because the site-percolation threshold
-``p_c(d)`` of the hypercubic lattice falls like ``1 / (2d - 1)``. This module makes the
-argument quantitative:
+"""Site percolation on finite d-dimensional lattices (cluster labelling, spanning).
 
 * lattices and clusters: :func:`random_lattice`, :func:`clusters` (nearest-neighbour
   connectivity; ``scipy.ndimage.label`` or a sparse-graph union of neighbour pairs,
   both batched over trials and with optional periodic axes), :func:`largest_cluster`;
 * observables: :func:`spans`, :func:`spanning_probability`,
   :func:`connection_probability`, :func:`anchor_connection_probability`;
-* thresholds: :func:`spanning_thresholds` (the exact occupation at which each sample
-  starts to span, found by bisection on a shared random field) and
-  :func:`estimate_threshold` (where the spanning curves of two sizes cross, with a
-  bootstrap uncertainty); the literature values :data:`PUBLISHED_THRESHOLDS`, the
-  Bethe value :func:`bethe_threshold` and the series :func:`asymptotic_threshold`;
-* networks: :func:`grid_points` (a regular grid in a random d-dimensional affine
-  subspace through two inputs), :func:`label_grid` (batched predictions under
-  ``torch.inference_mode``), :func:`grid_connectivity`, :func:`network_grid_study`
-  and :func:`plane_predictions` (a 2-D slice through three inputs).
+* the spanning estimator of ``p_c``: :func:`spanning_thresholds` (the exact occupation
+  at which each sample starts to span, found by bisection on a shared random field)
+  and :func:`estimate_threshold` (where the spanning curves of two sizes cross, with a
+  bootstrap uncertainty). It is kept for low dimensions and for comparison: in small
+  high-dimensional boxes the spanning probability at ``p_c`` grows with the side, so
+  the crossing is biased low (chapter 02 uses :mod:`mcutils.percolation.growth`).
 
 Randomness always comes from an explicit ``rng`` (a seed or a
-:class:`numpy.random.Generator`) or a :class:`torch.Generator`.
+:class:`numpy.random.Generator`). Used by chapter 02 (pictures, connection curves).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from torch import nn
 
 from mcutils.runtime import ParameterError
 
 __all__ = [
     "BOUNDARIES",
     "METHODS",
-    "PUBLISHED_THRESHOLDS",
-    "Grid",
     "anchor_connection_probability",
-    "asymptotic_threshold",
-    "bethe_threshold",
     "clusters",
+    "connection_curves",
     "connection_probability",
     "estimate_threshold",
-    "grid_connectivity",
-    "grid_points",
-    "grid_size",
-    "label_grid",
     "largest_cluster",
-    "network_grid_study",
-    "plane_predictions",
     "random_lattice",
-    "same_class_pairs",
     "spanning_probability",
     "spanning_thresholds",
     "spans",
-    "threshold_table",
 ]
 
 #: Cluster-labelling back ends: ``scipy.ndimage.label`` and a sparse neighbour graph
@@ -77,23 +54,6 @@ _AUTO_MAX_AXES = 5
 #: Boundary conditions: ``free`` (open box) or ``cylinder`` (periodic along every axis
 #: except the first, the axis along which spanning is measured).
 BOUNDARIES = ("free", "cylinder")
-
-#: Published site-percolation thresholds of the simple hypercubic lattice:
-#: d -> (p_c, bibliography key). d = 2: Newman and Ziff (2000); d = 3: Wang et al.
-#: (2013); d = 4..8: Grassberger (2003).
-PUBLISHED_THRESHOLDS: dict[int, tuple[float, str]] = {
-    2: (0.592746, "newman2000efficient"),
-    3: (0.3116077, "wang2013bond"),
-    4: (0.196889, "grassberger2003critical"),
-    5: (0.14081, "grassberger2003critical"),
-    6: (0.109017, "grassberger2003critical"),
-    7: (0.0889511, "grassberger2003critical"),
-    8: (0.0752101, "grassberger2003critical"),
-}
-
-# coefficients of p_c = sum_k a_k sigma^-k, sigma = 2d - 1 (Gaunt, Sykes and Ruskin 1976)
-_SERIES = (1.0, 1.5, 3.75, 20.75)
-
 
 def _rng(rng: int | np.random.Generator | None) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
@@ -114,10 +74,23 @@ def _check_ps(p) -> np.ndarray:
     return ps
 
 
-def _check_boundary(boundary: str) -> None:
+#: The shortest periodic axis a spanning estimate accepts. Along a periodic axis of
+#: length 3 each site's two neighbours are the two other sites (the axis is a triangle,
+#: not a piece of a lattice), and at length 2 they coincide; such "cylinders" connect far
+#: more easily than the lattice and bias thresholds low.
+MIN_PERIODIC_SIDE = 4
+
+
+def _check_boundary(boundary: str, shape: Sequence[int] = ()) -> None:
+    """Check the boundary name and, for cylinders, the periodic sides (all but the first)."""
     if boundary not in BOUNDARIES:
         raise ParameterError(f"boundary={boundary!r} is not known; valid values: "
                              f"{', '.join(BOUNDARIES)}")
+    if boundary == "cylinder" and any(s < MIN_PERIODIC_SIDE for s in list(shape)[1:]):
+        raise ParameterError(
+            f"a cylinder needs periodic sides >= {MIN_PERIODIC_SIDE}, got shape "
+            f"{tuple(shape)}: on a periodic axis of length 3 every site neighbours every "
+            "other site; use boundary='free' for such small lattices")
 
 
 def _batch_size(sites: int, max_sites: int) -> int:
@@ -263,8 +236,8 @@ def spans(lattices: np.ndarray, boundary: str = "cylinder", method: str = "auto"
     Returns:
         Boolean ``[trials]``.
     """
-    _check_boundary(boundary)
     lattices = np.asarray(lattices, dtype=bool)
+    _check_boundary(boundary, lattices.shape[1:])
     k = lattices.ndim - 1
     periodic = [False] + [boundary == "cylinder"] * (k - 1)
     labels, _ = clusters(lattices, periodic=periodic, batched=True, method=method)
@@ -298,7 +271,7 @@ def spanning_probability(d: int, L: int, p: float | Sequence[float], trials: int
     """
     d, L, trials = _check_int("d", d, 1), _check_int("L", L, 1), _check_int("trials", trials, 1)
     ps = _check_ps(p)
-    _check_boundary(boundary)
+    _check_boundary(boundary, (L,) * d)
     gen = _rng(rng)
     hits = np.zeros(len(ps))
     batch = _batch_size(L**d, max_sites)
@@ -325,7 +298,7 @@ def connection_probability(d: int, L: int, p: float | Sequence[float], trials: i
     """
     d, L, trials = _check_int("d", d, 1), _check_int("L", L, 1), _check_int("trials", trials, 1)
     ps = _check_ps(p)
-    _check_boundary(boundary)
+    _check_boundary(boundary, (L,) * d)
     gen = _rng(rng)
     periodic = [False] + [boundary == "cylinder"] * (d - 1)
     same = np.zeros(len(ps))
@@ -342,6 +315,40 @@ def connection_probability(d: int, L: int, p: float | Sequence[float], trials: i
             pairs[i] += float((n_t * (n_t - 1)).sum())
     out = np.divide(same, pairs, out=np.zeros_like(same), where=pairs > 0)
     return float(out[0]) if np.ndim(p) == 0 else out
+
+
+def connection_curves(dims: Sequence[int], pcs: Sequence[float], sites: int, trials: int,
+                      rel_p: Sequence[float] = tuple(np.linspace(0.4, 2.2, 13)),
+                      seed: int = 0, method: str = "auto") -> pd.DataFrame:
+    """:func:`connection_probability` against ``p / p_c`` for several dimensions.
+
+    Dimension ``d`` uses a free-boundary lattice of side ``round(sites ** (1/d))`` and
+    the seed ``[seed, d]``.
+
+    Args:
+        dims: dimensions.
+        pcs: the threshold used to scale ``p`` in each dimension.
+        sites: about this many sites per lattice.
+        trials: lattices per point.
+        rel_p: values of ``p / p_c`` (clipped so that ``p <= 1``).
+        seed: seed.
+        method: cluster-labelling back end.
+
+    Returns:
+        DataFrame with ``d``, ``L``, ``p``, ``p_rel`` and ``connection``.
+    """
+    if len(pcs) != len(dims):
+        raise ParameterError(f"pcs has {len(pcs)} entries for {len(dims)} dimensions")
+    rows = []
+    for d, pc in zip(dims, pcs):
+        d = _check_int("d", d, 1)
+        side = max(2, round(sites ** (1 / d)))
+        ps = np.clip(float(pc) * np.asarray(rel_p, float), 0, 1)
+        conn = connection_probability(d, side, ps, trials, np.random.default_rng([seed, d]),
+                                      method=method)
+        rows += [{"d": d, "L": side, "p": float(p), "p_rel": float(p) / float(pc),
+                  "connection": float(c)} for p, c in zip(ps, np.atleast_1d(conn))]
+    return pd.DataFrame(rows)
 
 
 def anchor_connection_probability(shape: Sequence[int], a: Sequence[int], b: Sequence[int],
@@ -373,25 +380,24 @@ def anchor_connection_probability(shape: Sequence[int], a: Sequence[int], b: Seq
 
 
 def spanning_thresholds(d: int, L: int, trials: int, rng: int | np.random.Generator | None = None,
-                        resolution: float = 2e-4, boundary: str = "cylinder",
-                        method: str = "auto", max_sites: int = 2**22,
-                        progress: bool = False) -> np.ndarray:
+                        boundary: str = "cylinder", method: str = "auto",
+                        max_sites: int = 2**22, progress: bool = False) -> np.ndarray:
     """The occupation at which each random sample starts to span, one value per trial.
 
     Each trial draws one uniform field ``u``; the lattice at occupation ``p`` is
-    ``u < p``, so spanning is monotone in ``p`` and the sample's threshold ``p*`` is
-    found by bisection (batched over trials) to within ``resolution``. The spanning
-    probability of size ``L`` is the distribution function of ``p*``.
+    ``u < p``, so spanning is monotone in ``p`` and changes only when ``p`` passes one
+    of the sample's own values. The sample's threshold ``p*`` is therefore one of them,
+    found exactly by bisection over the *sorted values* (batched over trials), not over
+    ``[0, 1]``: about ``log2(L**d)`` labellings and no resolution to choose. The
+    spanning probability of size ``L`` is the distribution function of ``p*``.
 
     Returns:
-        Array ``[trials]`` of per-sample thresholds (bisection midpoints).
+        Array ``[trials]`` of per-sample thresholds (the value of the site whose opening
+        makes the sample span).
     """
     d, L, trials = _check_int("d", d, 1), _check_int("L", L, 1), _check_int("trials", trials, 1)
-    if not 0 < resolution < 0.5:
-        raise ParameterError(f"resolution={resolution!r} must lie in (0, 0.5)")
-    _check_boundary(boundary)
+    _check_boundary(boundary, (L,) * d)
     gen = _rng(rng)
-    steps = math.ceil(math.log2(1.0 / resolution))
     batch = _batch_size(L**d, max_sites)
     out = []
     starts = range(0, trials, batch)
@@ -401,13 +407,16 @@ def spanning_thresholds(d: int, L: int, trials: int, rng: int | np.random.Genera
     for start in starts:
         t = min(batch, trials - start)
         u = gen.random((t,) + (L,) * d, dtype=np.float32)
-        lo, hi = np.zeros(t), np.ones(t)
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            ok = spans(u < mid.reshape((t,) + (1,) * d).astype(np.float32), boundary, method)
+        values = np.sort(u.reshape(t, -1), axis=1)
+        lo = np.full(t, -1)  # index of a level that does not span (-1: nothing open)
+        hi = np.full(t, L**d - 1)  # index of a level that spans (everything open)
+        while np.any(hi - lo > 1):
+            mid = (lo + hi) // 2
+            level = values[np.arange(t), np.maximum(mid, 0)]
+            ok = spans(u <= level.reshape((t,) + (1,) * d), boundary, method) & (mid >= 0)
             hi = np.where(ok, mid, hi)
             lo = np.where(ok, lo, mid)
-        out.append((lo + hi) / 2)
+        out.append(values[np.arange(t), hi].astype(float))
     return np.concatenate(out)
 
 
@@ -419,8 +428,7 @@ def _crossing(m1: float, s1: float, m2: float, s2: float) -> float:
 
 
 def estimate_threshold(d: int, sizes: Sequence[int], trials: int,
-                       rng: int | np.random.Generator | None = None,
-                       resolution: float = 2e-4, boundary: str = "cylinder",
+                       rng: int | np.random.Generator | None = None, boundary: str = "cylinder",
                        bootstrap: int = 400, method: str = "auto",
                        progress: bool = False) -> dict:
     """Estimate ``p_c(d)`` from where the spanning curves of two sizes cross.
@@ -443,8 +451,8 @@ def estimate_threshold(d: int, sizes: Sequence[int], trials: int,
     if len(sizes) < 2 or sorted(set(sizes)) != sizes or sizes[0] < 2:
         raise ParameterError(f"sizes={sizes!r} must be two or more increasing sides >= 2")
     gen = _rng(rng)
-    thr = {L: spanning_thresholds(d, L, trials, gen, resolution, boundary, method,
-                                  progress=progress) for L in sizes}
+    thr = {L: spanning_thresholds(d, L, trials, gen, boundary, method, progress=progress)
+           for L in sizes}
     mean = [float(thr[L].mean()) for L in sizes]
     std = [float(thr[L].std(ddof=1)) for L in sizes]
     cross = [_crossing(mean[i], std[i], mean[i + 1], std[i + 1]) for i in range(len(sizes) - 1)]
@@ -456,281 +464,5 @@ def estimate_threshold(d: int, sizes: Sequence[int], trials: int,
         boots[i] = _crossing(ra.mean(), ra.std(ddof=1), rb.mean(), rb.std(ddof=1))
     stat = float(boots.std(ddof=1)) if bootstrap > 1 else 0.0
     sys = abs(cross[-1] - cross[-2]) / 2 if len(cross) >= 2 else 0.0
-    return dict(pc=cross[-1], err=float(math.hypot(stat, sys)), stat_err=stat, sys_err=sys,
-                sizes=sizes, mean=mean, std=std, crossings=cross, thresholds=thr)
-
-
-def threshold_table(dims: Sequence[int], sizes: Sequence[Sequence[int]], trials: int,
-                    seed: int = 0, boundary: str = "cylinder", progress: bool = False
-                    ) -> pd.DataFrame:
-    """Estimate ``p_c(d)`` for several dimensions beside the published and series values.
-
-    Args:
-        dims: dimensions.
-        sizes: one list of sides per dimension (see :func:`estimate_threshold`).
-        trials: samples per size.
-        seed: dimension ``d`` uses ``numpy.random.default_rng([seed, d])``, so a
-            dimension's estimate does not depend on which others are listed.
-        boundary: ``"free"`` or ``"cylinder"``.
-
-    Returns:
-        DataFrame indexed by ``d`` with ``pc``, ``err``, ``sizes``, ``published`` (NaN
-        where unknown), ``ref`` (bibliography key), ``bethe`` and ``series``;
-        ``attrs["thresholds"]`` keeps the per-sample thresholds (d -> size -> array).
-    """
-    dims = [_check_int("d", d, 1) for d in dims]
-    if len(sizes) != len(dims):
-        raise ParameterError(f"sizes has {len(sizes)} entries for {len(dims)} dimensions")
-    rows, samples = [], {}
-    for d, sz in zip(dims, sizes):
-        est = estimate_threshold(d, sz, trials, np.random.default_rng([seed, d]),
-                                 boundary=boundary, progress=progress)
-        samples[d] = est["thresholds"]
-        pub, ref = PUBLISHED_THRESHOLDS.get(d, (float("nan"), ""))
-        rows.append(dict(d=d, pc=est["pc"], err=est["err"], sizes=list(sz), published=pub,
-                         ref=ref, bethe=bethe_threshold(d), series=asymptotic_threshold(d)))
-    table = pd.DataFrame(rows).set_index("d")
-    table.attrs["thresholds"] = samples
-    return table
-
-
-def bethe_threshold(d: int | np.ndarray) -> float | np.ndarray:
-    """``1 / (2d - 1)``: the threshold of the tree with the lattice's coordination ``2d``."""
-    return 1.0 / (2 * np.asarray(d, dtype=float) - 1) if np.ndim(d) else 1.0 / (2 * d - 1)
-
-
-def asymptotic_threshold(d: int | np.ndarray, order: int = 4) -> float | np.ndarray:
-    """The high-dimensional series ``p_c = s^-1 + 3/2 s^-2 + 15/4 s^-3 + 83/4 s^-4``, ``s = 2d - 1``.
-
-    Args:
-        d: dimension(s).
-        order: number of terms (1 gives the Bethe value).
-    """
-    if not 1 <= order <= len(_SERIES):
-        raise ParameterError(f"order={order!r} must lie in [1, {len(_SERIES)}]")
-    s = 2 * np.asarray(d, dtype=float) - 1
-    val = sum(c * s ** -(k + 1) for k, c in enumerate(_SERIES[:order]))
-    return float(val) if np.ndim(d) == 0 else val
-
-
-# ---------------------------------------------------------------------------- networks
-
-
-@dataclass
-class Grid:
-    """A regular grid of ``n**d`` points in an affine subspace of input space.
-
-    Point with index ``k`` is ``origin + sum_j coords[k_j] * directions[j]`` where the
-    first axis uses ``coords0`` (``x_a`` at 0, ``x_b`` at 1) and the others ``coords``.
-    """
-
-    origin: torch.Tensor
-    directions: torch.Tensor
-    coords0: torch.Tensor
-    coords: torch.Tensor
-    anchor_a: tuple[int, ...]
-    anchor_b: tuple[int, ...]
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Grid shape ``(n,) * d``."""
-        return (len(self.coords0),) * self.directions.shape[0]
-
-    def points(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Input points with flat indices in ``[start, stop)``, shaped like the inputs."""
-        total = int(np.prod(self.shape))
-        stop = total if stop is None else min(stop, total)
-        idx = np.unravel_index(np.arange(start, stop), self.shape)
-        c = torch.stack([self.coords0[torch.from_numpy(idx[0])]]
-                        + [self.coords[torch.from_numpy(i)] for i in idx[1:]], 1)
-        flat = self.origin.flatten() + c @ self.directions
-        return flat.view(-1, *self.origin.shape)
-
-
-def grid_size(d: int, max_cells: int) -> int:
-    """The largest odd ``n >= 3`` with ``n**d <= max_cells`` (3 if even that is too many)."""
-    n = 3
-    while (n + 2) ** d <= max_cells:
-        n += 2
-    return n
-
-
-def grid_points(x_a: torch.Tensor, x_b: torch.Tensor, d: int, n: int,
-                generator: torch.Generator | None = None) -> Grid:
-    """A grid through ``x_a`` and ``x_b`` in a random ``d``-dimensional affine subspace.
-
-    Axis 0 runs along ``x_b - x_a`` with step ``h = 1 / (n - 1 - 2q)``, ``q = (n - 1) // 4``
-    points of margin on each side (``x_a`` at index ``q``, ``x_b`` at ``n - 1 - q``;
-    for ``n = 5``: -0.5, 0, 0.5, 1, 1.5). The other ``d - 1`` axes follow random
-    directions orthogonal to it and to each other, with the same length, centred on
-    ``x_a`` with the same step. Both inputs are grid points.
-
-    Args:
-        x_a, x_b: two inputs of the same shape (pixel space).
-        d: grid dimension (>= 1).
-        n: points per axis, odd and >= 3.
-        generator: torch generator for the random directions.
-    """
-    d = _check_int("d", d, 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 3 or n % 2 == 0:
-        raise ParameterError(f"n={n!r} must be an odd integer >= 3")
-    if x_a.shape != x_b.shape:
-        raise ParameterError("x_a and x_b must have the same shape")
-    v = (x_b - x_a).flatten().double()
-    dim = v.numel()
-    if d > dim:
-        raise ParameterError(f"d={d} exceeds the input dimension {dim}")
-    norm = v.norm()
-    if norm == 0:
-        raise ParameterError("x_a and x_b are identical")
-    rand = torch.randn(d - 1, dim, generator=generator, dtype=torch.float64)
-    q, _ = torch.linalg.qr(torch.cat([v[None], rand]).T)
-    dirs = q.T * norm
-    dirs[0] = v
-    margin = (n - 1) // 4
-    h = 1.0 / (n - 1 - 2 * margin)
-    c = (n - 1) // 2
-    k = torch.arange(n, dtype=torch.float32)
-    return Grid(origin=x_a.detach().float().cpu(), directions=dirs.float(),
-                coords0=(k - margin) * h, coords=(k - c) * h,
-                anchor_a=(margin,) + (c,) * (d - 1), anchor_b=(n - 1 - margin,) + (c,) * (d - 1))
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
-def label_grid(model: nn.Module, grid: Grid, batch_size: int = 512) -> np.ndarray:
-    """The model's predicted class at every grid point (batched, inference mode).
-
-    Returns:
-        Integer array of shape ``grid.shape``.
-    """
-    device = _device_of(model)
-    model.eval()
-    total = int(np.prod(grid.shape))
-    out = []
-    with torch.inference_mode():
-        for start in range(0, total, batch_size):
-            x = grid.points(start, start + batch_size).to(device)
-            out.append(model(x).argmax(1).cpu())
-    return torch.cat(out).numpy().reshape(grid.shape)
-
-
-def grid_connectivity(labels: np.ndarray, cls: int, a: Sequence[int], b: Sequence[int]
-                      ) -> tuple[float, bool]:
-    """Fraction ``p`` of grid cells labelled ``cls`` and whether ``a`` and ``b`` share a cluster.
-
-    Clusters use nearest-neighbour connectivity with free boundaries.
-    """
-    mask = np.asarray(labels) == cls
-    frac = float(mask.mean())
-    a, b = tuple(a), tuple(b)
-    if not (mask[a] and mask[b]):
-        return frac, False
-    lab, _ = clusters(mask)
-    return frac, bool(lab[a] == lab[b])
-
-
-def same_class_pairs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_pairs: int,
-                     seed: int = 0, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pairs of inputs with the same label that ``model`` classifies correctly.
-
-    Both inputs of a pair thus lie in the model's region of their class. Pairs are
-    spread over the classes round-robin (classes with fewer than two correct inputs
-    are skipped), drawn with :func:`mcutils.data.class_pairs`.
-
-    Returns:
-        ``(i, j)``: index tensors into ``x`` of length ``<= num_pairs``.
-    """
-    from mcutils.data import class_pairs
-
-    num_pairs = _check_int("num_pairs", num_pairs, 1)
-    model.eval()
-    device = _device_of(model)
-    with torch.inference_mode():
-        pred = torch.cat([model(x[s:s + batch_size].to(device)).argmax(1).cpu()
-                          for s in range(0, len(x), batch_size)])
-    ok = (pred == y).nonzero().flatten()
-    labels = y[ok]
-    counts = torch.bincount(labels)
-    k = int((counts >= 2).sum())
-    if k == 0:
-        return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
-    per = -(-num_pairs // k)
-    i, j = class_pairs(labels, per, seed=seed)
-    order = torch.arange(len(i)).view(k, per).T.flatten()  # round-robin over classes
-    i, j = i[order][:num_pairs], j[order][:num_pairs]
-    return ok[i], ok[j]
-
-
-def network_grid_study(model: nn.Module, x: torch.Tensor,
-                       pairs: tuple[torch.Tensor, torch.Tensor], dims: Sequence[int] = (2, 3, 4),
-                       max_cells: int = 729, seed: int = 0, random_trials: int = 64,
-                       batch_size: int = 512, progress: bool = False) -> pd.DataFrame:
-    """Label random grids through input pairs and compare with random site percolation.
-
-    For each pair ``(x[i], x[j])`` and each ``d`` in ``dims``, a grid of ``n**d`` cells
-    (``n`` from :func:`grid_size`: the largest odd ``n`` with ``n**d <= max_cells``) is laid through both inputs (:func:`grid_points`)
-    and labelled by the model. The class of the grid is the model's prediction at
-    ``x[i]``. Recorded: the fraction ``p`` of cells of that class, whether both inputs
-    lie in one cluster of it, and ``random_connect``, the probability of that event if
-    the same fraction of cells were open at random (:func:`anchor_connection_probability`).
-
-    Returns:
-        DataFrame with columns pair, d, n, cls, p, connected, random_connect.
-    """
-    i_idx, j_idx = (torch.as_tensor(t).long() for t in pairs)
-    dims = [_check_int("d", v, 1) for v in dims]
-    rows = []
-    jobs = [(k, d) for k in range(len(i_idx)) for d in dims]
-    if progress:
-        from tqdm.auto import tqdm
-        jobs = tqdm(jobs, desc="network grids", leave=False)
-    for k, d in jobs:
-        n = grid_size(d, max_cells)
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + k * 101 + d)
-        grid = grid_points(x[i_idx[k]], x[j_idx[k]], d, n, gen)
-        labels = label_grid(model, grid, batch_size)
-        cls = int(labels[grid.anchor_a])
-        frac, connected = grid_connectivity(labels, cls, grid.anchor_a, grid.anchor_b)
-        ref = anchor_connection_probability(grid.shape, grid.anchor_a, grid.anchor_b, frac,
-                                            random_trials, np.random.default_rng([seed, k, d]))
-        rows.append(dict(pair=k, d=d, n=n, cls=cls, p=frac, connected=connected,
-                         random_connect=ref))
-    return pd.DataFrame(rows)
-
-
-def plane_predictions(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor,
-                      n: int = 101, margin: float = 0.5, batch_size: int = 2048) -> dict:
-    """Predicted classes on the plane ``x1 + a (x2 - x1) + b (x3 - x1)``.
-
-    Args:
-        x1, x2, x3: three inputs of the same shape.
-        n: points per axis; ``a`` and ``b`` run from ``-margin`` to ``1 + margin``.
-
-    Returns:
-        dict with ``labels`` (``[n, n]``, row = ``b``, column = ``a``), ``coords``
-        (the values of ``a`` and ``b``) and ``anchors`` (the three inputs' ``(a, b)``).
-    """
-    if n < 2:
-        raise ParameterError(f"n={n!r} must be >= 2")
-    coords = torch.linspace(-margin, 1 + margin, n)
-    bb, aa = torch.meshgrid(coords, coords, indexing="ij")
-    u = (x2 - x1).flatten().float()
-    w = (x3 - x1).flatten().float()
-    base = x1.flatten().float()
-    ab = torch.stack([aa.flatten(), bb.flatten()], 1)
-    device = _device_of(model)
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for s in range(0, len(ab), batch_size):
-            c = ab[s:s + batch_size]
-            pts = (base + c[:, :1] * u + c[:, 1:] * w).view(-1, *x1.shape)
-            out.append(model(pts.to(device)).argmax(1).cpu())
-    labels = torch.cat(out).numpy().reshape(n, n)
-    return dict(labels=labels, coords=coords.numpy(), anchors=[(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)])
+    return {"pc": cross[-1], "err": float(math.hypot(stat, sys)), "stat_err": stat, "sys_err": sys,
+                "sizes": sizes, "mean": mean, "std": std, "crossings": cross, "thresholds": thr}

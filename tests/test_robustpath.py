@@ -1,0 +1,266 @@
+"""mcutils.robustpath: chapter 06's orchestration at tiny sizes, and negative controls for
+every claim the chapter asserts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mcutils import attacks, hessian, models, report, robustpath
+from mcutils.curves import CurveModel
+from mcutils.data import ImageDataset, TensorLoader, dataset_info
+from mcutils.runtime import ParameterError
+
+
+
+def _tiny(name: str = "small_cnn", seed: int = 0, **kw) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    kw = {"width": 2, "hidden": 8, **kw} if name == "small_cnn" else {"width": 2, **kw}
+    return models.build_model(name, num_classes=10, in_channels=1, input_size=8, **kw).eval()
+
+
+def _data(n: int = 24, seed: int = 0) -> ImageDataset:
+    gen = torch.Generator().manual_seed(seed)
+    return ImageDataset(torch.rand(n, 1, 8, 8, generator=gen), torch.randint(0, 10, (n,), generator=gen),
+                        dataset_info("digits"), "train")
+
+
+def test_profile_curve_matches_direct_computation_at_the_ends():
+    a, b = _tiny(seed=0), _tiny(seed=1)
+    curve = CurveModel(a, a, b)
+    data = _data(12)
+    out = robustpath.profile_curve(curve, [0.0, 0.5, 1.0], data.x, data.y, eps=0.1,
+                                   attack_steps=3, sample_ts=[0.5], path_size=8,
+                                   attack_seed=3, paper_batch=4, bound_eps_l2=[0.5])
+    samples, path, bound = out["samples"], out["path"], out["bound"]
+    # all inputs at the sampled t, path_size elsewhere; the means use the first path_size
+    assert samples.groupby("t")["input"].count().to_dict() == {0.0: 8, 0.5: 12, 1.0: 8}
+    mid = samples[samples["t"] == 0.5]
+    assert path.set_index("t").loc[0.5, "robust_loss"] == pytest.approx(
+        mid["robust_loss"].iloc[:8].mean())
+    # t = 0 is the first end: PGD with the same seed, Lanczos eigenvalues, its weight norm
+    x, y = data.x[:8], data.y[:8]
+    adv = attacks.pgd(a, x, y, eps=0.1, steps=3, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = F.cross_entropy(a(adv), y, reduction="none").double().numpy()
+    start = samples[samples["t"] == 0.0]
+    np.testing.assert_allclose(start["robust_loss"], expected, rtol=1e-5, atol=1e-6)
+    lam = hessian.top_input_eigenvalues(a, x, y, iters=80, tol=0)
+    np.testing.assert_allclose(start["top_eig"], lam.numpy(), rtol=1e-4, atol=1e-8)
+    norm = float(torch.sqrt(sum((p.detach().double() ** 2).sum() for p in a.parameters())))
+    assert path.set_index("t").loc[0.0, "weight_norm"] == pytest.approx(norm, rel=1e-6)
+    assert {"paper_eig", "paper_iterations"} <= set(path)
+    # the L2 bound rows exist at the sampled t only, on the path_size inputs
+    l2 = bound[bound["norm"] == "l2"]
+    assert set(l2["t"]) == {0.5} and len(l2) == 8
+    assert set(bound[bound["norm"] == "linf"]["t"]) == {0.0, 0.5, 1.0}
+
+
+def test_profile_curve_recomputes_batchnorm_on_preresnet20():
+    """At each t the BatchNorm statistics are those of w(t) on the given batches, not the
+    interpolated statistics of the ends; without batches a BN model is refused."""
+    a, b = _tiny("preresnet20", seed=0), _tiny("preresnet20", seed=1)
+    bn = _data(32, seed=5)
+    for net, s in ((a, 1), (b, 2)):  # give the ends distinct running statistics
+        net.train()
+        with torch.no_grad():
+            net(_data(32, seed=s).x * (1 + s))
+        net.eval()
+    curve = CurveModel(a, a, b)
+    data = _data(6)
+    loader = TensorLoader(bn, 16)
+    out = robustpath.profile_curve(curve, [0.0, 0.5, 1.0], data.x, data.y, eps=0.05,
+                                   attack_steps=2, bn_loader=loader)
+    recomputed = curve.model_at(0.5, loader)
+    interpolated = curve._export(0.5)  # the interpolated (stale) statistics, for contrast
+    with torch.no_grad():
+        want = F.cross_entropy(recomputed(data.x), data.y, reduction="none").double().numpy()
+        stale = F.cross_entropy(interpolated(data.x), data.y, reduction="none").double().numpy()
+    got = out["samples"].query("t == 0.5")["loss"].to_numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.abs(got - stale).max() > 1e-3
+    with pytest.raises(ParameterError, match="BatchNorm"):
+        robustpath.profile_curve(curve, [0.0, 0.5, 1.0], data.x, data.y, eps=0.05)
+
+
+def test_path_study_trains_one_cached_curve_per_seed_with_weight_decay():
+    a, b = _tiny(seed=0), _tiny(seed=1)
+    train, test = _data(64, seed=1), _data(10, seed=2)
+    kw = dict(seeds=[0, 1], ts=[0.0, 0.5, 1.0], eps=0.1, curve_steps=3, curve_lr=0.01,
+              batch_size=16, bn_size=16, attack_steps=2, sample_ts=[0.5], path_size=6,
+              progress=False)
+    study = robustpath.path_study(a, b, train, test.x, test.y, **kw)
+    assert sorted(study["path"]["seed"].unique()) == [0, 1]
+    assert len(study["samples"]) == 2 * (6 + 10 + 6)
+    assert not study["training"]["cached"].any()
+    again = robustpath.path_study(a, b, train, test.x, test.y, **kw)
+    assert again["training"]["cached"].all()
+    pd.testing.assert_frame_equal(again["path"], study["path"])
+    # different seeds train different curves
+    mids = study["path"].query("t == 0.5").set_index("seed")["weight_norm"]
+    assert mids[0] != mids[1]
+    # weight decay is part of the cached configuration: another value trains anew
+    other = robustpath.path_study(a, b, train, test.x, test.y, curve_weight_decay=0.0, **kw)
+    assert not other["training"]["cached"].any()
+    with pytest.raises(ParameterError, match="seeds"):
+        robustpath.path_study(a, b, train, test.x, test.y, **{**kw, "seeds": [1, 1]})
+    with pytest.raises(ParameterError, match="sample_ts"):
+        robustpath.path_study(a, b, train, test.x, test.y, **{**kw, "sample_ts": [0.3]})
+
+
+# ------------------------------------------------------------------ synthetic study tables
+TS = [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]
+
+
+def _study(robust_peak: float = 0.375, eig_peak: float | None = None, barrier: float = 1.0,
+           clean_bump: float = 0.0, robust_acc: float = 0.7, link: float = 1.0,
+           bound_slack: float = 1.0, control_link: float = 0.0, n: int = 300,
+           seeds=(0, 1, 2)) -> dict[str, pd.DataFrame]:
+    """Tables shaped like path_study's. Per input: robust loss = link * f(eig) + noise."""
+    eig_peak = robust_peak if eig_peak is None else eig_peak
+    rng = np.random.default_rng(0)
+    samples, path, bound = [], [], []
+    base = rng.lognormal(size=n)
+    for s in seeds:
+        for t in TS:
+            bump_r = barrier * np.exp(-((t - robust_peak) / 0.12) ** 2)
+            bump_e = np.exp(-((t - eig_peak) / 0.12) ** 2)
+            eig = base * (0.5 + bump_e) * rng.lognormal(sigma=0.2, size=n)
+            noise = rng.lognormal(sigma=0.3, size=n)
+            robust = (link * np.log1p(eig) + (1 - link) * noise) * (1 + bump_r) + 2 - t
+            loss = 0.3 + 0.2 * t + clean_bump * np.exp(-((t - 0.5) / 0.1) ** 2) \
+                + 0.01 * rng.random(n) + control_link * robust
+            correct = rng.random(n) < 0.9
+            rcorrect = rng.random(n) < (robust_acc if t == 1.0 else 0.1)
+            grad = rng.lognormal(size=n)
+            samples.append(pd.DataFrame(dict(t=t, input=np.arange(n), robust_loss=robust,
+                                             robust_correct=rcorrect, loss=loss, correct=correct,
+                                             top_eig=eig, grad_norm=grad, seed=s)))
+            path.append(dict(t=t, seed=s, weight_norm=10 - 2 * np.sin(np.pi * t) + 0.01 * s,
+                             loss=loss.mean(), accuracy=correct.mean(),
+                             robust_loss=robust.mean(), robust_accuracy=rcorrect.mean(),
+                             top_eig=eig.mean(), grad_norm=grad.mean()))
+            bound.append(pd.DataFrame(dict(t=t, norm="linf", eps=0.1, input=np.arange(n),
+                                           robust_loss=robust, bound=robust * bound_slack,
+                                           seed=s)))
+    return {"samples": pd.concat(samples, ignore_index=True), "path": pd.DataFrame(path),
+            "bound": pd.concat(bound, ignore_index=True)}
+
+
+def _verdicts(study) -> dict[str, str]:
+    out = robustpath.claims(study, [0.25, 0.5, 0.75], eps=0.1, n_boot=200)
+    return {c["claim_id"]: report.verdict(c["result"]["ci"], c["threshold"], c["direction"])
+            for c in out}
+
+
+def test_claims_reproduced_on_data_that_support_them():
+    out = robustpath.claims(_study(), [0.25, 0.5, 0.75], eps=0.1, n_boot=200)
+    assert next(c for c in out if c["claim_id"] == "peak_coincidence")["threshold"] == 0.125
+    v = _verdicts(_study())
+    assert v["standard_no_barrier"] == "reproduced"
+    assert v["robust_end"] == "reproduced"
+    assert v["robust_barrier"] == "reproduced"
+    assert v["per_sample_correlation"] == "reproduced"
+    assert v["peak_coincidence"] == "reproduced"
+    assert v["second_order_bound"] == "reproduced"
+    assert v["beats_controls_per_input"] == "reproduced"
+
+
+@pytest.mark.parametrize("claim,kwargs", [
+    ("standard_no_barrier", dict(clean_bump=0.5)),      # the clean loss bulges in the middle
+    ("robust_end", dict(robust_acc=0.2)),               # the "robust" end is not robust
+    ("robust_barrier", dict(barrier=-0.2)),             # robust loss never exceeds the ends
+    ("per_sample_correlation", dict(link=0.0)),         # robust loss independent of eigenvalue
+    ("peak_coincidence", dict(eig_peak=0.75)),          # peaks far apart
+    ("second_order_bound", dict(bound_slack=0.5)),      # every PGD loss above the bound
+    ("beats_controls_per_input", dict(link=0.5, control_link=1.0)),  # clean loss = the link
+])
+def test_negative_controls_are_not_reproduced(claim, kwargs):
+    assert _verdicts(_study(**kwargs))[claim] != "reproduced"
+
+
+def test_barrier_heights_sign_and_relative_scale():
+    path = pd.DataFrame(dict(t=[0, 0.5, 1, 0, 0.5, 1], seed=[0, 0, 0, 1, 1, 1],
+                             robust_loss=[2.0, 3.0, 1.0, 2.0, 1.5, 1.0]))
+    h = robustpath.barrier_heights(path)
+    assert h.to_dict() == {0: 1.0, 1: -0.5}
+    assert robustpath.barrier_heights(path, relative=True).to_dict() == {0: 0.5, 1: -0.25}
+
+
+def test_per_sample_correlation_is_rank_based_and_bootstrapped_over_inputs():
+    rng = np.random.default_rng(1)
+    n = 500
+    eig = rng.lognormal(sigma=2, size=n)
+    df = pd.DataFrame(dict(t=0.5, input=np.arange(n), top_eig=eig, robust_loss=np.log(eig) ** 3,
+                           seed=0))
+    res = robustpath.per_sample_correlation(df, 0.5, n_boot=200)
+    assert res["estimate"] == pytest.approx(1.0) and res["n"] == n  # monotone: rho = 1
+    df["robust_loss"] = rng.random(n)
+    res = robustpath.per_sample_correlation(df, 0.5, n_boot=200)
+    assert res["ci"][0] < 0 < res["ci"][1]
+
+
+def test_control_that_is_the_target_beats_the_eigenvalue():
+    study = _study(link=0.5)
+    study["path"]["loss"] = study["path"]["robust_loss"] * 2 + 1  # a perfect control
+    study["samples"]["loss"] = study["samples"]["robust_loss"] ** 3
+    res = robustpath.control_comparison(study["samples"], study["path"], [0.25, 0.5, 0.75])
+    assert res["loss"]["path"]["ci"][1] <= 1e-9
+    assert res["loss"]["per_sample"]["ci"][1] < 0
+    assert res["weight_norm"]["per_sample"] is None
+
+
+def test_peak_coincidence_measures_distance_between_argmax():
+    res = robustpath.peak_coincidence(_study(robust_peak=0.25, eig_peak=0.625)["path"])
+    assert res["distance"]["estimate"] == pytest.approx(0.375)
+    assert res["robust_loss"]["estimate"] == pytest.approx(0.25) and res["interior"] == 1.0
+
+
+def test_along_path_correlation_is_high_for_any_two_single_peaked_curves():
+    """The reason it is only a description: t^2(1-t) and t(1-t)^2-shaped curves that
+    share nothing but one bump correlate strongly."""
+    t = np.linspace(0, 1, 21)
+    path = pd.DataFrame(dict(t=np.tile(t, 3), seed=np.repeat([0, 1, 2], 21),
+                             robust_loss=np.tile(np.sin(np.pi * t), 3),
+                             top_eig=np.tile(np.sin(np.pi * t) ** 3 + 0.1 * t, 3)))
+    assert robustpath.along_path_correlation(path)["estimate"] > 0.9
+
+
+def test_bound_share_groups_inputs():
+    df = pd.DataFrame(dict(t=[0, 1, 0, 1], norm="linf", eps=0.1, input=[0, 0, 1, 1],
+                           robust_loss=[1.0, 1.0, 1.0, 3.0], bound=[2.0, 2.0, 2.0, 2.0]))
+    res = robustpath.bound_share(df, "linf", 0.1, n_boot=50)
+    assert res["estimate"] == pytest.approx(0.75) and res["n"] == 2
+    with pytest.raises(ParameterError):
+        robustpath.bound_share(df, "l2")
+
+
+def test_bad_arguments():
+    a = _tiny()
+    curve = CurveModel(a, a, _tiny(seed=1))
+    data = _data(6)
+    with pytest.raises(ParameterError, match="ts"):
+        robustpath.profile_curve(curve, [0.0, 1.0], data.x, data.y, eps=0.1)
+    with pytest.raises(ParameterError, match="path_size"):
+        robustpath.profile_curve(curve, [0.0, 0.5, 1.0], data.x, data.y, eps=0.1, path_size=99)
+    with pytest.raises(ParameterError, match="paper_batch"):
+        robustpath.profile_curve(curve, [0.0, 0.5, 1.0], data.x, data.y, eps=0.1,
+                                 path_size=4, paper_batch=5)
+    with pytest.raises(ParameterError, match="thresholds"):
+        robustpath.claims(_study(n=20), [0.5], eps=0.1, thresholds={"barrier": 0.1})
+
+
+def test_interval_text():
+    iv = {"estimate": 0.5, "ci": [0.25, float("nan")], "n": 3}
+    assert robustpath.interval_text(iv, 2) == "0.50 [0.25, n/a]"
+    assert robustpath.interval_text({0.5: iv, 1.0: None}, 1, label="t=") == \
+        "t=0.5: 0.5 [0.2, n/a]; t=1: n/a"
+
+
+def test_check_settings_names_every_problem():
+    assert robustpath.check_settings(5, [0.25, 0.5], 60, 40, 20) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    with pytest.raises(ParameterError, match="(?s)sample_ts.*path_size.*paper_batch"):
+        robustpath.check_settings(5, [0.3], 60, 80, 100)
