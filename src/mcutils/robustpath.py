@@ -488,9 +488,9 @@ def along_path_correlation(path: pd.DataFrame, a: str = "robust_loss", b: str = 
 
     ``method="pearson"``: Pearson ``r`` over the points (the paper's PCC);
     ``"diff"`` / ``"detrend"``: :func:`mcutils.stats.trend_robust_correlation`'s
-    estimate (step-to-step differences / residuals after a line in ``t``). A
-    description only: two smooth curves with one peak each correlate strongly whatever
-    links them.
+    estimate (step-to-step differences / residuals after a line in ``t``; needs at
+    least 4 points, else the interval is NaN). A description only: two smooth curves
+    with one peak each correlate strongly whatever links them.
     """
     if method not in ("pearson", "diff", "detrend"):
         raise ParameterError(f"method={method!r} is not known; valid values: pearson, diff, "
@@ -500,10 +500,12 @@ def along_path_correlation(path: pd.DataFrame, a: str = "robust_loss", b: str = 
         u, v = g[a].to_numpy(float), g[b].to_numpy(float)
         if method == "pearson":
             values.append(_pearson(u, v))
-        else:
+        elif len(u) >= 4:
             values.append(stats.trend_robust_correlation(u, v, t=g["t"].to_numpy(float),
                                                          method=method, n_boot=200,
                                                          seed=seed)["estimate"])
+    if not np.isfinite(values).any():  # too few points for the trend-robust variants
+        return stats.interval(np.nan, np.nan, np.nan, len(values))
     return stats.seed_interval(values)
 
 
