@@ -4,7 +4,8 @@
 * per-row norms and broadcasting (:func:`flat_norm`, :func:`bview`);
 * the caller's model: :func:`model_device`, :class:`EvalMode` (eval mode, previous mode
   restored), :class:`OnDevice` (eval mode on a device, previous mode and device restored),
-  :class:`FrozenEval` (also freezes the weights while inputs are optimised);
+  :class:`FrozenEval` (also freezes the weights while inputs are optimised),
+  :func:`planned_inference` (batched evaluation under the machine's speed plan);
 * :class:`MaskedAdam`: per-sample Adam on a batch of inputs in which finished rows stop.
 
 Nothing here is part of the public API; the modules that use these helpers are.
@@ -12,10 +13,13 @@ Nothing here is part of the public API; the modules that use these helpers are.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
-from mcutils.runtime import ParameterError
+from mcutils.runtime import ParameterError, Plan, prepare, prepared
 
 NORMS = ("linf", "l2")
 
@@ -94,6 +98,27 @@ class OnDevice(EvalMode):
         if self.target != self.home:
             self.model.to(self.home)
         super().__exit__(*exc)
+
+
+@contextlib.contextmanager
+def planned_inference(model: nn.Module, example: torch.Tensor, batch_size: int | None = None,
+                      device: str | torch.device | None = None,
+                      channels_last: bool | None = None) -> Iterator[Plan]:
+    """Evaluate ``model`` under the machine's speed plan for inputs like ``example``.
+
+    Inside the block the model is in eval mode, on the plan's device and in its memory
+    format, under :func:`torch.inference_mode` (and bf16 autocast only if the plan asks
+    for it); afterwards its mode, device and weight layout are restored. Yields the
+    :class:`~mcutils.runtime.Plan`: feed inputs through ``plan.input`` in chunks of
+    ``plan.batch_size``. An explicit ``batch_size`` or ``channels_last`` wins.
+    """
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
+    plan = prepare(model, example[:2], device, batch_size=batch_size, channels_last=channels_last)
+    with prepared(model, plan), EvalMode(model), torch.inference_mode(), \
+            plan.autocast_context():
+        yield plan
 
 
 class FrozenEval(EvalMode):

@@ -363,15 +363,20 @@ def prepared(model: nn.Module, plan: Plan) -> Iterator[nn.Module]:
     tensors = list(model.parameters()) + list(model.buffers())
     before = [(t.device, t.dim() == 4 and not t.is_contiguous()
                and t.is_contiguous(memory_format=torch.channels_last)) for t in tensors]
-    model.to(plan.device)
-    if plan.channels_last:
-        model.to(memory_format=torch.channels_last)
+    # the copies are made outside inference mode, even when the caller is inside it:
+    # weights made there would be inference tensors, unusable for training afterwards
+    with torch.inference_mode(False):
+        model.to(plan.device)
+        if plan.channels_last:
+            model.to(memory_format=torch.channels_last)
     try:
         yield model
     finally:
-        for t, (dev, was_cl) in zip(list(model.parameters()) + list(model.buffers()), before):
-            fmt = torch.channels_last if was_cl else torch.contiguous_format
-            data = t.data.to(dev)
-            if t.dim() == 4:
-                data = data.contiguous(memory_format=fmt)
-            t.data = data
+        with torch.inference_mode(False):
+            for t, (dev, was_cl) in zip(list(model.parameters()) + list(model.buffers()),
+                                        before):
+                fmt = torch.channels_last if was_cl else torch.contiguous_format
+                data = t.data.to(dev)
+                if t.dim() == 4:
+                    data = data.contiguous(memory_format=fmt)
+                t.data = data

@@ -7,7 +7,9 @@ import torch
 from mcutils.runtime import ParameterError
 
 BARRIER_KINDS = ("gap", "max")
-DEFAULT_BATCH_SIZE = 256
+# batch size of batched evaluations: None = the machine's speed plan chooses
+# (mcutils.runtime.prepare); an explicit batch_size always wins
+DEFAULT_BATCH_SIZE: int | None = None
 
 
 def _check_pairs(a: torch.Tensor, c: torch.Tensor, targets: torch.Tensor | None = None) -> None:

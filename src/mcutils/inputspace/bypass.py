@@ -281,7 +281,7 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
             deviation_weight: float = 1.0, tv_weight: float = 0.1,
             stop_loss: float | str | None = "auto", box: tuple[float, float] | None = (0.0, 1.0),
             num_points: int | None = 100, search: dict | None = None,
-            batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
+            batch_size: int | None = DEFAULT_BATCH_SIZE, progress: bool = False,
             constrain: bool = True, space: str = "pixel", projection: str = "iterate",
             weight_decay: float = 0.0, tv_reduction: str = "mean") -> ConnectResult:
     """Recursive piecewise-linear paths between every pair.
@@ -305,7 +305,7 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
         num_points: points of the returned final profile (``None``: skip it, saving
             ``pairs x num_points`` forward passes; ``profile`` is then ``None``).
         search: keyword arguments for :func:`find_barrier` (default ``tol=tol/10``).
-        batch_size: points per forward pass.
+        batch_size: points per forward pass (``None``: the speed plan's).
         progress: show a progress bar over rounds.
         constrain: bypass inside the hyperplane (default) or, with ``False``, by
             free optimisation of the barrier point (see :func:`bypass_barrier`).
@@ -396,7 +396,7 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
 
 
 def path_profiles(model: nn.Module, vertices: Sequence[torch.Tensor], targets: torch.Tensor,
-                  num_points: int = 100, batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
+                  num_points: int = 100, batch_size: int | None = DEFAULT_BATCH_SIZE) -> torch.Tensor:
     """Loss along piecewise-linear paths at evenly spaced arc-length positions.
 
     Args:
@@ -404,7 +404,7 @@ def path_profiles(model: nn.Module, vertices: Sequence[torch.Tensor], targets: t
         vertices: per pair, ``[V_i, C, H, W]`` vertices (``V_i >= 2``).
         targets: ``[pairs]`` classes.
         num_points: points per path (both ends included).
-        batch_size: points per forward pass.
+        batch_size: points per forward pass (``None``: the speed plan's).
 
     Returns:
         ``[pairs, num_points]`` losses.

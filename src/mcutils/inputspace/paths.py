@@ -12,10 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcutils._util import EvalMode as _EvalMode
 from mcutils._util import bview as _bview
 from mcutils._util import check_positive as _check_positive
-from mcutils._util import model_device as _model_device
+from mcutils._util import planned_inference as _planned_inference
 from mcutils.inputspace._common import BARRIER_KINDS, DEFAULT_BATCH_SIZE, _check_pairs
 from mcutils.runtime import ParameterError
 
@@ -87,21 +86,25 @@ def interpolated_inputs(a: torch.Tensor, c: torch.Tensor, low: float = 0.25, hig
 
 def segment_losses(model: nn.Module, starts: torch.Tensor, ends: torch.Tensor,
                    targets: torch.Tensor, seg_index: torch.Tensor, t: torch.Tensor,
-                   batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
+                   batch_size: int | None = DEFAULT_BATCH_SIZE,
+                   channels_last: bool | None = None) -> torch.Tensor:
     """Cross-entropy at arbitrary points of many segments, in flattened batches.
 
     Point ``k`` is ``starts[seg_index[k]] + t[k] (ends - starts)[seg_index[k]]`` with
     target ``targets[seg_index[k]]``. Only one batch of points exists at a time.
     This is the engine under :func:`loss_profiles`, :func:`find_barrier` and
-    :func:`path_profiles`.
+    :func:`path_profiles`. It runs under the machine's speed plan
+    (:func:`mcutils.runtime.prepare`: memory format and batch size); the model's
+    train/eval mode, device and weight layout are restored afterwards.
 
     Args:
-        model: the classifier (evaluated in eval mode, mode restored after).
+        model: the classifier.
         starts, ends: ``[segments, C, H, W]``.
         targets: ``[segments]`` class indices.
         seg_index: ``[K]`` segment of each point.
         t: ``[K]`` position of each point on its segment.
-        batch_size: points per forward pass.
+        batch_size: points per forward pass (``None``: the plan's batch size).
+        channels_last: memory format (``None``: the plan's).
 
     Returns:
         ``[K]`` losses (float32, on the CPU).
@@ -109,43 +112,48 @@ def segment_losses(model: nn.Module, starts: torch.Tensor, ends: torch.Tensor,
     _check_pairs(starts, ends, targets)
     if seg_index.shape != t.shape or seg_index.dim() != 1:
         raise ParameterError("seg_index and t must be 1-D tensors of the same length")
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, int) or batch_size < 1):
         raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
-    device = _model_device(model)
-    starts = starts.to(device)
-    delta = ends.to(device) - starts
-    targets = torch.as_tensor(targets).to(device)
-    seg_index = seg_index.to(device)
-    t = t.to(device=device, dtype=starts.dtype)
     out = torch.empty(len(t), dtype=torch.float32)
-    with _EvalMode(model), torch.inference_mode():
-        for lo in range(0, len(t), batch_size):
-            idx = seg_index[lo:lo + batch_size]
-            tb = t[lo:lo + batch_size]
+    with _planned_inference(model, starts, batch_size,
+                            channels_last=channels_last) as plan:
+        device, bs = plan.device, plan.batch_size
+        starts = starts.to(device)
+        delta = ends.to(device) - starts
+        targets = torch.as_tensor(targets).to(device)
+        seg_index = seg_index.to(device)
+        t = t.to(device=device, dtype=starts.dtype)
+        for lo in range(0, len(t), bs):
+            idx = seg_index[lo:lo + bs]
+            tb = t[lo:lo + bs]
             x = torch.addcmul(starts.index_select(0, idx), _bview(tb, delta),
                               delta.index_select(0, idx))
-            logits = model(x)
+            logits = model(plan.input(x))
             out[lo:lo + len(idx)] = F.cross_entropy(logits.float(), targets.index_select(0, idx),
                                                     reduction="none").cpu()
     return out
 
 
 def loss_profiles(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.Tensor,
-                  num_points: int = 100, batch_size: int = DEFAULT_BATCH_SIZE,
-                  ts: torch.Tensor | None = None) -> torch.Tensor:
+                  num_points: int = 100, batch_size: int | None = DEFAULT_BATCH_SIZE,
+                  ts: torch.Tensor | None = None,
+                  channels_last: bool | None = None) -> torch.Tensor:
     """Cross-entropy of the target class along the straight paths ``a -> c``.
 
-    All ``pairs x points`` inputs are evaluated in large flattened batches under
-    :func:`torch.inference_mode` (the model is put in eval mode and restored).
+    All ``pairs x points`` inputs are evaluated in flattened batches under
+    :func:`torch.inference_mode` and the machine's speed plan (see
+    :func:`segment_losses`; the model's mode, device and layout are restored).
 
     Args:
         model: the classifier (pixel-space input).
         a, c: ``[pairs, C, H, W]`` endpoints.
         targets: ``[pairs]`` target class of each pair.
         num_points: evenly spaced points in ``[0, 1]``, both ends included.
-        batch_size: points per forward pass.
+        batch_size: points per forward pass (``None``: the plan's batch size).
         ts: optional positions instead of the even grid: ``[points]`` (shared) or
             ``[pairs, points]``.
+        channels_last: memory format (``None``: the plan's).
 
     Returns:
         ``[pairs, points]`` losses (float32, CPU); column 0 is the loss at ``a`` and
@@ -165,7 +173,7 @@ def loss_profiles(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: t
     m = ts.shape[1]
     seg = torch.arange(p).repeat_interleave(m)
     flat = segment_losses(model, a, c, torch.as_tensor(targets), seg, ts.reshape(-1),
-                          batch_size=batch_size)
+                          batch_size=batch_size, channels_last=channels_last)
     return flat.view(p, m)
 
 
@@ -219,7 +227,7 @@ def _local_peaks(t: torch.Tensor, loss: torch.Tensor, k: int) -> tuple[torch.Ten
 def find_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.Tensor,
                  tol: float = 0.01, coarse_points: int = 17, refine_points: int = 4,
                  num_peaks: int = 2, max_rounds: int = 4, kind: str = "gap",
-                 batch_size: int = DEFAULT_BATCH_SIZE
+                 batch_size: int | None = DEFAULT_BATCH_SIZE
                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Adaptive barrier search: a coarse grid, then refinement around the highest peaks.
 
@@ -240,7 +248,7 @@ def find_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: to
         num_peaks: local maxima refined per pair and round.
         max_rounds: refinement rounds.
         kind: ``"gap"`` or ``"max"`` (see :func:`barrier`).
-        batch_size: points per forward pass.
+        batch_size: points per forward pass (``None``: the speed plan's).
 
     Returns:
         ``(barriers [pairs], t_max [pairs], forward_passes)``: the barrier, where on
@@ -342,35 +350,33 @@ def rounds_needed(barriers: torch.Tensor | Sequence[torch.Tensor],
     return torch.where(ok.any(dim=0), first, torch.full_like(first, -1))
 
 
-@torch.inference_mode()
-
-
 def class_reference_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                          num_classes: int | None = None,
-                         batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
+                         batch_size: int | None = DEFAULT_BATCH_SIZE) -> torch.Tensor:
     """Median cross-entropy of the correctly classified inputs of each class.
 
     A loss scale for barrier tolerances: a barrier below it is smaller than the loss
     the model typically has on a real input it gets right.
 
     Args:
-        model: the classifier (evaluated in eval mode, mode restored).
+        model: the classifier (evaluated in eval mode under the speed plan; its mode,
+            device and layout are restored).
         x: ``[N, C, H, W]`` inputs; y: ``[N]`` labels.
         num_classes: length of the result (default ``y.max() + 1``).
-        batch_size: inputs per forward pass.
+        batch_size: inputs per forward pass (``None``: the plan's batch size).
 
     Returns:
         ``[num_classes]`` medians (``nan`` for a class without a correct input).
     """
     if len(x) != len(y) or len(x) == 0:
         raise ParameterError("x and y must be non-empty and of the same length")
-    device = _model_device(model)
     k = int(num_classes if num_classes is not None else int(y.max()) + 1)
     losses, correct = [], []
-    with _EvalMode(model):
-        for lo in range(0, len(x), batch_size):
-            logits = model(x[lo:lo + batch_size].to(device)).float().cpu()
-            yb = y[lo:lo + batch_size].cpu()
+    with _planned_inference(model, x, batch_size) as plan:
+        bs = plan.batch_size
+        for lo in range(0, len(x), bs):
+            logits = model(plan.input(x[lo:lo + bs])).float().cpu()
+            yb = y[lo:lo + bs].cpu()
             losses.append(F.cross_entropy(logits, yb, reduction="none"))
             correct.append(logits.argmax(1) == yb)
     loss, ok, y = torch.cat(losses), torch.cat(correct), y.cpu()
@@ -398,7 +404,7 @@ class BarrierRecorder:
         num_points: points per straight path.
         every: record every ``every``-th step (step 0 always).
         max_step: ignore steps after this one (``None``: all).
-        batch_size: points per forward pass.
+        batch_size: points per forward pass (``None``: the speed plan's).
 
     Attributes:
         steps: recorded steps; ``barriers``, ``peaks``, ``end_losses``: one ``[pairs]``
@@ -407,7 +413,7 @@ class BarrierRecorder:
 
     def __init__(self, a: torch.Tensor, c: torch.Tensor, targets: torch.Tensor,
                  num_points: int = 33, every: int = 1, max_step: int | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE):
+                 batch_size: int | None = DEFAULT_BATCH_SIZE):
         _check_pairs(a, c, targets)
         if not isinstance(num_points, int) or num_points < 2:
             raise ParameterError(f"num_points={num_points!r} must be an integer >= 2")

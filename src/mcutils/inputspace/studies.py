@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from mcutils import stats
-from mcutils._util import EvalMode as _EvalMode
-from mcutils._util import model_device as _model_device
+from mcutils._util import planned_inference as _planned_inference
 from mcutils.data import class_pairs, matched_pairs
 from mcutils.inputspace._common import DEFAULT_BATCH_SIZE, _check_pairs
 from mcutils.inputspace.bypass import ConnectResult, connect
@@ -61,14 +60,16 @@ class PairSet:
 
 
 def predict_labels(model: nn.Module, x: torch.Tensor,
-                   batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
-    """Predicted classes of ``x`` (eval mode, the model's mode restored; CPU result)."""
-    device = _model_device(model)
+                   batch_size: int | None = DEFAULT_BATCH_SIZE) -> torch.Tensor:
+    """Predicted classes of ``x`` (CPU result), under the machine's speed plan
+    (``batch_size=None``: the plan's); the model's mode, device and layout are restored."""
+    if len(x) == 0:
+        return torch.empty(0, dtype=torch.long)
     out = []
-    with _EvalMode(model), torch.inference_mode():
-        for lo in range(0, len(x), batch_size):
-            out.append(model(x[lo:lo + batch_size].to(device)).argmax(1).cpu())
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+    with _planned_inference(model, x, batch_size) as plan:
+        for lo in range(0, len(x), plan.batch_size):
+            out.append(model(plan.input(x[lo:lo + plan.batch_size])).argmax(1).cpu())
+    return torch.cat(out)
 
 
 def make_pair_sets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pairs_per_class: int,
