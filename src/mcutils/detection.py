@@ -36,7 +36,9 @@ from torch import nn
 
 from mcutils import stats
 from mcutils._util import EvalMode as _EvalMode
+from mcutils._util import check_positive as _check_positive
 from mcutils._util import model_device as _model_device
+from mcutils._util import planned_inference as _planned_inference
 from mcutils.inputspace import DEFAULT_BATCH_SIZE, barrier, loss_profiles
 from mcutils.runtime import ParameterError
 
@@ -194,7 +196,7 @@ def local_maxima(profiles: torch.Tensor, tol: float = 1e-3) -> torch.Tensor:
 
 def barrier_features(model: nn.Module, x: torch.Tensor, predicted: torch.Tensor,
                      references: torch.Tensor, num_points: int = 64,
-                     batch_size: int = DEFAULT_BATCH_SIZE, tol: float = 1e-3
+                     batch_size: int | None = DEFAULT_BATCH_SIZE, tol: float = 1e-3
                      ) -> BarrierFeatures:
     """Loss profiles of every input against each of its references, batched.
 
@@ -208,7 +210,7 @@ def barrier_features(model: nn.Module, x: torch.Tensor, predicted: torch.Tensor,
             are the cross-entropy of this class.
         references: ``[N, K, C, H, W]`` real images of each input's predicted class.
         num_points: points per path, both ends included.
-        batch_size: points per forward pass.
+        batch_size: points per forward pass (``None``: the machine's speed plan's).
         tol: prominence threshold of :func:`local_maxima`.
 
     Returns:
@@ -244,10 +246,11 @@ def barrier_features_loop(model: nn.Module, x: torch.Tensor, predicted: torch.Te
                              for f in ("profiles", "gap", "max", "maxima")))
 
 
-def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024
+def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int | None = None
                          ) -> torch.Tensor:
     """The input of the model's last :class:`torch.nn.Linear` layer (its penultimate
-    features), batched, in eval mode (the caller's mode and device are kept).
+    features), batched, in eval mode under the machine's speed plan (``batch_size=None``:
+    the plan's; the caller's mode, device and weight layout are kept).
 
     Returns:
         ``[N, D]`` float32 features on the CPU.
@@ -260,11 +263,13 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 10
         raise ParameterError("the model has no nn.Linear layer to take features from")
     feats: list[torch.Tensor] = []
     hook = last.register_forward_hook(lambda _m, inp, _out: feats.append(inp[0].detach()))
-    dev = _model_device(model)
+    if batch_size is not None:
+        _check_positive(batch_size=batch_size)
     try:
-        with _EvalMode(model), torch.inference_mode():
-            for i in range(0, len(x), batch_size):
-                model(x[i:i + batch_size].to(dev))
+        if len(x):
+            with _planned_inference(model, x, batch_size) as plan:
+                for i in range(0, len(x), plan.batch_size):
+                    model(plan.input(x[i:i + plan.batch_size]))
     finally:
         hook.remove()
     return torch.cat([f.flatten(1).float().cpu() for f in feats]) if feats else torch.empty(0)
@@ -315,18 +320,22 @@ class Mahalanobis:
         return m2.clamp_min(0).sqrt().amin(1).float()
 
 
-def logit_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+def logit_features(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
                    mahalanobis: Mahalanobis | None = None) -> LogitFeatures:
     """Logit-based baseline features (sorted logits, max softmax probability, margin) and,
     with a fitted :class:`Mahalanobis`, its score.
 
-    The model is evaluated in eval mode on its own device; the caller's mode (and the
-    model's device) are unchanged afterwards. Features come back on the CPU.
+    The model is evaluated in eval mode on its own device under the machine's speed plan
+    (``batch_size=None``: the plan's); the caller's mode, device and weight layout are
+    unchanged afterwards. Features come back on the CPU.
     """
-    dev = _model_device(model)
-    with _EvalMode(model), torch.inference_mode():
-        logits = torch.cat([model(x[i:i + batch_size].to(dev)).float().cpu()
-                            for i in range(0, len(x), batch_size)])
+    if batch_size is not None:
+        _check_positive(batch_size=batch_size)
+    if len(x) == 0:
+        raise ParameterError("logit_features needs at least one input")
+    with _planned_inference(model, x, batch_size) as plan:
+        logits = torch.cat([model(plan.input(x[i:i + plan.batch_size])).float().cpu()
+                            for i in range(0, len(x), plan.batch_size)])
     s = logits.sort(dim=1, descending=True).values
     maha = None
     if mahalanobis is not None:
@@ -713,7 +722,7 @@ def evaluate_detectors(barriers_real: BarrierFeatures, logits_real: LogitFeature
 
 def connectivity_features(model: nn.Module, x: torch.Tensor, pool_x: torch.Tensor,
                           pool_y: torch.Tensor, num_refs: int = 5, num_points: int = 64,
-                          seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE,
+                          seed: int = 0, batch_size: int | None = DEFAULT_BATCH_SIZE,
                           mahalanobis: Mahalanobis | None = None
                           ) -> tuple[BarrierFeatures, LogitFeatures, torch.Tensor]:
     """Everything a detector sees about inputs ``x``: the model's prediction, ``num_refs``
