@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from mcutils import attacks, stats
 from mcutils._util import EvalMode as _EvalMode
 from mcutils._util import model_device as _model_device
+from mcutils._util import planned_inference as _planned_inference
 from mcutils.inputspace import barrier, loss_profiles
 from mcutils.runtime import ParameterError
 
@@ -182,15 +183,15 @@ def paper_pairs(x: torch.Tensor, y: torch.Tensor, pairs_per_class: int = 7,
 
 
 # ----------------------------------------------------------------------------- measurements
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Predicted classes (eval mode, the caller's mode restored), on the CPU."""
-    dev = _model_device(model)
-    with _EvalMode(model), torch.inference_mode():
-        return torch.cat([model(x[i:i + batch_size].to(dev)).argmax(1).cpu()
-                          for i in range(0, len(x), batch_size)])
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Predicted classes under the machine's speed plan (``batch_size=None``: the plan's;
+    the caller's mode, device and layout restored), on the CPU."""
+    with _planned_inference(model, x, batch_size) as plan:
+        return torch.cat([model(plan.input(x[i:i + plan.batch_size])).argmax(1).cpu()
+                          for i in range(0, len(x), plan.batch_size)])
 
 
-def _ce(model: nn.Module, x: torch.Tensor, cls: torch.Tensor, batch_size: int = 256
+def _ce(model: nn.Module, x: torch.Tensor, cls: torch.Tensor, batch_size: int | None = None
         ) -> torch.Tensor:
     """Cross-entropy of ``cls`` at ``x`` (endpoint losses), batched, on the CPU."""
     return loss_profiles(model, x, x, cls, ts=torch.zeros(1), batch_size=batch_size)[:, 0]
@@ -198,7 +199,7 @@ def _ce(model: nn.Module, x: torch.Tensor, cls: torch.Tensor, batch_size: int = 
 
 def paired_barriers(model: nn.Module, pairs: PairSet, num_points: int = 250,
                     attack: Mapping[str, Any] | None = None, within: pd.DataFrame | None = None,
-                    batch_size: int = 256, return_adversarial: bool = False
+                    batch_size: int | None = None, return_adversarial: bool = False
                     ) -> pd.DataFrame | tuple[pd.DataFrame, torch.Tensor]:
     """Attack every ``K`` towards its pair's class and measure both kinds of paths.
 
@@ -214,7 +215,7 @@ def paired_barriers(model: nn.Module, pairs: PairSet, num_points: int = 250,
         attack: overrides of :data:`PAPER_ATTACK`.
         within: the within-class rows of an earlier call on the same pairs and model
             (they do not depend on the attack); computed when ``None``.
-        batch_size: points per forward pass.
+        batch_size: points per forward pass (``None``: the machine's speed plan's).
         return_adversarial: also return the adversarial images ``K'``.
 
     Returns:
@@ -524,7 +525,7 @@ def network_specs(sizes: Sequence[int] = (), networks: Sequence[str] = (),
 # ----------------------------------------------------------------------------- orchestration
 def run_protocol(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int],
                  pairs_per_class: int = 7, num_points: int = 250,
-                 attack: Mapping[str, Any] | None = None, batch_size: int = 256,
+                 attack: Mapping[str, Any] | None = None, batch_size: int | None = None,
                  progress: bool = True, return_adversarial: bool = False
                  ) -> pd.DataFrame | tuple[pd.DataFrame, dict[int, torch.Tensor]]:
     """Section 1 of chapter 04: :func:`paper_pairs` and :func:`paired_barriers` for every
@@ -544,7 +545,7 @@ def run_protocol(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seeds: Sequ
 
 
 def attack_sweep(model: nn.Module, pairs: PairSet, settings: Mapping[str, Mapping[str, Any]],
-                 num_points: int = 250, batch_size: int = 256,
+                 num_points: int = 250, batch_size: int | None = None,
                  progress: bool = True) -> pd.DataFrame:
     """One factor at a time on one set of pairs: :func:`paired_barriers` for each named
     attack setting (overrides of :data:`PAPER_ATTACK`); the within-class paths are
@@ -620,7 +621,7 @@ def sweep_model(dataset: str = "fashion-mnist", model: str = "small_cnn", size: 
 def model_sweep(pairs: PairSet, networks: Mapping[str, Mapping[str, Any]],
                 dataset: str = "fashion-mnist", epochs: int = 2, train_subset: int | None = 5000,
                 seed: int = 0, num_points: int = 250, attack: Mapping[str, Any] | None = None,
-                batch_size: int = 256, eval_set: tuple[torch.Tensor, torch.Tensor] | None = None,
+                batch_size: int | None = None, eval_set: tuple[torch.Tensor, torch.Tensor] | None = None,
                 progress: bool = True) -> tuple[pd.DataFrame, dict[str, nn.Module]]:
     """The paper's statistic on several networks and input sizes, one set of pairs.
 
@@ -700,7 +701,7 @@ def select_sources(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, s
     count = 0
     for i in range(0, len(order), 4 * batch_size):
         chunk = order[i:i + 4 * batch_size]
-        found.append(chunk[_predict(model, x[chunk], batch_size) == y[chunk]])
+        found.append(chunk[_predict(model, x[chunk]) == y[chunk]])
         count += len(found[-1])
         if count >= want:
             break
@@ -716,7 +717,7 @@ def select_sources(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, s
             raise ParameterError(f"no spare image of class {c} for the stopping loss")
         rows = (target == c).nonzero().flatten()
         partner[rows] = members[torch.randint(len(members), (len(rows),), generator=gen)]
-    stop = _ce(model, x[partner], target, batch_size)
+    stop = _ce(model, x[partner], target)
     return Sources(x[src], y[src], target, stop, src)
 
 
