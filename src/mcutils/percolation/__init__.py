@@ -23,11 +23,11 @@ Every public name is available from ``mcutils.percolation`` directly. Used by ch
 """
 
 from mcutils.percolation import fields, growth, lattice, networks, thresholds
-from mcutils.percolation.fields import *
-from mcutils.percolation.growth import *
-from mcutils.percolation.lattice import *
-from mcutils.percolation.networks import *
-from mcutils.percolation.thresholds import *
+from mcutils.percolation.fields import *  # noqa: F403
+from mcutils.percolation.growth import *  # noqa: F403
+from mcutils.percolation.lattice import *  # noqa: F403
+from mcutils.percolation.networks import *  # noqa: F403
+from mcutils.percolation.thresholds import *  # noqa: F403
 
 __all__ = (fields.__all__ + growth.__all__ + lattice.__all__ + networks.__all__
            + thresholds.__all__)

@@ -38,7 +38,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from mcutils._util import EvalMode, model_device
+from mcutils._util import planned_inference
 from mcutils.percolation.fields import (
     lag_correlation,
     match_correlation_length,
@@ -190,31 +190,34 @@ def random_grid(x0: torch.Tensor, d: int, n: int = 9, step: float = 1.0,
                 coords=torch.stack([k] * d), step=float(step), anchors=None)
 
 
-def grid_losses(model: nn.Module, grid: Grid, cls: int, batch_size: int = 256
+def grid_losses(model: nn.Module, grid: Grid, cls: int, batch_size: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The cross-entropy of class ``cls`` and the predicted class at every grid point.
 
-    Batched under ``torch.inference_mode``; the model's mode and device are left as
-    they were (inputs go to the model's device).
+    Batched under ``torch.inference_mode`` and the machine's speed plan
+    (:func:`mcutils.runtime.prepare`; ``batch_size=None``: the plan's batch size); the
+    model's mode, device and weight layout are left as they were (inputs go to the
+    model's device).
 
     Returns:
         ``(loss, label)``: float64 and int64 arrays of shape ``grid.shape``.
     """
-    if batch_size < 1:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
         raise ParameterError(f"batch_size={batch_size!r} must be >= 1")
-    device = model_device(model)
     total = int(np.prod(grid.shape))
     losses, labels = [], []
-    with EvalMode(model), torch.inference_mode():
-        for start in range(0, total, batch_size):
-            logits = model(grid.points(start, start + batch_size).to(device)).float()
+    with planned_inference(model, grid.points(0, 2), batch_size) as plan:
+        bs = plan.batch_size
+        for start in range(0, total, bs):
+            logits = model(plan.input(grid.points(start, start + bs))).float()
             losses.append((torch.logsumexp(logits, 1) - logits[:, cls]).cpu())
             labels.append(logits.argmax(1).cpu())
     loss = torch.cat(losses).double().numpy().reshape(grid.shape)
     return loss, torch.cat(labels).numpy().reshape(grid.shape)
 
 
-def label_grid(model: nn.Module, grid: Grid, batch_size: int = 256) -> np.ndarray:
+def label_grid(model: nn.Module, grid: Grid, batch_size: int | None = None) -> np.ndarray:
     """The model's predicted class at every grid point (mode and device left unchanged).
 
     Returns:
@@ -223,15 +226,14 @@ def label_grid(model: nn.Module, grid: Grid, batch_size: int = 256) -> np.ndarra
     return grid_losses(model, grid, 0, batch_size)[1]
 
 
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    device = model_device(model)
-    with EvalMode(model), torch.inference_mode():
-        return torch.cat([model(x[s:s + batch_size].to(device)).argmax(1).cpu()
-                          for s in range(0, len(x), batch_size)])
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    with planned_inference(model, x, batch_size) as plan:
+        return torch.cat([model(plan.input(x[s:s + plan.batch_size])).argmax(1).cpu()
+                          for s in range(0, len(x), plan.batch_size)])
 
 
 def same_class_pairs(model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, num_pairs: int,
-                     seed: int = 0, batch_size: int = 256, pred: torch.Tensor | None = None
+                     seed: int = 0, batch_size: int | None = None, pred: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairs of inputs with the same label that ``model`` classifies correctly.
 
@@ -245,7 +247,7 @@ def same_class_pairs(model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, 
         x, y: inputs and labels.
         num_pairs: pairs wanted.
         seed: seed of the draw.
-        batch_size: forward batch size.
+        batch_size: forward batch size (``None``: the machine's speed plan's).
         pred: the model's predicted classes on ``x``, if already known.
 
     Returns:
@@ -281,7 +283,7 @@ def _per_dim(values: int | Sequence[int], dims: Sequence[int], name: str) -> lis
 
 def slice_study(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dims: Sequence[int],
                 anchored: int | Sequence[int], unanchored: int | Sequence[int] = 0,
-                n: int = 9, margin: int = 2, seed: int = 0, batch_size: int = 256,
+                n: int = 9, margin: int = 2, seed: int = 0, batch_size: int | None = None,
                 keep_fields_up_to: int = 2, progress: bool = False) -> pd.DataFrame:
     """Anchored and unanchored slices of one model's input space, and their onsets.
 
@@ -300,7 +302,7 @@ def slice_study(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dims: Sequen
         unanchored: unanchored slices per dimension.
         n, margin: grid size and margin (see :func:`anchored_grid`).
         seed: seeds the pairs, the centres and the directions.
-        batch_size: forward batch size.
+        batch_size: forward batch size (``None``: the machine's speed plan's).
         keep_fields_up_to: keep the loss and label fields of slices with ``d`` up to this
             in ``attrs["fields"]`` (for figures).
         progress: tqdm bar over slices.
@@ -545,14 +547,15 @@ def match_nulls(model_df: pd.DataFrame, null_df: pd.DataFrame, nulls: Mapping[st
 
 
 def plane_predictions(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor,
-                      n: int = 61, margin: float = 2.0, batch_size: int = 256) -> dict:
+                      n: int = 61, margin: float = 2.0, batch_size: int | None = None) -> dict:
     """Predicted classes on the plane ``x1 + a (x2 - x1) + b (x3 - x1)``.
 
     Args:
         x1, x2, x3: three inputs of one shape.
         n: points per axis; ``a`` and ``b`` run from ``-margin`` to ``1 + margin``.
         margin: extent beyond the triangle of the three inputs.
-        batch_size: forward batch size (mode and device of the model left unchanged).
+        batch_size: forward batch size (``None``: the machine's speed plan's; mode,
+            device and layout of the model left unchanged).
 
     Returns:
         dict with ``labels`` (``[n, n]``, row = ``b``, column = ``a``), ``coords`` (the
@@ -567,13 +570,12 @@ def plane_predictions(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, x3: 
     w = (x3 - x1).flatten().float()
     base = x1.flatten().float()
     ab = torch.stack([aa.flatten(), bb.flatten()], 1)
-    device = model_device(model)
     out = []
-    with EvalMode(model), torch.inference_mode():
-        for s in range(0, len(ab), batch_size):
-            c = ab[s:s + batch_size]
+    with planned_inference(model, x1.unsqueeze(0), batch_size) as plan:
+        for s in range(0, len(ab), plan.batch_size):
+            c = ab[s:s + plan.batch_size]
             pts = (base + c[:, :1] * u + c[:, 1:] * w).view(-1, *x1.shape)
-            out.append(model(pts.to(device)).argmax(1).cpu())
+            out.append(model(plan.input(pts)).argmax(1).cpu())
     labels = torch.cat(out).numpy().reshape(n, n)
     anchors = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)]
     cvals = coords.numpy()
@@ -593,7 +595,7 @@ def same_patch(labels: np.ndarray, cls: int, cells: Sequence[Sequence[int]]) -> 
 
 
 def trio_study(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_trios: int,
-               n: int = 61, margin: float = 2.0, seed: int = 0, batch_size: int = 256
+               n: int = 61, margin: float = 2.0, seed: int = 0, batch_size: int | None = None
                ) -> tuple[pd.DataFrame, list[dict]]:
     """Planes through three correctly classified inputs of one class: one patch or not?
 
@@ -641,7 +643,7 @@ def _null_key(name: str) -> str:
 def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.Tensor,
                     dims: Sequence[int], anchored: int | Sequence[int],
                     unanchored: int | Sequence[int], null_count: int | Sequence[int],
-                    n: int = 9, margin: int = 2, seed: int = 0, batch_size: int = 256,
+                    n: int = 9, margin: int = 2, seed: int = 0, batch_size: int | None = None,
                     min_units: int = 5, progress: bool = False) -> dict:
     """The chapter's network experiment: slices of each model against the nulls.
 
