@@ -118,3 +118,189 @@ def test_training_layouts_agree_and_weights_return_contiguous():
         nets.append(net)
     for (k, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
         assert b.is_contiguous() and torch.allclose(a, b, atol=1e-5), k
+
+
+# ------------------------------------------------- the plan in the library's batched evaluations
+import torch.nn.functional as F  # noqa: E402
+
+from mcutils import detection, inputspace, percolation  # noqa: E402
+
+
+def _snapshot(net):
+    """Mode, and per tensor: device, layout (channels_last or not) and values."""
+    tensors = dict(net.named_parameters()) | dict(net.named_buffers())
+    return net.training, {k: (t.device, t.is_contiguous(), t.detach().clone())
+                          for k, t in tensors.items()}
+
+
+def _assert_unchanged(net, snap):
+    mode, tensors = snap
+    assert net.training == mode, "train/eval mode changed"
+    now = dict(net.named_parameters()) | dict(net.named_buffers())
+    for k, (dev, contiguous, value) in tensors.items():
+        t = now[k]
+        assert t.device == dev, f"{k} moved to {t.device}"
+        assert t.is_contiguous() == contiguous, f"{k} left in another memory format"
+        assert not t.is_inference(), f"{k} became an inference tensor"
+        assert torch.equal(t.detach(), value), f"{k} changed its values"
+
+
+def _plain_profiles(net, a, c, y, points):
+    """The reference: the model as given (default layout), eval mode, one pair at a time."""
+    net.eval()
+    with torch.no_grad():
+        out = []
+        for i in range(len(a)):
+            path = torch.stack([torch.lerp(a[i], c[i], float(t))
+                                for t in torch.linspace(0, 1, points)])
+            out.append(F.cross_entropy(net(path), y[i].repeat(points), reduction="none"))
+    return torch.stack(out)
+
+
+def _strictly_channels_last(t):
+    return t.dim() == 4 and not t.is_contiguous() and \
+        t.is_contiguous(memory_format=torch.channels_last)
+
+
+class _Spy:
+    """Records the batch size of every input the model sees, and whether it ran in
+    channels_last (its conv weights with more than one input channel, and 4-D inputs with
+    more than one channel, strictly in that layout; one channel is ambiguous)."""
+
+    def __init__(self, net):
+        self.sizes, self.channels_last = [], []
+        self.weights = [p for p in net.parameters()        # 1x1 kernels are ambiguous too
+                        if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1]
+        net.register_forward_pre_hook(self)
+
+    def __call__(self, _module, args):
+        x = args[0]
+        self.sizes.append(len(x))
+        checks = [_strictly_channels_last(w) for w in self.weights]
+        if x.dim() == 4 and x.shape[1] > 1:
+            checks.append(_strictly_channels_last(x))
+        self.channels_last.append(bool(checks) and all(checks))
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_loss_profiles_under_the_plan_equal_the_plain_path(name, monkeypatch):
+    """For each registered model: profiles under the (fixed) plan equal the plain
+    per-pair path and the explicit batch 64 / default layout within 1e-5; the plan's
+    batch size and layout are really used, explicit ones win, and the caller's model
+    (train mode, contiguous weights) is unchanged."""
+    monkeypatch.setattr(runtime, "FIXED_BATCH_SIZE", 4)  # several chunks per call
+    x = _input_for(name)
+    torch.manual_seed(0)
+    net = models.build_model(name, in_channels=x.shape[1])
+    a, c = torch.rand(2, *x.shape[1:]), torch.rand(2, *x.shape[1:])
+    y = torch.tensor([1, 3])
+    ref = _plain_profiles(net, a, c, y, 5)
+    with torch.no_grad():
+        plain_logits = net(x).sort(dim=1, descending=True).values   # eval mode
+    net.train()
+    snap = _snapshot(net)
+    spy = _Spy(net)
+    fast = inputspace.loss_profiles(net, a, c, y, num_points=5)
+    _assert_unchanged(net, snap)
+    conv = name != "mlp"
+    assert max(spy.sizes) == 4 and all(cl == conv for cl in spy.channels_last)
+    spy.sizes.clear(), spy.channels_last.clear()
+    paper = inputspace.loss_profiles(net, a, c, y, num_points=5, batch_size=64,
+                                     channels_last=False)
+    _assert_unchanged(net, snap)
+    assert spy.sizes == [10] and not any(spy.channels_last)     # explicit choices win
+    assert torch.allclose(fast, ref, atol=1e-5), (fast - ref).abs().max()
+    assert torch.allclose(fast, paper, atol=1e-5), (fast - paper).abs().max()
+    # other entry points of the plan, same model
+    spy.sizes.clear()
+    feats = detection.logit_features(net, x)
+    _assert_unchanged(net, snap)
+    assert torch.allclose(feats.sorted_logits, plain_logits, atol=1e-5)
+    assert max(spy.sizes) == 4
+
+
+def test_plan_checks_detect_a_model_left_changed(monkeypatch):
+    """Negative controls: the checks above fail for a model left in channels_last, left
+    in eval mode, or by a plan that does not restore the layout."""
+    net = models.build_model("small_cnn").train()
+    snap = _snapshot(net)
+    net.to(memory_format=torch.channels_last)
+    with pytest.raises(AssertionError, match="memory format"):
+        _assert_unchanged(net, snap)
+    net = models.build_model("small_cnn").train()
+    snap = _snapshot(net)
+    net.eval()
+    with pytest.raises(AssertionError, match="mode"):
+        _assert_unchanged(net, snap)
+
+    import contextlib
+
+    import mcutils._util as util
+
+    @contextlib.contextmanager
+    def leaky(model, plan):          # a "prepared" that forgets to restore
+        model.to(memory_format=torch.channels_last)
+        yield model
+
+    monkeypatch.setattr(util, "prepared", leaky)
+    net = models.build_model("small_cnn").train()
+    snap = _snapshot(net)
+    a = torch.rand(2, 1, 28, 28)
+    inputspace.loss_profiles(net, a, a.flip(0), torch.tensor([0, 1]), num_points=3)
+    with pytest.raises(AssertionError, match="memory format"):
+        _assert_unchanged(net, snap)
+
+
+def test_tolerance_check_can_fail():
+    """The 1e-5 comparison is sensitive: the reference in train mode (BatchNorm batch
+    statistics) differs from the planned eval-mode profiles by far more than 1e-5."""
+    net = models.build_model("preresnet20", in_channels=3)
+    a, c = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    y = torch.tensor([1, 3])
+    fast = inputspace.loss_profiles(net, a, c, y, num_points=5)
+    net.train()
+    with torch.no_grad():
+        path = inputspace.linear_path(a, c, 5).reshape(-1, 3, 32, 32)
+        wrong = F.cross_entropy(net(path), y.repeat_interleave(5), reduction="none").view(2, 5)
+    assert not torch.allclose(fast, wrong, atol=1e-5)
+
+
+def test_plan_inside_inference_mode_leaves_trainable_weights():
+    """Called inside torch.inference_mode, the plan's layout copies must not turn the
+    weights into inference tensors (training afterwards would fail)."""
+    net = models.build_model("small_cnn")
+    x = torch.rand(4, 1, 28, 28)
+    snap = _snapshot(net)
+    with torch.inference_mode():
+        inputspace.class_reference_loss(net, x, torch.tensor([0, 1, 2, 3]))
+        training.predict(net, x)
+    _assert_unchanged(net, snap)
+    F.cross_entropy(net(x), torch.tensor([0, 1, 2, 3])).backward()   # trains
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_explicit_batch_size_wins_everywhere(monkeypatch):
+    """segment_losses, find_barrier, class_reference_loss, the detection features and
+    the percolation grids use the plan's batch size unless one is given."""
+    monkeypatch.setattr(runtime, "FIXED_BATCH_SIZE", 5)
+    net = models.build_model("small_cnn")
+    spy = _Spy(net)
+    a, c = torch.rand(7, 1, 28, 28), torch.rand(7, 1, 28, 28)
+    y = torch.arange(7)
+    calls = [
+        lambda bs: inputspace.find_barrier(net, a, c, y, coarse_points=4, max_rounds=1,
+                                           batch_size=bs),
+        lambda bs: inputspace.class_reference_loss(net, a, y, batch_size=bs),
+        lambda bs: detection.penultimate_features(net, a, batch_size=bs),
+        lambda bs: percolation.grid_losses(net, percolation.random_grid(a[0], 2, n=3), 0,
+                                           batch_size=bs),
+    ]
+    for call in calls:
+        spy.sizes.clear()
+        call(None)
+        assert max(spy.sizes) == 5, spy.sizes
+        spy.sizes.clear()
+        call(2)
+        assert max(spy.sizes) == 2, spy.sizes
+    with pytest.raises(ParameterError, match="batch_size"):
+        inputspace.loss_profiles(net, a, c, y, batch_size=0)
