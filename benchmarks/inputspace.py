@@ -3,12 +3,15 @@
 Usage::
 
     python benchmarks/inputspace.py [--pairs 32] [--points 250] [--repeats 3]
-                                    [--resnet-width 64] [--skip-resnet]
+                                    [--threads 1,2] [--resnet-width 64] [--skip-resnet]
 
-1. ``loss_profiles`` versus a per-pair loop in the style of the paper's public code
-   (build each path in Python, evaluate it in batches of 64) and versus the
-   forward-pass floor (the same number of inputs, pre-built, through the model at the
-   best batch size). Small CNN on 1x28x28 and ResNet-18 (CIFAR) on 3x32x32.
+1. ``loss_profiles`` (under the machine's speed plan, :func:`mcutils.runtime.prepare`:
+   its batch size and memory format) versus a per-pair loop in the style of the paper's
+   public code (build each path in Python, evaluate it in batches of 64, default memory
+   format) and versus the forward-pass floor (the same number of inputs, pre-built,
+   through the model at the best of several batch sizes in either memory format), at
+   each thread count of ``--threads`` (``torch.set_num_threads``). Small CNN on
+   1x28x28 and ResNet-18 (CIFAR) on 3x32x32.
 2. ``find_barrier`` versus a 1,000-point grid on correctly classified same-class
    Fashion-MNIST test pairs of the cached default model (agreement within ``tol`` and
    forward passes relative to a 250-point grid).
@@ -26,13 +29,14 @@ from other processes affects all contenders alike; the printed ratios are the re
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from mcutils import data, inputspace, training
+from mcutils import data, inputspace, runtime, training
 from mcutils.models import build_model
 
 
@@ -74,31 +78,42 @@ def interleaved(funcs: dict[str, Callable[[], object]], repeats: int) -> dict[st
 
 def bench_profiles(name: str, model: torch.nn.Module, shape: tuple[int, int, int], pairs: int,
                    points: int, repeats: int, batch_sizes: tuple[int, ...]) -> dict[str, float]:
-    """Section 1 for one model."""
+    """Section 1 for one model, at the current thread count."""
     torch.manual_seed(0)
     model.eval()
     a, c = torch.rand(pairs, *shape), torch.rand(pairs, *shape)
     y = torch.randint(0, 10, (pairs,))
+    plan = runtime.prepare(model, a[:2])  # calibrated once per machine and thread count
     x = inputspace.linear_path(a, c, points).reshape(-1, *shape)
+    cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
     forward_floor(model, x[:64], 64)  # warm-up
-    funcs: dict[str, Callable[[], object]] = {
-        f"floor@{bs}": (lambda bs=bs: forward_floor(model, x, bs)) for bs in batch_sizes}
+    forward_floor(cl_model, x_cl[:64], 64)
+    funcs: dict[str, Callable[[], object]] = {}
+    for bs in batch_sizes:
+        funcs[f"floor@{bs}"] = lambda bs=bs: forward_floor(model, x, bs)
+        funcs[f"floor_cl@{bs}"] = lambda bs=bs: forward_floor(cl_model, x_cl, bs)
     funcs["loss_profiles"] = lambda: inputspace.loss_profiles(model, a, c, y, num_points=points)
     funcs["per_pair_loop"] = lambda: per_pair_loop(model, a, c, y, points)
     t = interleaved(funcs, repeats)
-    floor_bs = min(batch_sizes, key=lambda bs: t[f"floor@{bs}"])
-    floor = t[f"floor@{floor_bs}"]
+    floors = {k: v for k, v in t.items() if k.startswith("floor")}
+    floor_key = min(floors, key=floors.get)
+    floor = floors[floor_key]
     ours = inputspace.loss_profiles(model, a, c, y, num_points=points)
     ref = per_pair_loop(model, a, c, y, points)
     diff = (ours - ref).abs().max().item()
-    res = dict(floor=floor, floor_bs=floor_bs, ours=t["loss_profiles"], loop=t["per_pair_loop"],
+    res = dict(floor=floor, floor_key=floor_key, ours=t["loss_profiles"], loop=t["per_pair_loop"],
                over_floor=t["loss_profiles"] / floor, speedup=t["per_pair_loop"] / t["loss_profiles"],
-               max_abs_diff=diff)
-    print(f"[profiles] {name}: {pairs} pairs x {points} points = {pairs * points} inputs")
+               max_abs_diff=diff, threads=torch.get_num_threads(),
+               plan=f"batch {plan.batch_size}, {'channels_last' if plan.channels_last else 'default'}"
+                    f" ({plan.source})")
+    print(f"[profiles] {name}, {res['threads']} thread(s): {pairs} pairs x {points} points = "
+          f"{pairs * points} inputs")
     for bs in batch_sizes:
-        print(f"  forward floor, batch {bs:5d}: {t[f'floor@{bs}']:.3f} s")
-    print(f"  loss_profiles (batch {inputspace.DEFAULT_BATCH_SIZE}): {res['ours']:.3f} s  "
-          f"-> {res['over_floor']:.3f}x the floor (target <= 1.10)")
+        print(f"  forward floor, batch {bs:5d}: default {t[f'floor@{bs}']:.3f} s, channels_last "
+              f"{t[f'floor_cl@{bs}']:.3f} s")
+    print(f"  loss_profiles (plan: {res['plan']}): {res['ours']:.3f} s  "
+          f"-> {res['over_floor']:.3f}x the best floor ({floor_key}) (target <= 1.10)")
     print(f"  per-pair loop (batch 64):  {res['loop']:.3f} s  -> loss_profiles is "
           f"{res['speedup']:.2f}x faster (target >= 1.3)")
     print(f"  max |difference| of the values: {diff:.2e} (target < 1e-5)")
@@ -211,6 +226,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pairs", type=int, default=32)
     parser.add_argument("--points", type=int, default=250)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", default="1,2",
+                        help="comma-separated thread counts for the profile comparison")
     parser.add_argument("--resnet-width", type=int, default=64,
                         help="base width of resnet18_cifar (64 = the standard ResNet-18)")
     parser.add_argument("--resnet-pairs", type=int, default=None,
@@ -218,6 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-resnet", action="store_true")
     parser.add_argument("--skip-cnn", action="store_true", help="skip the small-CNN profiles")
     parser.add_argument("--skip-find", action="store_true", help="skip the find_barrier section")
+    parser.add_argument("--only-profiles", action="store_true",
+                        help="run section 1 only (no trained model needed)")
     parser.add_argument("--pairs-per-class", type=int, default=25)
     parser.add_argument("--tol", type=float, default=0.01)
     parser.add_argument("--bypass-steps", type=int, default=20)
@@ -226,40 +245,54 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     out: dict = {}
-    batch_sizes = (64, 256, 512, 1024)
-    if not args.skip_cnn:
-        cnn = build_model("small_cnn", num_classes=10, in_channels=1, input_size=28)
-        out["small_cnn"] = bench_profiles("small_cnn 1x28x28", cnn, (1, 28, 28), args.pairs,
-                                          args.points, args.repeats, batch_sizes)
-    if not args.skip_resnet:
-        res = build_model("resnet18_cifar", num_classes=10, in_channels=3, input_size=32,
-                          width=args.resnet_width)
-        out["resnet18_cifar"] = bench_profiles(
-            f"resnet18_cifar (width {args.resnet_width}) 3x32x32", res, (3, 32, 32),
-            args.resnet_pairs or args.pairs, args.points, max(1, args.repeats - 1),
-            (64, 256, 512))
-    net, a, c, y = chapter_pairs(args.pairs_per_class, 3000)
+    batch_sizes = (64, 128, 256, 512)
+    threads_before = torch.get_num_threads()
+    profile_rows = []
+    for threads in [int(v) for v in args.threads.split(",") if v]:
+        torch.set_num_threads(threads)
+        if not args.skip_cnn:
+            cnn = build_model("small_cnn", num_classes=10, in_channels=1, input_size=28)
+            out[f"small_cnn/{threads}"] = bench_profiles(
+                "small_cnn 1x28x28", cnn, (1, 28, 28), args.pairs, args.points, args.repeats,
+                batch_sizes)
+            profile_rows.append(f"small_cnn/{threads}")
+        if not args.skip_resnet:
+            res = build_model("resnet18_cifar", num_classes=10, in_channels=3, input_size=32,
+                              width=args.resnet_width)
+            out[f"resnet18_cifar/{threads}"] = bench_profiles(
+                f"resnet18_cifar (width {args.resnet_width}) 3x32x32", res, (3, 32, 32),
+                args.resnet_pairs or args.pairs, args.points, max(1, args.repeats - 1),
+                (64, 256, 512))
+            profile_rows.append(f"resnet18_cifar/{threads}")
+    torch.set_num_threads(threads_before)
+    if args.only_profiles:
+        args.skip_find = args.skip_synthesis = True
+    else:
+        net, a, c, y = chapter_pairs(args.pairs_per_class, 3000)
     if not args.skip_find:
         out["find_barrier"] = bench_find_barrier(net, a, c, y, args.tol)
-    out["bypass"] = bench_bypass(net, a[:args.pairs], c[:args.pairs], y[:args.pairs],
-                                 args.bypass_steps, args.repeats)
+    if not args.only_profiles:
+        out["bypass"] = bench_bypass(net, a[:args.pairs], c[:args.pairs], y[:args.pairs],
+                                     args.bypass_steps, args.repeats)
     if not args.skip_synthesis:
         out["synthesis"] = bench_synthesis(net, args.synth_classes, args.repeats)
         net.requires_grad_(True)
     print("\nsummary")
     print("| comparison | ratio | target |")
     print("|---|---|---|")
-    for name in ("small_cnn", "resnet18_cifar"):
-        if name in out:
-            r = out[name]
-            print(f"| loss_profiles / forward floor, {name} | {r['over_floor']:.3f} | <= 1.10 |")
-            print(f"| per-pair loop / loss_profiles, {name} | {r['speedup']:.2f} | >= 1.3 |")
-            print(f"| max abs difference, {name} | {r['max_abs_diff']:.1e} | < 1e-5 |")
+    for key in profile_rows:
+        r = out[key]
+        name = f"{key.split('/')[0]}, {r['threads']} thread(s)"
+        print(f"| loss_profiles / best forward floor, {name} | {r['over_floor']:.3f} | <= 1.10 |")
+        print(f"| per-pair loop / loss_profiles, {name} | {r['speedup']:.2f} | >= 1.3 |")
+        print(f"| max abs difference, {name} | {r['max_abs_diff']:.1e} | < 1e-5 |")
     if "find_barrier" in out:
         fb = out["find_barrier"]
         print(f"| find_barrier agreement with 1,000-point grid | {fb['agree']:.3f} | >= 0.99 |")
         print(f"| 250-point grid / find_barrier forward passes | {fb['fewer']:.2f} | >= 4 |")
-    print(f"| bypass throughput, batched / one at a time | {out['bypass']['speedup']:.1f} | >= 4 |")
+    if "bypass" in out:
+        print(f"| bypass throughput, batched / one at a time | {out['bypass']['speedup']:.1f} "
+              "| >= 4 |")
     if "synthesis" in out:
         print(f"| synthetic_pairs, one at a time (paper style) / batched | "
               f"{out['synthesis']['speedup']:.1f} | >= 2 |")
