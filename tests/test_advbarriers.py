@@ -64,7 +64,8 @@ def test_paired_barriers_measure_what_they_say(digits):
     w, a = df[df.kind == "within"], df[df.kind == "adversarial"]
     assert len(w) == len(a) == len(pairs) == 20
     with torch.no_grad():
-        ce = lambda im: F.cross_entropy(net(im), pairs.cls, reduction="none").numpy()
+        def ce(im):
+            return F.cross_entropy(net(im), pairs.cls, reduction="none").numpy()
         np.testing.assert_allclose(w.loss1, ce(pairs.a), atol=1e-5)
         np.testing.assert_allclose(a.loss1, ce(pairs.a), atol=1e-5)
         np.testing.assert_allclose(w.loss2, ce(pairs.b), atol=1e-5)

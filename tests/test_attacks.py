@@ -210,7 +210,8 @@ def test_optimization_attack_stop_rule_and_warmup(ntoy):
     ce_m, ce_f = _loss(model, matched, target), _loss(model, full, target)
     assert (ce_m < stop + 0.2).float().mean() > 0.9
     assert ce_f.median() < 0.5 * ce_m.median()
-    l2 = lambda a: attacks.perturbation_norms(x, a)["l2"].median()
+    def l2(a):
+        return attacks.perturbation_norms(x, a)["l2"].median()
     assert l2(matched) < l2(full)
 
 
@@ -238,9 +239,11 @@ def test_optimization_attack_penalties_box_and_mode(ntoy):
     target = (y + 1) % 3
     loose = attacks.optimization_attack(model, x, target, steps=100, lr=0.05, mse_weight=0.0)
     tight = attacks.optimization_attack(model, x, target, steps=100, lr=0.05, mse_weight=50.0)
-    d = lambda a: attacks.perturbation_norms(x, a)["l2"].mean()
+    def d(a):
+        return attacks.perturbation_norms(x, a)["l2"].mean()
     assert d(tight) < 0.5 * d(loose)
-    hf = lambda a: attacks.high_frequency_penalty(a - x).mean()
+    def hf(a):
+        return attacks.high_frequency_penalty(a - x).mean()
     smooth = attacks.optimization_attack(model, x, target, steps=100, lr=0.05, mse_weight=0.0,
                                          hf_weight=1.0)
     assert hf(smooth) < 0.5 * hf(loose)

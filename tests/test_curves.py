@@ -138,7 +138,8 @@ def test_train_curve_lowers_midpoint_loss_and_penalty_shrinks_weights():
     heavy = copy.deepcopy(cm)
     curves.train_curve(heavy, loader, steps=80, lr=0.05, weight_decay=1.0, progress=False, seed=3)
     # the penalty is on w(t), not on the bend: the midpoint's norm shrinks
-    norm = lambda m: sum(float((v.detach() ** 2).sum()) for v in m.weights(0.5).values())
+    def norm(m):
+        return sum(float((v.detach() ** 2).sum()) for v in m.weights(0.5).values())
     assert norm(heavy) < norm(trained)
     # ends stay fixed
     for k, v in trained.state_at(0.0).items():

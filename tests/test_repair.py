@@ -50,7 +50,8 @@ def test_fine_tune_and_scratch_take_exact_steps_and_learn():
     # weight decay is SGD's L2 term: with a large one the weights shrink
     decayed = repair.fine_tune(m, loader, steps=10, lr=0.05, weight_decay=0.5)
     plain = repair.fine_tune(m, loader, steps=10, lr=0.05)
-    norm = lambda net: sum(float(p.detach().pow(2).sum()) for p in net.parameters())
+    def norm(net):
+        return sum(float(p.detach().pow(2).sum()) for p in net.parameters())
     assert norm(decayed) < norm(plain)
     with pytest.raises(ParameterError):
         repair.fine_tune(m, loader, steps=1, schedule="step")
