@@ -78,7 +78,13 @@ html: setup mathjax
 offline:
 	$(PY) -m mcutils.book offline _build/html
 
-book: execute html
+# the HTML is rendered even when a chapter failed or an expected claim was not reproduced
+# (the book shows the verdicts); make still exits non-zero afterwards
+book:
+	@$(MAKE) --no-print-directory execute; rc=$$?; \
+	  $(MAKE) --no-print-directory html || exit 1; \
+	  if [ $$rc -ne 0 ]; then echo "make book: the runner reported failures (above); the book was rendered anyway"; fi; \
+	  exit $$rc
 
 bench: setup data
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
