@@ -797,8 +797,8 @@ def defender_features(model: nn.Module, sources: Sources,
     the defender's ``pool`` (a different seed for each set).
 
     Returns:
-        ``((barrier, logit features) of the sources, {attack: (barrier, logit features,
-        source rows)})``.
+        A pair. First the sources' ``(barrier, logit features)``; then a dict that maps
+        each attack to ``(barrier, logit features, source rows)``.
     """
     from mcutils import detection
 

@@ -431,9 +431,10 @@ def control_comparison(samples: pd.DataFrame, path: pd.DataFrame,
       one value per point).
 
     Returns:
-        ``{control: {"path": interval, "per_sample": interval or None, "per_seed":
-        {"path": [...], "per_sample": [...]}}}``, intervals Student-t over seeds
-        (positive: the eigenvalue wins).
+        A dict keyed by control. Each value holds ``"path"`` (an interval),
+        ``"per_sample"`` (an interval, or None) and ``"per_seed"`` (the per-seed
+        differences, as lists under ``"path"`` and ``"per_sample"``). Intervals are
+        Student-t over seeds; positive means the eigenvalue wins.
     """
     out: dict[str, dict[str, Any]] = {}
     seeds = _per_seed(path)
@@ -465,9 +466,11 @@ def peak_coincidence(path: pd.DataFrame, a: str = "robust_loss", b: str = "top_e
     """Where along the path ``a`` and ``b`` peak, per seed, and how far apart.
 
     Returns:
-        ``{a: interval of argmax t, b: interval of argmax t, "distance": interval of
-        |t_a - t_b|, "interior": share of seeds whose ``a`` peak is strictly inside,
-        "per_seed": [{"seed", a, b}]}``, intervals Student-t over seeds.
+        A dict with the interval of the argmax t of ``a`` (under the key ``a``) and of
+        ``b`` (key ``b``), ``"distance"`` (the interval of the absolute difference of the
+        two argmax t), ``"interior"`` (the share of seeds whose ``a`` peak is strictly
+        inside the path) and ``"per_seed"`` (a list of dicts with ``"seed"``, ``a`` and
+        ``b``). Intervals are Student-t over seeds.
     """
     rows = []
     for s, g in _per_seed(path):

@@ -211,9 +211,13 @@ def _plans_file() -> Path:
 
 
 def _time_inference(model: nn.Module, example: torch.Tensor, device: torch.device,
-                    channels_last: bool, batch_size: int, reps: int = 2) -> float:
-    """Images per second of ``model`` on random inputs shaped like ``example``."""
-    n = max(4 * batch_size, 512)
+                    channels_last: bool, batch_size: int, reps: int = 1) -> float:
+    """Images per second of ``model`` on random inputs shaped like ``example``.
+
+    Two batches (at least 256 images) per repetition: :func:`_calibrate` already takes
+    the best of two interleaved rounds, and a longer timing made a cold calibration cost
+    18-44 s per model and input size on 2 cores (small_cnn at 28-56 pixels)."""
+    n = max(2 * batch_size, 256)
     x = torch.rand(n, *example.shape[1:], device=device)
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)

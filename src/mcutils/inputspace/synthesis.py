@@ -304,8 +304,8 @@ def synthetic_pairs(model: nn.Module, targets: torch.Tensor, shape: Sequence[int
         model: the classifier (pixel-space input with a ``Normalize`` layer).
         targets: ``[P]`` class of each pair.
         shape: ``(C, H, W)`` of one input.
-        steps, lr, stop_loss, init_std, weight_decay, tv_reduction, space, box,
-            generator, progress: as in :func:`synthesize`.
+        steps, lr, stop_loss, init_std, weight_decay: as in :func:`synthesize`.
+        tv_reduction, space, box, generator, progress: as in :func:`synthesize`.
         tv_weight: penalty weight of the ``A`` inputs (``C`` inputs get 0).
 
     Returns:
