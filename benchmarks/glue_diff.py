@@ -10,7 +10,8 @@ record, the numbers in its text are paired in order and compared. The script pri
 per chapter, how many glued values are identical, the largest absolute difference among
 the others (and the name it occurs in), the glued names whose text differs in something
 other than numbers (a verdict word, say), and the names only one run has. Wall times
-(names containing ``seconds``) are skipped: they differ between any two runs.
+and provenance (names containing ``seconds`` or ``provenance``) are skipped: they differ
+between any two runs.
 
 It is how a change that should only alter speed (a memory format, a batch size) is
 checked against the chapters' numbers: identical verdicts, numbers within float rounding.
@@ -39,11 +40,15 @@ def glued(notebook: Path) -> dict[str, str]:
     return out
 
 
+def _skipped(name: str) -> bool:
+    return "seconds" in name or "provenance" in name
+
+
 def compare(before: dict[str, str], after: dict[str, str]) -> dict:
     """Identical count, largest number difference, names differing in words, names in one run."""
     same, worst, worst_name, words = 0, 0.0, None, []
     for name in sorted(set(before) & set(after)):
-        if "seconds" in name:
+        if _skipped(name):
             continue
         a, b = before[name], after[name]
         if a == b:
@@ -74,7 +79,7 @@ def main() -> None:
             continue
         before, after = glued(nb), glued(other)
         r = compare(before, after)
-        n = len([k for k in set(before) & set(after) if "seconds" not in k])
+        n = len([k for k in set(before) & set(after) if not _skipped(k)])
         print(f"chapter {chapter}: {r['same']} of {n} glued values identical; largest number "
               f"difference {r['worst']:.3g} ({r['worst_name']}); differing in words: "
               f"{r['words'] or 'none'}; only before: {r['only_before'] or 'none'}; "
