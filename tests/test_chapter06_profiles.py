@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import nbformat
 import pytest
 
-from mcutils import book
 from mcutils.runtime import ParameterError, repo_root
+
+from _chapter_cells import parameter_cells, profile_scope
 
 NOTEBOOK = repo_root() / "notebooks" / "06_hessian_links.ipynb"
 
 
 def _cells():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    index = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
-    return code[index].source, code[index + 1].source
+    return parameter_cells(NOTEBOOK)
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
 def test_profile_parameters_validate(profile):
-    params_src, validate_src = _cells()
-    scope: dict = {}
-    exec(params_src, scope)  # noqa: S102 - our own notebook
-    scope.update(book.chapter_parameters(book.load_profile(profile), "06", NOTEBOOK, profile))
-    scope["device"] = "cpu"  # the gpu profile's "cuda" is checked on GPU machines only
-    exec(validate_src, scope)  # noqa: S102
+    scope, validate_src = profile_scope(NOTEBOOK, "06", profile)
+    exec(validate_src, scope)  # noqa: S102 - our own notebook
 
 
 def test_bad_parameter_fails_fast():
