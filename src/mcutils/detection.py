@@ -26,7 +26,7 @@ mode; none moves the model. Used by chapter 04.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -646,16 +646,8 @@ def metric_interval(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray |
     """
     labels, scores = _check_labels_scores(labels, scores)
     fn = _metric(metric, fpr)
-    units = _group_units(groups, len(labels))
-
-    def stat(idx: np.ndarray) -> float:
-        rows = np.concatenate([units[i] for i in idx])
-        lab = labels[rows]
-        if lab.min() == lab.max():
-            return float("nan")
-        return fn(lab, scores[rows])
-
-    return stats.bootstrap_ci(np.arange(len(units)), stat, n_boot=n_boot, seed=seed)
+    return _group_bootstrap(labels, groups, lambda lab, rows: fn(lab, scores[rows]),
+                            n_boot, seed)
 
 
 def auroc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
@@ -670,6 +662,16 @@ def auroc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndar
     labels, scores_a = _check_labels_scores(labels, scores_a)
     _, scores_b = _check_labels_scores(labels, scores_b)
     fn = _metric(metric, fpr)
+    return _group_bootstrap(
+        labels, groups, lambda lab, rows: fn(lab, scores_a[rows]) - fn(lab, scores_b[rows]),
+        n_boot, seed)
+
+
+def _group_bootstrap(labels: np.ndarray, groups: np.ndarray | None,
+                     value: Callable[[np.ndarray, np.ndarray], float], n_boot: int,
+                     seed: int) -> dict:
+    """Bootstrap over groups (sources) of ``value(labels of the rows, rows)``; a resample
+    with one class only gives nan."""
     units = _group_units(groups, len(labels))
 
     def stat(idx: np.ndarray) -> float:
@@ -677,7 +679,7 @@ def auroc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndar
         lab = labels[rows]
         if lab.min() == lab.max():
             return float("nan")
-        return fn(lab, scores_a[rows]) - fn(lab, scores_b[rows])
+        return value(lab, rows)
 
     return stats.bootstrap_ci(np.arange(len(units)), stat, n_boot=n_boot, seed=seed)
 
