@@ -168,6 +168,37 @@ def test_repair_budget_epochs_with_a_cap():
         repair.repair_budget(0, 5)
 
 
+def test_repair_budget_tiled_epochs_as_in_the_paper_code():
+    # the paper's code tiles the bonafide images to 10,000 per epoch and trains 100 epochs
+    # at batch 128: 79 steps per epoch whatever n is
+    for n in (25, 100, 2500):
+        assert repair.repair_budget(n, 100, 128, None, epoch_size=10_000) == (7900, min(128, n))
+    # an epoch is never shorter than one pass over the data
+    assert repair.repair_budget(20_000, 1, 128, None, epoch_size=10_000) == (157, 128)
+    # the cap still binds
+    assert repair.repair_budget(100, 100, 128, 500, epoch_size=10_000) == (500, 100)
+    # without tiling, small sets get fewer steps than tiled ones
+    assert repair.repair_budget(100, 100, 128)[0] < repair.repair_budget(
+        100, 100, 128, epoch_size=10_000)[0]
+    with pytest.raises(ParameterError):
+        repair.repair_budget(100, 5, epoch_size=0)
+
+
+def test_paper_budget_is_7900_steps_at_every_size():
+    for n in (25, 100, 2500):
+        assert repair.repair_budget(n, **repair.PAPER_BUDGET)[0] == 7900
+
+
+def test_share_text():
+    assert repair.share_text([200 / 7900, 50 / 7900, 100 / 7900]) == "0.63% to 2.5%"
+    assert repair.share_text([0.5, 0.5]) == "50%"
+    assert repair.share_text([1.0]) == "100%"
+    with pytest.raises(ParameterError):
+        repair.share_text([])
+    with pytest.raises(ParameterError):
+        repair.share_text([float("nan")])
+
+
 def test_select_t_rule():
     ts = [0.0, 0.25, 0.5, 0.75, 1.0]
     # the middle qualifies: take it

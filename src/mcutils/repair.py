@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CURVE_METHODS",
     "METHODS",
+    "PAPER_BUDGET",
     "REPAIRS",
     "DefenderSplit",
     "RepairRun",
@@ -80,6 +81,7 @@ __all__ = [
     "repair_sweep",
     "run_repair",
     "select_t",
+    "share_text",
     "sweep_summary",
     "train_from_scratch",
     "variant_sweep",
@@ -89,6 +91,10 @@ __all__ = [
 CURVE_METHODS = ("bezier", "polychain")
 METHODS = (*CURVE_METHODS, "fine_tune", "fine_prune", "scratch", "noise")
 REPAIRS = ("fine_tune", "scratch", "prune", "fine_prune")
+#: The papers' repair budget, as :func:`repair_budget` arguments: ``train.py`` of
+#: ``IBM/model-sanitization`` (``backdoor/``) trains 100 epochs (its default) at batch 128
+#: on the bonafide images tiled to 10,000 per epoch: 7,900 steps at every ``n``.
+PAPER_BUDGET = dict(epochs=100, batch_size=128, max_steps=None, epoch_size=10_000)
 
 
 # ------------------------------------------------------------------ training baselines
@@ -505,21 +511,46 @@ def cached_repair(method: str, model: nn.Module, bonafide: ImageDataset, steps: 
 
 
 # ------------------------------------------------------------------ the protocol
-def repair_budget(n: int, epochs: int, batch_size: int = 64, max_steps: int | None = None
-                  ) -> tuple[int, int]:
+def repair_budget(n: int, epochs: int, batch_size: int = 64, max_steps: int | None = None,
+                  epoch_size: int | None = None) -> tuple[int, int]:
     """The training budget for ``n`` bonafide images: ``(steps, batch)``.
 
     The batch is ``min(batch_size, n)``; the budget is ``epochs`` passes over the data,
     ``epochs * ceil(n / batch)`` steps, capped at ``max_steps``. Small sets get many
     epochs of few steps, large ones hit the cap (fewer epochs): data size and epochs are
     no longer confounded below the cap.
+
+    ``epoch_size`` is the papers' budget: their code (``IBM/model-sanitization``,
+    ``data.loaders_part_test``) tiles the ``n`` bonafide images into a training set of
+    10,000, so one epoch is ``ceil(max(n, epoch_size) / batch_size)`` steps of
+    ``batch_size`` samples whatever ``n`` is (100 epochs at batch 128: 7,900 steps). Below
+    ``batch_size`` images a tiled batch repeats each image; here the batch holds each
+    image once instead (the same expected gradient).
     """
-    if n < 1 or epochs < 1 or batch_size < 1 or (max_steps is not None and max_steps < 1):
-        raise ParameterError(f"need n, epochs, batch_size, max_steps >= 1 "
-                             f"(got {n}, {epochs}, {batch_size}, {max_steps})")
+    if (n < 1 or epochs < 1 or batch_size < 1 or (max_steps is not None and max_steps < 1)
+            or (epoch_size is not None and epoch_size < 1)):
+        raise ParameterError(f"need n, epochs, batch_size, max_steps, epoch_size >= 1 "
+                             f"(got {n}, {epochs}, {batch_size}, {max_steps}, {epoch_size})")
     batch = min(batch_size, n)
-    steps = epochs * math.ceil(n / batch)
+    if epoch_size is None:
+        steps = epochs * math.ceil(n / batch)
+    else:
+        steps = epochs * math.ceil(max(n, epoch_size) / batch_size)
     return (min(steps, max_steps) if max_steps is not None else steps), batch
+
+
+def share_text(shares: Iterable[float]) -> str:
+    """Percentages for prose: ``"2.5%"`` when all shares agree, else ``"0.6% to 2.5%"``
+    (smallest to largest, two significant digits)."""
+    v = np.asarray(list(shares), dtype=float)
+    if v.size == 0 or not np.isfinite(v).all() or (v < 0).any():
+        raise ParameterError("shares must be a non-empty list of finite values >= 0")
+
+    def pct(x: float) -> str:
+        return f"{float(f'{100 * x:.2g}'):g}%"
+
+    lo, hi = pct(v.min()), pct(v.max())
+    return lo if lo == hi else f"{lo} to {hi}"
 
 
 def select_t(ts: Sequence[float], val_accuracy: Sequence[float], tolerance: float = 0.02,
@@ -657,7 +688,8 @@ class RepairSetup:
         ends: the two tampered models (``fine_tune`` and ``fine_prune`` start from
             ``ends[fine_tune_end]``).
         val: the defender's clean validation split.
-        epochs, max_steps, batch_size: the budget (:func:`repair_budget`).
+        epochs, max_steps, batch_size, epoch_size: the budget (:func:`repair_budget`;
+            ``epoch_size=10_000`` with 100 epochs at batch 128 is the papers' budget).
         weight_decay: the L2 option, the same for every method.
         momentum, schedule: SGD momentum and the learning-rate schedule.
         curve_bends: bends of the curves (3: one free bend between the ends).
@@ -674,6 +706,7 @@ class RepairSetup:
     epochs: int = 50
     max_steps: int | None = 200
     batch_size: int = 64
+    epoch_size: int | None = None
     weight_decay: float = 5e-4
     momentum: float = 0.9
     schedule: str | None = "paper"
@@ -740,7 +773,8 @@ def run_repair(method: str, setup: RepairSetup, bonafide: ImageDataset, lr: floa
     if method != "noise" and (lr is None or lr <= 0):
         raise ParameterError(f"method {method!r} needs a learning rate > 0 (got {lr})")
     n = len(bonafide)
-    steps, batch = repair_budget(n, setup.epochs, setup.batch_size, setup.max_steps)
+    steps, batch = repair_budget(n, setup.epochs, setup.batch_size, setup.max_steps,
+                                 setup.epoch_size)
     bn_loader = TensorLoader(bonafide, batch)
     end = setup.ends[setup.fine_tune_end]
     seconds: dict[str, float] = {}
