@@ -129,7 +129,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     q = args.quick
-    rows = bench_training_and_eval("small_cnn", 1, 28, 10 if q else 40, 64, 500 if q else 2000,
+    rows = bench_training_and_eval("small_cnn", 1, 28, 10 if q else 200, 64, 500 if q else 2000,
                                    3 if q else 11, args.repeats)
     rows += bench_training_and_eval("vgg16", 3, 32, 3 if q else 8, 32, 64 if q else 256,
                                     3 if q else 5, args.repeats)

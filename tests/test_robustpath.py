@@ -203,6 +203,19 @@ def test_per_sample_correlation_is_rank_based_and_bootstrapped_over_inputs():
     assert res["ci"][0] < 0 < res["ci"][1]
 
 
+def test_spearman_columns_batched_matches_one_resample_at_a_time():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(40, 3))
+    b = a + rng.normal(size=(40, 3))
+    b[:5, 0] = b[0, 0]  # ties are averaged in both paths
+    idx = rng.integers(0, 40, size=(25, 40))
+    batched = robustpath._spearman_columns(a[idx], b[idx])
+    assert batched.shape == (25,)
+    assert batched == pytest.approx([robustpath._spearman_columns(a[i], b[i]) for i in idx])
+    const = np.ones((40, 3))
+    assert np.isnan(robustpath._spearman_columns(const, b))
+
+
 def test_control_that_is_the_target_beats_the_eigenvalue():
     study = _study(link=0.5)
     study["path"]["loss"] = study["path"]["robust_loss"] * 2 + 1  # a perfect control

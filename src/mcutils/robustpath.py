@@ -360,16 +360,19 @@ def barrier_interval(path: pd.DataFrame, column: str = "robust_loss",
     return stats.seed_interval(barrier_heights(path, column, relative).to_numpy())
 
 
-def _spearman_columns(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over columns of the Spearman correlation between columns of ``a`` and ``b``."""
-    ra = _sps.rankdata(a, axis=0)
-    rb = _sps.rankdata(b, axis=0)
-    ra = ra - ra.mean(0)
-    rb = rb - rb.mean(0)
-    den = np.sqrt((ra ** 2).sum(0) * (rb ** 2).sum(0))
+def _spearman_columns(a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
+    """Mean over columns of the Spearman correlation between columns of ``a`` and ``b``
+    (``[inputs, columns]``). With a leading resample axis (``[r, inputs, columns]``) it
+    returns ``r`` values, one per resample. NaN where a column is constant."""
+    ra = _sps.rankdata(a, axis=-2)
+    rb = _sps.rankdata(b, axis=-2)
+    ra = ra - ra.mean(-2, keepdims=True)
+    rb = rb - rb.mean(-2, keepdims=True)
+    den = np.sqrt((ra ** 2).sum(-2) * (rb ** 2).sum(-2))
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = (ra * rb).sum(0) / den
-    return float(np.mean(r)) if np.all(np.isfinite(r)) else float("nan")
+        r = (ra * rb).sum(-2) / den
+    out = np.where(np.isfinite(r).all(-1), r.mean(-1), np.nan)
+    return float(out) if out.ndim == 0 else out
 
 
 def _matrix(samples: pd.DataFrame, column: str, ts: Sequence[float]) -> np.ndarray:
@@ -395,7 +398,8 @@ def per_sample_correlation(samples: pd.DataFrame, ts: float | Sequence[float],
     ma, mb = _matrix(samples, a, ts), _matrix(samples, b, ts)
     if ma.size == 0 or ma.shape != mb.shape or ma.shape[0] < 3:
         raise ParameterError(f"no complete per-input data for {a!r} and {b!r} at t={ts}")
-    return stats.bootstrap_ci((ma, mb), _spearman_columns, n_boot=n_boot, seed=seed)
+    return stats.bootstrap_ci((ma, mb), _spearman_columns, n_boot=n_boot, seed=seed,
+                              vectorized=True)
 
 
 def per_sample_correlations(samples: pd.DataFrame, ts: Sequence[float] | None = None,
