@@ -135,15 +135,29 @@ def estimate(chapter: str, p: dict, q: dict) -> Chapter:
         c.items.append((f"host CPU (upper bound): cpu-profile time x {ratio:.0f}",
                         CPU_CH04_S * ratio))
     elif chapter == "05":
+        from mcutils.repair import repair_budget
+
         c.training("train 2 clean + 2 backdoored VGG-16 ends", m, 4 * e)
-        curves = len(p["bonafide_sizes"]) + len(p["sweep"]) + len(p["adaptive_sizes"]) + 1
-        c.work(f"{curves} curves", m, curves * p["repair_steps"] * p["batch_size"], 3,
-               batch=p["batch_size"])
-        c.work("3 baselines per bonafide size", m,
-               3 * len(p["bonafide_sizes"]) * p["repair_steps"] * p["batch_size"], 3,
-               batch=p["batch_size"])
-        c.work("evaluation along the paths (clean and triggered)", m,
-               2 * curves * p["num_ts"] * p["eval_size"], 1)
+
+        def steps(n: int) -> int:
+            return repair_budget(n, p["repair_epochs"], p["repair_batch"],
+                                 p["repair_max_steps"], p["repair_epoch_size"])[0]
+
+        trained = 5  # bezier, polychain, fine_tune, fine_prune, scratch (noise is free)
+        seeds, sizes = len(p["seeds"]), p["bonafide_sizes"]
+        runs = {"learning-rate grid (seed 0)": trained * len(p["lrs"]) * sum(
+                    steps(n) for n in p["tune_sizes"]),
+                "main sweep (other seeds)": trained * (seeds - 1) * sum(steps(n) for n in sizes),
+                "error injection": len(p["fault_methods"]) * seeds * sum(
+                    steps(n) for n in p["fault_sizes"]),
+                "path-aware repair": seeds * sum(steps(n) for n in p["adaptive_sizes"]),
+                "curve variants": len(p["variants"]) * seeds * steps(p["variant_size"])}
+        for what, total_steps in runs.items():
+            c.work(what, m, total_steps * p["repair_batch"], 3, batch=p["repair_batch"])
+        curves = seeds * (2 * len(sizes) + len(p["fault_sizes"]) + len(p["adaptive_sizes"])
+                          + len(p["variants"]))
+        c.work("curve points on the validation split", m,
+               curves * p["num_ts"] * p["val_size"], 1)
     elif chapter == "06":
         c.training("train the standard end (shared with chapter 05)", m, e)
         c.training("PGD adversarial training", m, p["adv_epochs"],
