@@ -57,6 +57,28 @@ def test_fine_tune_and_scratch_take_exact_steps_and_learn():
         repair.fine_tune(m, loader, steps=1, schedule="step")
 
 
+def test_fine_tune_memory_format_changes_only_rounding_and_is_restored():
+    def loader():  # a fresh loader per run: the same batches in the same order
+        return TensorLoader(_data(96), 32, shuffle=True, seed=0)
+
+    m = _model()
+    m_before = {k: v.clone() for k, v in m.state_dict().items()}
+    a = repair.fine_tune(m, loader(), steps=6, lr=0.05, channels_last=False)
+    b = repair.fine_tune(m, loader(), steps=6, lr=0.05, channels_last=True)
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-5), name
+        assert p.is_contiguous() and q.is_contiguous(), name  # the layout is restored
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in m_before.items())  # input untouched
+    # pruned channels stay at zero in either layout
+    pruned = repair.prune_filters(m, loader(), fraction=0.5)
+    for cl in (False, True):
+        out = repair.fine_tune(pruned, loader(), steps=4, lr=0.05, channels_last=cl)
+        for mod in out.modules():
+            mask = getattr(mod, "_prune_mask", None)
+            if mask is not None:
+                assert torch.all(mod.weight[~mask.bool()] == 0)
+
+
 def test_prune_filters_zeroes_and_keeps_zero_through_fine_tuning():
     loader = _loader()
     m = _model()

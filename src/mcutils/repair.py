@@ -130,9 +130,18 @@ def _take(loader: Iterable, steps: int) -> Iterator:
 
 def _sgd_steps(net: nn.Module, loader: Iterable, steps: int, lr: float, optimizer: str,
                momentum: float, weight_decay: float, schedule: str | None,
-               device: torch.device, seed: int, progress: bool, desc: str) -> None:
-    """``steps`` optimiser steps of cross-entropy on ``loader`` (in place, train mode)."""
+               device: torch.device, seed: int, progress: bool, desc: str,
+               channels_last: bool | None = None) -> None:
+    """``steps`` optimiser steps of cross-entropy on ``loader`` (in place, train mode).
+
+    Runs under the machine's training plan (:func:`mcutils.runtime.prepare`, chosen at the
+    first batch as in :func:`mcutils.training.train`): the memory format only, which
+    changes results at float rounding; the weights' layout is restored afterwards.
+    """
+    import contextlib
+
     from mcutils.curves import lr_factor
+    from mcutils.runtime import prepare, prepared
 
     torch.manual_seed(seed)
     net.to(device).train()
@@ -144,21 +153,26 @@ def _sgd_steps(net: nn.Module, loader: Iterable, steps: int, lr: float, optimize
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(schedule, k, steps))
              if schedule else None)
-    for x, y in tqdm(_take(loader, steps), total=steps, desc=desc, disable=not progress,
-                     leave=False):
-        loss = F.cross_entropy(net(x.to(device)), y.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
+    plan = None
+    with contextlib.ExitStack() as layout:
+        for x, y in tqdm(_take(loader, steps), total=steps, desc=desc, disable=not progress,
+                         leave=False):
+            if plan is None:
+                plan = prepare(net, x, device, channels_last=channels_last, purpose="train")
+                layout.enter_context(prepared(net, plan))
+            loss = F.cross_entropy(net(plan.input(x)), y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
     net.eval()
 
 
 def fine_tune(model: nn.Module, loader: Iterable, steps: int, lr: float = 0.01,
               optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 0.0,
               device: str | torch.device = "cpu", seed: int = 0, progress: bool = False,
-              schedule: str | None = None) -> nn.Module:
+              schedule: str | None = None, channels_last: bool | None = None) -> nn.Module:
     """A copy of ``model`` trained for exactly ``steps`` batches of ``loader``.
 
     Args:
@@ -172,6 +186,8 @@ def fine_tune(model: nn.Module, loader: Iterable, steps: int, lr: float = 0.01,
         seed: seeds dropout and other randomness of the steps.
         progress: show a tqdm bar.
         schedule: a name in :data:`mcutils.curves.SCHEDULES`, applied per step.
+        channels_last: memory format while training (default: the machine's training
+            plan, :func:`mcutils.runtime.prepare`); it changes results at rounding only.
 
     Channels pruned by :func:`prune_filters` stay at zero. Returns the model in eval
     mode on the CPU.
@@ -191,7 +207,7 @@ def fine_tune(model: nn.Module, loader: Iterable, steps: int, lr: float = 0.01,
     try:
         if steps:
             _sgd_steps(net, loader, steps, lr, optimizer, momentum, weight_decay, schedule,
-                       get_device(device), seed, progress, "fine-tune")
+                       get_device(device), seed, progress, "fine-tune", channels_last)
     finally:
         for h in handles:
             h.remove()
