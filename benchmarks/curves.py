@@ -8,6 +8,8 @@ alike:
   weight decay) of the same architecture on the same batches;
 * evaluation: ``evaluate_curve`` at ``points`` values of t against as many plain
   evaluations of one fixed model;
+* a repair baseline: ``fine_tune`` in the default memory format against channels_last,
+  the layout the machine's training plan chooses here;
 * BatchNorm: recomputing the statistics of preresnet20 on ``bn_images`` images
   (:func:`mcutils.curves.recompute_bn`) against one evaluation pass over the same images,
   and ``evaluate_curve`` with the recomputation against the plain evaluations.
@@ -96,6 +98,25 @@ def bench_training_and_eval(name: str, channels: int, size: int, steps: int, bat
             (f"{name}: {points} evaluations ({eval_n} images)", pe, ce)]
 
 
+def bench_baseline_layout(steps: int, batch: int, repeats: int
+                          ) -> list[tuple[str, float, float]]:
+    """A repair baseline (:func:`mcutils.repair.fine_tune`) in the default layout against
+    the machine's training plan (``channels_last`` on this CPU), on the same batches."""
+    from mcutils.repair import fine_tune
+
+    ds = _data(1, 28, 2500)
+    torch.manual_seed(0)
+    net = build_model("small_cnn")
+
+    def run(cl: bool) -> None:
+        fine_tune(net, TensorLoader(ds, batch, shuffle=True, seed=0), steps=steps, lr=0.01,
+                  channels_last=cl)
+
+    default, planned = _best_alternating(lambda: run(False), lambda: run(True), repeats)
+    return [(f"small_cnn: fine-tune {steps} steps (batch {batch}), channels_last", default,
+             planned)]
+
+
 def bench_batchnorm(bn_images: int, eval_n: int, points: int, repeats: int
                     ) -> list[tuple[str, float, float]]:
     bona = TensorLoader(_data(3, 32, bn_images), 64)
@@ -133,6 +154,7 @@ def main() -> None:
                                    3 if q else 11, args.repeats)
     rows += bench_training_and_eval("vgg16", 3, 32, 3 if q else 8, 32, 64 if q else 256,
                                     3 if q else 5, args.repeats)
+    rows += bench_baseline_layout(20 if q else 150, 64, args.repeats)
     rows += bench_batchnorm(128 if q else 500, 128 if q else 500, 3 if q else 5, args.repeats)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
