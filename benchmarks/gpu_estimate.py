@@ -135,7 +135,7 @@ def estimate(chapter: str, p: dict, q: dict) -> Chapter:
         c.items.append((f"host CPU (upper bound): cpu-profile time x {ratio:.0f}",
                         CPU_CH04_S * ratio))
     elif chapter == "05":
-        from mcutils.repair import repair_budget
+        from mcutils.repair import METHODS, repair_budget
 
         c.training("train 2 clean + 2 backdoored VGG-16 ends", m, 4 * e)
 
@@ -143,7 +143,7 @@ def estimate(chapter: str, p: dict, q: dict) -> Chapter:
             return repair_budget(n, p["repair_epochs"], p["repair_batch"],
                                  p["repair_max_steps"], p["repair_epoch_size"])[0]
 
-        trained = 5  # bezier, polychain, fine_tune, fine_prune, scratch (noise is free)
+        trained = len([k for k in METHODS if k != "noise"])  # noise needs no training
         seeds, sizes = len(p["seeds"]), p["bonafide_sizes"]
         runs = {"learning-rate grid (seed 0)": trained * len(p["lrs"]) * sum(
                     steps(n) for n in p["tune_sizes"]),

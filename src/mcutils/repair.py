@@ -28,6 +28,7 @@ never used for a choice. :func:`repair_sweep` runs the comparison over sizes and
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -138,8 +139,6 @@ def _sgd_steps(net: nn.Module, loader: Iterable, steps: int, lr: float, optimize
     first batch as in :func:`mcutils.training.train`): the memory format only, which
     changes results at float rounding; the weights' layout is restored afterwards.
     """
-    import contextlib
-
     from mcutils.curves import lr_factor
     from mcutils.runtime import prepare, prepared
 
