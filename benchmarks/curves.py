@@ -5,7 +5,9 @@ alike:
 
 * training: ``steps`` SGD steps of ``train_curve`` (quadratic Bezier, one t per batch, the
   L2 penalty on w(t)) against the same number of plain SGD steps (momentum, the same
-  weight decay) of the same architecture on the same batches;
+  weight decay) of the same architecture on the same batches, both in the default memory
+  format; and the curve steps in the default format against ``channels_last`` (the
+  layout the machine's training plan chooses for these models here);
 * evaluation: ``evaluate_curve`` at ``points`` values of t against as many plain
   evaluations of one fixed model;
 * a repair baseline: ``fine_tune`` in the default memory format against channels_last,
@@ -86,15 +88,17 @@ def bench_training_and_eval(name: str, channels: int, size: int, steps: int, bat
             loss.backward()
             opt.step()
 
-    def curve_steps():
+    def curve_steps(cl: bool = False):
         curves.train_curve(cm, batches, steps=len(batches), lr=0.01, weight_decay=wd,
-                           progress=False)
+                           progress=False, channels_last=cl)
 
     pt, ct = _best_alternating(plain_steps, curve_steps, repeats)
+    dt, lt = _best_alternating(curve_steps, lambda: curve_steps(True), repeats)
     plain.eval()
     pe, ce = _best_alternating(lambda: [evaluate(plain, ev) for _ in range(points)],
                                lambda: curves.evaluate_curve(cm, points, ev), repeats)
     return [(f"{name}: {steps} training steps (batch {batch})", pt, ct),
+            (f"{name}: {steps} curve steps, channels_last (vs default layout)", dt, lt),
             (f"{name}: {points} evaluations ({eval_n} images)", pe, ce)]
 
 

@@ -329,3 +329,72 @@ def test_bn_statistics_recomputed_at_every_t_on_the_straight_line_preresnet20():
         assert torch.allclose(bn0.running_mean, feats.mean((0, 2, 3)), atol=1e-5)
         assert abs(evaluate(m, loader)["loss"] - df["loss"][i]) < 1e-5
         assert abs(stale - df["loss"][i]) > 1e-3  # interpolated statistics differ
+
+
+@pytest.mark.parametrize("fix_ends,num_bends", [(True, 3), (True, 4), (False, 3)])
+def test_channels_last_weights_equal_default_and_are_channels_last(fix_ends, num_bends):
+    a, b = _model(0), _model(1)
+    cm = curves.CurveModel(a, a, b, "bezier", num_bends=num_bends, fix_ends=fix_ends)
+    with torch.no_grad():  # move the free bends off the segment
+        for p in cm.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    ref = {k: v.detach().clone() for k, v in cm.weights(0.37).items()}
+    ref_out = cm(X, 0.37).detach()
+    cm.set_channels_last(True)
+    assert cm.channels_last
+    w = cm.weights(0.37)
+    conv = [k for k, v in w.items() if v.dim() == 4]
+    assert conv  # the small CNN has conv kernels, the first with one input channel
+    for k, v in w.items():
+        tol = 0 if num_bends == 3 else 1e-6  # one free bend: the same sum, bit for bit
+        assert torch.allclose(v, ref[k], atol=tol, rtol=0), k
+        if v.dim() == 4:  # explicit NHWC strides, also for the single-channel kernel
+            assert v.stride()[1] == 1 and v.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(cm(X, 0.37), ref_out, atol=1e-5)
+    cm.set_channels_last(False)
+    assert not cm.channels_last
+    assert all(p.is_contiguous() for p in cm.parameters())
+    assert all(b_.is_contiguous() for b_ in cm.buffers())
+    for k, v in cm.weights(0.37).items():
+        assert torch.allclose(v, ref[k], atol=1e-6, rtol=0) and v.is_contiguous()
+
+
+def test_train_curve_memory_format_changes_only_rounding_and_is_restored():
+    a, b = _model(0), _model(1)
+    base = curves.CurveModel(a, a, b, "bezier", num_bends=3)
+    runs = {}
+    for cl in (False, True):
+        cm = copy.deepcopy(base)
+        params = list(cm.parameters())
+        hist = curves.train_curve(cm, _loader(64), steps=6, lr=0.05, weight_decay=1e-3,
+                                  progress=False, seed=2, channels_last=cl)
+        assert [id(p) for p in cm.parameters()] == [id(p) for p in params]  # same objects
+        assert not cm.channels_last  # the layout is restored after training
+        assert all(p.is_contiguous() for p in cm.parameters())
+        assert all(b_.is_contiguous() for b_ in cm.buffers())
+        runs[cl] = (cm, hist)
+    (c0, h0), (c1, h1) = runs[False], runs[True]
+    assert h0["t"] == h1["t"]
+    assert max(abs(u - v) for u, v in zip(h0["loss"], h1["loss"])) < 1e-5
+    for p, q in zip(c0.parameters(), c1.parameters()):
+        assert torch.allclose(p, q, atol=1e-5)
+    # and training moved the bend: the comparison is not between two untrained curves
+    assert any(not torch.allclose(p, q) for p, q in zip(c0.parameters(), base.parameters()))
+
+
+def test_train_curve_runs_under_the_training_plan(monkeypatch):
+    seen = []
+    real = nn.Conv2d._conv_forward
+
+    def spy(self, x, weight, bias):
+        seen.append(weight.is_contiguous(memory_format=torch.channels_last) and weight.stride()[1] == 1)
+        return real(self, x, weight, bias)
+
+    monkeypatch.setattr(nn.Conv2d, "_conv_forward", spy)
+    a, b = _model(0), _model(1)
+    cm = curves.CurveModel(a, a, b, "bezier", num_bends=3)
+    curves.train_curve(cm, _loader(32), steps=1, lr=0.01, progress=False, channels_last=True)
+    assert seen and all(seen)
+    seen.clear()
+    curves.train_curve(cm, _loader(32), steps=1, lr=0.01, progress=False, channels_last=False)
+    assert seen and not any(seen)

@@ -59,6 +59,43 @@ def test_profile_curve_matches_direct_computation_at_the_ends():
     assert set(bound[bound["norm"] == "linf"]["t"]) == {0.0, 0.5, 1.0}
 
 
+def test_profile_curve_memory_format_changes_only_rounding():
+    a, b = _tiny(seed=0), _tiny(seed=1)
+    curve = CurveModel(a, a, b)
+    data = _data(12)
+    seen = []
+    conv = next(m for m in curve._template[0].modules() if isinstance(m, torch.nn.Conv2d))
+    real = type(conv)._conv_forward
+
+    def run(cl):
+        seen.clear()
+        out = robustpath.profile_curve(curve, [0.0, 0.5, 1.0], data.x, data.y, eps=0.1,
+                                       attack_steps=3, sample_ts=[0.5], path_size=8,
+                                       attack_seed=3, paper_batch=4, bound_eps_l2=[0.5],
+                                       channels_last=cl)
+        return out, list(seen)
+
+    def spy(self, x, weight, bias):
+        seen.append(weight.stride()[1] == 1)
+        return real(self, x, weight, bias)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(conv), "_conv_forward", spy)
+        default, seen_default = run(False)
+        planned, seen_planned = run(True)
+    assert seen_default and not any(seen_default)  # it ran in the default layout ...
+    assert seen_planned and all(seen_planned)      # ... and in channels_last
+    for key in ("samples", "path", "bound"):
+        left, right = default[key], planned[key]
+        assert list(left.columns) == list(right.columns) and len(left) == len(right)
+        for col in left.columns:
+            if pd.api.types.is_numeric_dtype(left[col]):
+                np.testing.assert_allclose(left[col].astype(float), right[col].astype(float),
+                                           rtol=1e-4, atol=1e-5, err_msg=f"{key}.{col}")
+            else:
+                assert left[col].equals(right[col])
+
+
 def test_profile_curve_recomputes_batchnorm_on_preresnet20():
     """At each t the BatchNorm statistics are those of w(t) on the given batches, not the
     interpolated statistics of the ends; without batches a BN model is refused."""

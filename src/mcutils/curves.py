@@ -38,7 +38,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from mcutils._util import model_device
-from mcutils.runtime import ParameterError, get_device
+from mcutils.runtime import ParameterError, get_device, prepare
 
 __all__ = [
     "CURVES",
@@ -225,6 +225,41 @@ class CurveModel(nn.Module):
             else:
                 stacked = torch.stack([a, *points, b])
             self.bends.append(nn.Parameter(stacked))
+        self._channels_last = False
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether 4-D (conv) weights are stored and assembled in ``channels_last``."""
+        return self._channels_last
+
+    def set_channels_last(self, enabled: bool) -> None:
+        """Store the ends and bends of 4-D (conv) weights so that ``w(t)`` comes out in
+        ``channels_last`` (``True``) or in the default layout (``False``).
+
+        Values are unchanged: only the layout in memory moves. With ``True``,
+        :meth:`weights` assembles 4-D weights by elementwise sums, which keep the layout
+        (one free bend: the same values bit for bit; more: the same sum in another
+        order), and gives single-channel kernels explicit ``channels_last`` strides, so
+        that the convolutions run in that format (``benchmarks/curves.py`` times it
+        against the default layout). Call it before the optimiser holds state: the
+        parameter objects are kept, their storage is replaced.
+        """
+        enabled = bool(enabled)
+        for i in range(len(self.param_names)):
+            bend = self.bends[i]
+            if bend.dim() != 5:
+                continue
+            with torch.no_grad():
+                if enabled:  # per-slice NHWC strides, explicit even for one input channel
+                    bend.data = bend.data.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+                else:
+                    bend.data = bend.data.contiguous()
+                if self.fix_ends:
+                    for key in (f"start_{i}", f"end_{i}"):
+                        value = getattr(self, key)
+                        setattr(self, key, value.to(memory_format=torch.channels_last) if enabled
+                                else value.contiguous())
+        self._channels_last = enabled
 
     def weights(self, t: float | torch.Tensor) -> dict[str, torch.Tensor]:
         """The parameter dict ``w(t)`` (differentiable with respect to the free bends)."""
@@ -232,6 +267,17 @@ class CurveModel(nn.Module):
         out = {}
         for i, name in enumerate(self.param_names):
             free = self.bends[i]
+            if self._channels_last and free.dim() == 5:
+                if self.fix_ends:
+                    w = c[0] * getattr(self, f"start_{i}") + c[-1] * getattr(self, f"end_{i}")
+                    inner = c[1:-1]
+                else:
+                    w, inner = c[0] * free[0], c[1:]
+                    free = free[1:]
+                for k in range(free.shape[0]):
+                    w = w + inner[k] * free[k]
+                out[name] = w.to(memory_format=torch.channels_last)
+                continue
             if self.fix_ends:
                 w = c[0] * getattr(self, f"start_{i}") + c[-1] * getattr(self, f"end_{i}")
                 if free.shape[0]:
@@ -327,7 +373,8 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
                 device: str | torch.device = "cpu", seed: int = 0,
                 transform: Callable[[nn.Module, torch.Tensor, torch.Tensor],
                                     tuple[torch.Tensor, torch.Tensor]] | None = None,
-                progress: bool = True) -> dict[str, list[float]]:
+                progress: bool = True, channels_last: bool | None = None
+                ) -> dict[str, list[float]]:
     """Fit the free bends: minimise ``E_t[CE(w(t)) + weight_decay/2 ||w(t)||^2]``.
 
     One ``t ~ U[0, 1]`` is drawn per batch (from a generator seeded by ``seed``).
@@ -347,6 +394,11 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
         transform: optional per-batch ``(model_at_t, x, y) -> (x, y)`` hook, called
             with a plain module evaluating the curve at the batch's ``t``.
         progress: show a tqdm bar.
+        channels_last: memory format of the conv weights and batches during training
+            (default: the machine's training plan for the base architecture at the
+            loader's batch size, :func:`mcutils.runtime.prepare`, chosen at the first
+            batch as :func:`mcutils.training.train` does); the curve is returned in the
+            default layout. The format changes results at float rounding only.
 
     Returns:
         History with per-step ``loss`` (cross-entropy only) and ``t``.
@@ -373,31 +425,39 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
     bar = tqdm(total=total, desc="train curve", disable=not progress, leave=False)
     curve_model.train()
     step = 0
-    while step < total:
-        for x, y in loader:
-            if step >= total:
-                break
-            x, y = x.to(device), y.to(device)
-            t = float(torch.rand((), generator=gen))
-            if transform is not None:
-                plain = _CurveAt(curve_model, t).eval()
-                x, y = transform(plain, x, y)
-                curve_model.train()
-            w = curve_model.weights(t)
-            loss = F.cross_entropy(curve_model.forward_with(x, w), y)
-            total_loss = loss
-            if weight_decay:
-                total_loss = loss + 0.5 * weight_decay * sum((v * v).sum() for v in w.values())
-            opt.zero_grad(set_to_none=True)
-            total_loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            history["loss"].append(loss.item())
-            history["t"].append(t)
-            step += 1
-            bar.update(1)
-    bar.close()
+    plan = None
+    try:
+        while step < total:
+            for x, y in loader:
+                if step >= total:
+                    break
+                if plan is None:  # at the first batch, as in mcutils.training.train
+                    plan = prepare(curve_model._template[0], x, device,
+                                   channels_last=channels_last, purpose="train")
+                    curve_model.set_channels_last(plan.channels_last)
+                x, y = plan.input(x), y.to(device)
+                t = float(torch.rand((), generator=gen))
+                if transform is not None:
+                    plain = _CurveAt(curve_model, t).eval()
+                    x, y = transform(plain, x, y)
+                    curve_model.train()
+                w = curve_model.weights(t)
+                loss = F.cross_entropy(curve_model.forward_with(x, w), y)
+                total_loss = loss
+                if weight_decay:
+                    total_loss = loss + 0.5 * weight_decay * sum((v * v).sum() for v in w.values())
+                opt.zero_grad(set_to_none=True)
+                total_loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                history["loss"].append(loss.item())
+                history["t"].append(t)
+                step += 1
+                bar.update(1)
+    finally:
+        curve_model.set_channels_last(False)
+        bar.close()
     curve_model.eval()
     return history
 

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from mcutils import stats
 from mcutils._util import model_device
-from mcutils.runtime import ParameterError
+from mcutils.runtime import ParameterError, prepare, prepared
 
 if TYPE_CHECKING:
     from mcutils.curves import CurveModel
@@ -139,8 +139,8 @@ def profile_curve(curve: CurveModel, ts: Sequence[float] | int, x: torch.Tensor,
                   bn_loader: Iterable | None = None, attack_seed: int = 0,
                   batch_size: int = 128, paper_batch: int | None = None,
                   paper_iters: int = 10, paper_tol: float = 1e-2,
-                  bound_eps_l2: Sequence[float] = (), progress: bool = False
-                  ) -> dict[str, pd.DataFrame]:
+                  bound_eps_l2: Sequence[float] = (), progress: bool = False,
+                  channels_last: bool | None = None) -> dict[str, pd.DataFrame]:
     """Robustness loss, curvature and controls at each ``t`` of a curve.
 
     At every ``t`` the plain model ``w(t)`` is exported with
@@ -176,6 +176,12 @@ def profile_curve(curve: CurveModel, ts: Sequence[float] | int, x: torch.Tensor,
         bound_eps_l2: L2 radii at which the second-order bound is also checked, at the
             ``sample_ts`` on the ``path_size`` inputs (one L2 PGD attack each).
         progress: show a tqdm bar over ``ts``.
+        channels_last: memory format of the exported model and the inputs for the
+            attacks and curvature (default: the machine's training plan for the
+            architecture at ``batch_size``, :func:`mcutils.runtime.prepare`: these are
+            forward and backward passes, like a training step). The format changes
+            results at float rounding only; a signed PGD step can turn on a gradient
+            component that rounds to the other side of zero.
 
     Returns:
         ``{"samples": per input and t, "path": per t, "bound": per input, t and ball}``.
@@ -204,56 +210,59 @@ def profile_curve(curve: CurveModel, ts: Sequence[float] | int, x: torch.Tensor,
         dev = model_device(model)
         full = any(abs(t - s) < 1e-9 for s in picked)
         n = len(x) if full else n_path
-        xs, ys = x[:n].to(dev), y[:n].to(dev)
-        curv = hessian.closed_form_curvature(model, xs, ys, batch_size=batch_size)
-        clean = _batched_logits(model, xs, batch_size)
-        adv = attacks.pgd(model, xs, ys, eps=eps, steps=attack_steps, step_size=step_size,
-                          norm="linf", generator=torch.Generator().manual_seed(attack_seed),
-                          batch_size=batch_size)
-        adv_logits = _batched_logits(model, adv, batch_size)
-        robust = F.cross_entropy(adv_logits, ys, reduction="none").cpu().double()
-        lam = curv["top_eig"].double()
-        table = pd.DataFrame({
-            "t": t, "input": np.arange(n),
-            "robust_loss": robust.numpy(),
-            "robust_correct": (adv_logits.argmax(1) == ys).cpu().numpy(),
-            "loss": curv["loss"].double().numpy(),
-            "correct": (clean.argmax(1) == ys).cpu().numpy(),
-            "top_eig": lam.numpy(),
-            "grad_norm": curv["grad_l2"].double().numpy(),
-            "bound_linf": (curv["loss"].double() + eps * curv["grad_l1"].double()
-                           + 0.5 * eps ** 2 * dim * lam).numpy(),
-        })
-        samples.append(table)
-        head = table.iloc[:n_path]
-        row: dict[str, Any] = {
-            "t": t, "weight_norm": weight_norm(curve, t),
-            "loss": head["loss"].mean(), "accuracy": head["correct"].mean(),
-            "robust_loss": head["robust_loss"].mean(),
-            "robust_accuracy": head["robust_correct"].mean(),
-            "top_eig": head["top_eig"].mean(), "grad_norm": head["grad_norm"].mean(),
-        }
-        if paper_batch is not None:
-            val, info = hessian.paper_input_eigenvalue(
-                model, xs[:n_path], ys[:n_path], batch_size=paper_batch, iters=paper_iters,
-                tol=paper_tol, generator=torch.Generator().manual_seed(attack_seed),
-                return_info=True)
-            row.update(paper_eig=val, paper_iterations=info["iterations"])
-        points.append(row)
-        bounds.append(pd.DataFrame({"t": t, "norm": "linf", "eps": eps, "input": np.arange(n),
-                                    "robust_loss": table["robust_loss"],
-                                    "bound": table["bound_linf"]}))
-        if full:
-            for radius in bound_eps_l2:
-                sub = {k: v[:n_path] for k, v in curv.items()}
-                res = hessian.robust_loss_bound(
-                    model, xs[:n_path], ys[:n_path], eps=float(radius), norm="l2",
-                    pgd_steps=attack_steps, seed=attack_seed, batch_size=batch_size,
-                    curvature=sub)
-                bounds.append(pd.DataFrame({"t": t, "norm": "l2", "eps": float(radius),
-                                            "input": np.arange(n_path),
-                                            "robust_loss": res["robust_loss"].numpy(),
-                                            "bound": res["bound"].numpy()}))
+        plan = prepare(model, x[:min(batch_size, n)], dev, channels_last=channels_last,
+                       purpose="train")
+        with prepared(model, plan):
+            xs, ys = plan.input(x[:n]), y[:n].to(dev)
+            curv = hessian.closed_form_curvature(model, xs, ys, batch_size=batch_size)
+            clean = _batched_logits(model, xs, batch_size)
+            adv = attacks.pgd(model, xs, ys, eps=eps, steps=attack_steps, step_size=step_size,
+                              norm="linf", generator=torch.Generator().manual_seed(attack_seed),
+                              batch_size=batch_size)
+            adv_logits = _batched_logits(model, adv, batch_size)
+            robust = F.cross_entropy(adv_logits, ys, reduction="none").cpu().double()
+            lam = curv["top_eig"].double()
+            table = pd.DataFrame({
+                "t": t, "input": np.arange(n),
+                "robust_loss": robust.numpy(),
+                "robust_correct": (adv_logits.argmax(1) == ys).cpu().numpy(),
+                "loss": curv["loss"].double().numpy(),
+                "correct": (clean.argmax(1) == ys).cpu().numpy(),
+                "top_eig": lam.numpy(),
+                "grad_norm": curv["grad_l2"].double().numpy(),
+                "bound_linf": (curv["loss"].double() + eps * curv["grad_l1"].double()
+                               + 0.5 * eps ** 2 * dim * lam).numpy(),
+            })
+            samples.append(table)
+            head = table.iloc[:n_path]
+            row: dict[str, Any] = {
+                "t": t, "weight_norm": weight_norm(curve, t),
+                "loss": head["loss"].mean(), "accuracy": head["correct"].mean(),
+                "robust_loss": head["robust_loss"].mean(),
+                "robust_accuracy": head["robust_correct"].mean(),
+                "top_eig": head["top_eig"].mean(), "grad_norm": head["grad_norm"].mean(),
+            }
+            if paper_batch is not None:
+                val, info = hessian.paper_input_eigenvalue(
+                    model, xs[:n_path], ys[:n_path], batch_size=paper_batch, iters=paper_iters,
+                    tol=paper_tol, generator=torch.Generator().manual_seed(attack_seed),
+                    return_info=True)
+                row.update(paper_eig=val, paper_iterations=info["iterations"])
+            points.append(row)
+            bounds.append(pd.DataFrame({"t": t, "norm": "linf", "eps": eps, "input": np.arange(n),
+                                        "robust_loss": table["robust_loss"],
+                                        "bound": table["bound_linf"]}))
+            if full:
+                for radius in bound_eps_l2:
+                    sub = {k: v[:n_path] for k, v in curv.items()}
+                    res = hessian.robust_loss_bound(
+                        model, xs[:n_path], ys[:n_path], eps=float(radius), norm="l2",
+                        pgd_steps=attack_steps, seed=attack_seed, batch_size=batch_size,
+                        curvature=sub)
+                    bounds.append(pd.DataFrame({"t": t, "norm": "l2", "eps": float(radius),
+                                                "input": np.arange(n_path),
+                                                "robust_loss": res["robust_loss"].numpy(),
+                                                "bound": res["bound"].numpy()}))
     return {"samples": pd.concat(samples, ignore_index=True),
             "path": pd.DataFrame(points),
             "bound": pd.concat(bounds, ignore_index=True)}
