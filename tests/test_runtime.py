@@ -96,10 +96,30 @@ def test_explicit_choices_win_and_fixed_mode_does_not_measure(monkeypatch):
 def test_caller_model_keeps_mode_device_and_layout():
     net = models.build_model("small_cnn").train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
+    strides = {k: v.stride() for k, v in net.state_dict().items()}
     training.predict(net, torch.rand(5, 1, 28, 28), batch_size=2)
     assert net.training
     for k, v in net.state_dict().items():
         assert v.is_contiguous() and torch.equal(v, before[k]), k
+        # the exact strides: a one-input-channel kernel is "contiguous" in both layouts,
+        # but its strides pick the kernel PyTorch runs, so a leak would change later speed
+        # and rounding of the caller's own code
+        assert v.stride() == strides[k], k
+
+
+def test_prepared_restores_exact_strides_of_any_layout():
+    net = models.build_model("small_cnn")
+    conv = net[1].features[3]
+    conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+    strides = [t.stride() for t in list(net.parameters()) + list(net.buffers())]
+    plan = runtime.Plan(device=torch.device("cpu"), channels_last=True, batch_size=4)
+    with runtime.prepared(net, plan):
+        first = net[1].features[0].weight
+        assert first.stride()[1] == 1  # the one-channel kernel ran with NHWC strides
+    with runtime.prepared(net, runtime.Plan(device=torch.device("cpu"), channels_last=False,
+                                            batch_size=4)):
+        pass
+    assert [t.stride() for t in list(net.parameters()) + list(net.buffers())] == strides
 
 
 def test_training_layouts_agree_and_weights_return_contiguous():

@@ -252,13 +252,13 @@ class CurveModel(nn.Module):
             with torch.no_grad():
                 if enabled:  # per-slice NHWC strides, explicit even for one input channel
                     bend.data = bend.data.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
-                else:
-                    bend.data = bend.data.contiguous()
+                else:  # standard strides (.contiguous() would keep NHWC-like ones)
+                    bend.data = bend.data.clone(memory_format=torch.contiguous_format)
                 if self.fix_ends:
                     for key in (f"start_{i}", f"end_{i}"):
                         value = getattr(self, key)
                         setattr(self, key, value.to(memory_format=torch.channels_last) if enabled
-                                else value.contiguous())
+                                else value.clone(memory_format=torch.contiguous_format))
         self._channels_last = enabled
 
     def weights(self, t: float | torch.Tensor) -> dict[str, torch.Tensor]:

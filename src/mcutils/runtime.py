@@ -362,11 +362,14 @@ def prepare(model: nn.Module, example: torch.Tensor, device: str | torch.device 
 @contextlib.contextmanager
 def prepared(model: nn.Module, plan: Plan) -> Iterator[nn.Module]:
     """Run ``model`` under ``plan``: its weights in the plan's memory format and on its
-    device for the duration, then each parameter's original layout and device restored
-    (values the block changed, as in training, are kept)."""
+    device for the duration, then each parameter's original device and exact strides
+    restored (values the block changed, as in training, are kept).
+
+    Exact strides matter for kernels with one input channel: both layouts describe the
+    same bytes, ``Tensor.contiguous`` keeps whichever strides it finds, and the strides
+    decide which convolution kernel PyTorch runs later on the caller's model."""
     tensors = list(model.parameters()) + list(model.buffers())
-    before = [(t.device, t.dim() == 4 and not t.is_contiguous()
-               and t.is_contiguous(memory_format=torch.channels_last)) for t in tensors]
+    before = [(t.device, t.stride()) for t in tensors]
     # the copies are made outside inference mode, even when the caller is inside it:
     # weights made there would be inference tensors, unusable for training afterwards
     with torch.inference_mode(False):
@@ -377,10 +380,12 @@ def prepared(model: nn.Module, plan: Plan) -> Iterator[nn.Module]:
         yield model
     finally:
         with torch.inference_mode(False):
-            for t, (dev, was_cl) in zip(list(model.parameters()) + list(model.buffers()),
+            for t, (dev, stride) in zip(list(model.parameters()) + list(model.buffers()),
                                         before):
-                fmt = torch.channels_last if was_cl else torch.contiguous_format
                 data = t.data.to(dev)
-                if t.dim() == 4:
-                    data = data.contiguous(memory_format=fmt)
+                if data.stride() != stride:
+                    restored = torch.empty_strided(data.shape, stride, dtype=data.dtype,
+                                                   device=data.device)
+                    restored.copy_(data)
+                    data = restored
                 t.data = data
