@@ -324,3 +324,45 @@ def test_explicit_batch_size_wins_everywhere(monkeypatch):
         assert max(spy.sizes) == 2, spy.sizes
     with pytest.raises(ParameterError, match="batch_size"):
         inputspace.loss_profiles(net, a, c, y, batch_size=0)
+
+
+@pytest.mark.parametrize("loop", ["synthesize", "bypass", "optimization_attack"])
+def test_input_optimising_loops_run_in_the_plan_and_restore_the_caller(loop, monkeypatch):
+    """bypass, synthesis and the optimisation attack run under the plan's memory format
+    (FrozenEval with an example); the layouts agree to rounding, and the caller's model
+    gets its mode, requires_grad and exact strides back."""
+    from mcutils import _util, attacks, inputspace
+
+    torch.manual_seed(0)
+    net = models.build_model("small_cnn", width=4, hidden=16).train()
+    strides = [p.stride() for p in net.parameters()]
+    a, c = torch.rand(3, 1, 28, 28), torch.rand(3, 1, 28, 28)
+    y = torch.tensor([0, 1, 2])
+    runs = {
+        "synthesize": lambda: inputspace.synthesize(
+            net, y, (1, 28, 28), steps=5, generator=torch.Generator().manual_seed(0),
+            progress=False)[0],
+        "bypass": lambda: inputspace.bypass_barrier(net, a, c, (a + c) / 2, y, steps=5,
+                                                    progress=False)[0],
+        "optimization_attack": lambda: attacks.optimization_attack(
+            net, a, torch.tensor([3, 4, 5]), steps=5)[0],
+    }
+    seen = []
+    real_conv = torch.nn.Conv2d._conv_forward
+
+    def spy(self, x, weight, bias):
+        seen.append(weight.stride()[1] == 1)
+        return real_conv(self, x, weight, bias)
+
+    monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", spy)
+    planned = runs[loop]()
+    assert seen and all(seen)  # every convolution ran with NHWC kernels
+    real_prepare = _util.prepare
+    monkeypatch.setattr(_util, "prepare",
+                        lambda *a, **k: real_prepare(*a, **{**k, "channels_last": False}))
+    seen.clear()
+    default = runs[loop]()
+    assert seen and not any(seen)
+    assert torch.allclose(planned, default, atol=1e-4)
+    assert net.training and all(p.requires_grad for p in net.parameters())
+    assert [p.stride() for p in net.parameters()] == strides

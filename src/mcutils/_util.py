@@ -123,17 +123,36 @@ def planned_inference(model: nn.Module, example: torch.Tensor, batch_size: int |
 
 class FrozenEval(EvalMode):
     """Eval mode with the weights' ``requires_grad`` off (inputs are optimised, not
-    weights); both are restored on exit."""
+    weights); both are restored on exit.
+
+    With ``example`` (a batch like the inputs), the weights also take the memory format of
+    the machine's speed plan for such inputs (:func:`mcutils.runtime.prepare`; the batch
+    size stays the caller's) for the duration, and get their exact strides back on exit
+    (:func:`mcutils.runtime.prepared`). The format changes results at float rounding
+    only, which a loop with a stopping rule can carry into another step count.
+    """
+
+    def __init__(self, model: nn.Module, example: torch.Tensor | None = None):
+        super().__init__(model)
+        self.example = example
+        self._layout: contextlib.AbstractContextManager | None = None
 
     def __enter__(self) -> nn.Module:
         self.requires = [p.requires_grad for p in self.model.parameters()]
         for p in self.model.parameters():
             p.requires_grad_(False)
+        if self.example is not None:
+            plan = prepare(self.model, self.example[:2])
+            self._layout = prepared(self.model, plan)
+            self._layout.__enter__()
         return super().__enter__()
 
     def __exit__(self, *exc) -> None:
         for p, req in zip(self.model.parameters(), self.requires):
             p.requires_grad_(req)
+        if self._layout is not None:
+            self._layout.__exit__(*exc)
+            self._layout = None
         super().__exit__(*exc)
 
 

@@ -436,7 +436,7 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
     out = torch.empty_like(x)
     taken = torch.zeros(len(x), dtype=torch.long)
     chunk = batch_size or len(x)
-    with _FrozenEval(model):
+    with _FrozenEval(model, example=x):
         for start in range(0, len(x), chunk):
             rows = torch.arange(start, min(start + chunk, len(x)), device=dev)
             z0 = (x[rows] - mean) / std

@@ -183,7 +183,7 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
     active = torch.ones(p, dtype=torch.bool, device=device)
     last = torch.full((p,), math.nan)
     history = torch.empty(steps, p)
-    with _FrozenEval(model), torch.enable_grad():
+    with _FrozenEval(model, example=z0), torch.enable_grad():
         for step in tqdm(range(steps), desc="bypass", disable=not progress, leave=False):
             idx = active.nonzero().flatten()
             za = z.index_select(0, idx).requires_grad_(True)

@@ -173,7 +173,7 @@ def _fvo(model: nn.Module, targets: torch.Tensor, shape: Sequence[int], steps: i
     used = torch.full((n,), steps, dtype=torch.long)
     adam = MaskedAdam(z, lr)
     active = torch.ones(n, dtype=torch.bool, device=device)
-    with _FrozenEval(model), torch.enable_grad():
+    with _FrozenEval(model, example=z), torch.enable_grad():
         for step in tqdm(range(steps), desc="synthesize", disable=not progress, leave=False):
             idx = active.nonzero().flatten()
             za = z.index_select(0, idx).requires_grad_(True)
