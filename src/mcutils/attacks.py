@@ -373,7 +373,9 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
     deviation and the penalty are all measured in the model's normalised units
     ``z = (x - mean) / std`` (read from its :class:`~mcutils.models.Normalize` layer);
     :func:`pixel_units` gives the equivalent pixel-space settings. Like the paper, the
-    result is not clipped to the ``[0, 1]`` pixel box unless ``clip=True``.
+    result is not clipped to the ``[0, 1]`` pixel box unless ``clip=True``. The weights
+    take the memory format of the machine's speed plan for the duration
+    (:func:`mcutils.runtime.prepare`), which changes results at float rounding only.
 
     Stopping rule, as in the paper: at step ``i`` (counting from 0) the cross-entropy
     is measured *before* the update; after the update, a sample stops when

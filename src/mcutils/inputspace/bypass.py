@@ -121,7 +121,9 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
     ``"gradient"`` only the gradient is projected, as in the paper's code, and Adam's
     per-element scaling lets ``B'`` drift slightly along ``C - A``. The pairs do not
     interact (eval mode, per-element Adam), so the result equals running each pair
-    alone; only pairs still active are evaluated at each step.
+    alone; only pairs still active are evaluated at each step. The weights take the
+    memory format of the machine's speed plan for the duration (:func:`mcutils.runtime.
+    prepare`), which changes results at float rounding only.
 
     Args:
         model: the classifier.

@@ -223,7 +223,9 @@ def synthesize(model: nn.Module, targets: torch.Tensor, shape: Sequence[int], st
     ``box`` after each step. Each input stops once its cross-entropy falls below
     ``stop_loss``, and the input with the lowest cross-entropy seen is kept. Inputs do
     not interact (eval mode, per-element Adam), so a batch equals running each alone;
-    only the inputs still active are evaluated at each step.
+    only the inputs still active are evaluated at each step. The weights take the memory
+    format of the machine's speed plan for the duration (:func:`mcutils.runtime.prepare`),
+    which changes results at float rounding only.
 
     Args:
         model: the classifier (pixel-space input).
