@@ -122,8 +122,8 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
     per-element scaling lets ``B'`` drift slightly along ``C - A``. The pairs do not
     interact (eval mode, per-element Adam), so the result equals running each pair
     alone; only pairs still active are evaluated at each step. The weights take the
-    memory format of the machine's speed plan for the duration (:func:`mcutils.runtime.
-    prepare`), which changes results at float rounding only.
+    memory format of the machine's speed plan for the duration
+    (:func:`mcutils.runtime.prepare`), which changes results at float rounding only.
 
     Args:
         model: the classifier.
