@@ -138,13 +138,13 @@ class FrozenEval(EvalMode):
         self._layout: contextlib.AbstractContextManager | None = None
 
     def __enter__(self) -> nn.Module:
-        self.requires = [p.requires_grad for p in self.model.parameters()]
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        if self.example is not None:
+        if self.example is not None:  # first, so that a bad example leaves nothing changed
             plan = prepare(self.model, self.example[:2])
             self._layout = prepared(self.model, plan)
             self._layout.__enter__()
+        self.requires = [p.requires_grad for p in self.model.parameters()]
+        for p in self.model.parameters():
+            p.requires_grad_(False)
         return super().__enter__()
 
     def __exit__(self, *exc) -> None:
