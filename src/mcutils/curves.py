@@ -266,24 +266,19 @@ class CurveModel(nn.Module):
         c = self.curve(t)
         out = {}
         for i, name in enumerate(self.param_names):
-            free = self.bends[i]
-            if self._channels_last and free.dim() == 5:
-                if self.fix_ends:
-                    w = c[0] * getattr(self, f"start_{i}") + c[-1] * getattr(self, f"end_{i}")
-                    inner = c[1:-1]
-                else:
-                    w, inner = c[0] * free[0], c[1:]
-                    free = free[1:]
-                for k in range(free.shape[0]):
-                    w = w + inner[k] * free[k]
-                out[name] = w.to(memory_format=torch.channels_last)
-                continue
+            free, coeffs, w = self.bends[i], c, None
             if self.fix_ends:
                 w = c[0] * getattr(self, f"start_{i}") + c[-1] * getattr(self, f"end_{i}")
-                if free.shape[0]:
-                    w = w + torch.tensordot(c[1:-1], free, dims=1)
-            else:
-                w = torch.tensordot(c, free, dims=1)
+                coeffs = c[1:-1]
+            if self._channels_last and free.dim() == 5:
+                # elementwise sums keep the bends' NHWC strides (tensordot would not)
+                for k in range(free.shape[0]):
+                    term = coeffs[k] * free[k]
+                    w = term if w is None else w + term
+                w = w.to(memory_format=torch.channels_last)
+            elif free.shape[0]:
+                part = torch.tensordot(coeffs, free, dims=1)
+                w = part if w is None else w + part
             out[name] = w
         return out
 
