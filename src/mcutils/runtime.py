@@ -40,6 +40,7 @@ __all__ = [
     "Plan",
     "prepare",
     "prepared",
+    "layout_hazards",
 ]
 
 
@@ -204,6 +205,30 @@ def _has_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
 
+def layout_hazards(model: nn.Module) -> list[str]:
+    """Names of the convolutions whose weight gradient oneDNN computes wrongly in
+    ``channels_last`` (an upstream bug of PyTorch 2.14's CPU kernels, see below).
+
+    The rule, derived from ``benchmarks/layout_crash.py``: a ``Conv2d`` with a 1x1
+    kernel, a stride above 1 and 2 to 7 input channels per group. On a CPU whose oneDNN
+    runs its AVX2 kernels (any AVX2 machine without AVX-512, or ``ONEDNN_MAX_CPU_ISA=AVX2``),
+    the weight gradient of such a layer in ``channels_last`` is wrong at two threads and
+    corrupts the heap at one (``free(): invalid pointer``, bus errors). Its forward pass
+    and input gradient are exact, and every other kernel size, stride and channel count
+    measured agrees with the default layout. The narrow residual nets (``preresnet20``
+    and ``resnet18_cifar`` at width 4) have such shortcuts.
+
+    Returns:
+        The module names (as in ``named_modules``), empty when the model is safe.
+    """
+    bad = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d) and tuple(m.kernel_size) == (1, 1) \
+                and tuple(m.stride) != (1, 1) and 2 <= m.in_channels // m.groups <= 7:
+            bad.append(name)
+    return bad
+
+
 def _plans_file() -> Path:
     from mcutils.store import cache_dir
 
@@ -301,7 +326,9 @@ def prepare(model: nn.Module, example: torch.Tensor, device: str | torch.device 
     later runs on the machine make the same choices and repeat bit for bit. With
     ``calibrate=False`` (or the environment variable ``MCUTILS_CALIBRATE=0``, which the
     smoke profile sets) the fixed choices are used: ``channels_last`` for conv nets and
-    batch size 128. An explicit ``batch_size`` or ``channels_last`` always wins.
+    batch size 128. An explicit ``batch_size`` or ``channels_last`` always wins, except
+    that a training plan on a CPU never uses ``channels_last`` for a model with
+    :func:`layout_hazards` (an explicit request raises :class:`ParameterError`).
 
     The model is not modified; use :func:`prepared` to run it under the plan.
 
@@ -331,6 +358,16 @@ def prepare(model: nn.Module, example: torch.Tensor, device: str | torch.device 
     if purpose not in ("inference", "train"):
         raise ParameterError(f"purpose={purpose!r} must be 'inference' or 'train'")
     conv = _has_conv(model) and example.dim() == 4
+    # never train in channels_last where oneDNN's weight gradient is wrong
+    unsafe = purpose == "train" and dev.type == "cpu" and conv and bool(layout_hazards(model))
+    if unsafe:
+        if channels_last:
+            raise ParameterError(
+                "channels_last training on a CPU is refused for this model: oneDNN computes "
+                "wrong weight gradients (and corrupts memory at one thread) for its 1x1 "
+                f"strided convolutions with 2-7 input channels {layout_hazards(model)}; "
+                "see mcutils.runtime.layout_hazards")
+        conv = False
     if calibrate is None:
         calibrate = os.environ.get(CALIBRATE_ENV, "1") != "0"
     fixed_bs = FIXED_BATCH_SIZE if purpose == "inference" else len(example)
@@ -353,7 +390,7 @@ def prepare(model: nn.Module, example: torch.Tensor, device: str | torch.device 
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(plans, indent=1, sort_keys=True))
                 os.replace(tmp, path)
-    cl = choice[0] if channels_last is None else bool(channels_last)
+    cl = not unsafe and (choice[0] if channels_last is None else bool(channels_last))
     bs = choice[1] if batch_size is None else batch_size
     return Plan(device=dev, channels_last=cl and example.dim() == 4, batch_size=bs,
                 autocast=bool(autocast) and dev.type == "cuda", source=source)
