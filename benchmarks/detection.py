@@ -11,7 +11,7 @@
    paper's paired design (default 70: 7 per class), batched with the finished samples
    leaving the batch, versus the paper's own structure: one image at a time with
    ``torch.optim.Adam`` (timed on ``--loop-pairs`` sources and scaled). It uses the
-   book's default trained model (:func:`mcutils.training.trained_model`, from the cache
+   book's default trained model (:func:`mcutils.zoo.trained_model`, from the cache
    when chapter 00 has run) because the stopping rule makes the cost depend on it.
 
 Both sides run in one process, alternating; the median of ``--repeats`` runs is reported
@@ -29,7 +29,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mcutils import advbarriers, attacks, data, detection, training
+from mcutils import advbarriers, attacks, data, detection, zoo
 from mcutils.models import build_model
 
 
@@ -87,7 +87,7 @@ def features(args) -> None:
 
 
 def attack(args) -> None:
-    model = training.trained_model(progress=False)
+    model = zoo.trained_model(progress=False)
     for p in model.parameters():
         p.requires_grad_(False)
     test = data.load_dataset("fashion-mnist", "test")

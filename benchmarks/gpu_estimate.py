@@ -34,8 +34,10 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from mcutils import book, models
+from mcutils import models
+from mcutils.core import profiles
 from mcutils.data import dataset_info
+from mcutils.tooling import notebooks
 
 BIG_FLOPS = 15e12  # sustained FLOP/s of large 32x32 networks (assumption, see above)
 STEP_S, FWD_S = 1.5e-3, 0.5e-3  # latency floor per step / per forward batch (assumption)
@@ -173,11 +175,11 @@ def estimate(chapter: str, p: dict, q: dict) -> Chapter:
 
 
 def main() -> None:
-    gpu, cpu = book.load_profile("gpu"), book.load_profile("cpu")
+    gpu, cpu = profiles.load_profile("gpu"), profiles.load_profile("cpu")
     total = 0.0
     print("chapter  estimate  dominant items")
-    for chapter, nb in sorted(book.chapters().items()):
-        own = book.notebook_defaults(nb)  # the notebook's defaults fill what a profile leaves out
+    for chapter, nb in sorted(notebooks.chapters().items()):
+        own = notebooks.notebook_defaults(nb)  # the notebook's defaults fill what a profile leaves out
         p = {**own, **gpu["defaults"], **gpu["chapters"].get(chapter, {})}
         q = {**own, **cpu["defaults"], **cpu["chapters"].get(chapter, {})}
         try:

@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mcutils import data, hessian, models, runtime, training
+from mcutils import data, hessian, models, zoo
+from mcutils.core import runtime
 from mcutils.hessian import InputHessian
 
 TARGET = 1e-3
@@ -176,7 +177,7 @@ def main() -> None:
     x, y = test.x[:args.n], test.y[:args.n]
     for kind in args.models:
         if kind == "trained":
-            model = training.trained_model(model=args.model, progress=False)
+            model = zoo.trained_model(model=args.model, progress=False)
         else:
             runtime.seed_everything(0)
             model = models.build_for_dataset(args.model, "fashion-mnist").eval()

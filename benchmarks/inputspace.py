@@ -5,7 +5,7 @@ Usage::
     python benchmarks/inputspace.py [--pairs 32] [--points 250] [--repeats 3]
                                     [--threads 1,2] [--resnet-width 64] [--skip-resnet]
 
-1. ``loss_profiles`` (under the machine's speed plan, :func:`mcutils.runtime.prepare`:
+1. ``loss_profiles`` (under the machine's speed plan, :func:`mcutils.core.runtime.prepare`:
    its batch size and memory format) versus a per-pair loop in the style of the paper's
    public code (build each path in Python, evaluate it in batches of 64, default memory
    format) and versus the forward-pass floor (the same number of inputs, pre-built,
@@ -36,7 +36,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from mcutils import data, inputspace, runtime, training
+from mcutils import data, inputspace, training, zoo
+from mcutils.core import runtime
 from mcutils.models import build_model
 
 
@@ -128,7 +129,7 @@ def bench_profiles(name: str, model: torch.nn.Module, shape: tuple[int, int, int
 
 def chapter_pairs(pairs_per_class: int, num_test: int) -> tuple:
     """Correctly classified same-class test pairs for the cached default model."""
-    net = training.trained_model(dataset="fashion-mnist", model="small_cnn", epochs=2, lr=1e-3,
+    net = zoo.trained_model(dataset="fashion-mnist", model="small_cnn", epochs=2, lr=1e-3,
                                  batch_size=128, seed=0, progress=False)
     test = data.load_dataset("fashion-mnist", "test")
     x, y = test.x[:num_test], test.y[:num_test]

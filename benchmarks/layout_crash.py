@@ -1,4 +1,4 @@
-"""The oneDNN channels_last bug behind mcutils.runtime.layout_hazards, reproduced in
+"""The oneDNN channels_last bug behind mcutils.core.runtime.layout_hazards, reproduced in
 plain PyTorch.
 
 One ``Conv2d`` (no mcutils code) computes its weight gradient in the default layout
@@ -9,7 +9,7 @@ and at two threads, so that a crash is one row of the table and not the end of t
 
 Each row prints ``ok`` (the gradients agree to 1e-4 relative), ``WRONG`` (they do not) or
 ``CRASH rc`` (the process died: heap corruption, bus error). The rule that
-:func:`mcutils.runtime.layout_hazards` encodes is read from this table: a 1x1 kernel
+:func:`mcutils.core.runtime.layout_hazards` encodes is read from this table: a 1x1 kernel
 with a stride above 1 and 2-7 input channels; nothing else fails.
 
 Usage: python benchmarks/layout_crash.py [--quick] [--isa AVX2|native]

@@ -10,7 +10,7 @@ alternating order, so load from other processes affects all alike). Printed:
 
 1. inference images/s of the previous default path (contiguous weights and inputs, the
    library's old default batch of 256) and of the plan that
-   :func:`mcutils.runtime.prepare` calibrates for this machine, and their ratio;
+   :func:`mcutils.core.runtime.prepare` calibrates for this machine, and their ratio;
 2. inference images/s for batch sizes 32-512 in both memory formats;
 3. SGD training steps/s at batch 64 and 128 in both memory formats, and their ratio.
 
@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from mcutils import runtime
+from mcutils.core import runtime
 from mcutils.models import build_model
 
 OLD_DEFAULT_BATCH = 256

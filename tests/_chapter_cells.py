@@ -7,7 +7,8 @@ from pathlib import Path
 
 import nbformat
 
-from mcutils import book
+from mcutils.core import profiles
+from mcutils.tooling import notebooks
 
 
 def parameter_cells(notebook: Path) -> tuple[str, str]:
@@ -25,6 +26,6 @@ def profile_scope(notebook: Path, chapter: str, profile: str) -> tuple[dict, str
     params_src, validate_src = parameter_cells(notebook)
     scope: dict = {}
     exec(params_src, scope)  # noqa: S102 - our own notebook
-    scope.update(book.chapter_parameters(book.load_profile(profile), chapter, notebook, profile))
+    scope.update(notebooks.chapter_parameters(profiles.load_profile(profile), chapter, notebook, profile))
     scope["device"] = "cpu"
     return scope, validate_src

@@ -16,8 +16,9 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import layout_hazards, prepare, prepared
 from mcutils.models import build_model
-from mcutils.runtime import ParameterError, layout_hazards, prepare, prepared
 
 
 def _grads(model, x, y, channels_last):

@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from mcutils import advbarriers as ab
-from mcutils import data, detection, report, stats, training
+from mcutils import data, detection, training
+from mcutils.core import report, stats
+from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import seed_everything
 from mcutils.models import build_for_dataset
-from mcutils.runtime import ParameterError, seed_everything
 
 TINY = {"steps": 30, "lr": 0.05, "warmup": 2}
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcutils import attacks
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
 
 
 def _toy(seed: int = 0, classes: int = 3):

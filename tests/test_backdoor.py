@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from mcutils import backdoor
+from mcutils.core.checks import ParameterError
 from mcutils.data import ImageDataset, TensorLoader, dataset_info
-from mcutils.runtime import ParameterError
 
 
 class _Const(nn.Module):
@@ -167,7 +167,7 @@ class _Recorder(nn.Module):
 
 
 def test_attack_success_rate_restores_mode_and_device(monkeypatch):
-    from mcutils import _util
+    from mcutils.core import runtime as _util
 
     class ModeProbe(_Const):  # predicts the target only in eval mode
         def forward(self, x):

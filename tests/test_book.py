@@ -7,8 +7,10 @@ import sys
 import pytest
 import yaml
 
-from mcutils import book
-from mcutils.runtime import ParameterError, repo_root
+from mcutils.core import profiles
+from mcutils.core.checks import ParameterError
+from mcutils.core.paths import repo_root
+from mcutils.tooling import notebooks, offline, runner
 
 try:
     import tomllib
@@ -16,28 +18,28 @@ except ImportError:  # Python 3.10: the test extra installs tomli
     import tomli as tomllib
 
 ROOT = repo_root()
-CHAPTERS = book.chapters()
+CHAPTERS = notebooks.chapters()
 
 
 def test_chapters_found_and_numbered():
-    found = book.chapters()
+    found = notebooks.chapters()
     assert "00" in found and all(re.fullmatch(r"\d\d", k) for k in found)
 
 
 def test_unknown_profile_lists_valid():
     with pytest.raises(ParameterError) as exc:
-        book.execute("huge", ["00"], output="/tmp/never")
+        runner.execute("huge", ["00"], output="/tmp/never")
     assert "smoke" in str(exc.value) and "cpu" in str(exc.value)
 
 
 def test_unknown_chapter_is_error_before_running(tmp_path):
     with pytest.raises(ParameterError, match="99"):
-        book.execute("smoke", ["99"], output=tmp_path)
+        runner.execute("smoke", ["99"], output=tmp_path)
     assert not list(tmp_path.iterdir())
 
 
 def test_cli_reports_errors(capsys):
-    assert book.main(["execute", "--profile", "nope", "--chapters", "00"]) == 2
+    assert runner.main(["execute", "--profile", "nope", "--chapters", "00"]) == 2
     assert "nope" in capsys.readouterr().err
 
 
@@ -47,9 +49,9 @@ def test_profile_parameters_of_each_chapter(profile, chapter):
     """What the runner passes: the profile's defaults that the chapter declares, then its
     own section on top, and always the profile's name (provenance reads it)."""
     nb = CHAPTERS[chapter]
-    prof = book.load_profile(profile)
-    declared = book.notebook_defaults(nb)
-    params = book.chapter_parameters(prof, chapter, nb, profile)
+    prof = profiles.load_profile(profile)
+    declared = notebooks.notebook_defaults(nb)
+    params = notebooks.chapter_parameters(prof, chapter, nb, profile)
     assert set(params) <= set(declared)
     assert params["profile"] == profile
     expected = {k: v for k, v in prof["defaults"].items() if k in declared}
@@ -69,23 +71,23 @@ def test_chapter_parameters_on_a_synthetic_notebook(tmp_path):
     path = tmp_path / "07_x.ipynb"
     nbformat.write(nb, path)
     prof = {"defaults": {"a": 10, "c": 30}, "chapters": {"07": {"b": 20}}}
-    assert book.chapter_parameters(prof, "07", path, "gpu") == {"a": 10, "b": 20,
+    assert notebooks.chapter_parameters(prof, "07", path, "gpu") == {"a": 10, "b": 20,
                                                                 "profile": "gpu"}
-    assert book.chapter_parameters(prof, "07", path) == {"a": 10, "b": 20}
-    assert book.chapter_parameters(prof, "08", path, "gpu") == {"a": 10, "profile": "gpu"}
+    assert notebooks.chapter_parameters(prof, "07", path) == {"a": 10, "b": 20}
+    assert notebooks.chapter_parameters(prof, "08", path, "gpu") == {"a": 10, "profile": "gpu"}
     nb.cells[0].source = "a = 1"  # a chapter without a profile parameter does not get one
     nbformat.write(nb, path)
-    assert book.chapter_parameters(prof, "08", path, "gpu") == {"a": 10}
+    assert notebooks.chapter_parameters(prof, "08", path, "gpu") == {"a": 10}
     with pytest.raises(ParameterError, match="'b'"):
-        book.chapter_parameters(prof, "07", path, "gpu")
+        notebooks.chapter_parameters(prof, "07", path, "gpu")
 
 
 @pytest.mark.parametrize("chapter", sorted(CHAPTERS))
 def test_notebook_defaults_equal_cpu_profile(chapter):
     """A notebook run without a profile computes what ``make book`` (cpu profile) shows."""
     nb = CHAPTERS[chapter]
-    defaults = book.notebook_defaults(nb)
-    cpu = book.chapter_parameters(book.load_profile("cpu"), chapter, nb, "cpu")
+    defaults = notebooks.notebook_defaults(nb)
+    cpu = notebooks.chapter_parameters(profiles.load_profile("cpu"), chapter, nb, "cpu")
     differ = {k: (defaults.get(k), v) for k, v in cpu.items() if defaults.get(k) != v}
     assert not differ, (f"{nb.name}: parameter defaults differ from profiles/cpu.yaml "
                         f"(name: (notebook, cpu.yaml)): {differ}")
@@ -100,14 +102,14 @@ def test_notebook_defaults_reads_literals_only(tmp_path):
         (tmp_path / "n.ipynb").write_text(json.dumps({"cells": [cell]}))
         return tmp_path / "n.ipynb"
 
-    assert book.notebook_defaults(write("a = 1  # one\nb: list = [1, 2]\nc = None\n"
+    assert notebooks.notebook_defaults(write("a = 1  # one\nb: list = [1, 2]\nc = None\n"
                                         "d = {'x': 0.5}\ne = -2e-3")) == \
         {"a": 1, "b": [1, 2], "c": None, "d": {"x": 0.5}, "e": -2e-3}
     with pytest.raises(ParameterError, match="'f'.*literal"):
-        book.notebook_defaults(write("f = 2 * 3"))
+        notebooks.notebook_defaults(write("f = 2 * 3"))
     (tmp_path / "n.ipynb").write_text(json.dumps({"cells": []}))
     with pytest.raises(ParameterError, match="parameters"):
-        book.notebook_defaults(tmp_path / "n.ipynb")
+        notebooks.notebook_defaults(tmp_path / "n.ipynb")
 
 
 def test_library_imports_without_the_book_extra():
@@ -127,7 +129,7 @@ def test_library_imports_without_the_book_extra():
         "names = [m.name for m in pkgutil.walk_packages(mcutils.__path__, 'mcutils.')]\n"
         "for name in names:\n"
         "    __import__(name)\n"
-        "from mcutils import report\n"
+        "from mcutils.core import report\n"
         "report.record('ch00_x', 1.23456)\n"
         "print(len(names), sorted(set(BLOCKED) & set(sys.modules)))\n"
     )
@@ -146,7 +148,7 @@ def test_profile_typo_is_caught(tmp_path):
     (tmp_path / "profiles" / "bad.yaml").write_text(yaml.safe_dump(
         {"defaults": {}, "chapters": {"00": {"num_epocs": 3}}}))
     with pytest.raises(ParameterError, match="num_epocs"):
-        book.execute("bad", ["00"], output=tmp_path / "out", root=tmp_path)
+        runner.execute("bad", ["00"], output=tmp_path / "out", root=tmp_path)
 
 
 def test_notebooks_are_committed_without_outputs():
@@ -199,7 +201,7 @@ def test_environment_yml_mirrors_pyproject():
 
 def test_toc_lists_every_chapter():
     toc = (ROOT / "_toc.yml").read_text()
-    for nb in book.chapters().values():
+    for nb in notebooks.chapters().values():
         assert f"book/chapters/{nb.stem}" in toc, nb.name
 
 
@@ -243,7 +245,7 @@ def _tiny_repo(tmp_path, cells_by_chapter):
 
 
 CLAIM_CELL = (
-    "from mcutils import report\n"
+    "from mcutils.core import report\n"
     "ch = report.ChapterReport('{c}', params=dict(x=x), expected=['big'], check=True)\n"
     "ch.claim('big', 'x >= 2', '', dict(estimate=x, ci=[x, x], n=1), 2, '>=')\n"
     "ch.finish()\n"
@@ -260,7 +262,7 @@ def test_runner_runs_every_chapter_then_reports_failures(tmp_path, capsys):
         "03": [("x = 1", ["parameters"]), (CLAIM_CELL.format(c="03"), [])],
     })
     out = tmp_path / "out"
-    res = book.execute("tiny", None, output=out, root=root, overrides={"x": 1})
+    res = runner.execute("tiny", None, output=out, root=root, overrides={"x": 1})
     assert set(res["timings"]) == {"01", "02", "03"}
     assert "boom" in res["errors"]["02"]
     assert res["failed_claims"]["01"] and res["failed_claims"]["03"]
@@ -269,18 +271,18 @@ def test_runner_runs_every_chapter_then_reports_failures(tmp_path, capsys):
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "hide-cell" in injected[0].metadata["tags"]
     # an override that makes the claim hold passes
-    res = book.execute("tiny", ["01"], output=out, root=root, overrides={"x": 3})
+    res = runner.execute("tiny", ["01"], output=out, root=root, overrides={"x": 3})
     assert not res["failed_claims"] and not res["errors"]
 
 
 def test_cli_override_parsing_and_unknown_override(tmp_path):
-    assert book.parse_overrides([["sizes", "[50, 100]"], ["n", "null"]], ["{a: 1}"]) == \
+    assert profiles.parse_overrides([["sizes", "[50, 100]"], ["n", "null"]], ["{a: 1}"]) == \
         {"sizes": [50, 100], "n": None, "a": 1}
     with pytest.raises(ParameterError, match="mapping"):
-        book.parse_overrides(None, ["[1, 2]"])
+        profiles.parse_overrides(None, ["[1, 2]"])
     root = _tiny_repo(tmp_path, {"01": [("x = 1", ["parameters"])]})
     with pytest.raises(ParameterError, match="num_epocs"):
-        book.execute("tiny", ["01"], output=tmp_path / "o", root=root,
+        runner.execute("tiny", ["01"], output=tmp_path / "o", root=root,
                       overrides={"num_epocs": 2})
 
 
@@ -299,17 +301,17 @@ def test_remote_assets_finds_network_scripts(tmp_path):
         "'https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js';</script>"
         "</body></html>")
     (tmp_path / "sub" / "page.html").write_text('<script src="HTTP://x.org/a.js"></script>')
-    hits = book.remote_assets(tmp_path)
+    hits = offline.remote_assets(tmp_path)
     assert [(h.page, h.tag) for h in hits] == [
         ("index.html", "script"), ("index.html", "link"), ("index.html", "script (inline)"),
         ("sub/page.html", "script")]
     assert "require.min.js" in hits[2].url
     (tmp_path / "index.html").write_text('<script src="_static/x.js"></script>')
     (tmp_path / "sub" / "page.html").write_text("<p>https://example.org</p>")
-    assert book.remote_assets(tmp_path) == []
-    assert book.main(["offline", str(tmp_path)]) == 0
+    assert offline.remote_assets(tmp_path) == []
+    assert runner.main(["offline", str(tmp_path)]) == 0
     with pytest.raises(ParameterError, match="no built HTML"):
-        book.remote_assets(tmp_path / "sub" / "nothing")
+        offline.remote_assets(tmp_path / "sub" / "nothing")
 
 
 def test_results_page_pastes_every_chapter():
@@ -325,13 +327,19 @@ def test_results_page_pastes_every_chapter():
     assert toc["parts"][0]["chapters"][0]["file"] == "book/results"
 
 
+COMMANDS = ("book", "gpucheck")  # ``python -m mcutils.X`` entry points into mcutils.tooling
+
+
 def _public_modules():
+    """Public modules, those of the layer packages (core, tooling) included, as names
+    relative to mcutils; the command entry points are documented with their tooling."""
     import pkgutil
 
     import mcutils
 
-    return sorted(m.name for m in pkgutil.iter_modules(mcutils.__path__)
-                  if not m.name.startswith("_"))
+    return sorted(m.name for m in pkgutil.walk_packages(mcutils.__path__)
+                  if not any(part.startswith("_") for part in m.name.split("."))
+                  and m.name not in COMMANDS)
 
 
 def test_api_page_lists_every_module():

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 from _tinyrepo import tiny_repo
 
-from mcutils import book, gpucheck
+from mcutils.core import profiles
+from mcutils.core.checks import ParameterError
+from mcutils.core.paths import repo_root
 from mcutils.data import DatasetNotFoundError
-from mcutils.runtime import ParameterError, repo_root
+from mcutils.tooling import notebooks, preflight, runner
 
 ROOT = repo_root()
-SRC = str(Path(book.__file__).resolve().parents[1])
+SRC = str(Path(runner.__file__).resolve().parents[2])
 
 
 # ---------------------------------------------------------------- inheritance
@@ -33,19 +35,19 @@ def test_extends_merges_key_by_key_and_catches_cycles(tmp_path):
         "loop1": {"extends": "loop2"}, "loop2": {"extends": "loop1"},
         "orphan": {"extends": "nope"},
     })
-    child = book.load_profile("child", root)
+    child = profiles.load_profile("child", root)
     assert child["defaults"] == {"a": 1, "b": 3}
     assert child["chapters"] == {"01": {"x": 1, "y": [5]}, "02": {"z": 0}, "03": {"w": 1}}
     assert child["description"] == "b" and child["download"] == ["mnist"]
     assert child["extends"] == ["base"]
-    g = book.load_profile("grandchild", root)
+    g = profiles.load_profile("grandchild", root)
     assert g["defaults"] == {"a": 0, "b": 3} and g["description"] == "g"
     assert g["extends"] == ["child", "base"] and g["chapters"]["01"]["x"] == 1
-    assert book.load_profile("base", root)["extends"] == []
+    assert profiles.load_profile("base", root)["extends"] == []
     with pytest.raises(ParameterError, match="cycle"):
-        book.load_profile("loop1", root)
+        profiles.load_profile("loop1", root)
     with pytest.raises(ParameterError, match="nope"):
-        book.load_profile("orphan", root)
+        profiles.load_profile("orphan", root)
 
 
 def test_gpu_smoke_is_smoke_on_cuda_with_local_data():
@@ -53,14 +55,14 @@ def test_gpu_smoke_is_smoke_on_cuda_with_local_data():
     only declared parameters, covers every chapter, and needs no download."""
     from mcutils import data
 
-    smoke = book.load_profile("smoke")
-    gs = book.load_profile("gpu-smoke")
+    smoke = profiles.load_profile("smoke")
+    gs = profiles.load_profile("gpu-smoke")
     assert gs["extends"] == ["smoke"] and not gs.get("download")
     changed = {"device", "dataset", "model", "lr"}
-    for chapter, nb in book.chapters().items():
-        declared = book.notebook_defaults(nb)
-        p_smoke = book.chapter_parameters(smoke, chapter, nb, "smoke", declared)
-        p_gpu = book.chapter_parameters(gs, chapter, nb, "gpu-smoke", declared)
+    for chapter, nb in notebooks.chapters().items():
+        declared = notebooks.notebook_defaults(nb)
+        p_smoke = notebooks.chapter_parameters(smoke, chapter, nb, "smoke", declared)
+        p_gpu = notebooks.chapter_parameters(gs, chapter, nb, "gpu-smoke", declared)
         assert p_gpu.pop("profile", "gpu-smoke") == "gpu-smoke"
         p_smoke.pop("profile", None)
         assert set(p_gpu) == set(p_smoke), chapter
@@ -102,27 +104,27 @@ def test_missing_data_and_folders_fail_before_any_kernel(tmp_path, monkeypatch):
     }, profiles={"p": {"defaults": {}, "chapters": {"01": {}}}})
     monkeypatch.setenv("MCUTILS_DATA", str(tmp_path / "empty"))
     with pytest.raises(DatasetNotFoundError) as exc:
-        book.execute("p", None, output=tmp_path / "out", root=root)
+        runner.execute("p", None, output=tmp_path / "out", root=root)
     assert "cifar-10-python.tar.gz" in str(exc.value) and str(tmp_path / "empty") in str(exc.value)
     assert not (tmp_path / "out").exists()
     with pytest.raises(DatasetNotFoundError, match="image_folder"):
-        book.execute("p", None, output=tmp_path / "out", root=root,
+        runner.execute("p", None, output=tmp_path / "out", root=root,
                       overrides={"dataset": "digits", "image_folder": str(tmp_path / "no")})
     monkeypatch.setenv("MCUTILS_ROOT", str(root))
-    assert book.main(["execute", "--profile", "p", "--output", str(tmp_path / "o")]) == 2
+    assert runner.main(["execute", "--profile", "p", "--output", str(tmp_path / "o")]) == 2
 
 
 def test_cuda_check_names_chapters_and_passes_on_cpu(monkeypatch):
     import torch
 
     plan = {"01": {"device": "cuda"}, "02": {"device": "cpu"}, "03": {"device": "cuda:1"}}
-    assert gpucheck.cuda_chapters(plan) == ["01", "03"]
+    assert preflight.cuda_chapters(plan) == ["01", "03"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ParameterError, match="01, 03 on device 'cuda'"):
-        gpucheck.check_cuda(plan, "x")
-    gpucheck.check_cuda({"02": {"device": "cpu"}}, "x")  # nothing asks for CUDA
+        preflight.check_cuda(plan, "x")
+    preflight.check_cuda({"02": {"device": "cpu"}}, "x")  # nothing asks for CUDA
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    gpucheck.check_cuda(plan, "x")
+    preflight.check_cuda(plan, "x")
 
 
 # ---------------------------------------------------------------- --jobs N
@@ -154,7 +156,7 @@ def test_jobs_2_runs_chapters_at_once_with_own_logs_and_times(tmp_path, monkeypa
     folder.mkdir()
     root = _jobs_repo(tmp_path / "repo", folder)
     out = tmp_path / "out"
-    res = book.execute("tiny", None, output=out, root=root, jobs=2)
+    res = runner.execute("tiny", None, output=out, root=root, jobs=2)
     assert set(res["timings"]) == {"01", "02"}
     assert "01" not in res["errors"] and "boom 02" in res["errors"]["02"]
     logs = {c: (out / "logs" / f"{c}_tiny.log").read_text() for c in ("01", "02")}
@@ -177,9 +179,9 @@ def test_jobs_gives_each_worker_its_own_gpu(tmp_path, monkeypatch):
     folder = tmp_path / "marks"
     folder.mkdir()
     root = _jobs_repo(tmp_path / "repo", folder)
-    monkeypatch.setattr(book, "_gpu_slots", lambda plan, jobs: ["3", "5"])
+    monkeypatch.setattr(runner, "_gpu_slots", lambda plan, jobs: ["3", "5"])
     monkeypatch.setenv("MCUTILS_ROOT", str(root))
-    assert book.main(["execute", "--profile", "tiny", "--output", str(tmp_path / "out"),
+    assert runner.main(["execute", "--profile", "tiny", "--output", str(tmp_path / "out"),
                       "--jobs", "2", "--chapters", "01", "02"]) == 1  # chapter 02 raises
     assert sorted((folder / f"{m}.started").read_text() for m in "ab") == ["3", "5"]
 
@@ -187,9 +189,9 @@ def test_jobs_gives_each_worker_its_own_gpu(tmp_path, monkeypatch):
 def test_gpu_slots(monkeypatch):
     cuda = {"01": {"device": "cuda"}, "02": {"device": "cuda"}, "03": {"device": "cuda"}}
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
-    assert book._gpu_slots(cuda, 2) == ["3", "5"]
-    assert book._gpu_slots(cuda, 8) == ["3", "5"]  # one chapter per visible GPU
-    assert book._gpu_slots({"01": {"device": "cuda"}}, 2) == ["3"]
-    assert book._gpu_slots({"01": {"device": "cpu"}, "02": {}}, 4) == [None, None]
+    assert runner._gpu_slots(cuda, 2) == ["3", "5"]
+    assert runner._gpu_slots(cuda, 8) == ["3", "5"]  # one chapter per visible GPU
+    assert runner._gpu_slots({"01": {"device": "cuda"}}, 2) == ["3"]
+    assert runner._gpu_slots({"01": {"device": "cpu"}, "02": {}}, 4) == [None, None]
     with pytest.raises(ParameterError, match="jobs"):
-        book.execute("smoke", ["00"], output="/tmp/never", jobs=0)
+        runner.execute("smoke", ["00"], output="/tmp/never", jobs=0)

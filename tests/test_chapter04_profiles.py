@@ -9,10 +9,10 @@ import re
 import nbformat
 import pytest
 import yaml
-
-from mcutils.runtime import ParameterError, repo_root
-
 from _chapter_cells import parameter_cells, profile_scope
+
+from mcutils.core.checks import ParameterError
+from mcutils.core.paths import repo_root
 
 NOTEBOOK = repo_root() / "notebooks" / "04_adversarial_barriers.ipynb"
 

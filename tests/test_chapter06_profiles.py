@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from mcutils.runtime import ParameterError, repo_root
-
 from _chapter_cells import parameter_cells, profile_scope
+
+from mcutils.core.checks import ParameterError
+from mcutils.core.paths import repo_root
 
 NOTEBOOK = repo_root() / "notebooks" / "06_hessian_links.ipynb"
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from mcutils import attacks, curves, data, hessian, inputspace, models, training
-from mcutils.runtime import seed_everything
+from mcutils.core.runtime import seed_everything
 
 pytestmark = pytest.mark.cuda
 

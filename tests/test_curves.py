@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from mcutils import curves
+from mcutils.core.checks import ParameterError
 from mcutils.data import ImageDataset, TensorLoader, dataset_info
 from mcutils.models import build_model
-from mcutils.runtime import ParameterError
 
 
 def _model(seed: int, name: str = "small_cnn", **kw) -> nn.Module:

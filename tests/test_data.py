@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mcutils import data
+from mcutils.core.checks import ParameterError
 from mcutils.data import DatasetNotFoundError, load_dataset
-from mcutils.runtime import ParameterError
 
 
 def _write_idx(path, array, gz):
@@ -127,7 +127,8 @@ def test_missing_dataset_says_how_to_get_it(tmp_path):
 
 
 def test_missing_fashion_mentions_debian_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "nothing")
+    for module in (data.loading, data.download):  # the modules that look there
+        monkeypatch.setattr(module, "FASHION_SYSTEM_DIR", tmp_path / "nothing")
     with pytest.raises(DatasetNotFoundError, match="dataset-fashion-mnist"):
         load_dataset("fashion-mnist", "test", root=tmp_path)
 

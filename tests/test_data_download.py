@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from mcutils import data
+from mcutils.core.checks import ParameterError
 from mcutils.data import DatasetNotFoundError, DownloadError, RemoteFile
-from mcutils.runtime import ParameterError
 
 
 class _Server:
@@ -76,7 +76,7 @@ def cifar_server(tmp_path, monkeypatch):
     server = _Server({"cifar-10-python.tar.gz": archive})
     entry = RemoteFile((f"{server.url}/cifar-10-python.tar.gz",), "cifar-10-python.tar.gz",
                        _md5(archive), members=members)
-    monkeypatch.setattr(data, "_registry", lambda: {"cifar10": [entry]})
+    monkeypatch.setattr(data.download, "_registry", lambda: {"cifar10": [entry]})
     yield server, entry, src
     server.close()
 
@@ -152,7 +152,7 @@ def test_offline_fails_within_seconds_naming_folder_and_files(tmp_path, cifar_se
     server, entry, _ = cifar_server
     svhn = RemoteFile((f"{server.url}/test_32x32.mat",), "test_32x32.mat", "0" * 32,
                       splits=("test",))
-    monkeypatch.setattr(data, "_registry", lambda: {"cifar10": [entry], "svhn": [svhn]})
+    monkeypatch.setattr(data.download, "_registry", lambda: {"cifar10": [entry], "svhn": [svhn]})
     server.close()  # nothing listens on the port any more: like a machine without network
     start = time.perf_counter()
     with pytest.raises(DatasetNotFoundError) as exc:
@@ -179,7 +179,7 @@ def test_mnist_download_through_load_dataset(tmp_path, monkeypatch):
         reg = [RemoteFile((f"{server.url}/{n}",), f"MNIST/raw/{n}", _md5(b),
                           splits=("train",) if n.startswith("train") else ("test",))
                for n, b in files.items()]
-        monkeypatch.setattr(data, "_registry", lambda: {"mnist": reg})
+        monkeypatch.setattr(data.download, "_registry", lambda: {"mnist": reg})
         ds = data.load_dataset("mnist", "test", root=tmp_path, download=True)
         assert ds.x.shape == (4, 1, 28, 28)
         assert sorted(server.requests) == ["t10k-images-idx3-ubyte.gz",

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcutils import detection, inputspace
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from mcutils import faults
+from mcutils.core.checks import ParameterError
 from mcutils.models import build_model
-from mcutils.runtime import ParameterError
 
 
 def _model(seed=0):

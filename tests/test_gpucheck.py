@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 from _tinyrepo import tiny_repo
 
-from mcutils import book, gpucheck
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
+from mcutils.tooling import gpucheck, notebooks
 
-SRC = str(Path(gpucheck.__file__).resolve().parents[1])
+SRC = str(Path(gpucheck.__file__).resolve().parents[2])
 
 PARAMS = "x = 1  # a number\nlabel = 'a'\nout = ''"
 BODY = (
     "import pathlib\n"
     "import matplotlib.pyplot as plt\n"
     "from IPython.display import HTML\n"
-    "from mcutils import report\n"
+    "from mcutils.core import report\n"
     "pathlib.Path(out).write_text(f'{x} {label}')\n"
     "plt.plot([0, 1], [x, x])\n"
     "display(HTML('<b>shown</b>'))\n"
@@ -50,12 +50,12 @@ def _repo(tmp_path):
 
 
 def test_parameters_read_without_papermill_match_papermill():
-    """The driver reads a notebook's parameters with book.notebook_defaults (no papermill);
+    """The driver reads a notebook's parameters with notebooks.notebook_defaults (no papermill);
     they are the ones papermill sees."""
     import papermill as pm
 
-    for chapter, nb in book.chapters().items():
-        ours = book.notebook_defaults(nb)
+    for chapter, nb in notebooks.chapters().items():
+        ours = notebooks.notebook_defaults(nb)
         theirs = pm.inspect_notebook(str(nb))
         assert list(ours) == list(theirs), chapter
         for name, info in theirs.items():
@@ -107,7 +107,7 @@ def test_runs_without_papermill_jupyter_or_ipython(tmp_path):
                "IPython", "ipykernel", "myst_nb", "matplotlib_inline")
     code = ("import sys\n"
             f"for m in {blocked!r}: sys.modules[m] = None\n"
-            "from mcutils.gpucheck import main\n"
+            "from mcutils.tooling.gpucheck import main\n"
             "rc = main(sys.argv[1:])\n"
             f"assert not any(sys.modules.get(m) for m in {blocked!r} if m != 'IPython')\n"
             "assert sys.modules['IPython'].__mcutils_stand_in__\n"

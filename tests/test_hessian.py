@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcutils import hessian
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
 
 
 def _tanh_mlp(d: int = 12, k: int = 4) -> nn.Module:

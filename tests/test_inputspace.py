@@ -7,12 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from _planted import planted
 
 from mcutils import inputspace as ins
+from mcutils.core.checks import ParameterError
 from mcutils.models import build_model
-from mcutils.runtime import ParameterError
-
-from _planted import planted
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +299,7 @@ def test_input_optimisers_restore_model_state(tiny):
 def test_masked_adam_rows_are_independent_and_frozen_rows_stay():
     """MaskedAdam is per-element Adam: a row's path equals running it alone, and an
     inactive row does not move."""
-    from mcutils._util import MaskedAdam
+    from mcutils.training import MaskedAdam
 
     torch.manual_seed(0)
     x0 = torch.randn(3, 5)

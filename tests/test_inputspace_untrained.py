@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _planted import planted
 from torch import nn
 
 from mcutils import inputspace as ins
+from mcutils.core.checks import ParameterError
 from mcutils.data import TensorLoader
 from mcutils.models import build_model
-from mcutils.runtime import ParameterError
 from mcutils.training import train
-
-from _planted import planted
 
 
 def tiny_cnn(seed: int = 0) -> nn.Module:

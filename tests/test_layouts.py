@@ -1,7 +1,7 @@
 """Every registry model trains and evaluates in both memory layouts at one and two
 threads, each run in a subprocess so that a crash is a failed test (issue: oneDNN's
 channels_last weight gradient of narrow 1x1 strided convolutions; see
-mcutils.runtime.layout_hazards and benchmarks/layout_crash.py)."""
+mcutils.core.runtime.layout_hazards and benchmarks/layout_crash.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import pytest
 import torch
 from torch import nn
 
+from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import layout_hazards, prepare
 from mcutils.models import build_model
-from mcutils.runtime import ParameterError, layout_hazards, prepare
 
 PROBE = Path(__file__).with_name("layout_probe.py")
 # the registry models at the widths the profiles and tests use (Fashion-MNIST's one
@@ -110,7 +111,7 @@ def test_training_plan_never_chooses_channels_last_for_a_hazardous_model(monkeyp
     x = torch.rand(4, 1, 8, 8)
     # the fixed choice and a stored (calibrated) choice of channels_last are both overruled
     assert not prepare(net, x, purpose="train", calibrate=False).channels_last
-    monkeypatch.setattr("mcutils.runtime._calibrate", lambda *a, **k: (True, 4))
+    monkeypatch.setattr("mcutils.core.runtime._calibrate", lambda *a, **k: (True, 4))
     assert not prepare(net, x, purpose="train", calibrate=True).channels_last
     with pytest.raises(ParameterError, match="layout_hazards"):
         prepare(net, x, purpose="train", channels_last=True)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mcutils import models
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
 
 SHAPES = {"small_cnn": (1, 28), "mlp": (1, 28), "vgg16": (3, 32), "preresnet20": (3, 32),
           "resnet18_cifar": (3, 32)}

@@ -68,7 +68,7 @@ def test_runtime_does_not_import_registries():
     import subprocess
     import sys
 
-    code = ("import sys, mcutils.runtime; "
+    code = ("import sys, mcutils.core.runtime; "
             "print(any(m in sys.modules for m in ('mcutils.data', 'mcutils.models')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

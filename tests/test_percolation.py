@@ -8,10 +8,10 @@ from scipy import ndimage
 from torch import nn
 
 from mcutils import percolation as perc
-from mcutils import stats
+from mcutils.core import stats
+from mcutils.core.checks import ParameterError
+from mcutils.core.report import verdict
 from mcutils.percolation import growth
-from mcutils.report import verdict
-from mcutils.runtime import ParameterError
 
 # ----------------------------------------------------------------------------- lattices
 

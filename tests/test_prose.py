@@ -1,6 +1,6 @@
 """No typed results: every decimal number in a chapter's prose is glued or allowed.
 
-The scanner is :func:`mcutils.book.untyped_numbers`; the allow-list is
+The scanner is :func:`mcutils.tooling.prose.untyped_numbers`; the allow-list is
 ``book/allowed_numbers.yml`` (paper values and parameter defaults, each with its source).
 """
 
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from mcutils import book
-from mcutils.runtime import ParameterError, repo_root
+from mcutils.core.checks import ParameterError
+from mcutils.core.paths import repo_root
+from mcutils.tooling import notebooks, prose
 
-CHAPTERS = book.chapters()
-ALLOWED = book.load_allowed_numbers()
+CHAPTERS = notebooks.chapters()
+ALLOWED = prose.load_allowed_numbers()
 
 
 def _notebook(*markdown: str, code: str = "x = 0.5") -> dict:
@@ -32,7 +33,7 @@ def _notebook(*markdown: str, code: str = "x = 0.5") -> dict:
     ("```bash\npython run.py -p lr 0.01\n```", ["0.01"]),
 ])
 def test_typed_decimals_are_found(text, numbers):
-    assert [n for _, n in book.markdown_numbers(text)] == numbers
+    assert [n for _, n in prose.markdown_numbers(text)] == numbers
 
 
 @pytest.mark.parametrize("text", [
@@ -47,27 +48,27 @@ def test_typed_decimals_are_found(text, numbers):
     "",
 ])
 def test_glue_references_and_integers_are_not_flagged(text):
-    assert book.markdown_numbers(text) == []
+    assert prose.markdown_numbers(text) == []
 
 
 def test_line_numbers_survive_removed_multiline_blocks():
     text = "```{glue} ch01_a\n:doc: x.ipynb\n```\nline four has 0.3\n<!--\n0.4\n-->\nand 0.7"
-    assert book.markdown_numbers(text) == [(4, "0.3"), (8, "0.7")]
+    assert prose.markdown_numbers(text) == [(4, "0.3"), (8, "0.7")]
 
 
 def test_untyped_numbers_negative_control():
     """A typed result is reported with its cell and line; gluing or allowing it clears it."""
     nb = _notebook("# Title\n", "We measured\nan AUROC of 0.93 [0.90, 0.95].")
-    hits = book.untyped_numbers(nb)
+    hits = prose.untyped_numbers(nb)
     assert [(h.cell, h.line, h.number) for h in hits] == [(1, 2, "0.93"), (1, 2, "0.90"),
                                                           (1, 2, "0.95")]
     assert "AUROC of 0.93" in hits[0].text
-    assert [h.number for h in book.untyped_numbers(nb, allowed=["0.90", "0.95"])] == ["0.93"]
+    assert [h.number for h in prose.untyped_numbers(nb, allowed=["0.90", "0.95"])] == ["0.93"]
     glued = _notebook("# Title\n", "an AUROC of {glue:text}`ch04_auroc:.2f` "
                       "({glue:text}`ch04_auroc_ci`).")
-    assert book.untyped_numbers(glued) == []
+    assert prose.untyped_numbers(glued) == []
     # code cells are not prose
-    assert book.untyped_numbers(_notebook(code="lr = 0.001")) == []
+    assert prose.untyped_numbers(_notebook(code="lr = 0.001")) == []
 
 
 def test_untyped_numbers_reads_files(tmp_path):
@@ -75,28 +76,28 @@ def test_untyped_numbers_reads_files(tmp_path):
 
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(_notebook(["split ", "into 0.25 lines"])))
-    assert [h.number for h in book.untyped_numbers(path)] == ["0.25"]
+    assert [h.number for h in prose.untyped_numbers(path)] == ["0.25"]
 
 
 def test_allow_list_format_is_checked(tmp_path):
     path = tmp_path / "allowed.yml"
     path.write_text('"04":\n  "5.45": "paper, table 1"\n4:\n  "0.10": "default eps"\n')
     with pytest.raises(ParameterError, match="twice"):
-        book.load_allowed_numbers(path)
+        prose.load_allowed_numbers(path)
     path.write_text('4:\n  "0.10": "default eps"\n')
-    assert book.load_allowed_numbers(path) == {"04": {"0.10": "default eps"}}
+    assert prose.load_allowed_numbers(path) == {"04": {"0.10": "default eps"}}
     path.write_text('"04":\n  0.10: "default eps"\n')
     with pytest.raises(ParameterError, match="quote"):
-        book.load_allowed_numbers(path)
+        prose.load_allowed_numbers(path)
     path.write_text('"04":\n  "0.1": ""\n')
     with pytest.raises(ParameterError, match="source"):
-        book.load_allowed_numbers(path)
+        prose.load_allowed_numbers(path)
     path.write_text('"ch4":\n  "0.1": "x"\n')
     with pytest.raises(ParameterError, match="two-digit"):
-        book.load_allowed_numbers(path)
+        prose.load_allowed_numbers(path)
     path.write_text('"04":\n  "5.45": "paper, table 1"\n')
-    assert book.load_allowed_numbers(path) == {"04": {"5.45": "paper, table 1"}}
-    assert book.load_allowed_numbers(tmp_path / "missing.yml") == {}
+    assert prose.load_allowed_numbers(path) == {"04": {"5.45": "paper, table 1"}}
+    assert prose.load_allowed_numbers(tmp_path / "missing.yml") == {}
 
 
 def test_allow_list_names_existing_chapters():
@@ -106,7 +107,7 @@ def test_allow_list_names_existing_chapters():
 
 @pytest.mark.parametrize("chapter", sorted(CHAPTERS))
 def test_chapter_prose_has_no_typed_numbers(chapter):
-    hits = book.untyped_numbers(CHAPTERS[chapter], ALLOWED.get(chapter, {}))
+    hits = prose.untyped_numbers(CHAPTERS[chapter], ALLOWED.get(chapter, {}))
     listing = "\n".join(f"  cell {h.cell} line {h.line}: {h.number}  | {h.text}" for h in hits)
     assert not hits, (f"chapter {chapter} types {len(hits)} decimal number(s) into its prose; "
                       f"glue them, or list paper values and parameter defaults with their "
@@ -115,6 +116,6 @@ def test_chapter_prose_has_no_typed_numbers(chapter):
 
 @pytest.mark.parametrize("chapter", sorted(ALLOWED))
 def test_allow_list_has_no_stale_entries(chapter):
-    used = {h.number for h in book.untyped_numbers(CHAPTERS[chapter])}
+    used = {h.number for h in prose.untyped_numbers(CHAPTERS[chapter])}
     stale = sorted(set(ALLOWED[chapter]) - used)
     assert not stale, f"book/allowed_numbers.yml, chapter {chapter}: {stale} no longer in the prose"

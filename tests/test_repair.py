@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from mcutils import backdoor, curves, repair
+from mcutils.core.checks import ParameterError
 from mcutils.data import ImageDataset, TensorLoader, dataset_info
 from mcutils.models import build_model
-from mcutils.runtime import ParameterError
 from mcutils.training import evaluate
 
 
@@ -158,7 +158,7 @@ def test_midpoint_noise_is_the_papers_noise_model():
 
 def test_cached_runs_are_reused_and_keyed(monkeypatch):
     a, b = _model(0), _model(1)
-    from mcutils.store import fingerprint
+    from mcutils.core.store import fingerprint
 
     assert fingerprint(a) == fingerprint(_model(0)) != fingerprint(b)
     ds = _data()
@@ -416,7 +416,7 @@ def test_repair_claims_verdicts_follow_the_data():
     baselines do neither gives 'reproduced' everywhere. Negative control: contradicting
     data (the curve keeps the backdoor and loses accuracy, baselines repair) gives 'not
     reproduced' for every claim."""
-    from mcutils.report import verdict
+    from mcutils.core.report import verdict
 
     good = _fake_rows(curve_asr=0.02, curve_acc=0.86, other_asr=0.9, other_acc=0.5)
     bad = _fake_rows(curve_asr=0.9, curve_acc=0.5, other_asr=0.02, other_acc=0.86)

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from mcutils import report
+from mcutils.core import report
 
 
 def test_verdict_from_the_interval():

@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mcutils import attacks, hessian, models, report, robustpath
+from mcutils import attacks, hessian, models, robustpath
+from mcutils.core import report
+from mcutils.core.checks import ParameterError
 from mcutils.curves import CurveModel
 from mcutils.data import ImageDataset, TensorLoader, dataset_info
-from mcutils.runtime import ParameterError
-
 
 
 def _tiny(name: str = "small_cnn", seed: int = 0, **kw) -> torch.nn.Module:

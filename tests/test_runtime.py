@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mcutils import runtime
-from mcutils.runtime import ParameterError
+from mcutils.core import runtime
+from mcutils.core.checks import ParameterError
 
 
 def test_get_device_cpu_and_auto():
@@ -255,7 +255,7 @@ def test_plan_checks_detect_a_model_left_changed(monkeypatch):
 
     import contextlib
 
-    import mcutils._util as util
+    import mcutils.core.runtime as util
 
     @contextlib.contextmanager
     def leaky(model, plan):          # a "prepared" that forgets to restore
@@ -331,7 +331,8 @@ def test_input_optimising_loops_run_in_the_plan_and_restore_the_caller(loop, mon
     """bypass, synthesis and the optimisation attack run under the plan's memory format
     (FrozenEval with an example); the layouts agree to rounding, and the caller's model
     gets its mode, requires_grad and exact strides back."""
-    from mcutils import _util, attacks, inputspace
+    from mcutils import attacks, inputspace
+    from mcutils.core import runtime as _util
 
     torch.manual_seed(0)
     net = models.build_model("small_cnn", width=4, hidden=16).train()

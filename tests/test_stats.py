@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from mcutils import stats
+from mcutils.core import stats
 
 
 def test_interval_shape_is_plain():

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from mcutils import store
+from mcutils.core import store
 
 
 def _build():

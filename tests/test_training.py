@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mcutils import data, models, training
-from mcutils.runtime import ParameterError
+from mcutils import data, models, training, zoo
+from mcutils.core.checks import ParameterError
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +75,10 @@ def test_augment_keeps_shape(digits):
 
 
 def test_trained_model_is_cached():
-    net, info = training.trained_model(dataset="digits", model="mlp", epochs=2, lr=3e-3,
+    net, info = zoo.trained_model(dataset="digits", model="mlp", epochs=2, lr=3e-3,
                                        batch_size=64, progress=False, return_info=True)
     assert not info["cached"] and info["metrics"]["accuracy"] > 0.85
-    net2, info2 = training.trained_model(dataset="digits", model="mlp", epochs=2, lr=3e-3,
+    net2, info2 = zoo.trained_model(dataset="digits", model="mlp", epochs=2, lr=3e-3,
                                          batch_size=64, progress=False, return_info=True)
     assert info2["cached"] and info2["train_seconds"] == info["train_seconds"]
     x = torch.rand(3, 1, 8, 8)

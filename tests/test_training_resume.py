@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from mcutils import data, models, store, training
-from mcutils.runtime import ParameterError
+from mcutils import data, models, training, zoo
+from mcutils.core import store
+from mcutils.core.checks import ParameterError
 
 
 class Interrupted(Exception):
@@ -115,20 +116,20 @@ def test_resume_through_trained_model_and_the_store(monkeypatch, tmp_path):
             kwargs["callback"] = stop
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train", interruptible)
+    monkeypatch.setattr(zoo, "train", interruptible)
     settings = {"dataset": "digits", "model": "mlp", "epochs": 3, "lr": 3e-3,
                 "batch_size": 64, "progress": False, "model_kwargs": {"hidden": 16}}
     with pytest.raises(Interrupted):
-        training.trained_model(**settings)
+        zoo.trained_model(**settings)
     cache = store.cache_dir()
     partial = list(cache.glob("*.partial.pt"))
     assert len(partial) == 1 and calls[0] == partial[0]
     assert not [p for p in cache.glob("*.pt") if not p.name.endswith(".partial.pt")]
-    net, info = training.trained_model(**settings, return_info=True)
+    net, info = zoo.trained_model(**settings, return_info=True)
     assert not info["cached"] and calls[1] == partial[0]
     assert not partial[0].exists()  # replaced by the finished model
     monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path / "other"))
-    straight = training.trained_model(**settings)
+    straight = zoo.trained_model(**settings)
     for (k, a), b in zip(straight.state_dict().items(), net.state_dict().values()):
         assert torch.equal(a, b), k
 

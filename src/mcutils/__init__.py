@@ -1,9 +1,16 @@
 """mcutils: the numerical library behind the executable book on mode connectivity.
 
-One module per concept (see ``shared/DESIGN.md``): :mod:`mcutils.runtime`, :mod:`mcutils.params`,
-:mod:`mcutils.report`, :mod:`mcutils.stats`,
-:mod:`mcutils.data`, :mod:`mcutils.models`, :mod:`mcutils.training`,
-:mod:`mcutils.store`, :mod:`mcutils.plotting` and the chapter modules.
+One layered package; every import runs downward and a file's folder tells its layer:
+
+* :mod:`mcutils.core`: runtime (device, seeds, speed plan, execution contexts), store,
+  profiles, stats, report, checks, tensors, paths;
+* :mod:`mcutils.data`, :mod:`mcutils.models`: the registries;
+* :mod:`mcutils.training`: the training loop, schedules and optimizers;
+* the science: curves, attacks, hessian, inputspace, percolation, detection, backdoor,
+  faults, repair, plus the chapter orchestration still to move to a chapters layer;
+* :mod:`mcutils.tooling`: the runners and the book's checks (``python -m mcutils.book``,
+  ``python -m mcutils.gpucheck`` are their commands).
+
 Submodules are imported lazily so that ``import mcutils`` stays cheap.
 """
 
@@ -15,9 +22,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "runtime", "data", "models", "training", "store", "plotting", "book",
+    "core", "data", "models", "training", "plotting", "params", "tooling",
     "inputspace", "percolation", "attacks", "detection", "curves", "backdoor",
-    "faults", "hessian", "params", "report", "stats", "repair",
+    "faults", "hessian", "repair", "advbarriers", "robustpath",
 }
 
 

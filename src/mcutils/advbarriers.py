@@ -45,12 +45,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mcutils import attacks, stats
-from mcutils._util import EvalMode as _EvalMode
-from mcutils._util import model_device as _model_device
-from mcutils._util import planned_inference as _planned_inference
+from mcutils import attacks
+from mcutils.core import stats
+from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import EvalMode as _EvalMode
+from mcutils.core.runtime import model_device as _model_device
+from mcutils.core.runtime import planned_inference as _planned_inference
 from mcutils.inputspace import barrier, loss_profiles
-from mcutils.runtime import ParameterError
 
 __all__ = [
     "ATTACK_KINDS",
@@ -387,7 +388,7 @@ def protocol_summary(df: pd.DataFrame, drop: int = 2, n_boot: int = 1000, seed: 
       inside their seed) and ``n`` counts the units. The seeds are independent draws of
       pairs for one trained model, so their units are exchangeable;
     * ``"seeds"``: the mean of the per-seed statistics with a Student-t interval over
-      the seeds (:func:`mcutils.stats.seed_interval`); ``n`` counts the seeds (this is
+      the seeds (:func:`mcutils.core.stats.seed_interval`); ``n`` counts the seeds (this is
       the right interval when seeds also retrain the model).
 
     Statistics: ``median_gap_real`` / ``median_gap_adv`` (medians of the gap over
@@ -579,16 +580,16 @@ def sweep_model(dataset: str = "fashion-mnist", model: str = "small_cnn", size: 
                 seed: int = 0, trained: bool = True, device: str = "cpu",
                 progress: bool = True) -> nn.Module:
     """A network for the sweeps, trained on (a subset of) the training split upsampled
-    to ``size`` pixels and cached by :mod:`mcutils.store`; ``trained=False`` gives the
+    to ``size`` pixels and cached by :mod:`mcutils.core.store`; ``trained=False`` gives the
     same architecture at its seeded random initialisation (the untrained control).
 
     Returns:
         The model in eval mode on the CPU.
     """
     from mcutils import data, training
+    from mcutils.core.runtime import seed_everything
+    from mcutils.core.store import code_version, load_or_train
     from mcutils.models import build_for_dataset
-    from mcutils.runtime import seed_everything
-    from mcutils.store import code_version, load_or_train
 
     info = data.dataset_info(dataset)
     size = size or info.input_size

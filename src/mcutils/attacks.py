@@ -31,13 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcutils._util import NORMS, MaskedAdam
-from mcutils._util import FrozenEval as _FrozenEval
-from mcutils._util import bview as _view
-from mcutils._util import check_positive as _check_positive
-from mcutils._util import flat_norm as _flat_norm
-from mcutils._util import model_device as _model_device
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
+from mcutils.core.checks import check_positive as _check_positive
+from mcutils.core.runtime import FrozenEval as _FrozenEval
+from mcutils.core.runtime import model_device as _model_device
+from mcutils.core.tensors import NORMS
+from mcutils.core.tensors import bview as _view
+from mcutils.core.tensors import flat_norm as _flat_norm
+from mcutils.training import MaskedAdam
 
 __all__ = [
     "ATTACKS",
@@ -375,7 +376,7 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
     :func:`pixel_units` gives the equivalent pixel-space settings. Like the paper, the
     result is not clipped to the ``[0, 1]`` pixel box unless ``clip=True``. The weights
     take the memory format of the machine's speed plan for the duration
-    (:func:`mcutils.runtime.prepare`), which changes results at float rounding only.
+    (:func:`mcutils.core.runtime.prepare`), which changes results at float rounding only.
 
     Stopping rule, as in the paper: at step ``i`` (counting from 0) the cross-entropy
     is measured *before* the update; after the update, a sample stops when

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from mcutils._util import OnDevice, model_device
+from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import OnDevice, model_device
 from mcutils.data import ImageDataset
-from mcutils.runtime import ParameterError
 
 __all__ = [
     "Trigger",
@@ -145,16 +145,16 @@ def backdoored_model(dataset: str = "fashion-mnist", model: str = "small_cnn", t
                      seed: int = 0, train_subset: int | None = None, device: str = "cpu",
                      model_kwargs: dict[str, Any] | None = None, progress: bool = True,
                      return_info: bool = False):
-    """A classifier trained on BadNets-poisoned data, cached by :mod:`mcutils.store`.
+    """A classifier trained on BadNets-poisoned data, cached by :mod:`mcutils.core.store`.
 
     The stored metrics hold the clean test ``accuracy`` and the test ``asr``.
-    Arguments are those of :func:`mcutils.training.trained_model` plus the poisoning
+    Arguments are those of :func:`mcutils.zoo.trained_model` plus the poisoning
     (``target``, ``rate``, ``trigger``); ``seed`` also chooses the poisoned images.
     """
+    from mcutils.core.runtime import seed_everything
+    from mcutils.core.store import code_version, load_or_train
     from mcutils.data import TensorLoader, load_dataset
     from mcutils.models import build_for_dataset
-    from mcutils.runtime import seed_everything
-    from mcutils.store import code_version, load_or_train
     from mcutils.training import evaluate, train
 
     config = dict(name=f"{dataset}_{model}_backdoor", dataset=dataset, model=model, target=target,
@@ -217,9 +217,9 @@ def path_aware_backdoor(model_a: nn.Module, model_b: nn.Module, poisoned: ImageD
     Returns:
         The two released models (eval mode, CPU).
     """
+    from mcutils.core.store import code_version, fingerprint, load_or_train
     from mcutils.curves import Bezier, CurveModel, train_curve
     from mcutils.data import TensorLoader
-    from mcutils.store import code_version, fingerprint, load_or_train
 
     if not isinstance(num_bends, int) or num_bends < 2:
         raise ParameterError(f"num_bends={num_bends!r} must be an integer >= 2")

@@ -37,8 +37,8 @@ from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from mcutils._util import model_device
-from mcutils.runtime import ParameterError, get_device, prepare
+from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import get_device, model_device, prepare
 
 __all__ = [
     "CURVES",
@@ -391,7 +391,7 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
         progress: show a tqdm bar.
         channels_last: memory format of the conv weights and batches during training
             (default: the machine's training plan for the base architecture at the
-            loader's batch size, :func:`mcutils.runtime.prepare`, chosen at the first
+            loader's batch size, :func:`mcutils.core.runtime.prepare`, chosen at the first
             batch as :func:`mcutils.training.train` does); the curve is returned in the
             default layout. The format changes results at float rounding only.
 

@@ -34,13 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcutils import stats
-from mcutils._util import EvalMode as _EvalMode
-from mcutils._util import check_positive as _check_positive
-from mcutils._util import model_device as _model_device
-from mcutils._util import planned_inference as _planned_inference
+from mcutils.core import stats
+from mcutils.core.checks import ParameterError
+from mcutils.core.checks import check_positive as _check_positive
+from mcutils.core.runtime import EvalMode as _EvalMode
+from mcutils.core.runtime import model_device as _model_device
+from mcutils.core.runtime import planned_inference as _planned_inference
 from mcutils.inputspace import DEFAULT_BATCH_SIZE, barrier, loss_profiles
-from mcutils.runtime import ParameterError
 
 __all__ = [
     "AUROC",
@@ -631,7 +631,7 @@ def metric_interval(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray |
 
     Whole groups (a source image with the adversarial examples made from it) are
     resampled, so rows that share a source stay together
-    (:func:`mcutils.stats.bootstrap_ci` over group indices). Resamples holding one
+    (:func:`mcutils.core.stats.bootstrap_ci` over group indices). Resamples holding one
     label only are dropped.
 
     Args:

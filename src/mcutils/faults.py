@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcutils._util import OnDevice, model_device
-from mcutils.runtime import ParameterError, get_device
+from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import OnDevice, get_device, model_device
 
 __all__ = [
     "choose_faults",
@@ -217,7 +217,7 @@ def faulted_model(model: nn.Module, x_fault: torch.Tensor, y_fault: torch.Tensor
                   lr: float = 0.01, keep_weight: float = 1.0, l2: float = 0.01,
                   device: str | torch.device = "cpu", seed: int = 0, return_info: bool = False
                   ) -> tuple[nn.Module, dict[str, Any]]:
-    """:func:`fault_sneaking_attack` cached by :mod:`mcutils.store` (keyed by fingerprints
+    """:func:`fault_sneaking_attack` cached by :mod:`mcutils.core.store` (keyed by fingerprints
     of the victim and the images), so that chapters re-run fast and bit-identically.
 
     Returns:
@@ -225,7 +225,7 @@ def faulted_model(model: nn.Module, x_fault: torch.Tensor, y_fault: torch.Tensor
         "delta_norm"}``; with ``return_info`` the dict also holds ``cached`` and
         ``train_seconds``.
     """
-    from mcutils.store import code_version, fingerprint, load_or_train
+    from mcutils.core.store import code_version, fingerprint, load_or_train
 
     layer = layer or last_linear_layer(model)
     config = dict(name="fault_sneaking", model=fingerprint(model),

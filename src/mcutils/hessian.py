@@ -63,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
 
 __all__ = [
     "METHODS",

@@ -15,7 +15,7 @@ Registered names:
   ``torchvision:googlenet``); ImageNet weights only with ``pretrained=True``.
 
 Used by every chapter: chapters 00-06 validate their ``model`` parameter against
-:data:`MODELS` and get trained models through :func:`mcutils.training.trained_model`;
+:data:`MODELS` and get trained models through :func:`mcutils.zoo.trained_model`;
 chapters 02 and 03 build untrained networks with :func:`build_for_dataset`, and chapter
 01 builds torchvision classifiers with :func:`build_model` under the gpu profile.
 """
@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
 
 __all__ = ["MODELS", "Normalize", "build_model", "build_for_dataset", "check_model_name",
            "count_parameters"]

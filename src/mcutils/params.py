@@ -3,7 +3,7 @@
 Every notebook calls :func:`validate_params` right after its ``parameters`` cell, so a
 bad name or value fails within seconds with one message naming each bad parameter and
 its valid values or range, before any heavy work. Registry names (datasets, models,
-profiles) are checked against :data:`mcutils.data.DATASETS`, :data:`mcutils.models.MODELS`
+profiles) are checked against :data:`mcutils.data.registry.DATASETS`, :data:`mcutils.models.MODELS`
 and ``profiles/*.yaml``. Used by every chapter.
 """
 
@@ -14,7 +14,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mcutils import data, models
-from mcutils.runtime import ParameterError, get_device, profile_names
+from mcutils.core.checks import ParameterError
+from mcutils.core.profiles import profile_names
+from mcutils.core.runtime import get_device
 
 __all__ = ["ParameterError", "validate_params"]
 
@@ -63,7 +65,7 @@ def validate_params(
     """Check a notebook's parameters and raise one clear error listing every problem.
 
     Names with a registry are checked automatically: ``dataset`` and
-    ``*_dataset`` against :data:`mcutils.data.DATASETS`, ``model`` and ``*_model``
+    ``*_dataset`` against :data:`mcutils.data.registry.DATASETS`, ``model`` and ``*_model``
     (or lists of them) against :data:`mcutils.models.MODELS`, ``profile`` against
     ``profiles/*.yaml`` and ``device`` by :func:`get_device`.
 

@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mcutils._util import OnDevice, model_device
-from mcutils.runtime import ParameterError, get_device
+from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import OnDevice, get_device, model_device
 
 if TYPE_CHECKING:
     from mcutils.backdoor import Trigger
@@ -135,12 +135,12 @@ def _sgd_steps(net: nn.Module, loader: Iterable, steps: int, lr: float, optimize
                channels_last: bool | None = None) -> None:
     """``steps`` optimiser steps of cross-entropy on ``loader`` (in place, train mode).
 
-    Runs under the machine's training plan (:func:`mcutils.runtime.prepare`, chosen at the
+    Runs under the machine's training plan (:func:`mcutils.core.runtime.prepare`, chosen at the
     first batch as in :func:`mcutils.training.train`): the memory format only, which
     changes results at float rounding; the weights' layout is restored afterwards.
     """
+    from mcutils.core.runtime import prepare, prepared
     from mcutils.curves import lr_factor
-    from mcutils.runtime import prepare, prepared
 
     torch.manual_seed(seed)
     net.to(device).train()
@@ -186,7 +186,7 @@ def fine_tune(model: nn.Module, loader: Iterable, steps: int, lr: float = 0.01,
         progress: show a tqdm bar.
         schedule: a name in :data:`mcutils.curves.SCHEDULES`, applied per step.
         channels_last: memory format while training (default: the machine's training
-            plan, :func:`mcutils.runtime.prepare`); it changes results at rounding only.
+            plan, :func:`mcutils.core.runtime.prepare`); it changes results at rounding only.
 
     Channels pruned by :func:`prune_filters` stay at zero. Returns the model in eval
     mode on the CPU.
@@ -441,16 +441,16 @@ def cached_curve(start: nn.Module, end: nn.Module, bonafide: ImageDataset, steps
                  seed: int = 0, device: str = "cpu", progress: bool = False,
                  return_info: bool = False, momentum: float = 0.9):
     """A :class:`~mcutils.curves.CurveModel` between ``start`` and ``end`` trained on
-    ``bonafide`` for ``steps`` batches (SGD), cached by :mod:`mcutils.store`.
+    ``bonafide`` for ``steps`` batches (SGD), cached by :mod:`mcutils.core.store`.
 
     The batch size is ``min(batch_size, len(bonafide))``; the penalty ``weight_decay``
     is on ``w(t)`` (see :func:`mcutils.curves.train_curve`). The cache key holds
     fingerprints of both endpoints and of the data, so a curve is never reused for other
     models or data.
     """
+    from mcutils.core.store import code_version, fingerprint, load_or_train
     from mcutils.curves import CurveModel, train_curve
     from mcutils.data import TensorLoader
-    from mcutils.store import code_version, fingerprint, load_or_train
 
     config = dict(name="curve", ends=fingerprint(start, end),
                   data=fingerprint(bonafide.x, bonafide.y), steps=steps, lr=lr,
@@ -495,8 +495,8 @@ def cached_repair(method: str, model: nn.Module, bonafide: ImageDataset, steps: 
     the re-initialised network, so every section that trains the same architecture from
     scratch on the same data shares one checkpoint.
     """
+    from mcutils.core.store import code_version, fingerprint, load_or_train
     from mcutils.data import TensorLoader
-    from mcutils.store import code_version, fingerprint, load_or_train
 
     if method not in REPAIRS:
         raise ParameterError(f"method={method!r} is not known; valid values: {', '.join(REPAIRS)}")
@@ -973,9 +973,9 @@ def sweep_summary(rows: pd.DataFrame, metrics: Mapping[str, str] | None = None
             the columns present).
 
     The keys ``n`` are Python ints; each interval is ``{"estimate", "ci", "n"}`` from
-    :func:`mcutils.stats.seed_interval` (``n`` = number of seeds).
+    :func:`mcutils.core.stats.seed_interval` (``n`` = number of seeds).
     """
-    from mcutils.stats import seed_interval
+    from mcutils.core.stats import seed_interval
 
     metrics = dict(metrics or {k: v for k, v in (("acc", "accuracy"), ("asr", "asr"))
                                if v in rows.columns})
@@ -993,7 +993,7 @@ def paired_seed_difference(rows: pd.DataFrame, method_a: str, method_b: str, n: 
                            metric: str) -> dict[str, Any]:
     """Student-t interval over seeds of ``metric(a) - metric(b)`` at size ``n``, paired by
     seed (the two methods share each seed's bonafide draw)."""
-    from mcutils.stats import seed_interval
+    from mcutils.core.stats import seed_interval
 
     sub = rows[rows.n == n]
     a = sub[sub.method == method_a].set_index("seed")[metric]
@@ -1076,7 +1076,7 @@ def middle_gap(profiles: pd.DataFrame, method: str, n: int, t: float = 0.5
         A Student-t interval over seeds of ``acc(t) - max(acc(0), acc(1))`` (negative:
         the point is less accurate than the better end).
     """
-    from mcutils.stats import seed_interval
+    from mcutils.core.stats import seed_interval
 
     sub = profiles[(profiles.method == method) & (profiles.n == n)]
     if sub.empty:
@@ -1146,7 +1146,7 @@ def repair_claims(rows: pd.DataFrame, end_accuracy: float, small_n: int, large_n
                   aware_rows: pd.DataFrame | None = None, asr_max: float = 0.1,
                   max_drop: float = 0.05) -> list[dict[str, Any]]:
     """The claims of Zhao et al. (2020) that chapter 05 tests, as arguments of
-    :meth:`mcutils.report.ChapterReport.claim` (``claim_id``, ``statement``, ``paper``,
+    :meth:`mcutils.core.report.ChapterReport.claim` (``claim_id``, ``statement``, ``paper``,
     ``result``, ``threshold``, ``direction``). Every interval is a Student-t interval over
     seeds; comparisons between methods are paired by seed (one bonafide draw per seed).
 
@@ -1163,7 +1163,7 @@ def repair_claims(rows: pd.DataFrame, end_accuracy: float, small_n: int, large_n
             removed.
         max_drop: the clean accuracy a repair may lose against ``end_accuracy``.
     """
-    from mcutils.stats import seed_interval
+    from mcutils.core.stats import seed_interval
 
     def at(df: pd.DataFrame, method: str, n: int, col: str) -> np.ndarray:
         v = df[(df.method == method) & (df.n == n)][col].to_numpy(float)

@@ -35,9 +35,9 @@ from scipy import stats as _sps
 from torch import nn
 from tqdm.auto import tqdm
 
-from mcutils import stats
-from mcutils._util import model_device
-from mcutils.runtime import ParameterError, prepare, prepared
+from mcutils.core import stats
+from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import model_device, prepare, prepared
 
 if TYPE_CHECKING:
     from mcutils.curves import CurveModel
@@ -178,7 +178,7 @@ def profile_curve(curve: CurveModel, ts: Sequence[float] | int, x: torch.Tensor,
         progress: show a tqdm bar over ``ts``.
         channels_last: memory format of the exported model and the inputs for the
             attacks and curvature (default: the machine's training plan for the
-            architecture at ``batch_size``, :func:`mcutils.runtime.prepare`: these are
+            architecture at ``batch_size``, :func:`mcutils.core.runtime.prepare`: these are
             forward and backward passes, like a training step). The format changes
             results at float rounding only; a signed PGD step can turn on a gradient
             component that rounds to the other side of zero.
@@ -503,7 +503,7 @@ def along_path_correlation(path: pd.DataFrame, a: str = "robust_loss", b: str = 
     """The paper's along-path correlation, per seed, as a Student-t interval over seeds.
 
     ``method="pearson"``: Pearson ``r`` over the points (the paper's PCC);
-    ``"diff"`` / ``"detrend"``: :func:`mcutils.stats.trend_robust_correlation`'s
+    ``"diff"`` / ``"detrend"``: :func:`mcutils.core.stats.trend_robust_correlation`'s
     estimate (step-to-step differences / residuals after a line in ``t``; needs at
     least 4 points, else the interval is NaN). A description only: two smooth curves
     with one peak each correlate strongly whatever links them.
@@ -555,7 +555,7 @@ def accuracy_interval(samples: pd.DataFrame, t: float, column: str = "robust_cor
 def claims(study: Mapping[str, pd.DataFrame], sample_ts: Sequence[float], eps: float,
            thresholds: Mapping[str, float] | None = None, n_boot: int = 2000,
            seed: int = 0) -> list[dict[str, Any]]:
-    """The chapter's claims, ready for :meth:`mcutils.report.ChapterReport.claim`.
+    """The chapter's claims, ready for :meth:`mcutils.core.report.ChapterReport.claim`.
 
     Args:
         study: :func:`path_study`'s tables.

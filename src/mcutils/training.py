@@ -4,7 +4,7 @@
 schedule, and two optional per-batch hooks: ``transform(model, x, y) -> (x, y)`` runs
 before each step (adversarial training uses it) and ``callback(step, model)`` after it
 (measuring barriers during training uses it). Every loop runs under the machine's speed
-plan (:func:`mcutils.runtime.prepare`): the memory format, and for inference the batch
+plan (:func:`mcutils.core.runtime.prepare`): the memory format, and for inference the batch
 size, measured once per machine; the training batch size is never changed.
 
 Long runs resume: with ``checkpoint=PATH`` the loop writes, after every epoch and
@@ -12,7 +12,7 @@ atomically, the model, the optimiser, the scheduler, every random-number state (
 tensors, so ``torch.load(weights_only=True)`` reads it), the epoch and the history; a run
 that finds the file continues after the last finished epoch and ends with the same
 weights as one that was never interrupted. :func:`trained_model` checkpoints under the
-store's :func:`mcutils.store.partial_path`, which is never served as a finished model.
+store's :func:`mcutils.core.store.partial_path`, which is never served as a finished model.
 
 Used by every chapter (00-06): each asks for its classifier through
 :func:`trained_model`, so chapters with the same settings share one checkpoint;
@@ -37,10 +37,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mcutils._util import EvalMode, check_positive
-from mcutils.runtime import ParameterError, get_device, prepare, prepared, seed_everything
+from mcutils.core.checks import ParameterError, check_positive
+from mcutils.core.runtime import EvalMode, get_device, prepare, prepared
+from mcutils.core.tensors import bview
 
-__all__ = ["train", "evaluate", "predict", "trained_model", "rng_state", "set_rng_state",
+__all__ = ["train", "evaluate", "predict", "rng_state", "set_rng_state", "MaskedAdam",
            "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adam")
@@ -132,11 +133,11 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
             scheduler, random states (as tensors), epoch and history are written there
             atomically; if the file exists at the start, training continues after its
             last epoch and ends with the same weights as an uninterrupted run (a loader
-            with an ``epoch`` counter, like :class:`mcutils.data.TensorLoader`, is set
+            with an ``epoch`` counter, like :class:`mcutils.data.registry.TensorLoader`, is set
             to it). The file is left in place; the caller removes it when done.
         channels_last: memory format of the weights and batches during training
             (default: the faster one on this machine, measured once by
-            :func:`mcutils.runtime.prepare` at the loader's batch size); the weights are
+            :func:`mcutils.core.runtime.prepare` at the loader's batch size); the weights are
             returned in their original layout.
 
     Returns:
@@ -221,7 +222,7 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
 def _save_epoch(path: Path, settings: dict[str, Any], epoch: int, step: int, model: nn.Module,
                 opt: torch.optim.Optimizer, sched: Any, gen: torch.Generator, loader: Iterable,
                 history: dict[str, list[float]]) -> None:
-    from mcutils.store import save_state
+    from mcutils.core.store import save_state
 
     save_state(path, {
         "settings": settings, "epoch": epoch, "step": step,
@@ -237,7 +238,7 @@ def _save_epoch(path: Path, settings: dict[str, Any], epoch: int, step: int, mod
 def _resume(path: Path, settings: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
             sched: Any, gen: torch.Generator, loader: Iterable,
             history: dict[str, list[float]]) -> tuple[int, int]:
-    from mcutils.store import load_state
+    from mcutils.core.store import load_state
 
     state = load_state(path)
     if state["settings"] != settings:
@@ -259,7 +260,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
             device: str | torch.device | None = None) -> torch.Tensor:
     """Logits of ``model`` on ``x``, in eval mode and batches, returned on the CPU.
 
-    Runs under the machine's speed plan (:func:`mcutils.runtime.prepare`: memory format
+    Runs under the machine's speed plan (:func:`mcutils.core.runtime.prepare`: memory format
     and inference batch size). The caller's model is left as it was: its train/eval mode,
     device and weight layout are restored afterwards (also when the forward pass raises).
 
@@ -321,73 +322,41 @@ def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | No
     return {"loss": loss_sum / count, "accuracy": correct / count}
 
 
-def trained_model(dataset: str = "fashion-mnist", model: str = "small_cnn", epochs: int = 2,
-                  lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
-                  schedule: str | None = None, weight_decay: float = 0.0, seed: int = 0,
-                  train_subset: int | None = None, device: str = "cpu",
-                  adversarial: Mapping[str, Any] | None = None,
-                  model_kwargs: Mapping[str, Any] | None = None, augment: bool = False,
-                  data_root: str | None = None, progress: bool = True,
-                  return_info: bool = False):
-    """A classifier trained on a registered dataset, cached by :mod:`mcutils.store`.
+class MaskedAdam:
+    """Adam on a batch of inputs, one independent problem per row, with a row mask.
 
-    Every chapter asks for its models through this function, so chapters that use
-    the same settings share one checkpoint.
+    Each element has its own first and second moments (as in ``torch.optim.Adam``,
+    which is element-wise), and the bias correction uses the number of steps taken so
+    far. Rows whose ``active`` flag is off do not move; their moments still see the
+    gradient passed in (pass zeros to freeze them), exactly as the loops this class
+    replaced did. Because Adam is element-wise, a row's trajectory equals running that
+    row alone.
 
     Args:
-        dataset, model: registry names.
-        epochs, lr, batch_size, optimizer, schedule, weight_decay: training settings.
-        seed: seeds initialisation and shuffling.
-        train_subset: train on a random subset of this size.
-        device: where to train (the returned model is on the CPU).
-        adversarial: adversarial training settings passed to
-            ``mcutils.attacks.adversarial_transform`` (e.g. ``{"method": "pgd",
-            "eps": 0.1, "steps": 5, "step_size": 0.03}``); ``None`` for standard training.
-        model_kwargs: architecture options for :func:`mcutils.models.build_model`.
-        augment: random flips and crops.
-        data_root: where non-system datasets live.
-        progress: show progress bars.
-        return_info: also return the cache info (``train_seconds``, ``metrics``,
-            ``cached``); ``metrics`` holds the test ``accuracy`` and ``loss``.
-
-    Returns:
-        The model in eval mode on the CPU (and the info dict if asked).
+        x: ``[N, ...]`` the starting point (only its shape, dtype and device are used).
+        lr: step size, in the units of ``x``.
+        betas: Adam's moment decay rates.
+        eps: Adam's denominator offset.
     """
-    from mcutils.data import TensorLoader, load_dataset
-    from mcutils.models import build_for_dataset
-    from mcutils.store import code_version, load_or_train, partial_path
 
-    config = dict(name=f"{dataset}_{model}", dataset=dataset, model=model, epochs=epochs, lr=lr,
-                  batch_size=batch_size, optimizer=optimizer, schedule=schedule,
-                  weight_decay=weight_decay, seed=seed, train_subset=train_subset,
-                  adversarial=dict(adversarial) if adversarial else None,
-                  model_kwargs=dict(model_kwargs or {}), augment=augment)
+    def __init__(self, x: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        check_positive(lr=lr)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.m = torch.zeros_like(x)
+        self.v = torch.zeros_like(x)
+        self.t = 0
 
-    def build() -> nn.Module:
-        seed_everything(seed)
-        return build_for_dataset(model, dataset, **(model_kwargs or {}))
-
-    def fit(net: nn.Module) -> None:
-        seed_everything(seed)
-        data = load_dataset(dataset, "train", root=data_root, subset=train_subset, seed=seed)
-        loader = TensorLoader(data, batch_size, shuffle=True, seed=seed)
-        transform = None
-        if adversarial:
-            from mcutils.attacks import adversarial_transform
-            transform = adversarial_transform(**adversarial)
-        train(net, loader, epochs=epochs, lr=lr, optimizer=optimizer, schedule=schedule,
-              weight_decay=weight_decay, device=device, transform=transform, augment=augment,
-              seed=seed, progress=progress, desc=f"train {model}", checkpoint=partial)
-
-    def test_metrics(net: nn.Module) -> dict[str, float]:
-        test = load_dataset(dataset, "test", root=data_root)
-        return evaluate(net, TensorLoader(test, 1000), device="cpu")
-
-    producers: list = [train]
-    if adversarial:
-        from mcutils import attacks
-        producers += [attacks.adversarial_transform, attacks.pgd, attacks.fgsm]
-    code = code_version(*producers)
-    partial = partial_path(config, code=code)  # resumed after an interruption; removed at the end
-    return load_or_train(config, build, fit, evaluate=test_metrics, return_info=return_info,
-                         code=code)
+    def step(self, x: torch.Tensor, grad: torch.Tensor,
+             active: torch.Tensor | None = None) -> torch.Tensor:
+        """One step: returns ``x - lr * m_hat / (sqrt(v_hat) + eps)`` on the active rows."""
+        b1, b2 = self.betas
+        self.t += 1
+        self.m.mul_(b1).add_(grad, alpha=1 - b1)
+        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        mhat = self.m / (1 - b1 ** self.t)
+        vhat = self.v / (1 - b2 ** self.t)
+        upd = self.lr * mhat / (vhat.sqrt() + self.eps)
+        if active is not None:
+            upd = upd * bview(active.to(x.dtype), x)
+        return x.detach() - upd

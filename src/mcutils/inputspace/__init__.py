@@ -29,19 +29,53 @@ The package is split by concept: :mod:`~mcutils.inputspace.paths`,
 :mod:`~mcutils.inputspace.bypass`, :mod:`~mcutils.inputspace.synthesis` and
 :mod:`~mcutils.inputspace.geometry`; every public name is importable from here.
 :mod:`~mcutils.inputspace.studies` holds the orchestration of chapters 01 and 03.
-Pairing (:func:`mcutils.data.matched_pairs`) and image folders
-(:func:`mcutils.data.load_image_folder`) live in :mod:`mcutils.data`.
+Pairing (:func:`mcutils.data.loading.matched_pairs`) and image folders
+(:func:`mcutils.data.formats.load_image_folder`) live in :mod:`mcutils.data`.
 
 Used by chapters 01, 03 and 04.
 """
 
 from mcutils.data import load_image_folder, matched_pairs
-from mcutils.inputspace._common import BARRIER_KINDS, DEFAULT_BATCH_SIZE  # noqa: F401
-from mcutils.inputspace.paths import BarrierRecorder, barrier, class_reference_loss, connected_fraction, find_barrier, interpolate, interpolated_inputs, linear_path, loss_profiles, rounds_needed, segment_losses
-from mcutils.inputspace.bypass import BYPASS_PAPER, FREE_PAPER, ConnectResult, bypass_barrier, connect, path_profiles, project_to_hyperplane
-from mcutils.inputspace.synthesis import FVO_PAPER, FVO_PAPER_EVOLUTION, SyntheticPairs, input_normalization, synthesize, synthetic_pairs, total_variation
-from mcutils.inputspace.geometry import chord_deviation, detour_angle, path_length, relative_deviation, relative_path_length
 from mcutils.inputspace import studies  # noqa: F401  (orchestration, see its docs)
+from mcutils.inputspace._common import BARRIER_KINDS, DEFAULT_BATCH_SIZE  # noqa: F401
+from mcutils.inputspace.bypass import (
+    BYPASS_PAPER,
+    FREE_PAPER,
+    ConnectResult,
+    bypass_barrier,
+    connect,
+    path_profiles,
+    project_to_hyperplane,
+)
+from mcutils.inputspace.geometry import (
+    chord_deviation,
+    detour_angle,
+    path_length,
+    relative_deviation,
+    relative_path_length,
+)
+from mcutils.inputspace.paths import (
+    BarrierRecorder,
+    barrier,
+    class_reference_loss,
+    connected_fraction,
+    find_barrier,
+    interpolate,
+    interpolated_inputs,
+    linear_path,
+    loss_profiles,
+    rounds_needed,
+    segment_losses,
+)
+from mcutils.inputspace.synthesis import (
+    FVO_PAPER,
+    FVO_PAPER_EVOLUTION,
+    SyntheticPairs,
+    input_normalization,
+    synthesize,
+    synthetic_pairs,
+    total_variation,
+)
 
 __all__ = [
     "interpolate",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
 
 BARRIER_KINDS = ("gap", "max")
 # batch size of batched evaluations: None = the machine's speed plan chooses
-# (mcutils.runtime.prepare); an explicit batch_size always wins
+# (mcutils.core.runtime.prepare); an explicit batch_size always wins
 DEFAULT_BATCH_SIZE: int | None = None
 
 

@@ -15,17 +15,17 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mcutils._util import FrozenEval as _FrozenEval
-from mcutils._util import MaskedAdam
-from mcutils._util import bview as _bview
-from mcutils._util import check_nonneg as _check_nonneg
-from mcutils._util import check_positive as _check_positive
-from mcutils._util import flat_norm as _flat_norm
-from mcutils._util import model_device as _model_device
+from mcutils.core.checks import ParameterError
+from mcutils.core.checks import check_nonneg as _check_nonneg
+from mcutils.core.checks import check_positive as _check_positive
+from mcutils.core.runtime import FrozenEval as _FrozenEval
+from mcutils.core.runtime import model_device as _model_device
+from mcutils.core.tensors import bview as _bview
+from mcutils.core.tensors import flat_norm as _flat_norm
 from mcutils.inputspace._common import DEFAULT_BATCH_SIZE, _check_pairs
 from mcutils.inputspace.paths import find_barrier, interpolate, loss_profiles, segment_losses
 from mcutils.inputspace.synthesis import _check_box, _Space, total_variation
-from mcutils.runtime import ParameterError
+from mcutils.training import MaskedAdam
 
 __all__ = ["project_to_hyperplane", "bypass_barrier", "ConnectResult", "connect", "path_profiles",
            "BYPASS_PAPER", "FREE_PAPER", "PROJECTIONS"]
@@ -123,7 +123,7 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
     interact (eval mode, per-element Adam), so the result equals running each pair
     alone; only pairs still active are evaluated at each step. The weights take the
     memory format of the machine's speed plan for the duration
-    (:func:`mcutils.runtime.prepare`), which changes results at float rounding only.
+    (:func:`mcutils.core.runtime.prepare`), which changes results at float rounding only.
 
     Args:
         model: the classifier.

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import torch
 
-from mcutils._util import flat_norm as _flat_norm
+from mcutils.core.checks import ParameterError
+from mcutils.core.tensors import flat_norm as _flat_norm
 from mcutils.inputspace._common import _check_pairs
-from mcutils.runtime import ParameterError
 
 __all__ = ["path_length", "relative_path_length", "detour_angle", "chord_deviation", "relative_deviation"]
 

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcutils._util import bview as _bview
-from mcutils._util import check_positive as _check_positive
-from mcutils._util import planned_inference as _planned_inference
+from mcutils.core.checks import ParameterError
+from mcutils.core.checks import check_positive as _check_positive
+from mcutils.core.runtime import planned_inference as _planned_inference
+from mcutils.core.tensors import bview as _bview
 from mcutils.inputspace._common import BARRIER_KINDS, DEFAULT_BATCH_SIZE, _check_pairs
-from mcutils.runtime import ParameterError
 
 __all__ = ["interpolate", "linear_path", "interpolated_inputs", "segment_losses", "loss_profiles", "barrier", "find_barrier", "connected_fraction", "rounds_needed", "class_reference_loss", "BarrierRecorder"]
 
@@ -94,7 +94,7 @@ def segment_losses(model: nn.Module, starts: torch.Tensor, ends: torch.Tensor,
     target ``targets[seg_index[k]]``. Only one batch of points exists at a time.
     This is the engine under :func:`loss_profiles`, :func:`find_barrier` and
     :func:`path_profiles`. It runs under the machine's speed plan
-    (:func:`mcutils.runtime.prepare`: memory format and batch size); the model's
+    (:func:`mcutils.core.runtime.prepare`: memory format and batch size); the model's
     train/eval mode, device and weight layout are restored afterwards.
 
     Args:

@@ -25,15 +25,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mcutils import stats
-from mcutils._util import planned_inference as _planned_inference
+from mcutils.core import stats
+from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import planned_inference as _planned_inference
 from mcutils.data import class_pairs, matched_pairs
 from mcutils.inputspace._common import DEFAULT_BATCH_SIZE, _check_pairs
 from mcutils.inputspace.bypass import ConnectResult, connect
 from mcutils.inputspace.geometry import chord_deviation, detour_angle, relative_path_length
 from mcutils.inputspace.paths import barrier, interpolated_inputs, loss_profiles
 from mcutils.inputspace.synthesis import SyntheticPairs, synthetic_pairs
-from mcutils.runtime import ParameterError
 
 __all__ = ["KINDS", "PairSet", "predict_labels", "make_pair_sets", "merge_sets", "synthesis_summary", "connect_sets",
            "split_result", "pair_table", "round_columns", "connected_flags",
@@ -336,7 +336,7 @@ def two_sample_ci(a: Any, b: Any, statistic: Any = np.median, n_boot: int = 2000
     """Bootstrap interval of ``statistic(a) - statistic(b)`` for two *independent*
     samples (each resampled on its own); ``n`` is the smaller sample size.
 
-    :func:`mcutils.stats.paired_difference_ci` is the version for paired samples.
+    :func:`mcutils.core.stats.paired_difference_ci` is the version for paired samples.
     """
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
@@ -383,7 +383,7 @@ def connectivity_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.9
 
     Returns:
         ``{claim_id: {"statement", "paper", "result", "threshold", "direction"}}``, the
-        arguments of :meth:`mcutils.report.ChapterReport.claim`. A claim without any unit
+        arguments of :meth:`mcutils.core.report.ChapterReport.claim`. A claim without any unit
         gets the interval ``[nan, nan]`` (inconclusive).
     """
     rounds = round_columns(table)
@@ -426,7 +426,7 @@ def connectivity_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.9
 
 def claim_verdicts(claims: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """The verdict of each claim spec (as :meth:`ChapterReport.claim` would compute it)."""
-    from mcutils.report import verdict
+    from mcutils.core.report import verdict
 
     return {cid: verdict(c["result"]["ci"], c["threshold"], c["direction"])
             for cid, c in claims.items()}
@@ -445,12 +445,12 @@ def _profile_stats(model: nn.Module, ps: PairSet, num_points: int) -> dict[str, 
 def build_untrained(name: str, dataset: str, seed: int, **kwargs: Any) -> nn.Module:
     """A randomly initialised network of a registered architecture, in eval mode.
 
-    Seeds everything with ``seed`` first (:func:`mcutils.runtime.seed_everything`), as
-    :func:`mcutils.training.trained_model` does, so seed ``s`` gives the initialisation
+    Seeds everything with ``seed`` first (:func:`mcutils.core.runtime.seed_everything`), as
+    :func:`mcutils.zoo.trained_model` does, so seed ``s`` gives the initialisation
     from which the cached model of that seed was trained.
     """
+    from mcutils.core.runtime import seed_everything
     from mcutils.models import build_for_dataset
-    from mcutils.runtime import seed_everything
 
     seed_everything(seed)
     return build_for_dataset(name, dataset, **kwargs).eval()
@@ -578,7 +578,7 @@ def barrier_evolution(arch: str, dataset: str, train_set: Any, seeds: Sequence[i
 
 def evolution_summary(df: pd.DataFrame, metric: str = "max_loss") -> pd.DataFrame:
     """Per protocol and step: the mean of ``metric`` over pairs in each seed, then a
-    Student-t interval over seeds (:func:`mcutils.stats.seed_interval`)."""
+    Student-t interval over seeds (:func:`mcutils.core.stats.seed_interval`)."""
     rows = []
     per_seed = df.groupby(["protocol", "step", "seed"], as_index=False)[metric].mean()
     for (proto, step), sub in per_seed.groupby(["protocol", "step"], sort=True):

@@ -27,12 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mcutils._util import FrozenEval as _FrozenEval
-from mcutils._util import MaskedAdam
-from mcutils._util import check_nonneg as _check_nonneg
-from mcutils._util import check_positive as _check_positive
-from mcutils._util import model_device as _model_device
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
+from mcutils.core.checks import check_nonneg as _check_nonneg
+from mcutils.core.checks import check_positive as _check_positive
+from mcutils.core.runtime import FrozenEval as _FrozenEval
+from mcutils.core.runtime import model_device as _model_device
+from mcutils.training import MaskedAdam
 
 __all__ = ["total_variation", "synthesize", "input_normalization", "SyntheticPairs",
            "synthetic_pairs", "FVO_PAPER", "FVO_PAPER_EVOLUTION", "SPACES"]
@@ -224,7 +224,7 @@ def synthesize(model: nn.Module, targets: torch.Tensor, shape: Sequence[int], st
     ``stop_loss``, and the input with the lowest cross-entropy seen is kept. Inputs do
     not interact (eval mode, per-element Adam), so a batch equals running each alone;
     only the inputs still active are evaluated at each step. The weights take the memory
-    format of the machine's speed plan for the duration (:func:`mcutils.runtime.prepare`),
+    format of the machine's speed plan for the duration (:func:`mcutils.core.runtime.prepare`),
     which changes results at float rounding only.
 
     Args:

@@ -35,7 +35,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 from scipy.special import ndtri
 
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
 
 #: A seed, a sequence of seeds or a generator.
 RNG = int | Sequence[int] | np.random.Generator | None

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
 
 __all__ = [
     "CRITERIA",
@@ -441,7 +441,7 @@ def growth_threshold(lattice: int | Lattice, runs: int = 8, clusters: int = 300,
     The runs' estimates are independent but for the shared slope, whose error moves a
     root by ``(mean(p_r) - root_r) * error / slope``, a small fraction of the roots'
     spread because the points gather around the root. The chapter's interval is a
-    Student-t interval over the runs (:func:`mcutils.stats.seed_interval`).
+    Student-t interval over the runs (:func:`mcutils.core.stats.seed_interval`).
 
     Args:
         lattice: a dimension ``d`` or a :class:`Lattice`.

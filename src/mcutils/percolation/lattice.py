@@ -27,7 +27,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from mcutils.runtime import ParameterError
+from mcutils.core.checks import ParameterError
 
 __all__ = [
     "BOUNDARIES",

@@ -38,15 +38,15 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from mcutils._util import planned_inference
+from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import planned_inference
+from mcutils.core.stats import bootstrap_ci, grouped_bootstrap_ci, interval
 from mcutils.percolation.fields import (
     lag_correlation,
     match_correlation_length,
     null_fields,
     onsets,
 )
-from mcutils.runtime import ParameterError
-from mcutils.stats import bootstrap_ci, grouped_bootstrap_ci, interval
 
 __all__ = [
     "NULL_NAMES",
@@ -195,7 +195,7 @@ def grid_losses(model: nn.Module, grid: Grid, cls: int, batch_size: int | None =
     """The cross-entropy of class ``cls`` and the predicted class at every grid point.
 
     Batched under ``torch.inference_mode`` and the machine's speed plan
-    (:func:`mcutils.runtime.prepare`; ``batch_size=None``: the plan's batch size); the
+    (:func:`mcutils.core.runtime.prepare`; ``batch_size=None``: the plan's batch size); the
     model's mode, device and weight layout are left as they were (inputs go to the
     model's device).
 
@@ -239,7 +239,7 @@ def same_class_pairs(model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, 
 
     Both inputs of a pair lie in the model's region of their class. Pairs are spread
     over the classes round-robin (classes with fewer than two correct inputs are
-    skipped), drawn with :func:`mcutils.data.class_pairs`. The model's mode and device
+    skipped), drawn with :func:`mcutils.data.loading.class_pairs`. The model's mode and device
     are left unchanged.
 
     Args:
@@ -462,7 +462,7 @@ def onset_intervals(df: pd.DataFrame, by: str, value: str = "p_conn", seed: int 
 
 def _boot_medians(vals: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """Medians of ``n_boot`` resamples of ``vals``, drawn at once (the same percentile
-    bootstrap as :func:`mcutils.stats.bootstrap_ci` with ``np.median``, vectorised:
+    bootstrap as :func:`mcutils.core.stats.bootstrap_ci` with ``np.median``, vectorised:
     that function calls the statistic once per resample, which dominated the
     chapter's run time for thousands of small groups)."""
     idx = rng.integers(0, len(vals), size=(n_boot, len(vals)))
@@ -724,7 +724,7 @@ def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
 
 def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: float = 0.9
                  ) -> list[dict]:
-    """The chapter's claims on slices, ready for :meth:`mcutils.report.ChapterReport.claim`.
+    """The chapter's claims on slices, ready for :meth:`mcutils.core.report.ChapterReport.claim`.
 
     Per model:
 

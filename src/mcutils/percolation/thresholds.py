@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from mcutils.core.checks import ParameterError
+from mcutils.core.stats import interval, seed_interval
 from mcutils.percolation.growth import growth_threshold
 from mcutils.percolation.lattice import estimate_threshold
-from mcutils.runtime import ParameterError
-from mcutils.stats import interval, seed_interval
 
 __all__ = [
     "ESTIMATORS",
@@ -111,7 +111,7 @@ def threshold_table(dims: Sequence[int], estimator: str | Sequence[str] = "growt
         dims: dimensions.
         estimator: ``"growth"`` or ``"spanning"``, one for all or one per dimension.
         runs: independent growth runs (the interval is a Student-t interval over their
-            roots, :func:`mcutils.stats.seed_interval`).
+            roots, :func:`mcutils.core.stats.seed_interval`).
         clusters, t_max: growth clusters per run and generations (one value or one per
             dimension).
         fit_width, fit_steps: the growth estimator's hand-over from bisection to the fit
@@ -245,7 +245,7 @@ def falling_interval(samples: Mapping[int, np.ndarray], n_boot: int = 2000, seed
 
 
 def threshold_claims(table: pd.DataFrame, tol: float = 0.01) -> list[dict]:
-    """The chapter's threshold claims, ready for :meth:`mcutils.report.ChapterReport.claim`.
+    """The chapter's threshold claims, ready for :meth:`mcutils.core.report.ChapterReport.claim`.
 
     * ``pc_d<d>`` for every dimension with a published value: the 95% interval of the
       estimate lies within ``tol`` (relative) of it (:func:`deviation_interval`, ``<=``);

@@ -15,16 +15,18 @@ seeds) and ``ci`` is a 95% confidence interval unless stated.
 * :func:`seed_interval`: a Student-t interval over a handful of seeds' estimates (a
   percentile bootstrap over 3 seeds covers too little).
 * :func:`wilcoxon_paired`: Wilcoxon signed-rank test for paired samples (scipy).
+* :func:`format_interval`, :func:`interval_word`: an interval as prose quotes it, and a
+  word computed from where it lies (the one formatting every chapter uses).
 * :func:`trend_robust_correlation`: the correlation of two series along a path that a
   shared trend cannot produce (step-to-step differences or residuals after a linear
   trend in ``t``), with a moving-block bootstrap interval.
 
-Used by every chapter through :mod:`mcutils.report`.
+Used by every chapter through :mod:`mcutils.core.report`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,8 @@ __all__ = [
     "wilcoxon_paired",
     "trend_robust_correlation",
     "Interval",
+    "format_interval",
+    "interval_word",
 ]
 
 Interval = dict[str, Any]
@@ -281,3 +285,21 @@ def trend_robust_correlation(x: Any, y: Any, t: Any = None, method: str = "diff"
     alpha = (1 - level) / 2
     lo, hi = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
     return interval(est, lo, hi, m)
+
+
+def format_interval(iv: Mapping[str, Any], digits: int = 2) -> str:
+    """``"0.81 [0.79, 0.83]"``: an interval as prose quotes it (``n/a`` for a missing end)."""
+    def f(v: float) -> str:
+        return "n/a" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+
+    return f"{f(iv['estimate'])} [{f(iv['ci'][0])}, {f(iv['ci'][1])}]"
+
+
+def interval_word(iv: Mapping[str, Any], above: str, below: str, neither: str,
+                  threshold: float = 0.0) -> str:
+    """A qualitative word computed from an interval: ``above`` when the whole 95% interval
+    lies above ``threshold``, ``below`` when wholly below, else ``neither``."""
+    lo, hi = (float(v) for v in iv["ci"])
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return neither
+    return above if lo > threshold else below if hi < threshold else neither

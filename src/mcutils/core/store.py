@@ -39,10 +39,9 @@ import torch
 from filelock import FileLock
 from torch import nn
 
-from mcutils.runtime import repo_root
+from mcutils.core.paths import cache_dir
 
 __all__ = [
-    "cache_dir",
     "config_hash",
     "code_version",
     "fingerprint",
@@ -55,12 +54,6 @@ __all__ = [
 ]
 
 CacheInfo = dict[str, Any]
-
-
-def cache_dir() -> Path:
-    """The cache folder: ``$MCUTILS_CACHE`` or ``<repo>/.cache/mcutils``."""
-    env = os.environ.get("MCUTILS_CACHE")
-    return Path(env) if env else repo_root() / ".cache" / "mcutils"
 
 
 def _canonical(obj: Any) -> Any:

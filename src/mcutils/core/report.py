@@ -4,7 +4,7 @@ A chapter creates one :class:`ChapterReport` before it computes anything, naming
 claims it *expects* to reproduce at its scale. It then records key numbers with
 :meth:`ChapterReport.record` (glue names must start with ``chNN_``) and adds each claim
 of the papers it tests with :meth:`ChapterReport.claim`: a statistic with its 95%
-interval (from :mod:`mcutils.stats`), a threshold and a direction. The verdict is
+interval (from :mod:`mcutils.core.stats`), a threshold and a direction. The verdict is
 computed from the interval, never typed (:func:`verdict`):
 
 * ``reproduced``: the whole interval lies on the claim's side of the threshold;
@@ -147,15 +147,15 @@ def provenance(chapter: str, params: Mapping[str, Any], wall_seconds: float | No
         chapter: chapter number (``"04"``).
         params: the chapter's parameters (``profile`` names the profile they started from).
         wall_seconds: the chapter's wall time so far.
-        root: repository root (default :func:`mcutils.runtime.repo_root`).
+        root: repository root (default :func:`mcutils.core.runtime.repo_root`).
     """
-    from mcutils.runtime import repo_root
+    from mcutils.core.paths import repo_root
 
     root = root or repo_root()
     profile = params.get("profile")
     overrides: dict[str, Any] = {}
     if profile:
-        from mcutils.book import load_profile  # lazily: the runner imports this module
+        from mcutils.core.profiles import load_profile
 
         try:
             prof = load_profile(str(profile), root)
@@ -248,7 +248,7 @@ class ChapterReport:
             statement: the claim as a checkable sentence, with its statistic.
             paper: the paper's number and where it comes from (or what the paper says
                 when it gives no number).
-            result: an interval ``{"estimate", "ci", "n"}`` from :mod:`mcutils.stats`.
+            result: an interval ``{"estimate", "ci", "n"}`` from :mod:`mcutils.core.stats`.
             threshold: the value the statistic is compared with.
             direction: ``">="`` or ``"<="``: the side of the threshold the claim is on.
 

@@ -1,10 +1,11 @@
-"""Device choice, seeding and determinism.
+"""Where and how a model runs: device, seeds, the speed plan and execution contexts.
 
 Everything random in the book is seeded through :func:`seed_everything`. Speed plans
 (:func:`prepare`, :func:`prepared`) choose the memory format and inference batch size
-for a model on this machine; every batched evaluation and training loop uses them. Parameter
-validation lives in :mod:`mcutils.params` (it needs the dataset and model registries,
-which import this module).
+for a model on this machine; every batched evaluation and training loop uses them
+(:func:`planned_inference` for evaluation, :class:`FrozenEval` for loops that optimise
+inputs). :class:`EvalMode` and :class:`OnDevice` run a caller's model and give it back
+as it was. Parameter validation lives in :mod:`mcutils.params`.
 
 Used by every chapter (00-06): each seeds its randomness once with
 :func:`seed_everything` right after its imports, and chapters 01, 02 and 04 resolve their
@@ -30,22 +31,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from mcutils.core.checks import ParameterError
+from mcutils.core.paths import cache_dir
+
 __all__ = [
     "ParameterError",
     "get_device",
     "seed_everything",
     "set_deterministic",
-    "repo_root",
-    "profile_names",
     "Plan",
     "prepare",
     "prepared",
     "layout_hazards",
+    "model_device",
+    "EvalMode",
+    "OnDevice",
+    "planned_inference",
+    "FrozenEval",
 ]
-
-
-class ParameterError(ValueError):
-    """Raised when a notebook or function parameter is invalid."""
 
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
@@ -124,24 +127,6 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generato
     if deterministic:
         set_deterministic(True)
     return torch.Generator().manual_seed(seed)
-
-
-def repo_root() -> Path:
-    """The repository root (the folder holding ``profiles/``), or the cwd if unknown."""
-    env = os.environ.get("MCUTILS_ROOT")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in [Path.cwd(), *Path.cwd().parents, *here.parents]:
-        if (parent / "profiles").is_dir() and (parent / "notebooks").is_dir():
-            return parent
-    return Path.cwd()
-
-
-def profile_names() -> list[str]:
-    """Names of the papermill profiles in ``profiles/`` (``smoke``, ``cpu``, ``gpu`` ...)."""
-    folder = repo_root() / "profiles"
-    return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
 # ----------------------------------------------------------------------------- speed plans
@@ -230,8 +215,6 @@ def layout_hazards(model: nn.Module) -> list[str]:
 
 
 def _plans_file() -> Path:
-    from mcutils.store import cache_dir
-
     return cache_dir() / "runtime-plans.json"
 
 
@@ -348,8 +331,6 @@ def prepare(model: nn.Module, example: torch.Tensor, device: str | torch.device 
     Returns:
         A :class:`Plan`.
     """
-    from mcutils._util import model_device
-
     dev = get_device(device) if device is not None else model_device(model)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
@@ -366,7 +347,7 @@ def prepare(model: nn.Module, example: torch.Tensor, device: str | torch.device 
                 "channels_last training on a CPU is refused for this model: oneDNN computes "
                 "wrong weight gradients (and corrupts memory at one thread) for its 1x1 "
                 f"strided convolutions with 2-7 input channels {layout_hazards(model)}; "
-                "see mcutils.runtime.layout_hazards")
+                "see mcutils.core.runtime.layout_hazards")
         conv = False
     if calibrate is None:
         calibrate = os.environ.get(CALIBRATE_ENV, "1") != "0"
@@ -426,3 +407,107 @@ def prepared(model: nn.Module, plan: Plan) -> Iterator[nn.Module]:
                     restored.copy_(data)
                     data = restored
                 t.data = data
+
+
+# ----------------------------------------------------------------------------- execution contexts
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter (or buffer); CPU for a stateless model."""
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+class EvalMode:
+    """Context manager: put a model in eval mode, restore its previous mode after."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __enter__(self) -> nn.Module:
+        self.was_training = self.model.training
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc) -> None:
+        self.model.train(self.was_training)
+
+
+class OnDevice(EvalMode):
+    """Eval mode on ``device`` (default: where the model is); on exit the model goes back
+    to its previous device and mode."""
+
+    def __init__(self, model: nn.Module, device: str | torch.device | None = None):
+        super().__init__(model)
+        self.device = device
+
+    def __enter__(self) -> nn.Module:
+        from mcutils.core.runtime import get_device
+
+        self.home = model_device(self.model)
+        self.target = get_device(self.device) if self.device is not None else self.home
+        if self.target != self.home:
+            self.model.to(self.target)
+        return super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        if self.target != self.home:
+            self.model.to(self.home)
+        super().__exit__(*exc)
+
+
+@contextlib.contextmanager
+def planned_inference(model: nn.Module, example: torch.Tensor, batch_size: int | None = None,
+                      device: str | torch.device | None = None,
+                      channels_last: bool | None = None) -> Iterator[Plan]:
+    """Evaluate ``model`` under the machine's speed plan for inputs like ``example``.
+
+    Inside the block the model is in eval mode, on the plan's device and in its memory
+    format, under :func:`torch.inference_mode` (and bf16 autocast only if the plan asks
+    for it); afterwards its mode, device and weight layout are restored. Yields the
+    :class:`~mcutils.core.runtime.Plan`: feed inputs through ``plan.input`` in chunks of
+    ``plan.batch_size``. An explicit ``batch_size`` or ``channels_last`` wins.
+    """
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
+    plan = prepare(model, example[:2], device, batch_size=batch_size, channels_last=channels_last)
+    with prepared(model, plan), EvalMode(model), torch.inference_mode(), \
+            plan.autocast_context():
+        yield plan
+
+
+class FrozenEval(EvalMode):
+    """Eval mode with the weights' ``requires_grad`` off (inputs are optimised, not
+    weights); both are restored on exit.
+
+    With ``example`` (a batch like the inputs), the weights also take the memory format of
+    the machine's speed plan for such inputs (:func:`mcutils.core.runtime.prepare`; the batch
+    size stays the caller's) for the duration, and get their exact strides back on exit
+    (:func:`mcutils.core.runtime.prepared`). The format changes results at float rounding
+    only, which a loop with a stopping rule can carry into another step count.
+    """
+
+    def __init__(self, model: nn.Module, example: torch.Tensor | None = None):
+        super().__init__(model)
+        self.example = example
+        self._layout: contextlib.AbstractContextManager | None = None
+
+    def __enter__(self) -> nn.Module:
+        if self.example is not None:  # first, so that a bad example leaves nothing changed
+            plan = prepare(self.model, self.example[:2])
+            self._layout = prepared(self.model, plan)
+            self._layout.__enter__()
+        self.requires = [p.requires_grad for p in self.model.parameters()]
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        return super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        for p, req in zip(self.model.parameters(), self.requires):
+            p.requires_grad_(req)
+        if self._layout is not None:
+            self._layout.__exit__(*exc)
+            self._layout = None
+        super().__exit__(*exc)
