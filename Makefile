@@ -40,12 +40,13 @@ unit: setup data
 	$(PY) -m pytest -q tests
 
 # smoke and nbval use the fixed speed plan (no calibration), so nbval's re-run repeats
-# the smoke run bit for bit
+# the smoke run bit for bit; the runner runs chapters in single-thread workers, one per
+# core, and nbval's kernels get the same single-thread environment
 smoke: setup data
 	MCUTILS_CALIBRATE=0 $(PY) -m mcutils.book execute --profile smoke --output build/smoke $(if $(CHAPTERS),--chapters $(CHAPTERS))
 
 nbval: smoke
-	MCUTILS_CALIBRATE=0 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax build/smoke
+	MCUTILS_CALIBRATE=0 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax build/smoke
 
 test: unit smoke nbval
 

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _planted import planted
 
 from mcutils import inputspace as ins
 from mcutils.core.checks import ParameterError
 from mcutils.models import build_model
+from mcutils.planted import bump_pairs as planted
 
 
 @pytest.fixture(scope="module")

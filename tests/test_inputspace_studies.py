@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from _planted import planted
 
 from mcutils import inputspace as ins
 from mcutils.core.checks import ParameterError
 from mcutils.inputspace import studies
 from mcutils.models import build_model
+from mcutils.planted import bump_pairs as planted
 
 
 def tiny_cnn(seed: int = 0, classes: int = 3, mean=(0.3,), std=(0.4,)):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _planted import planted
 from torch import nn
 
 from mcutils import inputspace as ins
 from mcutils.core.checks import ParameterError
 from mcutils.data import TensorLoader
 from mcutils.models import build_model
+from mcutils.planted import bump_pairs as planted
 from mcutils.training import train
 
 

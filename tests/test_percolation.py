@@ -8,6 +8,7 @@ from scipy import ndimage
 from torch import nn
 
 from mcutils import percolation as perc
+from mcutils.chapters import ch02_percolation as ch02
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
 from mcutils.core.report import verdict
@@ -666,19 +667,19 @@ def _synthetic_table(bias: float) -> pd.DataFrame:
 
 def test_threshold_summary_and_claims_with_negative_control():
     table = _synthetic_table(0.0)
-    summary = perc.threshold_summary(table)
+    summary = ch02.threshold_summary(table)
     assert set(summary["pc"]) == {4, 5, 6} and summary["pc_dmin"] == 4
     assert summary["pc_count"] == 3 and summary["pc_within"] == 3
     assert 0 < summary["series_dev"] < 0.05
-    claims = perc.threshold_claims(table)
+    claims = ch02.threshold_claims(table)
     assert [c["claim_id"] for c in claims] == ["pc_d4", "pc_d5", "pc_d6", "pc_falls"]
     assert all(verdict(c["result"]["ci"], c["threshold"], c["direction"]) == "reproduced"
                for c in claims)
     # negative control: runs 3% above the published values contradict the claims
-    biased = perc.threshold_claims(_synthetic_table(0.03))
+    biased = ch02.threshold_claims(_synthetic_table(0.03))
     assert all(verdict(c["result"]["ci"], c["threshold"], c["direction"]) == "not reproduced"
                for c in biased[:3])
-    assert perc.threshold_summary(_synthetic_table(0.03))["pc_within"] == 0
+    assert ch02.threshold_summary(_synthetic_table(0.03))["pc_within"] == 0
 
 
 def test_slices_vs_nulls_orchestration_on_tiny_models():
@@ -687,23 +688,23 @@ def test_slices_vs_nulls_orchestration_on_tiny_models():
     y = (x.flatten(1)[:, 0] > 0.5).long()
     nets = {"lin": _Halfspace(), "mlp": nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(),
                                                       nn.Linear(8, 2))}
-    study = perc.slices_vs_nulls(nets, x, y, dims=[1, 2, 3], anchored=[4, 4, 4],
+    study = ch02.slices_vs_nulls(nets, x, y, dims=[1, 2, 3], anchored=[4, 4, 4],
                                  unanchored=[0, 3, 3], null_count=[30, 30, 30], seed=0,
                                  min_units=3)
     assert set(study["onset"]) == {"lin", "mlp"}
     assert {"independent", "convex", "correlated_lin", "correlated_mlp"} <= set(
         study["null_onset"])
     assert set(study["span_onset"]) == {"lin", "mlp"} and set(study["match"]) >= {"lin"}
-    table = perc.onset_table(study)
+    table = ch02.onset_table(study)
     assert set(table.group) == {"network", "null"} and (table.lo <= table.onset).all()
-    mt = perc.match_table(study)
+    mt = ch02.match_table(study)
     assert mt.loc["lin"].best.sum() == 1
-    claims = {c["claim_id"]: c for c in perc.slice_claims(study)}
+    claims = {c["claim_id"]: c for c in ch02.slice_claims(study)}
     assert {"percolation_lin", "null_onset_falls"} <= set(claims)
     assert claims["null_onset_falls"]["result"]["estimate"] > 0
     if "convex_lin" in claims:  # a linear model's regions are half-spaces: always joined
         assert claims["convex_lin"]["result"]["estimate"] == 1.0
-    summary = perc.slice_summary(study)
+    summary = ch02.slice_summary(study)
     assert summary["match_lin"] in perc.NULL_NAMES.values()
     assert summary["line_lin"] == 1.0 and summary["early_lin"] >= 0
     assert study["slices"].early.dtype == bool

@@ -17,7 +17,7 @@ def test_verdict_from_the_interval():
     assert report.verdict([0.6, 0.9], 0.5, "<=") == "not reproduced"
     assert report.verdict([math.nan, math.nan], 0.5, "<=") == "inconclusive"
     with pytest.raises(ValueError, match="direction"):
-        report.verdict([0, 1], 0.5, ">")
+        report.verdict([0, 1], 0.5, "=")
     with pytest.raises(ValueError, match="lo > hi"):
         report.verdict([1, 0], 0.5, ">=")
 
@@ -33,7 +33,8 @@ def test_claim_entry_shape_and_record_prefix():
                      {"estimate": 1.5, "ci": [1.2, 1.8], "n": 30}, 1.0, ">=")
     assert entry == {"statement": "x is at least 1", "paper": "paper: 2.0 (Table 1)",
                      "estimate": 1.5, "ci": [1.2, 1.8], "threshold": 1.0, "direction": ">=",
-                     "verdict": "reproduced", "n": 30, "expected": True}
+                     "verdict": "reproduced", "n": 30, "expected": True,
+                     "method": "not stated"}
     assert ch.record("ch07_x", 1.23456) == 1.2346
     with pytest.raises(ValueError, match="ch07_"):
         ch.record("ch06_x", 1.0)

@@ -11,6 +11,12 @@ computed from the interval, never typed (:func:`verdict`):
 * ``not reproduced``: it lies wholly on the other side;
 * ``inconclusive``: otherwise (including an interval that could not be formed).
 
+Claims of an effect use strict directions (``>``, ``<``): an interval touching the
+threshold is inconclusive. An asserted claim carries a negative control, the same check
+on data where the claim is false by construction; a control that is also reproduced
+fails the check. :meth:`ChapterReport.deviations` glues the chapter's departures from
+the paper's protocol.
+
 :meth:`ChapterReport.finish`, in the last cell, glues ``chNN_claims`` (a dict in the
 shape below) and ``chNN_claims_table`` (an HTML table that ``book/results.md`` pastes),
 and the last (hidden) cell calls :meth:`ChapterReport.provenance_view`, which glues
@@ -23,8 +29,10 @@ raises at the very end, after every other cell has run.
 Claims shape::
 
     {claim_id: {"statement": str, "paper": str, "estimate": float, "ci": [lo, hi],
-                "threshold": float, "direction": ">=" or "<=", "verdict": str, "n": int,
-                "expected": bool}}
+                "threshold": float, "direction": ">=", "<=", ">" or "<", "verdict": str,
+                "n": int, "expected": bool, "method": str,
+                "control": {"statement", "estimate", "ci", "n", "verdict"} (optional),
+                "per_seed": [float] (optional)}}
 
 Used by every chapter.
 """
@@ -57,7 +65,7 @@ __all__ = [
 ]
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
-DIRECTIONS = (">=", "<=")
+DIRECTIONS = (">=", "<=", ">", "<")
 CLAIMS_DIR_ENV = "MCUTILS_CLAIMS_DIR"
 
 
@@ -109,9 +117,12 @@ def record(name: str, value: Any, digits: int | None = 4) -> Any:
 def verdict(ci: Sequence[float], threshold: float, direction: str) -> str:
     """The verdict of a claim ``statistic <direction> threshold`` from its interval.
 
-    ``reproduced`` when the whole interval ``ci`` is on the claim's side (boundary
-    included), ``not reproduced`` when it is wholly on the other side, else
-    ``inconclusive`` (also for an interval with a NaN end).
+    Claims of a *level* (``>=``, ``<=``: "at least 0.95 connected") are ``reproduced``
+    when the whole interval is on the claim's side, boundary included. Claims of an
+    *effect* (``>``, ``<``: "a barrier exists", "A above B") are strict: an interval
+    that touches the threshold is ``inconclusive``, and one that lies wholly at or
+    beyond it on the other side is ``not reproduced``. Anything else, and an interval
+    with a NaN end, is ``inconclusive``.
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction={direction!r} must be one of {DIRECTIONS}")
@@ -121,10 +132,14 @@ def verdict(ci: Sequence[float], threshold: float, direction: str) -> str:
     if lo > hi:
         raise ValueError(f"interval [{lo}, {hi}] has lo > hi")
     if direction == ">=":
-        return "reproduced" if lo >= threshold else (
-            "not reproduced" if hi < threshold else "inconclusive")
-    return "reproduced" if hi <= threshold else (
-        "not reproduced" if lo > threshold else "inconclusive")
+        ok, bad = lo >= threshold, hi < threshold
+    elif direction == "<=":
+        ok, bad = hi <= threshold, lo > threshold
+    elif direction == ">":
+        ok, bad = lo > threshold, hi <= threshold
+    else:
+        ok, bad = hi < threshold, lo >= threshold
+    return "reproduced" if ok else "not reproduced" if bad else "inconclusive"
 
 
 def _git_commit(root: Path) -> str:
@@ -240,7 +255,8 @@ class ChapterReport:
         return record(name, value, digits)
 
     def claim(self, claim_id: str, statement: str, paper: str, result: Mapping[str, Any],
-              threshold: float, direction: str) -> dict[str, Any]:
+              threshold: float, direction: str, method: str | None = None,
+              control: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Add one claim and compute its verdict.
 
         Args:
@@ -250,7 +266,15 @@ class ChapterReport:
                 when it gives no number).
             result: an interval ``{"estimate", "ci", "n"}`` from :mod:`mcutils.core.stats`.
             threshold: the value the statistic is compared with.
-            direction: ``">="`` or ``"<="``: the side of the threshold the claim is on.
+            direction: ``">="``/``"<="`` for a level, ``">"``/``"<"`` for an effect
+                (strict: see :func:`verdict`).
+            method: how the interval was formed (``"exact binomial"``, ``"hierarchical
+                bootstrap over seeds, classes, pairs"``...); default: the result's
+                ``"method"``, else ``"not stated"``.
+            control: the same check on data where the claim is false by construction:
+                ``{"statement": str, "result": interval}``. Its verdict is computed with
+                the same threshold and direction; an expected claim whose control is also
+                ``reproduced`` cannot fail, and counts as a failure of the check.
 
         Returns:
             The claim's entry of ``chNN_claims``.
@@ -272,7 +296,18 @@ class ChapterReport:
             "verdict": verdict(ci, threshold, direction),
             "n": int(result["n"]),
             "expected": claim_id in self.expected,
+            "method": str(method or result.get("method") or "not stated"),
         }
+        if "per_seed" in result:
+            entry["per_seed"] = [float(v) for v in result["per_seed"]]
+        if control is not None:
+            if set(control) != {"statement", "result"}:
+                raise ValueError("control must be {'statement': str, 'result': interval}")
+            cres = control["result"]
+            cci = [float(cres["ci"][0]), float(cres["ci"][1])]
+            entry["control"] = {"statement": str(control["statement"]),
+                                "estimate": float(cres["estimate"]), "ci": cci,
+                                "n": int(cres["n"]), "verdict": verdict(cci, threshold, direction)}
         self.claims[claim_id] = entry
         return entry
 
@@ -287,6 +322,9 @@ class ChapterReport:
                 out.append(f"{self.prefix}{cid}: expected reproduced, got {c['verdict']} "
                            f"({_fmt(c['estimate'])} [{_fmt(c['ci'][0])}, {_fmt(c['ci'][1])}] "
                            f"vs {c['direction']} {_fmt(c['threshold'])})")
+            elif c.get("control", {}).get("verdict") == "reproduced":
+                out.append(f"{self.prefix}{cid}: its negative control is also reproduced "
+                           f"({c['control']['statement']}), so the check cannot fail")
         return out
 
     def table(self) -> pd.DataFrame:
@@ -299,11 +337,42 @@ class ChapterReport:
                 "ours [95% CI], n": f"{_fmt(c['estimate'])} [{_fmt(c['ci'][0])}, "
                                     f"{_fmt(c['ci'][1])}], n={c['n']}",
                 "test": f"{c['direction']} {_fmt(c['threshold'])}",
+                "method": c.get("method", "not stated"),
                 "verdict": c["verdict"] + (" (asserted)" if c["expected"] and self.check
                                            else ""),
+                "control": (f"{c['control']['verdict']}: {c['control']['statement']}"
+                            if "control" in c else "none"),
             })
         return pd.DataFrame(rows, columns=["claim", "paper", "ours [95% CI], n", "test",
-                                           "verdict"])
+                                           "method", "verdict", "control"])
+
+    def deviations(self, rows: Sequence[Mapping[str, Any]], reason: str | None = None
+                   ) -> pd.DataFrame:
+        """Glue ``chNN_deviations`` (the rows) and ``chNN_deviations_table`` (HTML): each
+        setting where the chapter departs from the paper's published protocol or code.
+
+        Each row has ``setting``, ``paper`` (the paper's value), ``source`` (file:line of
+        the official code, or the paper's section), ``ours``, ``effect`` (what the
+        difference could do to the verdict) and optionally ``measured`` (the measured
+        effect, where known). An empty list needs a ``reason``.
+        """
+        from IPython.display import HTML
+
+        keys = ("setting", "paper", "source", "ours", "effect")
+        clean = []
+        for row in rows:
+            missing = [k for k in keys if not str(row.get(k, "")).strip()]
+            if missing:
+                raise ValueError(f"deviation row {dict(row)!r} lacks {missing}")
+            clean.append({**{k: str(row[k]) for k in keys},
+                          "measured": str(row.get("measured") or "not measured")})
+        if not clean and not reason:
+            raise ValueError("an empty deviations table needs the reason it is empty")
+        record(f"{self.prefix}deviations", clean or [{"reason": str(reason)}], digits=None)
+        df = pd.DataFrame(clean, columns=[*keys, "measured"])
+        _glue(f"{self.prefix}deviations_table",
+              HTML(_html_table(df.to_dict("records")) if clean else f"<p>{html.escape(reason)}</p>"))
+        return df
 
     def finish(self) -> pd.DataFrame:
         """Glue the claims, their table and the provenance; check the expected claims.

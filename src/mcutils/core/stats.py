@@ -7,6 +7,11 @@ Every quantity with uncertainty that a chapter glues has one shape, an *interval
 where ``n`` counts the independent units the interval rests on (pairs, inputs, grids or
 seeds) and ``ci`` is a 95% confidence interval unless stated.
 
+* :func:`binomial_interval`, :func:`fraction_interval`: exact (Clopper-Pearson) intervals
+  for fractions of independent successes (never a zero-width interval).
+* :func:`hierarchical_bootstrap_ci`: nested units (seed -> class -> pair), resampling the
+  top level first.
+* :func:`seed_rate_interval`: a rate over a few seeds, on the logit scale, inside [0, 1].
 * :func:`bootstrap_ci`: percentile bootstrap over units; several arrays are resampled
   jointly (a *paired* bootstrap when two methods share units), optionally within strata.
 * :func:`paired_difference_ci`: the paired bootstrap of ``stat(a) - stat(b)``.
@@ -41,6 +46,10 @@ __all__ = [
     "wilcoxon_paired",
     "trend_robust_correlation",
     "Interval",
+    "binomial_interval",
+    "fraction_interval",
+    "hierarchical_bootstrap_ci",
+    "seed_rate_interval",
     "format_interval",
     "interval_word",
 ]
@@ -285,6 +294,111 @@ def trend_robust_correlation(x: Any, y: Any, t: Any = None, method: str = "diff"
     alpha = (1 - level) / 2
     lo, hi = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
     return interval(est, lo, hi, m)
+
+
+def binomial_interval(successes: int, n: int, level: float = 0.95) -> Interval:
+    """Exact (Clopper-Pearson) interval of a fraction of independent successes.
+
+    The right interval for "k of n pairs are connected": it never collapses to a point
+    (40/40 gives [0.912, 1], 0/40 gives [0, 0.088]), where a percentile bootstrap of an
+    all-or-nothing sample is [1, 1] at any n. Its coverage is at least ``level``.
+
+    Args:
+        successes: number of successes ``k`` (``0 <= k <= n``).
+        n: number of independent trials (> 0).
+        level: coverage.
+    """
+    if isinstance(successes, bool) or isinstance(n, bool):
+        raise ValueError("successes and n must be integers, not booleans")
+    k, n = int(successes), int(n)
+    if k != successes or n != n or n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"need integers 0 <= successes <= n and n > 0, got {successes}/{n}")
+    if not 0 < level < 1:
+        raise ValueError(f"level={level!r} must be in (0, 1)")
+    alpha = 1 - level
+    lo = 0.0 if k == 0 else float(_sps.beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(_sps.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return interval(k / n, lo, hi, n)
+
+
+def fraction_interval(outcomes: Any, level: float = 0.95) -> Interval:
+    """:func:`binomial_interval` of a boolean (0/1) array of independent outcomes."""
+    x = np.asarray(_to_numpy(outcomes))
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError("outcomes must be a non-empty 1-D array of 0/1 or booleans")
+    if not np.isin(x, (0, 1)).all():
+        raise ValueError("outcomes must be 0/1 or booleans")
+    return binomial_interval(int(x.sum()), len(x), level)
+
+
+def hierarchical_bootstrap_ci(values: Any, levels: Sequence[Any],
+                              statistic: Callable[[np.ndarray], float] = np.mean,
+                              n_boot: int = 2000, level: float = 0.95,
+                              seed: int = 0) -> Interval:
+    """Bootstrap of nested units (seed -> class -> pair): resample the top level with
+    replacement, then within each drawn unit the next level, down to the values.
+
+    A strong effect of the top level (seeds that differ) widens the interval, as it
+    should; a flat bootstrap over all values treats them as independent and is too
+    narrow. ``n`` in the result is the number of top-level units.
+
+    Args:
+        values: ``[N]`` one value per bottom-level unit.
+        levels: labels from the top level down, each ``[N]`` (``[seed]`` or
+            ``[seed, class]``); units are nested, so a class label counts within its seed.
+        statistic: applied to the resampled values.
+    """
+    _check_level(level, n_boot)
+    vals = np.asarray(_to_numpy(values), dtype=float)
+    labs = [np.asarray(_to_numpy(lab)) for lab in levels]
+    if len(vals) == 0 or not labs or any(len(lab) != len(vals) for lab in labs):
+        raise ValueError("values and every level's labels must be non-empty and of one length")
+
+    def tree(idx: np.ndarray, depth: int):
+        if depth == len(labs):
+            return idx
+        groups = [idx[labs[depth][idx] == g] for g in np.unique(labs[depth][idx])]
+        return [tree(g, depth + 1) for g in groups]
+
+    root = tree(np.arange(len(vals)), 0)
+    rng = np.random.default_rng(seed)
+
+    def draw(node) -> np.ndarray:
+        if isinstance(node, np.ndarray):
+            return node[rng.integers(0, len(node), size=len(node))]
+        pick = rng.integers(0, len(node), size=len(node))
+        return np.concatenate([draw(node[k]) for k in pick])
+
+    reps = np.asarray([statistic(vals[draw(root)]) for _ in range(n_boot)], dtype=float)
+    reps = reps[np.isfinite(reps)]
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(reps, [alpha, 1 - alpha]) if len(reps) else (np.nan, np.nan)
+    return interval(float(statistic(vals)), lo, hi, len(root))
+
+
+def seed_rate_interval(successes: Sequence[int], totals: Sequence[int],
+                       level: float = 0.95) -> Interval:
+    """A rate (accuracy, attack success) measured on a few seeds, with an interval that
+    stays inside [0, 1]: a Student-t interval over the seeds on the logit scale, mapped
+    back. Each seed's rate is ``(k + 0.5) / (n + 1)`` on the logit scale, so 0 and 1 are
+    finite. The estimate is the pooled rate ``sum k / sum n``; ``per_seed`` lists each
+    seed's rate (a handful of seeds should be shown, not only summarised).
+    """
+    k = np.asarray(_to_numpy(successes), dtype=float)
+    n = np.asarray(_to_numpy(totals), dtype=float)
+    if k.shape != n.shape or k.ndim != 1 or len(k) == 0 or (n <= 0).any() \
+            or (k < 0).any() or (k > n).any():
+        raise ValueError("need one count of successes and one positive total per seed, "
+                         "with 0 <= successes <= total")
+    est = float(k.sum() / n.sum())
+    out = interval(est, np.nan, np.nan, len(k))
+    if len(k) > 1:
+        z = np.log((k + 0.5) / (n - k + 0.5))
+        half = _sps.t.ppf(0.5 + level / 2, len(z) - 1) * z.std(ddof=1) / np.sqrt(len(z))
+        lo, hi = (float(1 / (1 + np.exp(-v))) for v in (z.mean() - half, z.mean() + half))
+        out["ci"] = [min(lo, est), max(hi, est)]
+    out["per_seed"] = [float(v) for v in k / n]
+    return out
 
 
 def format_interval(iv: Mapping[str, Any], digits: int = 2) -> str:

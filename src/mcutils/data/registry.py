@@ -49,6 +49,9 @@ class DatasetInfo:
         return (self.in_channels, self.input_size, self.input_size)
 
 
+_CIFAR10 = (("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+             "truck"), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+
 DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo(
         "fashion-mnist", 1, 28,
@@ -57,23 +60,14 @@ DATASETS: dict[str, DatasetInfo] = {
         (0.2860,), (0.3530,),
     ),
     "mnist": DatasetInfo("mnist", 1, 28, tuple(str(i) for i in range(10)), (0.1307,), (0.3081,)),
-    "cifar10": DatasetInfo(
-        "cifar10", 3, 32,
-        ("airplane", "automobile", "bird", "cat", "deer",
-         "dog", "frog", "horse", "ship", "truck"),
-        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-    ),
+    "cifar10": DatasetInfo("cifar10", 3, 32, *_CIFAR10),
     "svhn": DatasetInfo(
         "svhn", 3, 32, tuple(str(i) for i in range(10)),
         (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
     ),
     "digits": DatasetInfo("digits", 1, 8, tuple(str(i) for i in range(10)), (0.3047,), (0.3773,)),
-    "synthetic-cifar10": DatasetInfo(
-        "synthetic-cifar10", 3, 32,
-        ("airplane", "automobile", "bird", "cat", "deer",
-         "dog", "frog", "horse", "ship", "truck"),
-        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-    ),
+    # CIFAR-10's class names and statistics, so models built for one fit the other
+    "synthetic-cifar10": DatasetInfo("synthetic-cifar10", 3, 32, *_CIFAR10),
 }
 
 

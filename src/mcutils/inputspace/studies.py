@@ -27,11 +27,11 @@ from torch import nn
 
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
-from mcutils.core.runtime import planned_inference as _planned_inference
 from mcutils.data import class_pairs, matched_pairs
 from mcutils.inputspace._common import DEFAULT_BATCH_SIZE, _check_pairs
 from mcutils.inputspace.bypass import ConnectResult, connect
 from mcutils.inputspace.geometry import chord_deviation, detour_angle, relative_path_length
+from mcutils.training import predict
 from mcutils.inputspace.paths import barrier, interpolated_inputs, loss_profiles
 from mcutils.inputspace.synthesis import SyntheticPairs, synthetic_pairs
 
@@ -61,15 +61,12 @@ class PairSet:
 
 def predict_labels(model: nn.Module, x: torch.Tensor,
                    batch_size: int | None = DEFAULT_BATCH_SIZE) -> torch.Tensor:
-    """Predicted classes of ``x`` (CPU result), under the machine's speed plan
-    (``batch_size=None``: the plan's); the model's mode, device and layout are restored."""
+    """Predicted classes of ``x`` (CPU result): the argmax of
+    :func:`mcutils.training.predict` (the machine's speed plan; ``batch_size=None``: the
+    plan's); the model's mode, device and layout are restored."""
     if len(x) == 0:
         return torch.empty(0, dtype=torch.long)
-    out = []
-    with _planned_inference(model, x, batch_size) as plan:
-        for lo in range(0, len(x), plan.batch_size):
-            out.append(model(plan.input(x[lo:lo + plan.batch_size])).argmax(1).cpu())
-    return torch.cat(out)
+    return predict(model, x, batch_size).argmax(1)
 
 
 def make_pair_sets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pairs_per_class: int,

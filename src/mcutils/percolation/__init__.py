@@ -12,12 +12,14 @@ quantitative and tests it on networks:
 * :mod:`~mcutils.percolation.growth`: clusters grown on unbounded lattices (Leath /
   Grassberger epidemic growth) and ``p_c`` by bisection on the bending of ``N(t)``;
 * :mod:`~mcutils.percolation.thresholds`: published values, the ``1/(2d - 1)`` series,
-  the threshold table and its claim checks;
+  the threshold table (its claim checks are chapter 02's, in
+  :mod:`mcutils.chapters.ch02_percolation`);
 * :mod:`~mcutils.percolation.fields`: exact connection and spanning onsets of scalar
   fields on small grids, correlation lengths, null models (independent sites, Gaussian
   random field, ball);
 * :mod:`~mcutils.percolation.networks`: slices of a network's input space through
-  same-class pairs and at random, their onsets against the nulls on identical grids.
+  same-class pairs and at random, their onsets against the nulls on identical grids
+  (the chapter's study of them is :mod:`mcutils.chapters.ch02_percolation`).
 
 Every public name is available from ``mcutils.percolation`` directly. Used by chapter 02.
 """

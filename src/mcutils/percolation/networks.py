@@ -40,7 +40,8 @@ from torch import nn
 
 from mcutils.core.checks import ParameterError
 from mcutils.core.runtime import planned_inference
-from mcutils.core.stats import bootstrap_ci, grouped_bootstrap_ci, interval
+from mcutils.core.stats import bootstrap_ci, interval
+from mcutils.training import predict
 from mcutils.percolation.fields import (
     lag_correlation,
     match_correlation_length,
@@ -57,19 +58,14 @@ __all__ = [
     "joined_when_inside",
     "label_grid",
     "match_nulls",
-    "match_table",
     "matched_lengths",
     "null_study",
     "onset_intervals",
-    "onset_table",
     "plane_predictions",
     "random_grid",
     "same_class_pairs",
     "same_patch",
-    "slice_claims",
     "slice_study",
-    "slice_summary",
-    "slices_vs_nulls",
     "trio_study",
 ]
 
@@ -226,12 +222,6 @@ def label_grid(model: nn.Module, grid: Grid, batch_size: int | None = None) -> n
     return grid_losses(model, grid, 0, batch_size)[1]
 
 
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
-    with planned_inference(model, x, batch_size) as plan:
-        return torch.cat([model(plan.input(x[s:s + plan.batch_size])).argmax(1).cpu()
-                          for s in range(0, len(x), plan.batch_size)])
-
-
 def same_class_pairs(model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, num_pairs: int,
                      seed: int = 0, batch_size: int | None = None, pred: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,7 +248,7 @@ def same_class_pairs(model: nn.Module | None, x: torch.Tensor, y: torch.Tensor, 
     if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1:
         raise ParameterError(f"num_pairs={num_pairs!r} must be an integer >= 1")
     if pred is None:
-        pred = _predict(model, x, batch_size)
+        pred = predict(model, x, batch_size).argmax(1)
     ok = (pred == y).nonzero().flatten()
     labels = y[ok]
     counts = torch.bincount(labels)
@@ -319,7 +309,7 @@ def slice_study(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dims: Sequen
     n_rand = _per_dim(unanchored, dims, "unanchored")
     if max(n_anch, default=0) + max(n_rand, default=0) == 0:
         raise ParameterError("no slices asked for")
-    pred = _predict(model, x, batch_size)
+    pred = predict(model, x, batch_size).argmax(1)
     i_idx, j_idx = same_class_pairs(model, x, y, max(max(n_anch, default=0), 1), seed,
                                     batch_size, pred=pred)
     if len(i_idx) == 0:
@@ -609,7 +599,7 @@ def trio_study(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_trios: in
     """
     if isinstance(num_trios, bool) or not isinstance(num_trios, int) or num_trios < 1:
         raise ParameterError(f"num_trios={num_trios!r} must be an integer >= 1")
-    pred = _predict(model, x, batch_size)
+    pred = predict(model, x, batch_size).argmax(1)
     gen = torch.Generator().manual_seed(seed)
     by_class = {}
     for c in torch.unique(y).tolist():
@@ -634,230 +624,3 @@ def trio_study(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_trios: in
                          "class_frac": float(np.mean(plane["labels"] == c))})
         planes.append(plane)
     return pd.DataFrame(rows), planes
-
-
-def _null_key(name: str) -> str:
-    return name.replace(":", "_")
-
-
-def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.Tensor,
-                    dims: Sequence[int], anchored: int | Sequence[int],
-                    unanchored: int | Sequence[int], null_count: int | Sequence[int],
-                    n: int = 9, margin: int = 2, seed: int = 0, batch_size: int | None = None,
-                    min_units: int = 5, progress: bool = False) -> dict:
-    """The chapter's network experiment: slices of each model against the nulls.
-
-    Runs :func:`slice_study` for every model, matches the correlated null's length to
-    each model (:func:`matched_lengths`), runs :func:`null_study` on the identical grids
-    (spanning only where some model has unanchored slices) and summarises:
-
-    * ``onset``: ``{model: {d: interval}}``, the median anchor-connection onset over
-      anchored slices; ``null_onset``: the same for each null (``independent``,
-      ``convex``, ``correlated_<model>``) over its fields;
-    * ``span_onset`` / ``null_span_onset``: the spanning onsets of unanchored slices
-      and of the nulls;
-    * ``joined``: ``{model: {d: interval}}``, among the anchored slices whose anchors are
-      both inside *early* (``p_in`` below the independent-site null's median onset at
-      that ``d``, where independent sites would usually not have joined them yet), the
-      fraction whose anchors are joined as soon as both are inside
-      (:func:`joined_when_inside`; a convex region gives 1); ``null_joined`` is the same
-      for the nulls' fields. Slices whose anchors enter late are joined by then under
-      every model, so they cannot tell the models apart. The column ``early`` of
-      ``slices`` marks the slices used;
-    * ``line``: ``{model: interval}``, the fraction of pairs whose straight segment is
-      predicted in their class at every grid point;
-    * ``match`` and ``span_match``: :func:`match_nulls` per model over ``d >= 2`` with at
-      least ``min_units`` slices, for anchor connection and for spanning.
-
-    Returns:
-        dict with those entries plus ``slices`` (one table, column ``model``), ``nulls``,
-        ``lengths`` and ``fields`` (model -> the kept small fields, for figures).
-    """
-    tables = {}
-    for name, model in models.items():
-        tables[name] = slice_study(model, x, y, dims, anchored, unanchored, n=n, margin=margin,
-                                   seed=seed, batch_size=batch_size, progress=progress)
-    lengths = matched_lengths(tables, n=n, seed=seed)
-    span_dims = sorted({int(d) for t in tables.values() for d in t.loc[t.kind == "random", "d"]})
-    nulls = null_study(dims, null_count, n=n, margin=margin, lengths=lengths,
-                       span_dims=span_dims, seed=seed)
-    nulls["null"] = nulls["null"].map(_null_key)
-    parts = []
-    for name, t in tables.items():
-        part = t.assign(model=name)
-        part.attrs = {}  # the kept fields stay out of pandas' attrs merging
-        parts.append(part)
-    slices = pd.concat(parts, ignore_index=True)
-    anch = slices[slices.kind == "anchored"]
-    rand = slices[slices.kind == "random"]
-    out = {"slices": slices, "nulls": nulls, "lengths": lengths,
-           "fields": {name: t.attrs["fields"] for name, t in tables.items()}}
-    out["onset"] = onset_intervals(anch, "model", "p_conn", seed=seed)
-    out["null_onset"] = onset_intervals(nulls, "null", "p_conn", seed=seed)
-    out["span_onset"] = onset_intervals(rand, "model", "p_span", seed=seed) if len(rand) else {}
-    out["null_span_onset"] = onset_intervals(nulls, "null", "p_span", seed=seed)
-    ind = nulls[(nulls["null"] == "independent") & nulls["p_conn"].notna()]
-    ind_onset = ind.groupby("d")["p_conn"].median()
-    slices["early"] = slices["p_in"] < slices["d"].map(ind_onset)
-    nulls["early"] = nulls["p_in"] < nulls["d"].map(ind_onset)
-    anch = slices[slices.kind == "anchored"]
-    early, nearly = anch[anch.early], nulls[nulls.early]
-    out["joined"] = fraction_intervals(early, "model", joined_when_inside(early), seed=seed)
-    out["null_joined"] = fraction_intervals(nearly, "null", joined_when_inside(nearly), seed=seed)
-    d0 = min(int(d) for d in dims)
-    out["line"] = {name: bootstrap_ci(part["line_in_class"].to_numpy(float), seed=seed)
-                   for name, part in anch[anch.d == d0].groupby("model")}
-    out["match"], out["span_match"] = {}, {}
-    for name in tables:
-        nul = {"independent": "independent", "correlated": f"correlated_{name}",
-               "convex": "convex"}
-        part = anch[(anch.model == name) & (anch.d >= 2)]
-        if (part["d"].value_counts() >= min_units).any():
-            out["match"][name] = match_nulls(part, nulls, nul, "p_conn", seed=seed,
-                                             min_units=min_units)
-        part = rand[(rand.model == name) & (rand.d >= 2)]
-        if (part["d"].value_counts() >= min_units).any():
-            out["span_match"][name] = match_nulls(part, nulls, nul, "p_span", seed=seed,
-                                                  min_units=min_units)
-    return out
-
-
-def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: float = 0.9
-                 ) -> list[dict]:
-    """The chapter's claims on slices, ready for :meth:`mcutils.core.report.ChapterReport.claim`.
-
-    Per model:
-
-    * ``percolation_<model>``: the model's anchor-connection onset follows the
-      independent-site null on the identical grids: the mean over ``d >= 2`` of
-      ``|log(onset ratio)|`` is at most ``log_tol`` (a factor 2 by default);
-    * ``convex_<model>``: the anchors are joined as soon as both are inside, in at least
-      ``joined_min`` of the anchored slices (``d`` as in the matching) whose anchors are
-      inside early (column ``early``: before the independent-site onset); a cluster
-      bootstrap over pairs, whose slices at different ``d`` share their anchors;
-    * ``null_onset_falls``: the independent-site onset falls with every added
-      dimension on the identical grids.
-
-    Returns:
-        A list of dicts with ``claim_id``, ``statement``, ``paper``, ``result``,
-        ``threshold`` and ``direction``.
-    """
-    out = []
-    slices = study["slices"]
-    for name, match in study["match"].items():
-        dims = match["dims"]
-        out.append({
-            "claim_id": f"percolation_{name}",
-            "statement": f"{name} network: the anchor-connection onset follows the "
-                         f"independent-site null on identical grids (mean |log ratio| over "
-                         f"d = {dims[0]}..{dims[-1]} at most log {np.exp(log_tol):.3g})",
-            "paper": "percolation of a random set in high dimension explains the "
-                     "connectivity of same-class inputs (Vrabel et al. 2025; no number)",
-            "result": match["distance"]["independent"], "threshold": log_tol,
-            "direction": "<="})
-        part = slices[(slices.model == name) & (slices.kind == "anchored")
-                      & slices.d.isin(dims) & slices.early]
-        flag = joined_when_inside(part)
-        ok = ~np.isnan(flag)
-        if ok.sum() >= 2:
-            res = grouped_bootstrap_ci(flag[ok], part["unit"].to_numpy()[ok])
-            out.append({
-                "claim_id": f"convex_{name}",
-                "statement": f"{name} network: two same-class images are joined as soon as "
-                             f"both are inside their low-loss set, as for a convex class "
-                             f"region (fraction of the slices, d = {dims[0]}..{dims[-1]}, whose "
-                             f"images are inside before the independent-site onset)",
-                "paper": "alternative to percolation raised in issue 13 (not a claim of the "
-                         "paper)",
-                "result": res, "threshold": joined_min, "direction": ">="})
-    nulls = study["nulls"]
-    ind = nulls[(nulls["null"] == "independent") & nulls["p_conn"].notna()]
-    dims = sorted(int(d) for d in ind["d"].unique())
-    if len(dims) >= 2 and dims == list(range(dims[0], dims[-1] + 1)):
-        from mcutils.percolation.thresholds import falling_interval
-
-        out.append({
-            "claim_id": "null_onset_falls",
-            "statement": "on the identical grids, the independent-site onset (median p at which "
-                         f"the anchors join) falls with every added dimension, d = "
-                         f"{dims[0]}..{dims[-1]} (smallest drop, bootstrap over null fields)",
-            "paper": "the finite-size reference of issue 13 (not a claim of the paper)",
-            "result": falling_interval({d: g["p_conn"].to_numpy(float)
-                                        for d, g in ind.groupby("d")}, statistic=np.median),
-            "threshold": 0.0, "direction": ">="})
-    return out
-
-
-def slice_summary(study: Mapping) -> dict:
-    """Key numbers of :func:`slices_vs_nulls` for glue (names without the chapter prefix).
-
-    Returns:
-        dict with ``onset``, ``nulls`` and ``span_onset`` (intervals per source and
-        ``d``), and per model ``match_<model>`` (readable name of the closest null),
-        ``match_<model>_sep`` (whether it is separated from the others, in words),
-        ``joined_<model>`` (among slices with ``d >= 2`` whose anchors are inside early,
-        the fraction joined as soon as both are inside), ``early_<model>`` (how many
-        such slices) and ``line_<model>`` (fraction of pairs whose straight segment
-        stays in class); ``joined_independent`` for the null.
-    """
-    out: dict = {"onset": study["onset"], "nulls": study["null_onset"],
-                 "span_onset": {**study["span_onset"], **study["null_span_onset"]}}
-
-    for name in sorted(set(study["onset"]) | set(study["match"])):
-        match = study["match"].get(name)
-        out[f"match_{name}"] = NULL_NAMES.get(match["best"], match["best"]) if match else "n/a"
-        out[f"match_{name}_sep"] = ("separated from the other nulls" if match and
-                                    match["separated"] else "not separated from every other null")
-        rows = study["slices"]
-        rows = rows[(rows.model == name) & (rows.kind == "anchored") & (rows.d >= 2)
-                    & rows.early]
-        flag = joined_when_inside(rows)
-        out[f"joined_{name}"] = float(np.nanmean(flag)) if len(rows) else float("nan")
-        out[f"early_{name}"] = len(rows)
-        out[f"line_{name}"] = (study["line"][name]["estimate"] if name in study["line"]
-                               else float("nan"))
-    nulls = study["nulls"]
-    rows = nulls[(nulls["null"] == "independent") & (nulls.d >= 2) & nulls.early]
-    out["joined_independent"] = (float(np.nanmean(joined_when_inside(rows))) if len(rows)
-                                 else float("nan"))
-    return out
-
-
-def onset_table(study: Mapping, span: bool = False) -> pd.DataFrame:
-    """The onsets of :func:`slices_vs_nulls` as one tidy table (for plots and display).
-
-    Args:
-        study: the result of :func:`slices_vs_nulls`.
-        span: spanning onsets (unanchored slices) instead of anchor connection.
-
-    Returns:
-        DataFrame with ``source`` (a model or a null), ``group`` (``"network"`` or
-        ``"null"``), ``d``, ``onset``, ``lo``, ``hi`` and ``n``.
-    """
-    keys = ("span_onset", "null_span_onset") if span else ("onset", "null_onset")
-    rows = []
-    for key, group in zip(keys, ("network", "null")):
-        for source, per_d in study[key].items():
-            for d, iv in sorted(per_d.items()):
-                rows.append({"source": source, "group": group, "d": int(d),
-                             "onset": iv["estimate"], "lo": iv["ci"][0], "hi": iv["ci"][1],
-                             "n": iv["n"]})
-    return pd.DataFrame(rows, columns=["source", "group", "d", "onset", "lo", "hi", "n"])
-
-
-def match_table(study: Mapping, span: bool = False) -> pd.DataFrame:
-    """Per model and null, the distance of :func:`match_nulls` with its interval and the
-    onset ratios per ``d`` (model / null), plus which null matches best.
-
-    Returns:
-        DataFrame indexed by ``(model, null)`` with ``distance``, ``lo``, ``hi``,
-        ``ratios`` (``{d: ratio}``) and ``best`` (bool).
-    """
-    rows = []
-    for model, res in study["span_match" if span else "match"].items():
-        for null, iv in res["distance"].items():
-            rows.append({"model": model, "null": null, "distance": iv["estimate"],
-                         "lo": iv["ci"][0], "hi": iv["ci"][1],
-                         "ratios": {d: round(v, 3) for d, v in res["ratio"][null].items()},
-                         "best": null == res["best"]})
-    return pd.DataFrame(rows).set_index(["model", "null"])

@@ -38,8 +38,6 @@ __all__ = [
     "check_per_dim",
     "deviation_interval",
     "falling_interval",
-    "threshold_claims",
-    "threshold_summary",
     "threshold_table",
 ]
 
@@ -242,73 +240,3 @@ def falling_interval(samples: Mapping[int, np.ndarray], n_boot: int = 2000, seed
         reps[b] = np.min(m[:-1] - m[1:])
     lo, hi = np.quantile(reps, [0.025, 0.975])
     return interval(est, lo, hi, min(len(v) for v in vals.values()))
-
-
-def threshold_claims(table: pd.DataFrame, tol: float = 0.01) -> list[dict]:
-    """The chapter's threshold claims, ready for :meth:`mcutils.core.report.ChapterReport.claim`.
-
-    * ``pc_d<d>`` for every dimension with a published value: the 95% interval of the
-      estimate lies within ``tol`` (relative) of it (:func:`deviation_interval`, ``<=``);
-    * ``pc_falls``: the threshold falls with every added dimension
-      (:func:`falling_interval` over the growth runs, ``>= 0``), when the table has at
-      least two consecutive dimensions with runs.
-
-    Returns:
-        A list of dicts with ``claim_id``, ``statement``, ``paper``, ``result``,
-        ``threshold`` and ``direction``.
-    """
-    out = []
-    for d, row in table.iterrows():
-        if np.isnan(row["published"]):
-            continue
-        res = interval(row["estimate"], row["ci_lo"], row["ci_hi"], row["n"])
-        how = ("independent growth runs" if row["estimator"] == "growth"
-               else "spanning crossing")
-        out.append({
-            "claim_id": f"pc_d{d}",
-            "statement": f"our p_c({d}) is within {tol:.0%} of the published value "
-                         f"(|relative deviation|, 95% interval over {how})",
-            "paper": f"{row['published']:.7g} ({row['ref']})",
-            "result": deviation_interval(res, row["published"]),
-            "threshold": tol, "direction": "<="})
-    samples = {d: v for d, v in table.attrs.get("samples", {}).items() if v is not None}
-    dims = sorted(samples)
-    run = [d for d in dims if d - 1 in samples or d + 1 in samples]
-    if len(run) >= 2 and run == list(range(run[0], run[-1] + 1)):
-        out.append({
-            "claim_id": "pc_falls",
-            "statement": f"p_c(d) falls with every added dimension, d = {run[0]}..{run[-1]} "
-                         "(smallest drop between consecutive d, bootstrap over runs)",
-            "paper": "theory: p_c(d) ~ 1/(2d - 1) for large d (Gaunt, Sykes and Ruskin 1976)",
-            "result": falling_interval({d: samples[d] for d in run}),
-            "threshold": 0.0, "direction": ">="})
-    return out
-
-
-def threshold_summary(table: pd.DataFrame, tol: float = 0.01) -> dict:
-    """Key numbers of a :func:`threshold_table` for glue (names without the chapter prefix).
-
-    Returns:
-        dict with ``pc`` (``{d: interval}``), ``pc_d<d>`` (each estimate), ``pc_dmin``,
-        ``pc_dmax``, ``pc_count`` (dimensions with a published value), ``pc_max_dev``
-        (largest ``|relative deviation|`` of an estimate) and ``pc_within`` (how many of
-        them have their whole 95% interval within ``tol``, as the claims test) and
-        ``series_dev`` (``|series / published - 1|`` at the largest dimension with a
-        published value, :func:`asymptotic_threshold`).
-    """
-    out: dict = {"pc": {int(d): interval(r.estimate, r.ci_lo, r.ci_hi, r.n)
-                        for d, r in table.iterrows()}}
-    for d, iv in out["pc"].items():
-        out[f"pc_d{d}"] = iv["estimate"]
-    pub = table[table.published.notna()]
-    out["pc_dmin"] = int(table.index.min())
-    out["pc_dmax"] = int(table.index.max())
-    out["pc_count"] = len(pub)
-    out["pc_max_dev"] = float(pub.rel_dev.abs().max()) if len(pub) else float("nan")
-    out["series_dev"] = (float(abs(asymptotic_threshold(int(pub.index.max()))
-                                   / pub.published.loc[pub.index.max()] - 1))
-                         if len(pub) else float("nan"))
-    out["pc_within"] = int(sum(
-        deviation_interval(out["pc"][int(d)], r.published)["ci"][1] <= tol
-        for d, r in pub.iterrows()))
-    return out

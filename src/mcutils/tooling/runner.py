@@ -88,7 +88,7 @@ def _hide_injected_cell(path: Path) -> None:
 def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
             output: str | Path = "book/chapters", root: Path | None = None,
             log_output: bool = False, overrides: dict[str, Any] | None = None,
-            jobs: int = 1) -> dict[str, Any]:
+            jobs: int | None = None) -> dict[str, Any]:
     """Execute chapters with papermill, then report what failed.
 
     Every selected chapter runs, even when an earlier one failed: a chapter whose code
@@ -103,8 +103,13 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
         log_output: stream the cells' output.
         overrides: parameters set on top of the profile (each must be declared by at
             least one selected chapter).
-        jobs: chapters run at once, each in its own worker process; with CUDA, at most
-            one per visible GPU. Each chapter's log and time go to ``<output>/logs/``.
+        jobs: worker processes (``--workers``/``--jobs``), each running one chapter at a
+            time; default: one per CPU core, or with CUDA one per visible GPU (at most one
+            per GPU). On a CPU every chapter runs single-threaded
+            (:data:`SINGLE_THREAD_ENV`, set before torch loads in the kernel), whatever the
+            number of workers, so its numbers repeat on any core count. Chapter 00 runs
+            first (the others read its model); the rest start longest first, by their
+            last recorded wall times. Each worker's log and time go to ``<output>/logs/``.
 
     Returns:
         A dict with ``"timings"`` (chapter -> seconds), ``"errors"`` (chapter -> message)
@@ -115,11 +120,9 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
             machine without it (before any kernel starts).
         DatasetNotFoundError: data or pretrained weights missing (before any kernel starts).
     """
-    import papermill as pm
+    from mcutils.tooling.preflight import cuda_chapters, preflight
 
-    from mcutils.tooling.preflight import preflight
-
-    if not isinstance(jobs, int) or jobs < 1:
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ParameterError(f"jobs={jobs!r} must be a positive integer")
     # figures must render inline in the executed notebooks: a non-interactive backend
     # inherited from the shell (MPLBACKEND=Agg) would silently drop every figure
@@ -134,6 +137,38 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
     claims_dir = out_dir / f"claims-{profile}"
     claims_dir.mkdir(exist_ok=True)
     os.environ[CLAIMS_DIR_ENV] = str(claims_dir)
+    on_cpu = not cuda_chapters(plan)
+    if jobs is None:
+        jobs = (os.cpu_count() or 1) if on_cpu else max(1, len(_gpu_slots(plan, len(plan))))
+    plan = _ordered(plan, out_dir / f"timings-{profile}.json")
+    saved_env = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
+    if on_cpu:  # inherited by every kernel and worker started below
+        os.environ.update(SINGLE_THREAD_ENV)
+    try:
+        return _run(plan, available, out_dir, claims_dir, root, jobs, profile, log_output)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _ordered(plan: dict[str, dict[str, Any]], timings_file: Path) -> dict[str, dict[str, Any]]:
+    """Chapter 00 first (the others read its model), then the longest chapters first by
+    their last recorded wall times (unknown ones first, in chapter order)."""
+    last = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    rest = sorted((c for c in plan if c != "00"),
+                  key=lambda c: (-float(last.get(c, float("inf"))), c))
+    return {c: plan[c] for c in (["00"] if "00" in plan else []) + rest}
+
+
+def _run(plan: dict[str, dict[str, Any]], available: dict[str, Path], out_dir: Path,
+         claims_dir: Path, root: Path, jobs: int, profile: str, log_output: bool
+         ) -> dict[str, Any]:
+    """Run the ordered plan: in worker processes when ``jobs > 1``, else in this one."""
+    import papermill as pm
+
     timings: dict[str, float] = {}
     errors: dict[str, str] = {}
     failed: dict[str, list[str]] = {}
@@ -141,8 +176,13 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
         try:
             for chapter in plan:
                 (claims_dir / f"ch{chapter}.json").unlink(missing_ok=True)
-            timings, errors = _execute_parallel(plan, available, out_dir, claims_dir, root,
-                                                jobs, profile)
+            # chapter 00 alone first: the other chapters read the model it trains
+            for part in ([c for c in plan if c == "00"], [c for c in plan if c != "00"]):
+                if part:
+                    t, e = _execute_parallel({c: plan[c] for c in part}, available, out_dir,
+                                             claims_dir, root, jobs, profile)
+                    timings.update(t)
+                    errors.update(e)
         finally:
             os.environ.pop(CLAIMS_DIR_ENV, None)
         for chapter in plan:
@@ -150,7 +190,7 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
             fails = json.loads(result.read_text()).get("failed", []) if result.exists() else []
             if fails:
                 failed[chapter] = fails
-        (out_dir / f"timings-{profile}.json").write_text(json.dumps(timings, indent=2))
+        _save_timings(out_dir / f"timings-{profile}.json", timings)
         return {"timings": timings, "errors": errors, "failed_claims": failed}
     try:
         for chapter, params in plan.items():
@@ -178,8 +218,18 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
             print(f"[mcutils.book] {nb.name}: {timings[chapter]:.1f} s, {status}", flush=True)
     finally:
         os.environ.pop(CLAIMS_DIR_ENV, None)
-    (out_dir / f"timings-{profile}.json").write_text(json.dumps(timings, indent=2))
+    _save_timings(out_dir / f"timings-{profile}.json", timings)
     return {"timings": timings, "errors": errors, "failed_claims": failed}
+
+
+def _save_timings(path: Path, timings: dict[str, float]) -> None:
+    """This run's wall times over the recorded ones (chapters not run keep theirs)."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**old, **timings}, indent=2, sort_keys=True))
+
+
+#: The environment of every CPU kernel: one thread for torch's OpenMP and MKL pools.
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _gpu_slots(plan: dict[str, dict[str, Any]], jobs: int) -> list[str | None]:
@@ -308,8 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex.add_argument("--chapters", nargs="*", default=None, help="chapter numbers (default: all)")
     ex.add_argument("--output", default="book/chapters", help="folder for executed notebooks")
     ex.add_argument("--log-output", action="store_true", help="stream cell output")
-    ex.add_argument("--jobs", type=int, default=1,
-                    help="chapters run at once (one per visible GPU with CUDA)")
+    ex.add_argument("--workers", "--jobs", dest="jobs", type=int, default=None,
+                    help="worker processes, one chapter each at a time (default: one per "
+                         "CPU core, single-threaded; with CUDA one per visible GPU)")
     ex.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                     help="override one parameter on top of the profile (VALUE is YAML)")
     ex.add_argument("-y", "--yaml", action="append", metavar="YAML",

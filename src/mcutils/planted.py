@@ -1,0 +1,95 @@
+"""Hand-built classifiers with known input-space geometry, for negative controls.
+
+A check of a claim is only worth something if it can fail. These models make the
+claim true or false by construction, so a chapter (or a test) can run its check on them:
+
+* :class:`Bump`: two classes; class 0's loss is a Gaussian bump around one point. A
+  straight path through the bump has a barrier that a detour removes, so
+  :func:`mcutils.inputspace.connect` must connect the pairs of :func:`bump_pairs`.
+* :class:`TwoBalls`: class 0 is the union of two disjoint balls; outside them class 1
+  wins. Any path between the balls leaves class 0, so no bypass can connect a pair of
+  :func:`two_ball_pairs`, and ``connect`` must say "not connected".
+
+Used by chapter 01's negative control of connectivity and by the tests of the
+input-space paths (chapters 01 and 03).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mcutils.core.checks import check_positive
+
+__all__ = ["Bump", "TwoBalls", "bump_pairs", "two_ball_pairs"]
+
+
+class Bump(nn.Module):
+    """Two classes; the loss of class 0 is a Gaussian bump of height ``height`` around
+    ``m`` (logits ``[0, bump - 3]``), low everywhere else."""
+
+    def __init__(self, m: torch.Tensor, width: float = 0.3, height: float = 6.0):
+        super().__init__()
+        check_positive(width=width, height=height)
+        self.register_buffer("m", m)
+        self.width, self.height = width, height
+        self.dummy = nn.Parameter(torch.zeros(1))  # so the model has a parameter/device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d2 = (x - self.m).flatten(1).pow(2).sum(1)
+        bump = self.height * torch.exp(-d2 / (2 * self.width ** 2)) + 0 * self.dummy
+        return torch.stack([torch.zeros_like(bump), bump - 3.0], dim=1)
+
+
+def bump_pairs() -> tuple[Bump, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A :class:`Bump` with its barrier planted near (not on) the middle of each of three
+    pairs' segments, and the pairs ``(model, a, c, targets)`` (1x4x4 images, class 0)."""
+    d = (1, 4, 4)
+    a = torch.full((3, *d), 0.2)
+    c = torch.full((3, *d), 0.8)
+    a[1] += 0.05 * torch.arange(16).view(1, 4, 4) / 16
+    m = 0.5 * (a[0] + c[0])
+    off = torch.zeros(d)
+    off[0, 0, 0], off[0, 0, 1] = 0.05, -0.05  # orthogonal to c - a (a constant image)
+    return Bump(m + off), a, c, torch.zeros(3, dtype=torch.long)
+
+
+class TwoBalls(nn.Module):
+    """Class 0 inside either of two balls (centres ``p``, ``q``, radius ``radius``),
+    class 1 outside: logits ``[sharpness * (radius - distance to the nearer centre), 0]``.
+    The class-0 region has two components, so any path between them crosses class 1."""
+
+    def __init__(self, p: torch.Tensor, q: torch.Tensor, radius: float = 0.4,
+                 sharpness: float = 20.0):
+        super().__init__()
+        check_positive(radius=radius, sharpness=sharpness)
+        if p.shape != q.shape:
+            raise ValueError("the two centres must have one shape")
+        if float((p - q).norm()) <= 2 * radius:
+            raise ValueError("the balls overlap: the region would be connected")
+        self.register_buffer("p", p)
+        self.register_buffer("q", q)
+        self.radius, self.sharpness = radius, sharpness
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dp = (x - self.p).flatten(1).norm(dim=1)
+        dq = (x - self.q).flatten(1).norm(dim=1)
+        s = self.sharpness * (self.radius - torch.minimum(dp, dq)) + 0 * self.dummy
+        return torch.stack([s, torch.zeros_like(s)], dim=1)
+
+
+def two_ball_pairs(num_pairs: int = 4, seed: int = 0
+                   ) -> tuple[TwoBalls, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A :class:`TwoBalls` on 1x4x4 images and ``num_pairs`` pairs of class 0 with one
+    end in each ball (inside the pixel box), as ``(model, a, c, targets)``."""
+    if not isinstance(num_pairs, int) or num_pairs < 1:
+        raise ValueError(f"num_pairs={num_pairs!r} must be a positive integer")
+    d = (1, 4, 4)
+    p, q = torch.full(d, 0.2), torch.full(d, 0.8)
+    gen = torch.Generator().manual_seed(seed)
+    def jitter() -> torch.Tensor:  # noqa: E306
+        u = torch.randn(num_pairs, *d, generator=gen)
+        return 0.15 * u / u.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    return (TwoBalls(p, q), p + jitter(), q + jitter(),
+            torch.zeros(num_pairs, dtype=torch.long))

@@ -1,0 +1,57 @@
+"""The runner's execution on a CPU: single-thread kernels whatever the number of workers,
+chapter 00 first, then the longest chapters first."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from _tinyrepo import tiny_repo
+
+from mcutils.tooling import runner
+
+REPORT = ("import os, json, pathlib, torch\n"
+          "pathlib.Path(folder, me + '.json').write_text(json.dumps(\n"
+          "    {'threads': torch.get_num_threads(), 'omp': os.environ.get('OMP_NUM_THREADS')}))\n")
+
+
+def _repo(tmp_path, folder):
+    params = "me = ''\nfolder = ''"
+    return tiny_repo(tmp_path, {
+        "00": [(params, ["parameters"]), (REPORT, [])],
+        "01": [(params, ["parameters"]), (REPORT, [])],
+        "02": [(params, ["parameters"]), (REPORT, [])],
+    }, profiles={"tiny": {"defaults": {"folder": str(folder)}, "chapters": {
+        "00": {"me": "c00"}, "01": {"me": "c01"}, "02": {"me": "c02"}}}})
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_cpu_chapters_run_single_threaded_with_any_number_of_workers(tmp_path, jobs):
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    root = _repo(tmp_path / "repo", folder)
+    before = os.environ.get("OMP_NUM_THREADS")
+    res = runner.execute("tiny", None, output=tmp_path / "out", root=root, jobs=jobs)
+    assert not res["errors"], res["errors"]
+    for c in ("c00", "c01", "c02"):
+        seen = json.loads((folder / f"{c}.json").read_text())
+        assert seen == {"threads": 1, "omp": "1"}, (c, seen)
+    assert os.environ.get("OMP_NUM_THREADS") == before  # the caller's environment is back
+
+
+def test_order_is_chapter_00_then_longest_first(tmp_path):
+    plan = {c: {} for c in ("00", "01", "02", "03", "04")}
+    f = tmp_path / "timings.json"
+    assert list(runner._ordered(plan, f)) == ["00", "01", "02", "03", "04"]
+    f.write_text(json.dumps({"00": 70, "01": 60, "02": 90, "04": 500}))
+    # 03 has no recorded time: it goes first among the rest, as if the longest
+    assert list(runner._ordered(plan, f)) == ["00", "03", "04", "02", "01"]
+    assert list(runner._ordered({"02": {}, "01": {}}, f)) == ["02", "01"]
+
+
+def test_timings_are_merged_not_replaced(tmp_path):
+    f = tmp_path / "t.json"
+    runner._save_timings(f, {"01": 5.0, "02": 7.0})
+    runner._save_timings(f, {"02": 9.0})
+    assert json.loads(f.read_text()) == {"01": 5.0, "02": 9.0}

@@ -1,0 +1,80 @@
+"""Verdicts that can fail: strict effect claims, negative controls, deviations tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcutils.core import report, stats
+
+
+@pytest.mark.parametrize("ci,direction,expected", [
+    ([0.0, 0.3], ">", "inconclusive"),       # touches the threshold: no effect shown
+    ([0.01, 0.3], ">", "reproduced"),
+    ([-0.2, 0.0], ">", "not reproduced"),
+    ([0.0, 0.0], ">", "not reproduced"),     # a zero effect is no effect
+    ([-0.3, 0.0], "<", "inconclusive"),
+    ([0.0, 0.2], "<", "not reproduced"),
+    ([0.0, 0.3], ">=", "reproduced"),        # a level: the boundary counts
+    ([-0.1, -0.01], ">=", "not reproduced"),
+    ([0.0, 0.0], "<=", "reproduced"),
+])
+def test_verdict_strict_for_effects_inclusive_for_levels(ci, direction, expected):
+    assert report.verdict(ci, 0.0, direction) == expected
+
+
+def test_verdict_rejects_unknown_direction():
+    with pytest.raises(ValueError):
+        report.verdict([0, 1], 0, "=>")
+
+
+def _chapter(check=True, expected=("c",)):
+    return report.ChapterReport("98", expected=list(expected), check=check)
+
+
+def test_claim_records_method_and_control_verdict():
+    ch = _chapter()
+    entry = ch.claim("c", "most pairs connect", "paper: 1.0", stats.binomial_interval(40, 40),
+                     0.9, ">=", control={"statement": "a planted two-ball region",
+                                         "result": stats.binomial_interval(3, 40)})
+    assert entry["method"] == "not stated" or entry["method"]
+    assert entry["control"]["verdict"] == "not reproduced"
+    assert ch.failures() == []
+    table = ch.table()
+    assert list(table.columns)[-3:] == ["method", "verdict", "control"]
+    assert table.loc[0, "control"].startswith("not reproduced")
+
+
+def test_a_control_that_also_passes_fails_the_check():
+    """Negative control of the control mechanism: a check that passes on data where the
+    claim is false by construction cannot fail, and the report says so."""
+    ch = _chapter()
+    ch.claim("c", "most pairs connect", "paper", stats.binomial_interval(40, 40), 0.9, ">=",
+             method="exact binomial",
+             control={"statement": "shuffled pairs", "result": stats.binomial_interval(40, 40)})
+    (msg,) = ch.failures()
+    assert "cannot fail" in msg and "shuffled pairs" in msg
+
+
+def test_control_must_have_statement_and_result():
+    with pytest.raises(ValueError):
+        _chapter().claim("c", "s", "p", stats.binomial_interval(1, 2), 0.5, ">=",
+                         control={"result": stats.binomial_interval(1, 2)})
+
+
+def test_per_seed_values_are_kept():
+    ch = _chapter(check=False, expected=())
+    e = ch.claim("asr", "ASR low", "p", stats.seed_rate_interval([1, 2, 0], [50, 50, 50]),
+                 0.1, "<=", method="logit t over seeds")
+    assert e["per_seed"] == [0.02, 0.04, 0.0] and e["method"] == "logit t over seeds"
+
+
+def test_deviations_rows_are_checked_and_glued():
+    ch = _chapter(check=False, expected=())
+    df = ch.deviations([{"setting": "poison rate", "paper": "0.5", "source": "x.py:12",
+                         "ours": "0.1", "effect": "fewer poisoned images"}])
+    assert df.loc[0, "measured"] == "not measured"
+    with pytest.raises(ValueError):
+        ch.deviations([{"setting": "poison rate", "paper": "0.5"}])
+    with pytest.raises(ValueError):
+        ch.deviations([])
+    assert ch.deviations([], reason="the chapter runs the paper's code as published").empty
