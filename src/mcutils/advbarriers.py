@@ -834,7 +834,7 @@ def detector_table(real: tuple[Any, Any], adversarial: Mapping[str, tuple[Any, A
         folds, seed: source-disjoint cross-validation
             (:func:`mcutils.detection.cross_val_scores`).
         n_boot: bootstrap resamples of the intervals
-            (:func:`mcutils.detection.metric_interval`).
+            (:func:`mcutils.core.stats.metric_interval`).
         fpr: false-positive rate of the TPR column.
 
     Returns:
@@ -864,9 +864,9 @@ def detector_table(real: tuple[Any, Any], adversarial: Mapping[str, tuple[Any, A
             scores[name][det] = s
             scores[name]["labels"], scores[name]["groups"] = labels, groups
             rows.append({"attack": name, "detector": det, "n_adv": len(g),
-                         "auroc": detection.metric_interval(labels, s, groups, "auroc",
+                         "auroc": stats.metric_interval(labels, s, groups, "auroc",
                                                             n_boot=n_boot, seed=seed),
-                         "tpr": detection.metric_interval(labels, s, groups, "tpr", fpr=fpr,
+                         "tpr": stats.metric_interval(labels, s, groups, "tpr", fpr=fpr,
                                                           n_boot=n_boot, seed=seed),
                          "wilcoxon_p": wil["pvalue"],
                          "median_gap_difference": wil["median_difference"]})
@@ -897,7 +897,7 @@ def adaptive_study(model: nn.Module, sources: Sources, plain: torch.Tensor,
     sources against their paper-attack examples ``plain``. For each penalty weight
     ``w`` the attacker reruns the paper's attack on every source with
     ``w x`` the deployed detector's decision value added to its objective
-    (:class:`mcutils.detection.DetectorPenalty`, with ``draws`` sets of references per
+    (:class:`mcutils.attacks.DetectorPenalty`, with ``draws`` sets of references per
     step from its own pool, disjoint from the defender's; with ``w > 0`` a sample stops
     only when its loss rule holds *and* the detector calls it real). Then, on the test
     half only:
@@ -964,7 +964,7 @@ def adaptive_study(model: nn.Module, sources: Sources, plain: torch.Tensor,
         if w == 0:
             adv, f_adv, ok = plain, f_plain, ok_plain
         else:
-            pen = detection.DetectorPenalty(model, deployed, detector, ax, ay, sources.target,
+            pen = attacks.DetectorPenalty(model, deployed, detector, ax, ay, sources.target,
                                             num_refs, num_points, draws=draws, seed=seed + 7)
             adv = attacks.optimization_attack(model, sources.x.to(dev), sources.target.to(dev),
                                               stop_loss=stop, penalty=pen, penalty_weight=float(w),
@@ -984,11 +984,11 @@ def adaptive_study(model: nn.Module, sources: Sources, plain: torch.Tensor,
             continue
         s_dep = detection.detector_scores(deployed, x_t)
         s_ret = detection.detector_scores(fit(f_adv, ok), x_t)
-        entry["auroc_deployed"] = detection.metric_interval(lab_t, s_dep, g_t, n_boot=n_boot,
+        entry["auroc_deployed"] = stats.metric_interval(lab_t, s_dep, g_t, n_boot=n_boot,
                                                             seed=seed)
-        entry["auroc_retrained"] = detection.metric_interval(lab_t, s_ret, g_t, n_boot=n_boot,
+        entry["auroc_retrained"] = stats.metric_interval(lab_t, s_ret, g_t, n_boot=n_boot,
                                                              seed=seed)
-        entry["difference"] = detection.auroc_difference(lab_t, s_ret, s_dep, g_t,
+        entry["difference"] = stats.auroc_difference(lab_t, s_ret, s_dep, g_t,
                                                          n_boot=n_boot, seed=seed)
         rows.append(entry)
     return pd.DataFrame(rows)
