@@ -335,7 +335,6 @@ def auroc_of(negative: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[n0:].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))
 
 
-
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """False- and true-positive rates of the ROC curve (higher score = adversarial)."""
     from sklearn.metrics import roc_curve as _roc
