@@ -1,6 +1,7 @@
 """Tests of mcutils.advbarriers at tiny sizes: the paper's pairing and post-processing,
-what each measured column means, the summaries (with negative controls for the chapter's
-expected claims) and the orchestration of the sweeps and the detection study."""
+what each measured column means and the summaries (with negative controls for the
+chapter's expected claims). The chapter's orchestration is tested in
+test_ch04_adversarial.py."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from mcutils import advbarriers as ab
-from mcutils import data, detection, training
-from mcutils.core import report, stats
+from mcutils import data, training
+from mcutils.core import report
 from mcutils.core.checks import ParameterError
 from mcutils.core.runtime import seed_everything
 from mcutils.models import build_for_dataset
@@ -178,155 +179,6 @@ def test_sweep_summary_per_setting():
         ab.sweep_summary(df, by="size")
 
 
-def test_auroc_of_known_separations():
-    assert ab.auroc_of([0, 1, 2], [3, 4]) == 1.0
-    assert ab.auroc_of([3, 4], [0, 1, 2]) == 0.0
-    assert ab.auroc_of([1, 1], [1, 1]) == 0.5
-    assert math.isnan(ab.auroc_of([], [1.0]))
-
-
-def test_upsample():
-    x = torch.rand(3, 1, 8, 8)
-    assert ab.upsample(x, 8) is x
-    up = ab.upsample(x, 12)
-    assert up.shape == (3, 1, 12, 12) and up.min() >= 0 and up.max() <= 1
-    assert torch.allclose(ab.upsample(torch.full((1, 1, 8, 8), 0.3), 20), torch.tensor(0.3))
-    assert abs(float(up.mean() - x.mean())) < 0.05
-    with pytest.raises(ParameterError):
-        ab.upsample(x, 2)
-
-
-def test_sweep_model_trains_once_and_caches(tmp_path):
-    kw = {"dataset": "digits", "model": "mlp", "size": 12, "epochs": 5, "train_subset": 400, "seed": 0, "lr": 0.01,
-              "progress": False, "model_kwargs": {"hidden": 16}}
-    net = ab.sweep_model(**kw)
-    files = sorted(p.name for p in (tmp_path / "cache").glob("*.pt"))
-    assert len(files) == 1 and "12px" in files[0]
-    again = ab.sweep_model(**kw)
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
-                                                 again.state_dict().values()))
-    test = data.load_dataset("digits", "test")
-    acc = (training.predict(net, ab.upsample(test.x, 12)).argmax(1) == test.y).float().mean()
-    assert acc > 0.5  # trained at 12 px on upsampled digits
-    raw = ab.sweep_model(**dict(kw, trained=False))
-    raw2 = ab.sweep_model(**dict(kw, trained=False))
-    assert all(torch.equal(a, b) for a, b in zip(raw.state_dict().values(),
-                                                 raw2.state_dict().values()))
-    assert not torch.equal(list(raw.state_dict().values())[-1],
-                           list(net.state_dict().values())[-1])
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1  # untrained: never cached
-
-
-def test_orchestration_at_tiny_size(digits):
-    net, test = digits
-    df = ab.run_protocol(net, test.x, test.y, seeds=[0, 1], pairs_per_class=1, num_points=5,
-                         attack=TINY, progress=False)
-    assert sorted(df.seed.unique()) == [0, 1] and len(df) == 2 * 10 * 2
-    pairs = ab.paper_pairs(test.x, test.y, pairs_per_class=1, seed=0)
-    sw = ab.attack_sweep(net, pairs, {"paper": TINY, "strong": dict(TINY, mse_weight=0.0)},
-                         num_points=5, progress=False)
-    assert list(dict.fromkeys(sw.setting)) == ["paper", "strong"]
-    w = sw[sw.kind == "within"]
-    assert np.allclose(w[w.setting == "paper"].gap, w[w.setting == "strong"].gap)
-    ms, nets = ab.model_sweep(pairs, {"mlp 12px": {"model": "mlp", "size": 12},
-                                      "untrained": {"model": "mlp", "trained": False}},
-                              dataset="digits", epochs=1, train_subset=300, num_points=5,
-                              attack=TINY, progress=False)
-    assert set(ms.network) == {"mlp 12px", "untrained"} and set(nets) == set(ms.network)
-    assert set(ms[ms.network == "mlp 12px"]["size"]) == {12}
-    with pytest.raises(ParameterError, match="unknown keys"):
-        ab.model_sweep(pairs, {"x": {"depth": 3}}, dataset="digits", progress=False)
-
-
-def test_sources_attack_suite_and_detector_table(digits):
-    net, test = digits
-    src = ab.select_sources(net, test.x, test.y, 40, seed=0)
-    with torch.no_grad():
-        assert (net(src.x).argmax(1) == src.y).all()
-    assert (src.target != src.y).all()
-    # the loss of a correctly classified real image of the target class: below ln(10)
-    assert (src.stop_loss >= 0).all() and (src.stop_loss < math.log(10)).all()
-    assert len(set(src.index.tolist())) == 40
-    adv = ab.attack_suite(net, src, {"pgd": {"kind": "pgd_linf", "eps": 0.3, "steps": 10},
-                                     "paper": dict(TINY, kind="optim")}, progress=False)
-    with torch.no_grad():
-        assert torch.equal(adv["pgd"][1], net(adv["pgd"][0]).argmax(1) != src.y)
-        assert torch.equal(adv["paper"][1], net(adv["paper"][0]).argmax(1) == src.target)
-    assert adv["pgd"][1].float().mean() > 0.5
-    with pytest.raises(ParameterError, match="kind"):
-        ab.attack_suite(net, src, {"x": {"kind": "deepfool"}}, progress=False)
-    pool = data.load_dataset("digits", "train")
-    maha = detection.Mahalanobis().fit(detection.penultimate_features(net, pool.x), pool.y)
-    bf_r, lf_r, _ = detection.connectivity_features(net, src.x, pool.x, pool.y, num_refs=2,
-                                                    num_points=5, mahalanobis=maha)
-    feats = {}
-    for name, (xa, ok) in adv.items():
-        bf, lf, _ = detection.connectivity_features(net, xa[ok], pool.x, pool.y, num_refs=2,
-                                                    num_points=5, seed=1, mahalanobis=maha)
-        feats[name] = (bf, lf, np.flatnonzero(ok.numpy()))
-    tab, scores = ab.detector_table((bf_r, lf_r), feats, ["logits", "profile", "mahalanobis"],
-                                    folds=3, n_boot=50)
-    assert set(tab.attack) == set(adv) and len(tab) == 6
-    row = tab[(tab.attack == "pgd") & (tab.detector == "logits")].iloc[0]
-    labels, s = scores["pgd"]["labels"], scores["pgd"]["logits"]
-    assert row.auroc["estimate"] == pytest.approx(detection.auroc(labels, s, num_boot=0).auc)
-    assert row.tpr["estimate"] == pytest.approx(detection.tpr_at_fpr(labels, s))
-    assert row.auroc["n"] == 40
-    # the Wilcoxon test pairs each adversarial example with its own source
-    bf_a, _, rows_a = feats["pgd"]
-    wil = stats.wilcoxon_paired(bf_a.gap.mean(1).numpy(), bf_r.gap.mean(1).numpy()[rows_a],
-                                alternative="greater")
-    assert row.wilcoxon_p == wil["pvalue"]
-
-
-def test_adaptive_study_protocol(digits):
-    net, test = digits
-    src = ab.select_sources(net, test.x, test.y, 40, seed=1)
-    att = {"steps": 60, "lr": 0.05, "warmup": 2}
-    plain = ab.attack_suite(net, src, {"paper": dict(att, kind="optim")},
-                            progress=False)["paper"][0]
-    pool = data.load_dataset("digits", "train")
-    half = len(pool.y) // 2
-    res = ab.adaptive_study(net, src, plain, (pool.x[:half], pool.y[:half]),
-                            (pool.x[half:], pool.y[half:]), penalties=[0.0, 1.0],
-                            detector="logits", num_refs=2, num_points=5, attack=att,
-                            n_boot=50, progress=False)
-    assert res.penalty.tolist() == [0.0, 1.0]
-    zero, one = res.iloc[0], res.iloc[1]
-    # w = 0 is the paper's attack: the retrained detector is the deployed one
-    assert zero.difference["ci"] == [0.0, 0.0]
-    assert zero.auroc_deployed == zero.auroc_retrained
-    assert zero.n_test_adv + zero.auroc_deployed["n"] > 0
-    # the adaptive attacker, who optimises against the deployed detector, beats it while
-    # still reaching its target; a detector retrained on its examples recovers
-    assert one.success["estimate"] > 0.8
-    assert one.auroc_deployed["estimate"] < zero.auroc_deployed["estimate"] - 0.2
-    assert one.auroc_retrained["estimate"] > one.auroc_deployed["estimate"]
-    with pytest.raises(ParameterError, match="one paper-attack example"):
-        ab.adaptive_study(net, src, plain[:3], (pool.x, pool.y), (pool.x, pool.y), [0.0])
-
-
-def test_settings_specs_and_formatting():
-    s = ab.sweep_settings([0.1, 10.0], [0.5], [4.0])
-    assert list(s) == ["paper", "lambda=10", "stop=0.5 Loss1", "lr=4x", "over-confident"]
-    assert s["lambda=10"] == {"mse_weight": 10.0} and s["over-confident"] == {"stop": None}
-    assert s["lr=4x"]["lr"] == pytest.approx(4 * ab.PAPER_ATTACK["lr"])
-    assert "over-confident" not in ab.sweep_settings(over_confident=False)
-    with pytest.raises(ParameterError):
-        ab.sweep_settings(stop_scales=[0.0])
-    specs = ab.network_specs([42, 28], ["wide", "untrained"], native=28)
-    assert list(specs) == ["small_cnn 28px", "small_cnn 42px", "wide", "untrained"]
-    assert specs["untrained"]["trained"] is False and specs["wide"]["model_kwargs"]["width"] == 64
-    with pytest.raises(ParameterError, match="not known"):
-        ab.network_specs([], ["vit"])
-    assert ab.format_interval({"estimate": 0.75, "ci": [0.6812, 0.82], "n": 3}) == \
-        "0.75 [0.68, 0.82]"
-    summ = [{"setting": "a", "rho": {"estimate": 0.3}}, {"setting": "over-confident",
-                                                          "rho": {"estimate": 0.1}},
-            {"setting": "b", "rho": {"estimate": 0.2}}]
-    assert [e["setting"] for e in ab.rho_curve(summ)] == ["b", "a"]
-
-
 def test_setting_difference_is_paired_over_units():
     df = pd.concat([_synthetic(seeds=(0,), adv_gap=1.0).assign(setting="far"),
                     _synthetic(seeds=(0,), adv_gap=0.0).assign(setting="near")])
@@ -338,50 +190,33 @@ def test_setting_difference_is_paired_over_units():
         ab.setting_difference(df, "far", "missing")
 
 
-def test_attack_summary_and_defender_features(digits):
-    net, test = digits
-    src = ab.select_sources(net, test.x, test.y, 20, seed=2)
-    sub = src.select(range(5))
-    assert len(sub) == 5 and torch.equal(sub.index, src.index[:5])
-    adv = ab.attack_suite(net, src, {"pgd": {"kind": "pgd_linf", "eps": 0.3, "steps": 10}},
-                          progress=False)
-    tab = ab.attack_summary(src, adv, n_boot=50)
-    row = tab.iloc[0]
-    assert row.success["estimate"] == pytest.approx(float(adv["pgd"][1].float().mean()))
-    assert 0 < row.linf <= 0.3 + 1e-6 and row.n == int(adv["pgd"][1].sum())
-    pool = data.load_dataset("digits", "train")
-    (bf, lf), feats = ab.defender_features(net, src, adv, (pool.x, pool.y), num_refs=2,
-                                           num_points=5)
-    assert len(bf) == len(lf) == 20
-    b, lg, rows = feats["pgd"]
-    assert np.array_equal(rows, np.flatnonzero(adv["pgd"][1].numpy())) and len(b) == len(rows)
-    # references are of the predicted class, drawn from the given pool
-    assert torch.equal(lg.predicted, training.predict(net, adv["pgd"][0][adv["pgd"][1]]).argmax(1))
-
-
-def test_table_entry_missing_attack_is_an_empty_interval():
-    iv = {"estimate": 0.7, "ci": [0.6, 0.8], "n": 10}
-    tab = pd.DataFrame([{"attack": "a", "detector": "barrier", "auroc": iv}])
-    assert ab.table_entry(tab, "a", "barrier") == iv
-    missing = ab.table_entry(tab, "b", "barrier")
-    assert missing["n"] == 0 and math.isnan(missing["ci"][0])
-    assert report.verdict(missing["ci"], 0.9, ">=") == "inconclusive"
-    assert ab.table_entry(pd.DataFrame(), "a", "barrier")["n"] == 0
-
-
-def test_functions_receiving_a_model_restore_its_mode_and_use_eval(digits):
+def test_predict_classes_and_class_loss_are_batched_in_eval_mode(digits):
     net, test = digits
     noisy = torch.nn.Sequential(*net, torch.nn.Dropout(0.5))  # train mode would be random
     noisy.train()
-    src = ab.select_sources(noisy, test.x, test.y, 12, seed=3)
+    x, y = test.x[:50], test.y[:50]
+    with torch.no_grad():
+        logits = net(x)
+    pred = ab.predict_classes(noisy, x, batch_size=7)
+    assert torch.equal(pred, logits.argmax(1)) and pred.device.type == "cpu"
+    loss = ab.class_loss(noisy, x, y, batch_size=7)
+    np.testing.assert_allclose(loss.numpy(), F.cross_entropy(logits, y, reduction="none").numpy(),
+                               atol=1e-5)
     assert noisy.training
-    again = ab.select_sources(noisy, test.x, test.y, 12, seed=3)
-    assert torch.equal(src.index, again.index) and torch.equal(src.stop_loss, again.stop_loss)
-    spec = {"pgd": {"kind": "pgd_linf", "eps": 0.2, "steps": 3, "random_start": False}}
-    a1 = ab.attack_suite(noisy, src, spec, progress=False)["pgd"][0]
-    assert noisy.training and all(m.training for m in noisy.modules())
-    a2 = ab.attack_suite(noisy, src, spec, progress=False)["pgd"][0]
-    assert torch.equal(a1, a2)
+
+
+def test_rho_curve_orders_by_rho_without_over_confident():
+    summ = [{"setting": "a", "rho": {"estimate": 0.3}}, {"setting": "over-confident",
+                                                          "rho": {"estimate": 0.1}},
+            {"setting": "b", "rho": {"estimate": 0.2}}]
+    assert [e["setting"] for e in ab.rho_curve(summ)] == ["b", "a"]
+    assert [e["setting"] for e in ab.rho_curve(summ, exclude=())] == ["over-confident", "b", "a"]
+
+
+def test_paired_barriers_restore_the_mode_and_use_eval(digits):
+    net, test = digits
+    noisy = torch.nn.Sequential(*net, torch.nn.Dropout(0.5))  # train mode would be random
+    noisy.train()
     pairs = ab.paper_pairs(test.x, test.y, pairs_per_class=1, seed=0)
     d1 = ab.paired_barriers(noisy, pairs, num_points=5, attack=TINY)
     d2 = ab.paired_barriers(noisy, pairs, num_points=5, attack=TINY)

@@ -1,14 +1,16 @@
 """Tests of mcutils.attacks on tiny models: the loss rises, balls and box are respected,
-targeted attacks reach their targets, adversarial training transforms work."""
+targeted attacks reach their targets, adversarial training transforms work, and the
+adaptive attacker's detector penalty recomputes the detector's own features."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcutils import attacks
+from mcutils import attacks, detection
 from mcutils.core.checks import ParameterError
 
 
@@ -327,3 +329,58 @@ def test_pgd_agrees_with_foolbox(toy):
     # both reach a comparable robust loss (same algorithm, different implementations)
     lo, lf = _loss(model, ours, y).mean(), _loss(model, fb_adv, y).mean()
     assert abs(float(lo - lf)) < 0.1 * float(lf) + 0.05
+
+
+# ----------------------------------------------------------------------------- adaptive attack
+@pytest.fixture(scope="module")
+def detector_toy():
+    """A small trained MLP on 1x6x6 'images' of 3 classes (30 each), for the detector
+    penalty."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.rand(3, 1, 6, 6, generator=g)
+    y = torch.arange(3).repeat_interleave(30)
+    x = (centers[y] + 0.15 * torch.randn(len(y), 1, 6, 6, generator=g)).clamp(0, 1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 32), nn.ReLU(), nn.Linear(32, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(100):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), x, y
+
+
+@pytest.mark.parametrize("kind", attacks.DetectorPenalty.KINDS)
+def test_detector_penalty_recomputes_the_detectors_own_features(detector_toy, kind):
+    model, x, y = detector_toy
+    pred = model(x).argmax(1).detach()
+    gen = torch.Generator().manual_seed(0)
+    idx = detection.reference_indices(y, pred, 3, gen)
+    refs = x[idx]
+    bf = detection.barrier_features(model, x, pred, refs, num_points=7)
+    lf = detection.logit_features(model, x)
+    det_kind = kind
+    feats = detection.feature_matrix(det_kind, bf, lf)
+    labels = (torch.arange(len(x)) % 2).numpy()  # any labels: we test the arithmetic
+    clf = detection.fit_detector(feats, labels)
+    pen = attacks.DetectorPenalty(model, clf, kind, x, y, pred, num_refs=3, num_points=7)
+    with torch.no_grad():
+        mine = pen.features(x, pred, refs)
+    np.testing.assert_allclose(mine.numpy(), feats, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(pen.decision(mine).numpy(), clf.decision_function(feats),
+                               rtol=1e-3, atol=1e-3)
+    # differentiable in x (except the local-maxima count), and EOT draws give values
+    xx = x[:4].clone().requires_grad_(True)
+    val = pen(xx, torch.arange(4))
+    (g,) = torch.autograd.grad(val.sum(), xx)
+    assert val.shape == (4,)
+    if kind != "barrier":  # the gap of these toy paths is 0 (flat): no gradient there
+        assert g.abs().sum() > 0
+
+
+def test_detector_penalty_checks_its_inputs(detector_toy):
+    model, x, y = detector_toy
+    with pytest.raises(ParameterError, match="kind"):
+        attacks.DetectorPenalty(model, None, "lid", x, y, y, 2, 5)
+    with pytest.raises(ParameterError, match="pipeline"):
+        attacks.DetectorPenalty(model, object(), "logits", x, y, y, 2, 5)

@@ -1,5 +1,6 @@
 """Tests of mcutils.detection: batched features equal the per-input loop, features mean
-what they say, detectors separate separable data, folds respect groups, AUROC is right."""
+what they say, detectors separate separable data, folds respect groups. (The AUROC
+statistics are tested in test_stats.py, the detector penalty in test_attacks.py.)"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcutils import detection, inputspace
+from mcutils.core import stats
 from mcutils.core.checks import ParameterError
 
 
@@ -143,11 +145,11 @@ def _separable(n=60, shift=3.0, seed=0):
 def test_cross_val_scores_detect_separable_and_ignore_noise(method):
     x, y, g = _separable()
     s = detection.cross_val_scores(x, y, g, method=method, folds=5)
-    assert detection.auroc(y, s, num_boot=0).auc > 0.9
+    assert stats.auroc(y, s, num_boot=0).auc > 0.9
     # pure noise: no leakage through the folds
     xn, yn, gn = _separable(shift=0.0, seed=1)
     sn = detection.cross_val_scores(xn, yn, gn, method=method, folds=5)
-    assert 0.3 < detection.auroc(yn, sn, num_boot=0).auc < 0.7
+    assert 0.3 < stats.auroc(yn, sn, num_boot=0).auc < 0.7
     # deterministic
     assert np.array_equal(s, detection.cross_val_scores(x, y, g, method=method, folds=5))
 
@@ -207,46 +209,6 @@ def test_cross_val_scores_never_trains_on_the_scored_source(monkeypatch):
         spy.predict_proba(x[:1])
 
 
-def test_tpr_at_fpr_reads_the_roc_curve():
-    from sklearn.metrics import roc_curve
-
-    rng = np.random.default_rng(1)
-    for trial in range(20):
-        y = rng.integers(0, 2, 60)
-        y[:2] = [0, 1]
-        s = np.round(rng.normal(size=60) + y, 1)  # many ties
-        f, t, _ = roc_curve(y, s)
-        for fpr in (0.0, 0.05, 0.1, 0.3, 1.0):
-            assert detection.tpr_at_fpr(y, s, fpr) == pytest.approx(t[f <= fpr + 1e-12].max())
-
-
-def test_tpr_metric_intervals_and_paired_differences():
-    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    perfect = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
-    assert detection.tpr_at_fpr(y, perfect, 0.05) == 1.0
-    # one negative scores above every positive: at FPR <= 5% nothing is detected yet
-    bad = np.array([0.1, 0.2, 0.3, 0.95, 0.6, 0.7, 0.8, 0.9])
-    assert detection.tpr_at_fpr(y, bad, 0.05) == 0.0
-    assert detection.tpr_at_fpr(y, bad, 0.25) == 1.0
-    iv = detection.metric_interval(y, perfect, n_boot=200)
-    assert iv["estimate"] == 1.0 and iv["ci"] == [1.0, 1.0] and iv["n"] == 8
-    # groups: paired rows are resampled together (n counts groups)
-    g = np.array([0, 1, 2, 3, 0, 1, 2, 3])
-    assert detection.metric_interval(y, perfect, g, n_boot=200)["n"] == 4
-    # a detector against itself differs by exactly 0; a better one by a positive interval
-    rng = np.random.default_rng(0)
-    yy = np.r_[np.zeros(100, int), np.ones(100, int)]
-    good = yy * 2.0 + rng.normal(size=200)
-    weak = yy * 0.3 + rng.normal(size=200)
-    zero = detection.auroc_difference(yy, good, good, n_boot=200)
-    assert zero["ci"] == [0.0, 0.0]
-    diff = detection.auroc_difference(yy, good, weak, np.r_[np.arange(100), np.arange(100)],
-                                      n_boot=300)
-    assert diff["ci"][0] > 0 and diff["n"] == 100
-    tdiff = detection.auroc_difference(yy, good, weak, metric="tpr", n_boot=200)
-    assert tdiff["estimate"] > 0
-
-
 def test_mahalanobis_scores_distance_to_the_nearest_class():
     rng = np.random.default_rng(0)
     means = np.array([[0.0, 0.0], [10.0, 0.0]])
@@ -264,26 +226,11 @@ def test_mahalanobis_scores_distance_to_the_nearest_class():
         detection.Mahalanobis().score(probe)
 
 
-def test_auroc_and_bootstrap():
-    y = np.array([0, 0, 0, 1, 1, 1])
-    assert detection.auroc(y, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]), num_boot=0).auc == 1.0
-    assert detection.auroc(y, np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1]), num_boot=0).auc == 0.0
-    x, yy, g = _separable(n=80, shift=1.0)
-    r = detection.auroc(yy, x[:, 0], num_boot=300, seed=0)
-    assert r.low < r.auc < r.high and r.high - r.low < 0.3
-    rg = detection.auroc(yy, x[:, 0], num_boot=300, seed=0, groups=g)
-    assert rg.low < rg.auc < rg.high
-    fpr, tpr = detection.roc_curve(yy, x[:, 0])
-    assert fpr[0] == 0 and tpr[-1] == 1 and np.all(np.diff(fpr) >= 0)
-    with pytest.raises(ParameterError):
-        detection.auroc(np.zeros(4), np.ones(4))
-
-
 def test_fit_detector_transfer():
     x, y, _ = _separable()
     det = detection.fit_detector(x, y)
     x2, y2, _ = _separable(seed=3)
-    assert detection.auroc(y2, detection.detector_scores(det, x2), num_boot=0).auc > 0.95
+    assert stats.auroc(y2, detection.detector_scores(det, x2), num_boot=0).auc > 0.95
 
 
 def test_evaluate_detectors_end_to_end(toy):
@@ -307,7 +254,7 @@ def test_evaluate_detectors_end_to_end(toy):
     xm, ym, gm = detection.stack_groups(detection.feature_matrix("barrier_max", bf_r),
                                         detection.feature_matrix("barrier_max", bf_n), g, g)
     oof = detection.cross_val_scores(xm, ym, gm, folds=3)
-    assert res["barrier_max"].auc == detection.auroc(ym, oof, num_boot=0).auc
+    assert res["barrier_max"].auc == stats.auroc(ym, oof, num_boot=0).auc
     # default detectors: mahalanobis only when its score is present
     assert "mahalanobis" not in detection.evaluate_detectors(bf_r, lf_r, bf_n, lf_n, g, g,
                                                              folds=3)
@@ -333,48 +280,3 @@ def test_transfer_matrix_splits_sources():
                                            "b": (other, np.arange(60))}, np.arange(60))
     assert res["a"]["a"] > 0.95 and res["b"]["b"] > 0.95
     assert res["a"]["b"] < 0.8  # a detector of A does not see B
-
-
-def test_auroc_matches_sklearn_with_ties():
-    from sklearn.metrics import roc_auc_score
-
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 200)
-    s = np.round(rng.normal(size=200) + y, 1)  # many ties
-    assert abs(detection.auroc(y, s, num_boot=0).auc - roc_auc_score(y, s)) < 1e-12
-
-
-@pytest.mark.parametrize("kind", detection.DetectorPenalty.KINDS)
-def test_detector_penalty_recomputes_the_detectors_own_features(toy, kind):
-    model, x, y = toy
-    pred = model(x).argmax(1).detach()
-    gen = torch.Generator().manual_seed(0)
-    idx = detection.reference_indices(y, pred, 3, gen)
-    refs = x[idx]
-    bf = detection.barrier_features(model, x, pred, refs, num_points=7)
-    lf = detection.logit_features(model, x)
-    det_kind = kind
-    feats = detection.feature_matrix(det_kind, bf, lf)
-    labels = (torch.arange(len(x)) % 2).numpy()  # any labels: we test the arithmetic
-    clf = detection.fit_detector(feats, labels)
-    pen = detection.DetectorPenalty(model, clf, kind, x, y, pred, num_refs=3, num_points=7)
-    with torch.no_grad():
-        mine = pen.features(x, pred, refs)
-    np.testing.assert_allclose(mine.numpy(), feats, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(pen.decision(mine).numpy(), clf.decision_function(feats),
-                               rtol=1e-3, atol=1e-3)
-    # differentiable in x (except the local-maxima count), and EOT draws give values
-    xx = x[:4].clone().requires_grad_(True)
-    val = pen(xx, torch.arange(4))
-    (g,) = torch.autograd.grad(val.sum(), xx)
-    assert val.shape == (4,)
-    if kind != "barrier":  # the gap of these toy paths is 0 (flat): no gradient there
-        assert g.abs().sum() > 0
-
-
-def test_detector_penalty_checks_its_inputs(toy):
-    model, x, y = toy
-    with pytest.raises(ParameterError, match="kind"):
-        detection.DetectorPenalty(model, None, "lid", x, y, y, 2, 5)
-    with pytest.raises(ParameterError, match="pipeline"):
-        detection.DetectorPenalty(model, object(), "logits", x, y, y, 2, 5)

@@ -1,10 +1,14 @@
-"""Properties of the interval helpers: coverage, pairing, grouping, seeds, trends."""
+"""Properties of the interval helpers: coverage, pairing, grouping, seeds, trends, and
+the AUROC statistics (rank identity, ties, bootstrap, TPR at an FPR, paired differences)."""
+
+import math
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
 from mcutils.core import stats
+from mcutils.core.checks import ParameterError
 
 
 def test_interval_shape_is_plain():
@@ -131,3 +135,85 @@ def test_trend_robust_correlation_removes_a_shared_trend():
     assert det["ci"][0] < 0 < det["ci"][1]
     with pytest.raises(ValueError, match="method"):
         stats.trend_robust_correlation(x, y, method="wiggle")
+
+
+# ----------------------------------------------------------------------------- AUROC
+def _separable(n=60, shift=3.0, seed=0):
+    """``(scores [2n, 3], labels, groups)``: n negatives and n positives shifted along the
+    first feature, row i paired with row n + i."""
+    rng = np.random.default_rng(seed)
+    neg = rng.normal(size=(n, 3))
+    pos = rng.normal(size=(n, 3)) + np.array([shift, 0, 0])
+    return (np.concatenate([neg, pos]), np.r_[np.zeros(n, int), np.ones(n, int)],
+            np.r_[np.arange(n), np.arange(n)])
+
+
+def test_auroc_of_known_separations():
+    assert stats.auroc_of([0, 1, 2], [3, 4]) == 1.0
+    assert stats.auroc_of([3, 4], [0, 1, 2]) == 0.0
+    assert stats.auroc_of([1, 1], [1, 1]) == 0.5
+    assert math.isnan(stats.auroc_of([], [1.0]))
+
+
+def test_tpr_at_fpr_reads_the_roc_curve():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(1)
+    for trial in range(20):
+        y = rng.integers(0, 2, 60)
+        y[:2] = [0, 1]
+        s = np.round(rng.normal(size=60) + y, 1)  # many ties
+        f, t, _ = roc_curve(y, s)
+        for fpr in (0.0, 0.05, 0.1, 0.3, 1.0):
+            assert stats.tpr_at_fpr(y, s, fpr) == pytest.approx(t[f <= fpr + 1e-12].max())
+
+
+def test_tpr_metric_intervals_and_paired_differences():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    perfect = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+    assert stats.tpr_at_fpr(y, perfect, 0.05) == 1.0
+    # one negative scores above every positive: at FPR <= 5% nothing is detected yet
+    bad = np.array([0.1, 0.2, 0.3, 0.95, 0.6, 0.7, 0.8, 0.9])
+    assert stats.tpr_at_fpr(y, bad, 0.05) == 0.0
+    assert stats.tpr_at_fpr(y, bad, 0.25) == 1.0
+    iv = stats.metric_interval(y, perfect, n_boot=200)
+    assert iv["estimate"] == 1.0 and iv["ci"] == [1.0, 1.0] and iv["n"] == 8
+    # groups: paired rows are resampled together (n counts groups)
+    g = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    assert stats.metric_interval(y, perfect, g, n_boot=200)["n"] == 4
+    # a detector against itself differs by exactly 0; a better one by a positive interval
+    rng = np.random.default_rng(0)
+    yy = np.r_[np.zeros(100, int), np.ones(100, int)]
+    good = yy * 2.0 + rng.normal(size=200)
+    weak = yy * 0.3 + rng.normal(size=200)
+    zero = stats.auroc_difference(yy, good, good, n_boot=200)
+    assert zero["ci"] == [0.0, 0.0]
+    diff = stats.auroc_difference(yy, good, weak, np.r_[np.arange(100), np.arange(100)],
+                                      n_boot=300)
+    assert diff["ci"][0] > 0 and diff["n"] == 100
+    tdiff = stats.auroc_difference(yy, good, weak, metric="tpr", n_boot=200)
+    assert tdiff["estimate"] > 0
+
+
+def test_auroc_and_bootstrap():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    assert stats.auroc(y, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]), num_boot=0).auc == 1.0
+    assert stats.auroc(y, np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1]), num_boot=0).auc == 0.0
+    x, yy, g = _separable(n=80, shift=1.0)
+    r = stats.auroc(yy, x[:, 0], num_boot=300, seed=0)
+    assert r.low < r.auc < r.high and r.high - r.low < 0.3
+    rg = stats.auroc(yy, x[:, 0], num_boot=300, seed=0, groups=g)
+    assert rg.low < rg.auc < rg.high
+    fpr, tpr = stats.roc_curve(yy, x[:, 0])
+    assert fpr[0] == 0 and tpr[-1] == 1 and np.all(np.diff(fpr) >= 0)
+    with pytest.raises(ParameterError):
+        stats.auroc(np.zeros(4), np.ones(4))
+
+
+def test_auroc_matches_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.normal(size=200) + y, 1)  # many ties
+    assert abs(stats.auroc(y, s, num_boot=0).auc - roc_auc_score(y, s)) < 1e-12

@@ -1,5 +1,4 @@
-"""Barriers around adversarial examples: the input-space paper's paired statistic and
-the sweeps that find where it holds.
+"""Barriers around adversarial examples: the input-space paper's paired statistic.
 
 The input-space paper (Vrabel et al., its Figure 6 and ``sec4_2_adversarial_attacks.py``)
 compares, for every class ``c``, two kinds of straight paths that start at the same
@@ -17,23 +16,20 @@ with the largest endpoint-loss difference ``|Loss1 - Loss2|``.
 
 * :func:`paper_pairs` draws the pairs exactly as the paper's code does;
 * :func:`paired_barriers` attacks and measures them (one row per path);
+  :func:`predict_classes` and :func:`class_loss` are its batched predictions and
+  endpoint losses;
 * :func:`drop_unmatched` is the paper's 2-of-7 post-processing (an option);
-* :func:`protocol_summary` gives the chapter's statistics with intervals over seeds,
-  :func:`sweep_summary` the same within one set of sources (bootstrap over pairs);
-* :func:`run_protocol`, :func:`attack_sweep` and :func:`model_sweep` are the
-  orchestration of chapter 04's sections 1 and 2; :func:`sweep_model` trains (and
-  caches) the networks they need, including models for upsampled inputs
-  (:func:`upsample`);
-* :func:`select_sources`, :func:`attack_suite`, :func:`detector_table` and
-  :func:`adaptive_study` are the orchestration of section 3 (detectors and the
-  adaptive attack).
+* :func:`protocol_summary` gives the statistics with intervals over seeds,
+  :func:`sweep_summary` the same within one set of sources (bootstrap over pairs),
+  :func:`setting_difference` the paired difference between two settings and
+  :func:`rho_curve` the settings ordered by perturbation size.
 
-Used by chapter 04.
+The chapter's orchestration (the seeds, the sweeps, the detectors and the adaptive
+attack) is in :mod:`mcutils.chapters.ch04_adversarial`. Used by chapter 04.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,46 +37,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from mcutils import attacks
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
-from mcutils.core.runtime import EvalMode as _EvalMode
 from mcutils.core.runtime import model_device as _model_device
 from mcutils.core.runtime import planned_inference as _planned_inference
 from mcutils.inputspace import barrier, loss_profiles
 
 __all__ = [
-    "ATTACK_KINDS",
     "PAPER_ATTACK",
+    "STATISTICS",
     "PairSet",
-    "Sources",
-    "adaptive_study",
-    "attack_suite",
-    "attack_summary",
-    "attack_sweep",
-    "auroc_of",
-    "defender_features",
-    "detector_table",
+    "class_loss",
     "drop_unmatched",
-    "format_interval",
-    "model_sweep",
-    "network_specs",
     "paired_barriers",
     "paper_pairs",
+    "predict_classes",
     "protocol_summary",
     "rho_curve",
-    "run_protocol",
-    "select_sources",
     "setting_difference",
-    "sweep_model",
-    "sweep_settings",
     "sweep_summary",
-    "table_entry",
-    "upsample",
 ]
 
 #: The paper's attack settings (``compute_adversarial_barriers``), normalised units.
@@ -184,7 +162,8 @@ def paper_pairs(x: torch.Tensor, y: torch.Tensor, pairs_per_class: int = 7,
 
 
 # ----------------------------------------------------------------------------- measurements
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+def predict_classes(model: nn.Module, x: torch.Tensor, batch_size: int | None = None
+                    ) -> torch.Tensor:
     """Predicted classes under the machine's speed plan (``batch_size=None``: the plan's;
     the caller's mode, device and layout restored), on the CPU."""
     with _planned_inference(model, x, batch_size) as plan:
@@ -192,8 +171,8 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -
                           for i in range(0, len(x), plan.batch_size)])
 
 
-def _ce(model: nn.Module, x: torch.Tensor, cls: torch.Tensor, batch_size: int | None = None
-        ) -> torch.Tensor:
+def class_loss(model: nn.Module, x: torch.Tensor, cls: torch.Tensor,
+               batch_size: int | None = None) -> torch.Tensor:
     """Cross-entropy of ``cls`` at ``x`` (endpoint losses), batched, on the CPU."""
     return loss_profiles(model, x, x, cls, ts=torch.zeros(1), batch_size=batch_size)[:, 0]
 
@@ -237,7 +216,7 @@ def paired_barriers(model: nn.Module, pairs: PairSet, num_points: int = 250,
         raise ParameterError("no pairs")
     units = torch.arange(len(pairs))
     base = {"cls": pairs.cls.numpy(), "pair": pairs.pair.numpy(), "unit": units.numpy()}
-    loss1 = _ce(model, pairs.a, pairs.cls, batch_size)
+    loss1 = class_loss(model, pairs.a, pairs.cls, batch_size)
     if within is None:
         prof_w = loss_profiles(model, pairs.a, pairs.b, pairs.cls, num_points=num_points,
                                batch_size=batch_size)
@@ -259,7 +238,7 @@ def paired_barriers(model: nn.Module, pairs: PairSet, num_points: int = 250,
     k_adv = k_adv.cpu()
     prof_a = loss_profiles(model, pairs.a, k_adv, pairs.cls, num_points=num_points,
                            batch_size=batch_size)
-    pred = _predict(model, k_adv, batch_size)
+    pred = predict_classes(model, k_adv, batch_size)
     l2 = (k_adv - pairs.k).flatten(1).norm(dim=1)
     dist = (k_adv - pairs.a).flatten(1).norm(dim=1)
     adv = pd.DataFrame(dict(kind="adversarial", **base, loss1=prof_a[:, 0].numpy(),
@@ -300,19 +279,6 @@ def drop_unmatched(df: pd.DataFrame, drop: int = 2, by: Sequence[str] = ("kind",
 
 
 # ----------------------------------------------------------------------------- statistics
-def auroc_of(negative: np.ndarray, positive: np.ndarray) -> float:
-    """AUROC of separating ``positive`` (label 1) from ``negative`` scores: the
-    Mann-Whitney statistic with ties counted one half (NaN when a side is empty)."""
-    from scipy.stats import rankdata
-
-    negative, positive = np.asarray(negative, float), np.asarray(positive, float)
-    n0, n1 = len(negative), len(positive)
-    if n0 == 0 or n1 == 0:
-        return float("nan")
-    ranks = rankdata(np.r_[negative, positive])
-    return float((ranks[n0:].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))
-
-
 _UNIT_COLUMNS = ("w_gap", "w_max", "a_gap", "a_max", "rho", "l2", "success")
 
 
@@ -354,9 +320,9 @@ def _stat_of_units(tab: np.ndarray, key: str) -> float:
     if key == "median_max_adv":
         return _median(col["a_max"])
     if key == "auroc_gap":
-        return auroc_of(present(col["w_gap"]), present(col["a_gap"]))
+        return stats.auroc_of(present(col["w_gap"]), present(col["a_gap"]))
     if key == "auroc_max":
-        return auroc_of(present(col["w_max"]), present(col["a_max"]))
+        return stats.auroc_of(present(col["w_max"]), present(col["a_max"]))
     if key == "rho_median":
         return _median(col["rho"])
     if key == "l2_median":
@@ -438,12 +404,6 @@ def sweep_summary(df: pd.DataFrame, by: str = "setting", drop: int = 0, n_boot: 
     return out
 
 
-def format_interval(iv: Mapping[str, Any], digits: int = 2) -> str:
-    """An interval ``{"estimate", "ci", "n"}`` as text: ``"0.75 [0.68, 0.82]"``."""
-    lo, hi = iv["ci"]
-    return f"{iv['estimate']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
 def rho_curve(summary: Sequence[Mapping[str, Any]], exclude: Sequence[str] = ("over-confident",)
               ) -> list[Mapping[str, Any]]:
     """The entries of a :func:`sweep_summary` ordered by their median ``rho``, without the
@@ -474,521 +434,3 @@ def setting_difference(df: pd.DataFrame, a: Any, b: Any, by: str = "setting",
                               lambda idx: _stat_of_units(tab_a[idx], statistic)
                               - _stat_of_units(tab_b[idx], statistic),
                               n_boot=n_boot, seed=seed)
-
-
-def sweep_settings(mse_weights: Sequence[float] = (), stop_scales: Sequence[float] = (),
-                   lr_scales: Sequence[float] = (), over_confident: bool = True
-                   ) -> dict[str, dict[str, Any]]:
-    """The attack settings of chapter 04's sweeps, as overrides of :data:`PAPER_ATTACK`:
-    ``"paper"`` first, then one setting per ``mse_weight`` (lambda, normalised units,
-    matched-loss stop), one per stop scale ``s`` (stop below ``s * Loss1``), one per
-    learning-rate multiple ``m`` (``m`` times the paper's step, matched-loss stop), and
-    ``"over-confident"`` (no stop: every step is taken)."""
-    out: dict[str, dict[str, Any]] = {"paper": {}}
-    for w in mse_weights:
-        if w < 0:
-            raise ParameterError(f"mse_weight {w!r} must be >= 0")
-        if w != PAPER_ATTACK["mse_weight"]:
-            out[f"lambda={w:g}"] = {"mse_weight": float(w)}
-    for sc in stop_scales:
-        if not sc > 0:
-            raise ParameterError(f"stop scale {sc!r} must be > 0")
-        out[f"stop={sc:g} Loss1"] = {"stop": float(sc)}
-    for m in lr_scales:
-        if not m > 0:
-            raise ParameterError(f"learning-rate multiple {m!r} must be > 0")
-        out[f"lr={m:g}x"] = {"lr": PAPER_ATTACK["lr"] * float(m)}
-    if over_confident:
-        out["over-confident"] = {"stop": None}
-    return out
-
-
-def network_specs(sizes: Sequence[int] = (), networks: Sequence[str] = (),
-                  model: str = "small_cnn", native: int = 28) -> dict[str, dict[str, Any]]:
-    """The networks of chapter 04's model sweep for :func:`model_sweep`: ``model`` at
-    every input size of ``sizes`` (labelled ``"<model> <size>px"``; ``native`` is always
-    included, as the reference), then the named variants at the native size: ``wide``
-    (``small_cnn`` with 64/128 channels and 256 hidden units), ``mlp``, ``preresnet20``
-    and ``untrained`` (``model`` at its random initialisation)."""
-    known = {"wide": {"model": "small_cnn", "model_kwargs": {"width": 64, "hidden": 256}},
-             "mlp": {"model": "mlp"}, "preresnet20": {"model": "preresnet20"},
-             "untrained": {"model": model, "trained": False}}
-    out: dict[str, dict[str, Any]] = {}
-    for size in sorted({native, *[int(v) for v in sizes]}):
-        out[f"{model} {size}px"] = {"model": model, "size": size}
-    for name in networks:
-        if name not in known:
-            raise ParameterError(f"network {name!r} is not known; valid values: {sorted(known)}")
-        out[name] = {**known[name], "size": native}
-    return out
-
-
-# ----------------------------------------------------------------------------- orchestration
-def run_protocol(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int],
-                 pairs_per_class: int = 7, num_points: int = 250,
-                 attack: Mapping[str, Any] | None = None, batch_size: int | None = None,
-                 progress: bool = True, return_adversarial: bool = False
-                 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[int, torch.Tensor]]:
-    """Section 1 of chapter 04: :func:`paper_pairs` and :func:`paired_barriers` for every
-    seed (each seed draws its own pairs and other classes), rows tagged with ``seed``;
-    with ``return_adversarial`` also ``{seed: K' images}``."""
-    if not seeds:
-        raise ParameterError("seeds must name at least one seed")
-    frames, images = [], {}
-    for s in tqdm(list(seeds), desc="paper protocol (seeds)", disable=not progress):
-        pairs = paper_pairs(x, y, pairs_per_class, seed=int(s))
-        df, k_adv = paired_barriers(model, pairs, num_points, attack, batch_size=batch_size,
-                                    return_adversarial=True)
-        frames.append(df.assign(seed=int(s)))
-        images[int(s)] = k_adv
-    out = pd.concat(frames, ignore_index=True)
-    return (out, images) if return_adversarial else out
-
-
-def attack_sweep(model: nn.Module, pairs: PairSet, settings: Mapping[str, Mapping[str, Any]],
-                 num_points: int = 250, batch_size: int | None = None,
-                 progress: bool = True) -> pd.DataFrame:
-    """One factor at a time on one set of pairs: :func:`paired_barriers` for each named
-    attack setting (overrides of :data:`PAPER_ATTACK`); the within-class paths are
-    measured once. Rows are tagged with ``setting``."""
-    if not settings:
-        raise ParameterError("settings must name at least one attack setting")
-    frames, within = [], None
-    for name, attack in tqdm(list(settings.items()), desc="attack settings", disable=not progress):
-        df = paired_barriers(model, pairs, num_points, attack, within=within,
-                             batch_size=batch_size)
-        within = df[df.kind == "within"]
-        frames.append(df.assign(setting=name))
-    return pd.concat(frames, ignore_index=True)
-
-
-def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Images resized to ``size x size`` pixels (bilinear, ``align_corners=False``),
-    kept in ``[0, 1]``; the identity at the images' own size."""
-    if not isinstance(size, int) or size < 4:
-        raise ParameterError(f"size={size!r} must be an integer >= 4")
-    if x.dim() != 4:
-        raise ParameterError("x must be [N, C, H, W]")
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
-
-
-def sweep_model(dataset: str = "fashion-mnist", model: str = "small_cnn", size: int | None = None,
-                model_kwargs: Mapping[str, Any] | None = None, epochs: int = 2,
-                train_subset: int | None = 5000, lr: float = 1e-3, batch_size: int = 128,
-                seed: int = 0, trained: bool = True, device: str = "cpu",
-                progress: bool = True) -> nn.Module:
-    """A network for the sweeps, trained on (a subset of) the training split upsampled
-    to ``size`` pixels and cached by :mod:`mcutils.core.store`; ``trained=False`` gives the
-    same architecture at its seeded random initialisation (the untrained control).
-
-    Returns:
-        The model in eval mode on the CPU.
-    """
-    from mcutils import data, training
-    from mcutils.core.runtime import seed_everything
-    from mcutils.core.store import code_version, load_or_train
-    from mcutils.models import build_for_dataset
-
-    info = data.dataset_info(dataset)
-    size = size or info.input_size
-    kwargs = dict(model_kwargs or {})
-    if size != info.input_size:
-        kwargs["input_size"] = size
-
-    def build() -> nn.Module:
-        seed_everything(seed)
-        return build_for_dataset(model, dataset, **kwargs)
-
-    if not trained:
-        return build().eval()
-
-    def fit(net: nn.Module) -> None:
-        seed_everything(seed)
-        ds = data.load_dataset(dataset, "train", subset=train_subset, seed=seed)
-        xs = upsample(ds.x, size)
-        loader = data.TensorLoader(torch.utils.data.TensorDataset(xs, ds.y), batch_size,
-                                   shuffle=True, seed=seed)
-        training.train(net, loader, epochs=epochs, lr=lr, device=device, seed=seed,
-                       progress=progress, desc=f"train {model} at {size}px")
-
-    config = {"name": f"{dataset}_{model}_{size}px", "dataset": dataset, "model": model,
-              "size": size, "model_kwargs": kwargs, "epochs": epochs,
-              "train_subset": train_subset, "lr": lr, "batch_size": batch_size, "seed": seed}
-    return load_or_train(config, build, fit, code=code_version(training.train, upsample))
-
-
-def model_sweep(pairs: PairSet, networks: Mapping[str, Mapping[str, Any]],
-                dataset: str = "fashion-mnist", epochs: int = 2, train_subset: int | None = 5000,
-                seed: int = 0, num_points: int = 250, attack: Mapping[str, Any] | None = None,
-                batch_size: int | None = None, eval_set: tuple[torch.Tensor, torch.Tensor] | None = None,
-                progress: bool = True) -> tuple[pd.DataFrame, dict[str, nn.Module]]:
-    """The paper's statistic on several networks and input sizes, one set of pairs.
-
-    ``networks`` maps a label to :func:`sweep_model` arguments: ``model`` (default
-    ``small_cnn``), ``model_kwargs``, ``size`` (the pairs are upsampled to it with
-    :func:`upsample`, and the network is trained at that size) and ``trained``. Every
-    trained network uses the same subset, epochs and seed.
-
-    Returns:
-        ``(rows tagged with network and size, {label: model})``.
-    """
-    if not networks:
-        raise ParameterError("networks must name at least one network")
-    frames, nets = [], {}
-    for label, spec in tqdm(list(networks.items()), desc="networks", disable=not progress):
-        spec = dict(spec)
-        unknown = set(spec) - {"model", "model_kwargs", "trained", "size"}
-        if unknown:
-            raise ParameterError(f"network {label!r}: unknown keys {sorted(unknown)}")
-        size = int(spec.get("size") or pairs.a.shape[-1])
-        net = sweep_model(dataset, spec.get("model", "small_cnn"), size,
-                          spec.get("model_kwargs"), epochs=epochs, train_subset=train_subset,
-                          seed=seed, trained=spec.get("trained", True), progress=progress)
-        nets[label] = net
-        up = pairs.map_images(lambda t, s=size: upsample(t, s))
-        df = paired_barriers(net, up, num_points, attack, batch_size=batch_size)
-        df = df.assign(network=label, size=size)
-        if eval_set is not None:
-            ex, ey = eval_set
-            pred = _predict(net, upsample(ex, size), batch_size)
-            df = df.assign(accuracy=float((pred == ey).float().mean()))
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True), nets
-
-
-# ----------------------------------------------------------------------------- section 3
-@dataclass
-class Sources:
-    """Inputs of the detection experiments: correctly classified test images with a
-    random other target class and the loss of a real target-class image (the paper's
-    stopping threshold), all indices into the test set.
-
-    Attributes:
-        x: ``[N, C, H, W]``; y: ``[N]`` true classes; target: ``[N]`` target classes.
-        stop_loss: ``[N]`` loss of a real image of the target class (not a source).
-        index: ``[N]`` test-set indices of the sources.
-    """
-
-    x: torch.Tensor
-    y: torch.Tensor
-    target: torch.Tensor
-    stop_loss: torch.Tensor
-    index: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def select(self, rows: torch.Tensor | Sequence[int] | range) -> Sources:
-        """A subset of the sources."""
-        r = torch.as_tensor(list(rows) if isinstance(rows, range) else rows, dtype=torch.long)
-        return Sources(self.x[r], self.y[r], self.target[r], self.stop_loss[r], self.index[r])
-
-
-def select_sources(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, seed: int = 0,
-                   batch_size: int = 256) -> Sources:
-    """The first ``n`` correctly classified images after a seeded shuffle, a uniformly
-    drawn other class as each one's target, and as its stopping loss the loss of the
-    target class at a random correctly classified image of that class that is not a
-    source."""
-    if not isinstance(n, int) or n < 2:
-        raise ParameterError(f"n={n!r} must be an integer >= 2")
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(y), generator=gen)
-    classes = int(y.max()) + 1
-    want = n + 20 * classes  # sources plus spare images for the stopping losses
-    found: list[torch.Tensor] = []
-    count = 0
-    for i in range(0, len(order), 4 * batch_size):
-        chunk = order[i:i + 4 * batch_size]
-        found.append(chunk[_predict(model, x[chunk]) == y[chunk]])
-        count += len(found[-1])
-        if count >= want:
-            break
-    correct = torch.cat(found)
-    if len(correct) < n + 10:
-        raise ParameterError(f"only {len(correct)} correctly classified images for n={n}")
-    src, rest = correct[:n], correct[n:]
-    target = (y[src] + torch.randint(1, classes, (n,), generator=gen)) % classes
-    partner = torch.empty(n, dtype=torch.long)
-    for c in target.unique().tolist():
-        members = rest[y[rest] == c]
-        if len(members) == 0:
-            raise ParameterError(f"no spare image of class {c} for the stopping loss")
-        rows = (target == c).nonzero().flatten()
-        partner[rows] = members[torch.randint(len(members), (len(rows),), generator=gen)]
-    stop = _ce(model, x[partner], target)
-    return Sources(x[src], y[src], target, stop, src)
-
-
-ATTACK_KINDS = ("fgsm", "pgd_linf", "pgd_l2", "cw", "optim")
-
-
-def attack_suite(model: nn.Module, sources: Sources, specs: Mapping[str, Mapping[str, Any]],
-                 seed: int = 0, progress: bool = True
-                 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Run several attacks on the same sources.
-
-    ``specs`` maps a name to ``{"kind": one of ATTACK_KINDS, ...keyword arguments}``.
-    ``fgsm``, ``pgd_*`` and ``cw`` are untargeted (true class); ``optim`` is the
-    paper's targeted attack (:data:`PAPER_ATTACK` overridden by the spec; ``stop``:
-    ``"matched"`` uses the sources' stopping losses, ``None`` runs every step).
-
-    Returns:
-        name -> ``(adversarial images [N, ...], success [N] bool)``.
-    """
-    dev = _model_device(model)
-    out = {}
-    with _EvalMode(model):
-        for name, spec in tqdm(list(specs.items()), desc="attacks", disable=not progress):
-            out[name] = _one_attack(model, sources, name, dict(spec), seed, dev)
-    return out
-
-
-def _one_attack(model: nn.Module, sources: Sources, name: str, spec: dict[str, Any], seed: int,
-                dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One attack of :func:`attack_suite`: ``(adversarial images, success)``."""
-    kind = spec.pop("kind", name)
-    if kind not in ATTACK_KINDS:
-        raise ParameterError(f"attack {name!r}: kind={kind!r} is not known; valid: {ATTACK_KINDS}")
-    xs = sources.x.to(dev)
-    if kind == "optim":
-        settings = dict(PAPER_ATTACK)
-        settings.update(spec)
-        stop_mode = settings.pop("stop")
-        stop = sources.stop_loss if stop_mode == "matched" else stop_mode
-        adv = attacks.optimization_attack(model, xs, sources.target.to(dev), stop_loss=stop,
-                                          **settings)
-        label, targeted = sources.target, True
-    else:
-        if kind in ("pgd_linf", "pgd_l2"):
-            spec.setdefault("generator", torch.Generator().manual_seed(seed))
-        adv = attacks.run_attack(kind, model, xs, sources.y.to(dev), **spec)
-        label, targeted = sources.y, False
-    adv = adv.detach().cpu()
-    pred = _predict(model, adv)
-    ok = (pred == label) if targeted else (pred != label)
-    return adv, ok
-
-
-def attack_summary(sources: Sources, adversarial: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-                   n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per attack: success rate (interval over sources) and the median pixel L-inf and L2
-    perturbation of its successful examples."""
-    rows = []
-    for name, (adv, ok) in adversarial.items():
-        norms = attacks.perturbation_norms(sources.x, adv)
-        okn = ok.numpy()
-        rows.append({"attack": name,
-                     "success": stats.bootstrap_ci(okn.astype(float), n_boot=n_boot, seed=seed),
-                     "linf": float(norms["linf"][ok].median()) if okn.any() else float("nan"),
-                     "l2": float(norms["l2"][ok].median()) if okn.any() else float("nan"),
-                     "n": int(okn.sum())})
-    return pd.DataFrame(rows)
-
-
-def defender_features(model: nn.Module, sources: Sources,
-                      adversarial: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-                      pool: tuple[torch.Tensor, torch.Tensor], num_refs: int, num_points: int,
-                      seed: int = 0, mahalanobis: Any = None
-                      ) -> tuple[tuple[Any, Any], dict[str, tuple[Any, Any, np.ndarray]]]:
-    """What the defender computes: :func:`mcutils.detection.connectivity_features` of the
-    real sources and of every attack's successful examples, with references drawn from
-    the defender's ``pool`` (a different seed for each set).
-
-    Returns:
-        A pair. First the sources' ``(barrier, logit features)``; then a dict that maps
-        each attack to ``(barrier, logit features, source rows)``.
-    """
-    from mcutils import detection
-
-    px, py = pool
-    bf, lf, _ = detection.connectivity_features(model, sources.x, px, py, num_refs=num_refs,
-                                                num_points=num_points, seed=seed,
-                                                mahalanobis=mahalanobis)
-    out = {}
-    for i, (name, (adv, ok)) in enumerate(adversarial.items()):
-        rows = np.flatnonzero(ok.numpy())
-        if len(rows) == 0:
-            continue
-        b, lg, _ = detection.connectivity_features(model, adv[ok], px, py, num_refs=num_refs,
-                                                   num_points=num_points, seed=seed + 1 + i,
-                                                   mahalanobis=mahalanobis)
-        out[name] = (b, lg, rows)
-    return (bf, lf), out
-
-
-def detector_table(real: tuple[Any, Any], adversarial: Mapping[str, tuple[Any, Any, np.ndarray]],
-                   detectors: Sequence[str], folds: int = 5, seed: int = 0, n_boot: int = 1000,
-                   fpr: float = 0.05) -> tuple[pd.DataFrame, dict[str, dict[str, np.ndarray]]]:
-    """Cross-validated detectors for every attack: AUROC and TPR at ``fpr`` with
-    intervals over sources, and a Wilcoxon signed-rank test of the barrier gap of each
-    adversarial example against that of its own source.
-
-    Args:
-        real: ``(BarrierFeatures, LogitFeatures)`` of the sources (group ``i`` = row ``i``).
-        adversarial: attack -> ``(BarrierFeatures, LogitFeatures, groups)`` of its
-            successful examples (``groups``: their source rows).
-        detectors: names of :data:`mcutils.detection.DETECTORS`.
-        folds, seed: source-disjoint cross-validation
-            (:func:`mcutils.detection.cross_val_scores`).
-        n_boot: bootstrap resamples of the intervals
-            (:func:`mcutils.detection.metric_interval`).
-        fpr: false-positive rate of the TPR column.
-
-    Returns:
-        ``(table, scores)``: one row per attack and detector with ``auroc`` and ``tpr``
-        intervals and the Wilcoxon ``p`` and median paired gap difference (attack
-        rows), and ``scores[attack]`` with ``labels``, ``groups`` and each detector's
-        out-of-fold scores (for paired comparisons).
-    """
-    from mcutils import detection
-
-    bf_r, lf_r = real
-    g_r = np.arange(len(lf_r))
-    rows, scores = [], {}
-    for name, (bf, lf, g) in adversarial.items():
-        g = np.asarray(g)
-        if len(g) < folds:
-            continue
-        gap_r = bf_r.gap.mean(1).numpy()[g]
-        gap_a = bf.gap.mean(1).numpy()
-        wil = stats.wilcoxon_paired(gap_a, gap_r, alternative="greater")
-        scores[name] = {}
-        for det in detectors:
-            x, labels, groups = detection.stack_groups(
-                detection.feature_matrix(det, bf_r, lf_r), detection.feature_matrix(det, bf, lf),
-                g_r, g)
-            s = detection.cross_val_scores(x, labels, groups, folds=folds, seed=seed)
-            scores[name][det] = s
-            scores[name]["labels"], scores[name]["groups"] = labels, groups
-            rows.append({"attack": name, "detector": det, "n_adv": len(g),
-                         "auroc": detection.metric_interval(labels, s, groups, "auroc",
-                                                            n_boot=n_boot, seed=seed),
-                         "tpr": detection.metric_interval(labels, s, groups, "tpr", fpr=fpr,
-                                                          n_boot=n_boot, seed=seed),
-                         "wilcoxon_p": wil["pvalue"],
-                         "median_gap_difference": wil["median_difference"]})
-    return pd.DataFrame(rows), scores
-
-
-def table_entry(table: pd.DataFrame, attack: str, detector: str, column: str = "auroc"
-                ) -> dict[str, Any]:
-    """One interval of a :func:`detector_table`; an empty interval (NaN, ``n = 0``) when
-    the attack had too few successful examples to be in the table."""
-    sel = table[(table.attack == attack) & (table.detector == detector)] if len(table) else table
-    if len(sel) == 0:
-        return stats.interval(np.nan, np.nan, np.nan, 0)
-    return sel[column].iloc[0]
-
-
-def adaptive_study(model: nn.Module, sources: Sources, plain: torch.Tensor,
-                   defender_pool: tuple[torch.Tensor, torch.Tensor],
-                   attacker_pool: tuple[torch.Tensor, torch.Tensor], penalties: Sequence[float],
-                   detector: str = "profile_logits", num_refs: int = 3, num_points: int = 16,
-                   draws: int = 1, attack: Mapping[str, Any] | None = None, seed: int = 0,
-                   n_boot: int = 1000, mahalanobis: Any = None, progress: bool = True
-                   ) -> pd.DataFrame:
-    """Deployed against retrained detectors under an adaptive attack, on one protocol.
-
-    The sources are split at random into a training and a test half. The *deployed*
-    detector (``detector``, logistic) is fitted once on the training half: its real
-    sources against their paper-attack examples ``plain``. For each penalty weight
-    ``w`` the attacker reruns the paper's attack on every source with
-    ``w x`` the deployed detector's decision value added to its objective
-    (:class:`mcutils.detection.DetectorPenalty`, with ``draws`` sets of references per
-    step from its own pool, disjoint from the defender's; with ``w > 0`` a sample stops
-    only when its loss rule holds *and* the detector calls it real). Then, on the test
-    half only:
-
-    * ``auroc_deployed``: the deployed detector, real test sources vs their adaptive
-      examples;
-    * ``auroc_retrained``: a detector of the same kind refitted on the training half's
-      adaptive examples;
-    * ``difference``: retrained minus deployed (paired bootstrap over test sources).
-
-    ``w = 0`` is the paper's attack itself (``plain`` is reused). The defender's
-    references are drawn from its pool with a seed the attacker does not use.
-
-    Returns:
-        One row per penalty: ``penalty``, ``success`` (target reached, all sources),
-        ``l2`` (median pixel L2 of the successful examples), ``auroc_deployed``,
-        ``auroc_retrained``, ``difference`` (intervals) and ``n_test_adv``.
-    """
-    from mcutils import detection
-
-    if len(plain) != len(sources):
-        raise ParameterError("plain must hold one paper-attack example per source")
-    n = len(sources)
-    rng = np.random.default_rng(seed)
-    train_rows = np.sort(rng.permutation(n)[: n // 2])
-    is_train = np.zeros(n, bool)
-    is_train[train_rows] = True
-    dx, dy = defender_pool
-    ax, ay = attacker_pool
-    dev = _model_device(model)
-
-    def features(xs: torch.Tensor, draw_seed: int):
-        bf, lf, _ = detection.connectivity_features(model, xs, dx, dy, num_refs=num_refs,
-                                                    num_points=num_points, seed=draw_seed,
-                                                    mahalanobis=mahalanobis)
-        return detection.feature_matrix(detector, bf, lf)
-
-    def success_of(adv: torch.Tensor) -> np.ndarray:
-        return (_predict(model, adv) == sources.target).numpy()
-
-    f_real = features(sources.x, seed + 101)
-    ok_plain = success_of(plain)
-    f_plain = features(plain, seed + 202)
-    groups = np.arange(n)
-
-    def fit(f_adv: np.ndarray, ok: np.ndarray):
-        sel = is_train & ok
-        x, lab, _ = detection.stack_groups(f_real[is_train], f_adv[sel], groups[is_train],
-                                           groups[sel])
-        return detection.fit_detector(x, lab, seed=seed)
-
-    def test_set(f_adv: np.ndarray, ok: np.ndarray):
-        sel = ~is_train & ok
-        return detection.stack_groups(f_real[~is_train], f_adv[sel], groups[~is_train],
-                                      groups[sel])
-
-    deployed = fit(f_plain, ok_plain)
-    settings = dict(PAPER_ATTACK)
-    settings.update(attack or {})
-    stop_mode = settings.pop("stop")
-    stop = sources.stop_loss if stop_mode == "matched" else stop_mode
-    rows = []
-    for w in tqdm(list(penalties), desc="adaptive penalties", disable=not progress):
-        if w == 0:
-            adv, f_adv, ok = plain, f_plain, ok_plain
-        else:
-            pen = detection.DetectorPenalty(model, deployed, detector, ax, ay, sources.target,
-                                            num_refs, num_points, draws=draws, seed=seed + 7)
-            adv = attacks.optimization_attack(model, sources.x.to(dev), sources.target.to(dev),
-                                              stop_loss=stop, penalty=pen, penalty_weight=float(w),
-                                              penalty_stop=math.log(2), **settings).cpu()
-            ok = success_of(adv)
-            f_adv = features(adv, seed + 303)
-        x_t, lab_t, g_t = test_set(f_adv, ok)
-        entry: dict[str, Any] = {"penalty": float(w), "n_test_adv": int(lab_t.sum())}
-        entry["success"] = stats.bootstrap_ci(ok.astype(float), n_boot=n_boot, seed=seed)
-        l2 = (adv - sources.x).flatten(1).norm(dim=1).numpy()[ok]
-        entry["l2"] = (stats.bootstrap_ci(l2, np.median, n_boot=n_boot, seed=seed)
-                       if len(l2) else stats.interval(np.nan, np.nan, np.nan, 0))
-        if lab_t.sum() < 2 or (is_train & ok).sum() < 2:
-            nan = stats.interval(np.nan, np.nan, np.nan, int(lab_t.sum()))
-            entry.update(auroc_deployed=nan, auroc_retrained=nan, difference=nan)
-            rows.append(entry)
-            continue
-        s_dep = detection.detector_scores(deployed, x_t)
-        s_ret = detection.detector_scores(fit(f_adv, ok), x_t)
-        entry["auroc_deployed"] = detection.metric_interval(lab_t, s_dep, g_t, n_boot=n_boot,
-                                                            seed=seed)
-        entry["auroc_retrained"] = detection.metric_interval(lab_t, s_ret, g_t, n_boot=n_boot,
-                                                             seed=seed)
-        entry["difference"] = detection.auroc_difference(lab_t, s_ret, s_dep, g_t,
-                                                         n_boot=n_boot, seed=seed)
-        rows.append(entry)
-    return pd.DataFrame(rows)

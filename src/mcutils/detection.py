@@ -1,4 +1,4 @@
-"""Connectivity-based adversarial detection: barrier features, detectors, ROC/AUROC.
+"""Connectivity-based adversarial detection: barrier features and detectors.
 
 An input ``x`` predicted as class ``c`` is joined by straight paths to ``K`` real
 reference images of class ``c``; the loss profiles of these paths (cross-entropy of
@@ -14,11 +14,11 @@ barriers.
   does both for inputs against a reference pool; :func:`feature_matrix` turns them into
   detector inputs.
 * :func:`cross_val_scores` fits scikit-learn detectors in folds disjoint by source image
-  (:func:`source_folds`); :func:`metric_interval` gives AUROC or the true-positive rate
-  at a false-positive rate (:func:`tpr_at_fpr`) with a bootstrap interval over sources,
-  and :func:`auroc_difference` the paired bootstrap of a difference between detectors.
-* :class:`DetectorPenalty` recomputes a fitted detector's features with gradients, the
-  objective of an adaptive attack.
+  (:func:`source_folds`); :func:`evaluate_detectors` and :func:`transfer_matrix` score
+  them. The AUROC and interval statistics they report are in :mod:`mcutils.core.stats`
+  (:func:`~mcutils.core.stats.auroc`, :func:`~mcutils.core.stats.metric_interval`,
+  :func:`~mcutils.core.stats.auroc_difference`), and the adaptive attack's penalty on a
+  fitted detector is :class:`mcutils.attacks.DetectorPenalty`.
 
 Every function that receives a model evaluates it in eval mode and restores the caller's
 mode; none moves the model. Used by chapter 04.
@@ -26,32 +26,25 @@ mode; none moves the model. Used by chapter 04.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
 from mcutils.core.checks import check_positive as _check_positive
-from mcutils.core.runtime import EvalMode as _EvalMode
-from mcutils.core.runtime import model_device as _model_device
 from mcutils.core.runtime import planned_inference as _planned_inference
 from mcutils.inputspace import DEFAULT_BATCH_SIZE, barrier, loss_profiles
 
 __all__ = [
-    "AUROC",
     "CLASSIFIERS",
     "DETECTORS",
     "BarrierFeatures",
-    "DetectorPenalty",
     "LogitFeatures",
     "Mahalanobis",
-    "auroc",
-    "auroc_difference",
     "barrier_features",
     "barrier_features_loop",
     "connectivity_features",
@@ -63,13 +56,10 @@ __all__ = [
     "local_maxima",
     "logit_features",
     "make_classifier",
-    "metric_interval",
     "penultimate_features",
     "reference_indices",
-    "roc_curve",
     "source_folds",
     "stack_groups",
-    "tpr_at_fpr",
     "transfer_matrix",
 ]
 
@@ -520,193 +510,21 @@ def detector_scores(detector, x: np.ndarray) -> np.ndarray:
     return detector.predict_proba(np.asarray(x, dtype=float))[:, 1]
 
 
-def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates of the ROC curve (higher score = adversarial)."""
-    from sklearn.metrics import roc_curve as _roc
-
-    fpr, tpr, _ = _roc(np.asarray(labels), np.asarray(scores))
-    return fpr, tpr
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """AUROC by the rank-sum (Mann-Whitney) identity, ties counted one half."""
-    from scipy.stats import rankdata
-
-    pos = labels == 1
-    n1, n0 = int(pos.sum()), int((~pos).sum())
-    ranks = rankdata(scores)
-    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-@dataclass
-class AUROC:
-    """Area under the ROC curve with a bootstrap confidence interval."""
-
-    auc: float
-    low: float
-    high: float
-
-    def __float__(self) -> float:
-        return self.auc
-
-
-def auroc(labels: np.ndarray, scores: np.ndarray, num_boot: int = 1000, level: float = 0.95,
-          seed: int = 0, groups: np.ndarray | None = None) -> AUROC:
-    """AUROC and a percentile bootstrap interval.
-
-    Args:
-        labels: ``[N]`` 0/1 (1 = adversarial); scores: ``[N]`` (higher = adversarial).
-        num_boot: bootstrap resamples (0: no interval, ``low = high = auc``).
-        level: confidence level.
-        seed: bootstrap seed.
-        groups: optional source ids; resampling whole groups keeps paired real and
-            adversarial rows together.
-    """
-    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
-    if labels.shape != scores.shape or set(np.unique(labels).tolist()) != {0, 1}:
-        raise ParameterError("labels (both 0 and 1 present) and scores must have the same shape")
-    if not 0 < level < 1:
-        raise ParameterError(f"level={level} must be in (0, 1)")
-    auc = _auc(labels, scores)
-    if num_boot <= 0:
-        return AUROC(auc, auc, auc)
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        units = [np.array([i]) for i in range(len(labels))]
-    else:
-        groups = np.asarray(groups)
-        units = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-    stats = []
-    for _ in range(num_boot):
-        pick = rng.integers(0, len(units), len(units))
-        idx = np.concatenate([units[i] for i in pick])
-        lab = labels[idx]
-        if lab.min() == lab.max():
-            continue
-        stats.append(_auc(lab, scores[idx]))
-    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2]) if stats else (auc, auc)
-    return AUROC(auc, float(lo), float(hi))
-
-
-def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> float:
-    """True-positive rate at the lowest threshold whose false-positive rate is at most
-    ``fpr`` (inputs with a score at or above the threshold are flagged), as read off the
-    empirical ROC curve: with ``k = floor(fpr * negatives)`` the threshold lies just above
-    the ``(k + 1)``-th highest negative score."""
-    if not 0 <= fpr <= 1:
-        raise ParameterError(f"fpr={fpr!r} must be in [0, 1]")
-    labels, scores = _check_labels_scores(labels, scores)
-    neg = np.sort(scores[labels == 0])[::-1]
-    pos = scores[labels == 1]
-    k = int(np.floor(fpr * len(neg) + 1e-9))
-    if k >= len(neg):
-        return 1.0
-    return float((pos > neg[k]).mean())
-
-
-def _metric(name: str, fpr: float = 0.05):
-    if name == "auroc":
-        return lambda y, s: _auc(y, s)
-    if name == "tpr":
-        return lambda y, s: tpr_at_fpr(y, s, fpr)
-    raise ParameterError(f"metric={name!r} is not known; valid values: auroc, tpr")
-
-
-def _group_units(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
-    if groups is None:
-        return [np.array([i]) for i in range(n)]
-    groups = np.asarray(groups)
-    if len(groups) != n:
-        raise ParameterError("one group per row is needed")
-    _, inverse = np.unique(groups, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
-    return np.split(order, bounds)
-
-
-def metric_interval(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray | None = None,
-                    metric: str = "auroc", fpr: float = 0.05, n_boot: int = 1000,
-                    seed: int = 0) -> dict:
-    """A detection metric with a bootstrap interval over sources.
-
-    Whole groups (a source image with the adversarial examples made from it) are
-    resampled, so rows that share a source stay together
-    (:func:`mcutils.core.stats.bootstrap_ci` over group indices). Resamples holding one
-    label only are dropped.
-
-    Args:
-        labels: ``[N]`` 0/1 (1 = adversarial); scores: ``[N]`` (higher = adversarial).
-        groups: ``[N]`` source ids (``None``: every row is its own unit).
-        metric: ``"auroc"`` or ``"tpr"`` (true-positive rate at ``fpr``).
-        fpr: the false-positive rate of ``"tpr"``.
-        n_boot, seed: bootstrap resamples and seed.
-
-    Returns:
-        ``{"estimate", "ci", "n"}`` with ``n`` the number of groups.
-    """
-    labels, scores = _check_labels_scores(labels, scores)
-    fn = _metric(metric, fpr)
-    return _group_bootstrap(labels, groups, lambda lab, rows: fn(lab, scores[rows]),
-                            n_boot, seed)
-
-
-def auroc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
-                     groups: np.ndarray | None = None, metric: str = "auroc", fpr: float = 0.05,
-                     n_boot: int = 1000, seed: int = 0) -> dict:
-    """Paired bootstrap of ``metric(a) - metric(b)`` for two detectors scored on the same
-    rows: each resample of sources is used for both, so what they share cancels.
-
-    Returns:
-        ``{"estimate", "ci", "n"}`` (``n``: groups).
-    """
-    labels, scores_a = _check_labels_scores(labels, scores_a)
-    _, scores_b = _check_labels_scores(labels, scores_b)
-    fn = _metric(metric, fpr)
-    return _group_bootstrap(
-        labels, groups, lambda lab, rows: fn(lab, scores_a[rows]) - fn(lab, scores_b[rows]),
-        n_boot, seed)
-
-
-def _group_bootstrap(labels: np.ndarray, groups: np.ndarray | None,
-                     value: Callable[[np.ndarray, np.ndarray], float], n_boot: int,
-                     seed: int) -> dict:
-    """Bootstrap over groups (sources) of ``value(labels of the rows, rows)``; a resample
-    with one class only gives nan."""
-    units = _group_units(groups, len(labels))
-
-    def stat(idx: np.ndarray) -> float:
-        rows = np.concatenate([units[i] for i in idx])
-        lab = labels[rows]
-        if lab.min() == lab.max():
-            return float("nan")
-        return value(lab, rows)
-
-    return stats.bootstrap_ci(np.arange(len(units)), stat, n_boot=n_boot, seed=seed)
-
-
-def _check_labels_scores(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
-    if labels.shape != scores.shape or labels.ndim != 1 or \
-            set(np.unique(labels).tolist()) != {0, 1}:
-        raise ParameterError("labels (both 0 and 1 present) and scores must be 1-D and of one "
-                             "length")
-    return labels, scores
-
-
 def evaluate_detectors(barriers_real: BarrierFeatures, logits_real: LogitFeatures,
                        barriers_adv: BarrierFeatures, logits_adv: LogitFeatures,
                        groups_real: np.ndarray | Sequence[int],
                        groups_adv: np.ndarray | Sequence[int],
                        detectors: Sequence[str] | None = None, method: str = "logistic",
                        folds: int = 5, seed: int = 0,
-                       num_boot: int = 0) -> Mapping[str, AUROC]:
+                       num_boot: int = 0) -> Mapping[str, stats.AUROC]:
     """Cross-validated AUROC of several detectors on one real-vs-adversarial set.
 
     ``detectors=None`` takes every detector whose inputs are present (``mahalanobis``
     only when the logit features carry its score).
 
     Returns:
-        detector -> :class:`AUROC` (bootstrap over groups when ``num_boot > 0``).
+        detector -> :class:`~mcutils.core.stats.AUROC` (bootstrap over groups when
+        ``num_boot > 0``).
     """
     if detectors is None:
         has_maha = logits_real.mahalanobis is not None and logits_adv.mahalanobis is not None
@@ -717,9 +535,8 @@ def evaluate_detectors(barriers_real: BarrierFeatures, logits_real: LogitFeature
         pos = feature_matrix(det, barriers_adv, logits_adv)
         x, y, g = stack_groups(neg, pos, groups_real, groups_adv)
         s = cross_val_scores(x, y, g, method=method, folds=folds, seed=seed)
-        out[det] = auroc(y, s, num_boot=num_boot, seed=seed, groups=g)
+        out[det] = stats.auroc(y, s, num_boot=num_boot, seed=seed, groups=g)
     return out
-
 
 
 def connectivity_features(model: nn.Module, x: torch.Tensor, pool_x: torch.Tensor,
@@ -741,118 +558,6 @@ def connectivity_features(model: nn.Module, x: torch.Tensor, pool_x: torch.Tenso
     bf = barrier_features(model, x, pred, pool_x[idx], num_points=num_points,
                           batch_size=batch_size)
     return bf, lf, pred
-
-
-class DetectorPenalty:
-    """A fitted detector's verdict as a differentiable function of the input: the
-    objective an adaptive attacker adds to :func:`mcutils.attacks.optimization_attack`.
-
-    It recomputes, with gradients, the very features the detector was fitted on
-    (:func:`feature_matrix` of kind ``detector``): loss profiles of the target class
-    along straight paths from the input to ``num_refs`` real references at the
-    detector's ``num_points`` points, their mean and spread over references and the
-    mean number of local maxima (a count, so it enters without gradient), and the
-    sorted logits; then applies the detector's standardisation and logistic weights.
-    The attacker does not know which references the defender will draw, so every call
-    draws ``draws`` fresh sets from the *attacker's own* pool and averages the decision
-    values (expectation over transformation).
-
-    Args:
-        model: the classifier.
-        detector: a fitted ``make_classifier("logistic")`` pipeline.
-        kind: the detector's features: one of ``barrier``, ``barrier_max``, ``profile``,
-            ``profile_logits``, ``logits``, ``msp``, ``margin``.
-        pool_x, pool_y: the attacker's reference pool (disjoint from the defender's).
-        targets: ``[N]`` target class of every input the attack will see (the call's
-            ``rows`` index into it).
-        num_refs, num_points: as the defender's features.
-        draws: reference sets per call (EOT samples).
-        seed: seed of the draws.
-        tol: prominence threshold of :func:`local_maxima`.
-    """
-
-    KINDS = ("barrier", "barrier_max", "profile", "profile_logits", "logits", "msp", "margin")
-
-    def __init__(self, model: nn.Module, detector, kind: str, pool_x: torch.Tensor,
-                 pool_y: torch.Tensor, targets: torch.Tensor, num_refs: int, num_points: int,
-                 draws: int = 1, seed: int = 0, tol: float = 1e-3):
-        if kind not in self.KINDS:
-            raise ParameterError(f"kind={kind!r} is not known; valid values: {self.KINDS}")
-        if not isinstance(draws, int) or draws < 1:
-            raise ParameterError(f"draws={draws!r} must be a positive integer")
-        if not isinstance(num_points, int) or num_points < 2:
-            raise ParameterError(f"num_points={num_points!r} must be an integer >= 2")
-        steps = dict(getattr(detector, "named_steps", {}))
-        scaler, logistic = steps.get("standardscaler"), steps.get("logisticregression")
-        if scaler is None or logistic is None:
-            raise ParameterError("detector must be a fitted make_classifier('logistic') pipeline")
-        dev = _model_device(model)
-        self.model, self.kind = model, kind
-        self.mu = torch.as_tensor(scaler.mean_, dtype=torch.float32, device=dev)
-        self.sd = torch.as_tensor(scaler.scale_, dtype=torch.float32, device=dev)
-        self.w = torch.as_tensor(logistic.coef_[0], dtype=torch.float32, device=dev)
-        self.b = float(logistic.intercept_[0])
-        self.pool_x, self.pool_y = pool_x, torch.as_tensor(pool_y)
-        self.targets = torch.as_tensor(targets).cpu()
-        self.num_refs, self.num_points, self.draws, self.tol = num_refs, num_points, draws, tol
-        self.gen = torch.Generator().manual_seed(seed)
-        self.ts = torch.linspace(0, 1, num_points, device=dev)
-
-    def features(self, x: torch.Tensor, targets: torch.Tensor,
-                 refs: torch.Tensor | None) -> torch.Tensor:
-        """``[n, F]`` the detector's features of ``x`` (differentiable in ``x``)."""
-        with _EvalMode(self.model):
-            return self._features(x, targets, refs)
-
-    def _features(self, x: torch.Tensor, targets: torch.Tensor,
-                  refs: torch.Tensor | None) -> torch.Tensor:
-        parts = []
-        if self.kind not in ("logits", "msp", "margin"):
-            n, k = refs.shape[:2]  # type: ignore[union-attr]
-            t = self.ts.view(1, 1, -1, *([1] * (x.dim() - 1)))
-            start = x[:, None, None]
-            pts = start + t * (refs[:, :, None] - start)  # type: ignore[index]
-            logits = self.model(pts.reshape(-1, *x.shape[1:]))
-            tg = targets.view(n, 1, 1).expand(n, k, self.num_points).reshape(-1)
-            prof = F.cross_entropy(logits, tg, reduction="none").view(n, k, -1)
-            if self.kind == "barrier":
-                ends = torch.maximum(prof[..., 0], prof[..., -1])
-                parts.append((prof.amax(-1) - ends).clamp_min(0).mean(1, keepdim=True))
-            elif self.kind == "barrier_max":
-                parts.append(prof.amax(-1).mean(1, keepdim=True))
-            else:
-                std = prof.std(1) if k > 1 else torch.zeros_like(prof[:, 0])
-                maxima = local_maxima(prof.detach(), self.tol).float().mean(1, keepdim=True)
-                parts += [prof.mean(1), std, maxima]
-        if self.kind in ("profile_logits", "logits", "msp", "margin"):
-            z = self.model(x)
-            s = z.sort(dim=1, descending=True).values
-            if self.kind == "msp":
-                parts.append(z.softmax(1).amax(1, keepdim=True))
-            elif self.kind == "margin":
-                parts.append((s[:, 0] - s[:, 1])[:, None])
-            else:
-                parts.append(s)
-        return torch.cat(parts, 1)
-
-    def decision(self, features: torch.Tensor) -> torch.Tensor:
-        """The detector's decision value (log-odds of "adversarial") of feature rows."""
-        return ((features - self.mu) / self.sd) @ self.w + self.b
-
-    def __call__(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``[n]`` the attacker's loss for ``x`` (the inputs ``rows``):
-        ``softplus(decision)``, i.e. minus the log-probability that the detector calls
-        the input real, averaged over draws of references. It vanishes once the
-        detector is sure the input is real; ``log 2`` is the detector's threshold."""
-        targets = self.targets[rows.cpu()].to(x.device)
-        total = torch.zeros(len(x), device=x.device)
-        for _ in range(self.draws):
-            refs = None
-            if self.kind not in ("logits", "msp", "margin"):
-                idx = reference_indices(self.pool_y, targets.cpu(), self.num_refs, self.gen)
-                refs = self.pool_x[idx].to(x.device)
-            total = total + F.softplus(self.decision(self.features(x, targets, refs)))
-        return total / self.draws
 
 
 def transfer_matrix(real: np.ndarray, adversarial: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -898,5 +603,5 @@ def transfer_matrix(real: np.ndarray, adversarial: Mapping[str, tuple[np.ndarray
                 continue
             xt, yt, _ = stack_groups(real[~in_first], xb[mb], real_groups[~in_first],
                                      np.asarray(gb)[mb])
-            out[a][b] = auroc(yt, detector_scores(det, xt), num_boot=0).auc
+            out[a][b] = stats.auroc(yt, detector_scores(det, xt), num_boot=0).auc
     return out

@@ -25,17 +25,26 @@ seeds) and ``ci`` is a 95% confidence interval unless stated.
 * :func:`trend_robust_correlation`: the correlation of two series along a path that a
   shared trend cannot produce (step-to-step differences or residuals after a linear
   trend in ``t``), with a moving-block bootstrap interval.
+* AUROC of separating two sets of scores: :func:`auroc_of` (two samples),
+  :func:`auroc` (labels and scores, with a percentile bootstrap: :class:`AUROC`),
+  :func:`roc_curve`, :func:`tpr_at_fpr` (the true-positive rate at a false-positive rate),
+  :func:`metric_interval` (AUROC or TPR with a bootstrap interval over sources) and
+  :func:`auroc_difference` (the paired bootstrap of a difference between two scorers).
 
-Used by every chapter through :mod:`mcutils.core.report`.
+Used by every chapter through :mod:`mcutils.core.report`; the AUROC helpers by chapter
+04 (:mod:`mcutils.detection`, :mod:`mcutils.advbarriers`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import stats as _sps
+
+from mcutils.core.checks import ParameterError
 
 __all__ = [
     "interval",
@@ -52,6 +61,13 @@ __all__ = [
     "seed_rate_interval",
     "format_interval",
     "interval_word",
+    "AUROC",
+    "auroc",
+    "auroc_difference",
+    "auroc_of",
+    "metric_interval",
+    "roc_curve",
+    "tpr_at_fpr",
 ]
 
 Interval = dict[str, Any]
@@ -417,3 +433,190 @@ def interval_word(iv: Mapping[str, Any], above: str, below: str, neither: str,
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return neither
     return above if lo > threshold else below if hi < threshold else neither
+
+
+# ----------------------------------------------------------------------------- AUROC
+def auroc_of(negative: np.ndarray, positive: np.ndarray) -> float:
+    """AUROC of separating ``positive`` (label 1) from ``negative`` scores: the
+    Mann-Whitney statistic with ties counted one half (NaN when a side is empty)."""
+    from scipy.stats import rankdata
+
+    negative, positive = np.asarray(negative, float), np.asarray(positive, float)
+    n0, n1 = len(negative), len(positive)
+    if n0 == 0 or n1 == 0:
+        return float("nan")
+    ranks = rankdata(np.r_[negative, positive])
+    return float((ranks[n0:].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates of the ROC curve (higher score = adversarial)."""
+    from sklearn.metrics import roc_curve as _roc
+
+    fpr, tpr, _ = _roc(np.asarray(labels), np.asarray(scores))
+    return fpr, tpr
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """AUROC by the rank-sum (Mann-Whitney) identity, ties counted one half."""
+    from scipy.stats import rankdata
+
+    pos = labels == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    ranks = rankdata(scores)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+@dataclass
+class AUROC:
+    """Area under the ROC curve with a bootstrap confidence interval."""
+
+    auc: float
+    low: float
+    high: float
+
+    def __float__(self) -> float:
+        return self.auc
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray, num_boot: int = 1000, level: float = 0.95,
+          seed: int = 0, groups: np.ndarray | None = None) -> AUROC:
+    """AUROC and a percentile bootstrap interval.
+
+    Args:
+        labels: ``[N]`` 0/1 (1 = adversarial); scores: ``[N]`` (higher = adversarial).
+        num_boot: bootstrap resamples (0: no interval, ``low = high = auc``).
+        level: confidence level.
+        seed: bootstrap seed.
+        groups: optional source ids; resampling whole groups keeps paired real and
+            adversarial rows together.
+    """
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    if labels.shape != scores.shape or set(np.unique(labels).tolist()) != {0, 1}:
+        raise ParameterError("labels (both 0 and 1 present) and scores must have the same shape")
+    if not 0 < level < 1:
+        raise ParameterError(f"level={level} must be in (0, 1)")
+    auc = _auc(labels, scores)
+    if num_boot <= 0:
+        return AUROC(auc, auc, auc)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        units = [np.array([i]) for i in range(len(labels))]
+    else:
+        groups = np.asarray(groups)
+        units = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    boots = []
+    for _ in range(num_boot):
+        pick = rng.integers(0, len(units), len(units))
+        idx = np.concatenate([units[i] for i in pick])
+        lab = labels[idx]
+        if lab.min() == lab.max():
+            continue
+        boots.append(_auc(lab, scores[idx]))
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]) if boots else (auc, auc)
+    return AUROC(auc, float(lo), float(hi))
+
+
+def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> float:
+    """True-positive rate at the lowest threshold whose false-positive rate is at most
+    ``fpr`` (inputs with a score at or above the threshold are flagged), as read off the
+    empirical ROC curve: with ``k = floor(fpr * negatives)`` the threshold lies just above
+    the ``(k + 1)``-th highest negative score."""
+    if not 0 <= fpr <= 1:
+        raise ParameterError(f"fpr={fpr!r} must be in [0, 1]")
+    labels, scores = _check_labels_scores(labels, scores)
+    neg = np.sort(scores[labels == 0])[::-1]
+    pos = scores[labels == 1]
+    k = int(np.floor(fpr * len(neg) + 1e-9))
+    if k >= len(neg):
+        return 1.0
+    return float((pos > neg[k]).mean())
+
+
+def _metric(name: str, fpr: float = 0.05):
+    if name == "auroc":
+        return lambda y, s: _auc(y, s)
+    if name == "tpr":
+        return lambda y, s: tpr_at_fpr(y, s, fpr)
+    raise ParameterError(f"metric={name!r} is not known; valid values: auroc, tpr")
+
+
+def _group_units(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
+    if groups is None:
+        return [np.array([i]) for i in range(n)]
+    groups = np.asarray(groups)
+    if len(groups) != n:
+        raise ParameterError("one group per row is needed")
+    _, inverse = np.unique(groups, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+    return np.split(order, bounds)
+
+
+def metric_interval(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray | None = None,
+                    metric: str = "auroc", fpr: float = 0.05, n_boot: int = 1000,
+                    seed: int = 0) -> dict:
+    """A detection metric with a bootstrap interval over sources.
+
+    Whole groups (a source image with the adversarial examples made from it) are
+    resampled, so rows that share a source stay together
+    (:func:`bootstrap_ci` over group indices). Resamples holding one
+    label only are dropped.
+
+    Args:
+        labels: ``[N]`` 0/1 (1 = adversarial); scores: ``[N]`` (higher = adversarial).
+        groups: ``[N]`` source ids (``None``: every row is its own unit).
+        metric: ``"auroc"`` or ``"tpr"`` (true-positive rate at ``fpr``).
+        fpr: the false-positive rate of ``"tpr"``.
+        n_boot, seed: bootstrap resamples and seed.
+
+    Returns:
+        ``{"estimate", "ci", "n"}`` with ``n`` the number of groups.
+    """
+    labels, scores = _check_labels_scores(labels, scores)
+    fn = _metric(metric, fpr)
+    return _group_bootstrap(labels, groups, lambda lab, rows: fn(lab, scores[rows]),
+                            n_boot, seed)
+
+
+def auroc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
+                     groups: np.ndarray | None = None, metric: str = "auroc", fpr: float = 0.05,
+                     n_boot: int = 1000, seed: int = 0) -> dict:
+    """Paired bootstrap of ``metric(a) - metric(b)`` for two detectors scored on the same
+    rows: each resample of sources is used for both, so what they share cancels.
+
+    Returns:
+        ``{"estimate", "ci", "n"}`` (``n``: groups).
+    """
+    labels, scores_a = _check_labels_scores(labels, scores_a)
+    _, scores_b = _check_labels_scores(labels, scores_b)
+    fn = _metric(metric, fpr)
+    return _group_bootstrap(
+        labels, groups, lambda lab, rows: fn(lab, scores_a[rows]) - fn(lab, scores_b[rows]),
+        n_boot, seed)
+
+
+def _group_bootstrap(labels: np.ndarray, groups: np.ndarray | None,
+                     value: Callable[[np.ndarray, np.ndarray], float], n_boot: int,
+                     seed: int) -> dict:
+    """Bootstrap over groups (sources) of ``value(labels of the rows, rows)``; a resample
+    with one class only gives nan."""
+    units = _group_units(groups, len(labels))
+
+    def stat(idx: np.ndarray) -> float:
+        rows = np.concatenate([units[i] for i in idx])
+        lab = labels[rows]
+        if lab.min() == lab.max():
+            return float("nan")
+        return value(lab, rows)
+
+    return bootstrap_ci(np.arange(len(units)), stat, n_boot=n_boot, seed=seed)
+
+
+def _check_labels_scores(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    if labels.shape != scores.shape or labels.ndim != 1 or \
+            set(np.unique(labels).tolist()) != {0, 1}:
+        raise ParameterError("labels (both 0 and 1 present) and scores must be 1-D and of one "
+                             "length")
+    return labels, scores

@@ -1,0 +1,325 @@
+"""Tests of chapter 04's modules (mcutils.chapters.ch04_adversarial, ch04_sweep,
+ch04_detectors) at tiny sizes: the orchestration of the protocol, the sweeps, the
+detection study and the adaptive attack; the claims as data, the tables and figures."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mcutils import advbarriers as ab
+from mcutils import data, detection, training
+from mcutils.chapters import ch04_adversarial as ch04
+from mcutils.chapters import ch04_detectors as cd
+from mcutils.chapters import ch04_sweep as cs
+from mcutils.core import report, stats
+from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import seed_everything
+from mcutils.models import build_for_dataset
+
+matplotlib.use("Agg")
+
+TINY = {"steps": 30, "lr": 0.05, "warmup": 2}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """An MLP trained in a few seconds on the 8x8 digits (with a Normalize layer)."""
+    seed_everything(0)
+    train = data.load_dataset("digits", "train")
+    test = data.load_dataset("digits", "test")
+    net = build_for_dataset("mlp", "digits", hidden=32)
+    training.train(net, data.TensorLoader(train, 64, shuffle=True), epochs=8, lr=0.01,
+                   progress=False)
+    return net.eval(), test
+
+
+def test_upsample():
+    x = torch.rand(3, 1, 8, 8)
+    assert cs.upsample(x, 8) is x
+    up = cs.upsample(x, 12)
+    assert up.shape == (3, 1, 12, 12) and up.min() >= 0 and up.max() <= 1
+    assert torch.allclose(cs.upsample(torch.full((1, 1, 8, 8), 0.3), 20), torch.tensor(0.3))
+    assert abs(float(up.mean() - x.mean())) < 0.05
+    with pytest.raises(ParameterError):
+        cs.upsample(x, 2)
+
+
+def test_sweep_model_trains_once_and_caches(tmp_path):
+    kw = {"dataset": "digits", "model": "mlp", "size": 12, "epochs": 5, "train_subset": 400, "seed": 0, "lr": 0.01,
+              "progress": False, "model_kwargs": {"hidden": 16}}
+    net = cs.sweep_model(**kw)
+    files = sorted(p.name for p in (tmp_path / "cache").glob("*.pt"))
+    assert len(files) == 1 and "12px" in files[0]
+    again = cs.sweep_model(**kw)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                 again.state_dict().values()))
+    test = data.load_dataset("digits", "test")
+    acc = (training.predict(net, cs.upsample(test.x, 12)).argmax(1) == test.y).float().mean()
+    assert acc > 0.5  # trained at 12 px on upsampled digits
+    raw = cs.sweep_model(**dict(kw, trained=False))
+    raw2 = cs.sweep_model(**dict(kw, trained=False))
+    assert all(torch.equal(a, b) for a, b in zip(raw.state_dict().values(),
+                                                 raw2.state_dict().values()))
+    assert not torch.equal(list(raw.state_dict().values())[-1],
+                           list(net.state_dict().values())[-1])
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1  # untrained: never cached
+
+
+def test_orchestration_at_tiny_size(digits):
+    net, test = digits
+    df = cs.run_protocol(net, test.x, test.y, seeds=[0, 1], pairs_per_class=1, num_points=5,
+                         attack=TINY, progress=False)
+    assert sorted(df.seed.unique()) == [0, 1] and len(df) == 2 * 10 * 2
+    pairs = ab.paper_pairs(test.x, test.y, pairs_per_class=1, seed=0)
+    sw = cs.attack_sweep(net, pairs, {"paper": TINY, "strong": dict(TINY, mse_weight=0.0)},
+                         num_points=5, progress=False)
+    assert list(dict.fromkeys(sw.setting)) == ["paper", "strong"]
+    w = sw[sw.kind == "within"]
+    assert np.allclose(w[w.setting == "paper"].gap, w[w.setting == "strong"].gap)
+    ms, nets = cs.model_sweep(pairs, {"mlp 12px": {"model": "mlp", "size": 12},
+                                      "untrained": {"model": "mlp", "trained": False}},
+                              dataset="digits", epochs=1, train_subset=300, num_points=5,
+                              attack=TINY, progress=False)
+    assert set(ms.network) == {"mlp 12px", "untrained"} and set(nets) == set(ms.network)
+    assert set(ms[ms.network == "mlp 12px"]["size"]) == {12}
+    with pytest.raises(ParameterError, match="unknown keys"):
+        cs.model_sweep(pairs, {"x": {"depth": 3}}, dataset="digits", progress=False)
+
+
+def test_sources_attack_suite_and_detector_table(digits):
+    net, test = digits
+    src = cd.select_sources(net, test.x, test.y, 40, seed=0)
+    with torch.no_grad():
+        assert (net(src.x).argmax(1) == src.y).all()
+    assert (src.target != src.y).all()
+    # the loss of a correctly classified real image of the target class: below ln(10)
+    assert (src.stop_loss >= 0).all() and (src.stop_loss < math.log(10)).all()
+    assert len(set(src.index.tolist())) == 40
+    adv = cd.attack_suite(net, src, {"pgd": {"kind": "pgd_linf", "eps": 0.3, "steps": 10},
+                                     "paper": dict(TINY, kind="optim")}, progress=False)
+    with torch.no_grad():
+        assert torch.equal(adv["pgd"][1], net(adv["pgd"][0]).argmax(1) != src.y)
+        assert torch.equal(adv["paper"][1], net(adv["paper"][0]).argmax(1) == src.target)
+    assert adv["pgd"][1].float().mean() > 0.5
+    with pytest.raises(ParameterError, match="kind"):
+        cd.attack_suite(net, src, {"x": {"kind": "deepfool"}}, progress=False)
+    pool = data.load_dataset("digits", "train")
+    maha = detection.Mahalanobis().fit(detection.penultimate_features(net, pool.x), pool.y)
+    bf_r, lf_r, _ = detection.connectivity_features(net, src.x, pool.x, pool.y, num_refs=2,
+                                                    num_points=5, mahalanobis=maha)
+    feats = {}
+    for name, (xa, ok) in adv.items():
+        bf, lf, _ = detection.connectivity_features(net, xa[ok], pool.x, pool.y, num_refs=2,
+                                                    num_points=5, seed=1, mahalanobis=maha)
+        feats[name] = (bf, lf, np.flatnonzero(ok.numpy()))
+    tab, scores = cd.detector_table((bf_r, lf_r), feats, ["logits", "profile", "mahalanobis"],
+                                    folds=3, n_boot=50)
+    assert set(tab.attack) == set(adv) and len(tab) == 6
+    row = tab[(tab.attack == "pgd") & (tab.detector == "logits")].iloc[0]
+    labels, s = scores["pgd"]["labels"], scores["pgd"]["logits"]
+    assert row.auroc["estimate"] == pytest.approx(stats.auroc(labels, s, num_boot=0).auc)
+    assert row.tpr["estimate"] == pytest.approx(stats.tpr_at_fpr(labels, s))
+    assert row.auroc["n"] == 40
+    # the Wilcoxon test pairs each adversarial example with its own source
+    bf_a, _, rows_a = feats["pgd"]
+    wil = stats.wilcoxon_paired(bf_a.gap.mean(1).numpy(), bf_r.gap.mean(1).numpy()[rows_a],
+                                alternative="greater")
+    assert row.wilcoxon_p == wil["pvalue"]
+
+
+def test_adaptive_study_protocol(digits):
+    net, test = digits
+    src = cd.select_sources(net, test.x, test.y, 40, seed=1)
+    att = {"steps": 60, "lr": 0.05, "warmup": 2}
+    plain = cd.attack_suite(net, src, {"paper": dict(att, kind="optim")},
+                            progress=False)["paper"][0]
+    pool = data.load_dataset("digits", "train")
+    half = len(pool.y) // 2
+    res = cd.adaptive_study(net, src, plain, (pool.x[:half], pool.y[:half]),
+                            (pool.x[half:], pool.y[half:]), penalties=[0.0, 1.0],
+                            detector="logits", num_refs=2, num_points=5, attack=att,
+                            n_boot=50, progress=False)
+    assert res.penalty.tolist() == [0.0, 1.0]
+    zero, one = res.iloc[0], res.iloc[1]
+    # w = 0 is the paper's attack: the retrained detector is the deployed one
+    assert zero.difference["ci"] == [0.0, 0.0]
+    assert zero.auroc_deployed == zero.auroc_retrained
+    assert zero.n_test_adv + zero.auroc_deployed["n"] > 0
+    # the adaptive attacker, who optimises against the deployed detector, beats it while
+    # still reaching its target; a detector retrained on its examples recovers
+    assert one.success["estimate"] > 0.8
+    assert one.auroc_deployed["estimate"] < zero.auroc_deployed["estimate"] - 0.2
+    assert one.auroc_retrained["estimate"] > one.auroc_deployed["estimate"]
+    with pytest.raises(ParameterError, match="one paper-attack example"):
+        cd.adaptive_study(net, src, plain[:3], (pool.x, pool.y), (pool.x, pool.y), [0.0])
+
+
+def test_attack_summary_and_defender_features(digits):
+    net, test = digits
+    src = cd.select_sources(net, test.x, test.y, 20, seed=2)
+    sub = src.select(range(5))
+    assert len(sub) == 5 and torch.equal(sub.index, src.index[:5])
+    adv = cd.attack_suite(net, src, {"pgd": {"kind": "pgd_linf", "eps": 0.3, "steps": 10}},
+                          progress=False)
+    tab = cd.attack_summary(src, adv, n_boot=50)
+    row = tab.iloc[0]
+    assert row.success["estimate"] == pytest.approx(float(adv["pgd"][1].float().mean()))
+    assert 0 < row.linf <= 0.3 + 1e-6 and row.n == int(adv["pgd"][1].sum())
+    pool = data.load_dataset("digits", "train")
+    (bf, lf), feats = cd.defender_features(net, src, adv, (pool.x, pool.y), num_refs=2,
+                                           num_points=5)
+    assert len(bf) == len(lf) == 20
+    b, lg, rows = feats["pgd"]
+    assert np.array_equal(rows, np.flatnonzero(adv["pgd"][1].numpy())) and len(b) == len(rows)
+    # references are of the predicted class, drawn from the given pool
+    assert torch.equal(lg.predicted, training.predict(net, adv["pgd"][0][adv["pgd"][1]]).argmax(1))
+
+
+def test_table_entry_missing_attack_is_an_empty_interval():
+    iv = {"estimate": 0.7, "ci": [0.6, 0.8], "n": 10}
+    tab = pd.DataFrame([{"attack": "a", "detector": "barrier", "auroc": iv}])
+    assert cd.table_entry(tab, "a", "barrier") == iv
+    missing = cd.table_entry(tab, "b", "barrier")
+    assert missing["n"] == 0 and math.isnan(missing["ci"][0])
+    assert report.verdict(missing["ci"], 0.9, ">=") == "inconclusive"
+    assert cd.table_entry(pd.DataFrame(), "a", "barrier")["n"] == 0
+
+
+def test_settings_and_network_specs():
+    s = cs.sweep_settings([0.1, 10.0], [0.5], [4.0])
+    assert list(s) == ["paper", "lambda=10", "stop=0.5 Loss1", "lr=4x", "over-confident"]
+    assert s["lambda=10"] == {"mse_weight": 10.0} and s["over-confident"] == {"stop": None}
+    assert s["lr=4x"]["lr"] == pytest.approx(4 * ab.PAPER_ATTACK["lr"])
+    assert "over-confident" not in cs.sweep_settings(over_confident=False)
+    with pytest.raises(ParameterError):
+        cs.sweep_settings(stop_scales=[0.0])
+    specs = cs.network_specs([42, 28], ["wide", "untrained"], native=28)
+    assert list(specs) == ["small_cnn 28px", "small_cnn 42px", "wide", "untrained"]
+    assert specs["untrained"]["trained"] is False and specs["wide"]["model_kwargs"]["width"] == 64
+    with pytest.raises(ParameterError, match="not known"):
+        cs.network_specs([], ["vit"])
+
+
+def test_functions_receiving_a_model_restore_its_mode_and_use_eval(digits):
+    net, test = digits
+    noisy = torch.nn.Sequential(*net, torch.nn.Dropout(0.5))  # train mode would be random
+    noisy.train()
+    src = cd.select_sources(noisy, test.x, test.y, 12, seed=3)
+    assert noisy.training
+    again = cd.select_sources(noisy, test.x, test.y, 12, seed=3)
+    assert torch.equal(src.index, again.index) and torch.equal(src.stop_loss, again.stop_loss)
+    spec = {"pgd": {"kind": "pgd_linf", "eps": 0.2, "steps": 3, "random_start": False}}
+    a1 = cd.attack_suite(noisy, src, spec, progress=False)["pgd"][0]
+    assert noisy.training and all(m.training for m in noisy.modules())
+    a2 = cd.attack_suite(noisy, src, spec, progress=False)["pgd"][0]
+    assert torch.equal(a1, a2)
+
+
+def test_the_chapter_formats_intervals_with_core_stats():
+    assert stats.format_interval({"estimate": 0.75, "ci": [0.6812, 0.82], "n": 3}) == \
+        "0.75 [0.68, 0.82]"
+
+
+# ----------------------------------------------------------------------------- claims, tables, figures
+def _iv(est, lo, hi, n=10):
+    return stats.interval(est, lo, hi, n)
+
+
+def _adaptive_rows():
+    return pd.DataFrame([{"penalty": 0.0, "n_test_adv": 5, "success": _iv(1.0, 0.9, 1.0),
+                          "l2": _iv(2.0, 1.5, 2.5), "auroc_deployed": _iv(0.9, 0.8, 1.0),
+                          "auroc_retrained": _iv(0.9, 0.8, 1.0), "difference": _iv(0, 0, 0)},
+                         {"penalty": 1.0, "n_test_adv": 4, "success": _iv(0.8, 0.6, 0.9),
+                          "l2": _iv(3.0, 2.5, 3.5), "auroc_deployed": _iv(0.3, 0.1, 0.5),
+                          "auroc_retrained": _iv(0.8, 0.6, 0.9), "difference": _iv(0.5, 0.3, 0.7)}])
+
+
+def test_claims_are_data_with_unique_ids_and_valid_tests():
+    ids = [c["id"] for c in ch04.CLAIMS]
+    assert len(ids) == len(set(ids)) == 7
+    assert ch04.EXPECTED == ["within_low", "adv_gap_higher"]
+    for c in ch04.CLAIMS:
+        assert set(c) == {"id", "statement", "paper", "threshold", "direction", "expected"}
+        assert c["direction"] in (">=", "<=") and isinstance(c["statement"], str) and c["paper"]
+    assert ch04.CLAIMS[0]["threshold"] == pytest.approx(math.log(2))
+
+
+def test_check_claims_reads_each_claim_s_interval_with_negative_controls():
+    summary = {"median_gap_real": _iv(0.1, 0.0, 0.2), "auroc_gap": _iv(0.7, 0.6, 0.8),
+               "median_gap_adv": _iv(0.2, 0.1, 0.3), "auroc_max": _iv(0.4, 0.3, 0.45)}
+    results = ch04.claim_results(summary, _iv(0.95, 0.92, 0.97), _iv(0.1, 0.05, 0.2),
+                                 _adaptive_rows())
+    assert set(results) == {c["id"] for c in ch04.CLAIMS}
+    assert results["adaptive_evades"] == _iv(0.3, 0.1, 0.5)  # the largest penalty's row
+    chapter = report.ChapterReport("04", expected=ch04.EXPECTED, check=True)
+    ch04.check_claims(chapter, results)
+    assert list(chapter.claims) == [c["id"] for c in ch04.CLAIMS]
+    verdicts = {k: v["verdict"] for k, v in chapter.claims.items()}
+    assert verdicts == {"within_low": "reproduced", "adv_gap_higher": "reproduced",
+                        "adv_gap_high": "not reproduced", "adv_max_higher": "not reproduced",
+                        "barrier_detects": "reproduced", "profile_adds": "reproduced",
+                        "adaptive_evades": "reproduced"}
+    assert chapter.claims["within_low"]["statement"] == ch04.CLAIMS[0]["statement"]
+    assert not chapter.failures()
+    # negative control: contradicting results fail the expected claims
+    bad = dict(results, within_low=_iv(2.0, 1.5, 2.5), adv_gap_higher=_iv(0.3, 0.2, 0.4))
+    other = report.ChapterReport("04", expected=ch04.EXPECTED, check=True)
+    ch04.check_claims(other, bad)
+    assert len(other.failures()) == 2
+    with pytest.raises(ValueError, match="no result"):
+        ch04.check_claims(report.ChapterReport("04"), {"within_low": _iv(0, 0, 0)})
+
+
+def test_tables_format_every_interval():
+    summ = {"median_gap_real": _iv(0.1234, 0.1, 0.2), "auroc_gap": _iv(0.7, 0.6, 0.8)}
+    tab = ch04.protocol_table({"pooled": summ, "seeds": summ})
+    assert list(tab.columns) == ["pooled", "seeds"]
+    assert tab.loc["median_gap_real", "pooled"] == "0.123 [0.100, 0.200]"
+    entries = [{"setting": s, **{k: _iv(i, i, i) for k in ch04.SWEEP_COLUMNS}}
+               for i, s in enumerate(["paper", "lambda=10"])]
+    sw = ch04.sweep_table(entries)
+    assert list(sw.columns) == ["setting", *ch04.SWEEP_COLUMNS]
+    assert sw.auroc.tolist() == ["0.000 [0.000, 0.000]", "1.000 [1.000, 1.000]"]
+    nets = [dict(e, network=e["setting"]) for e in entries]
+    nt = ch04.sweep_table(nets, "network", accuracy={"paper": 0.91234, "lambda=10": 0.5})
+    assert list(nt.columns[:2]) == ["network", "test accuracy"]
+    assert nt["test accuracy"].tolist() == [0.912, 0.5]
+    gt = ch04.gain_table({"a": _iv(0.1, 0.0, 0.2)}, pd.Series({"a": 0.01234}))
+    assert gt.iloc[0].tolist() == ["0.100 [0.000, 0.200]", "0.012"]
+    at = ch04.adaptive_table(_adaptive_rows())
+    assert at.auroc_deployed.tolist() == ["0.90 [0.80, 1.00]", "0.30 [0.10, 0.50]"]
+    assert at.penalty.tolist() == [0.0, 1.0]
+    assert ch04.interval_table(entries, ["rho"], "setting", digits=1).rho.tolist() == \
+        ["0.0 [0.0, 0.0]", "1.0 [1.0, 1.0]"]
+
+
+def test_figures_draw_what_they_are_given(digits):
+    import matplotlib.pyplot as plt
+
+    net, test = digits
+    pairs = ab.paper_pairs(test.x, test.y, pairs_per_class=1, seed=0)
+    df, k_adv = ab.paired_barriers(net, pairs, num_points=5, attack=TINY, return_adversarial=True)
+    fig = ch04.barrier_boxes(df)
+    assert fig.axes[0].get_ylabel().startswith("cross-entropy")
+    fig = ch04.path_profiles(net, pairs, k_adv, 1, 5)
+    assert [a.get_title() for a in fig.axes] == ["A to B (within-class)",
+                                                 "A to K' (real-adversarial)",
+                                                 "A to K (clean source)"]
+    entries = [{"setting": s, "median_gap": _iv(i, i - 0.1, i + 0.1), "auroc": _iv(0.6, 0.5, 0.7)}
+               for i, s in enumerate(["a", "b"])]
+    fig = ch04.sweep_figure(entries, [0.1, 0.2], "rho", annotate="setting")
+    assert len(fig.axes) == 2 and fig.axes[0].get_xscale() == "log"
+    assert [t.get_text() for t in fig.axes[0].texts] == ["a", "b"]
+    table = pd.DataFrame([{"attack": a, "detector": d, "auroc": _iv(0.7, 0.6, 0.8)}
+                          for a in ("x", "y") for d in ("barrier", "logits")])
+    fig = ch04.detector_figure(table, ["barrier", "logits"])
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["x", "y"]
+    fig = ch04.adaptive_figure(_adaptive_rows())
+    assert [t.get_text() for t in fig.axes[0].texts] == ["w=0", "w=1"]
+    plt.close("all")
