@@ -131,3 +131,15 @@ def test_trend_robust_correlation_removes_a_shared_trend():
     assert det["ci"][0] < 0 < det["ci"][1]
     with pytest.raises(ValueError, match="method"):
         stats.trend_robust_correlation(x, y, method="wiggle")
+
+
+def test_format_interval_and_interval_word():
+    iv = {"estimate": 0.5, "ci": [0.2, 0.8], "n": 3}
+    assert stats.format_interval(iv) == "0.50 [0.20, 0.80]"
+    assert stats.format_interval({"estimate": 1.0, "ci": [float("nan")] * 2, "n": 1},
+                                 1) == "1.0 [n/a, n/a]"
+    assert stats.interval_word(iv, "up", "down", "flat") == "up"
+    assert stats.interval_word(iv, "up", "down", "flat", threshold=0.5) == "flat"
+    assert stats.interval_word(iv, "up", "down", "flat", threshold=0.9) == "down"
+    assert stats.interval_word({"estimate": 1.0, "ci": [float("nan")] * 2, "n": 1},
+                               "up", "down", "flat") == "flat"
