@@ -137,7 +137,7 @@ def estimate(chapter: str, p: dict, q: dict) -> Chapter:
         c.items.append((f"host CPU (upper bound): cpu-profile time x {ratio:.0f}",
                         CPU_CH04_S * ratio))
     elif chapter == "05":
-        from mcutils.repair import METHODS, repair_budget
+        from mcutils.chapters.ch05_protocol import METHODS, repair_budget
 
         c.training("train 2 clean + 2 backdoored VGG-16 ends", m, 4 * e)
 

@@ -217,3 +217,15 @@ def test_auroc_matches_sklearn_with_ties():
     y = rng.integers(0, 2, 200)
     s = np.round(rng.normal(size=200) + y, 1)  # many ties
     assert abs(stats.auroc(y, s, num_boot=0).auc - roc_auc_score(y, s)) < 1e-12
+
+
+def test_format_interval_and_interval_word():
+    iv = {"estimate": 0.5, "ci": [0.2, 0.8], "n": 3}
+    assert stats.format_interval(iv) == "0.50 [0.20, 0.80]"
+    assert stats.format_interval({"estimate": 1.0, "ci": [float("nan")] * 2, "n": 1},
+                                 1) == "1.0 [n/a, n/a]"
+    assert stats.interval_word(iv, "up", "down", "flat") == "up"
+    assert stats.interval_word(iv, "up", "down", "flat", threshold=0.5) == "flat"
+    assert stats.interval_word(iv, "up", "down", "flat", threshold=0.9) == "down"
+    assert stats.interval_word({"estimate": 1.0, "ci": [float("nan")] * 2, "n": 1},
+                               "up", "down", "flat") == "flat"

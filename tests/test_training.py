@@ -150,3 +150,55 @@ def test_predict_and_evaluate_restore_the_model_when_the_forward_fails(fn):
 def test_predict_rejects_bad_batch_size(digits):
     with pytest.raises(ParameterError, match="batch_size"):
         training.predict(_net(), digits[1].x[:4], batch_size=0)
+
+
+def test_sgd_steps_takes_exact_steps_cycling_the_loader(digits):
+    train_set, _ = digits
+    small = train_set.subset(torch.arange(100))
+    loader = data.TensorLoader(small, 32)  # 4 batches: 10 steps cycle it 2.5 times
+    seen = []
+
+    class Counting:
+        def __iter__(self):
+            for x, y in loader:
+                seen.append(len(x))
+                yield x, y
+
+    net = _net()
+    before = training.evaluate(net, data.TensorLoader(small, 100))["loss"]
+    out = training.sgd_steps(net, Counting(), steps=10, lr=0.05, progress=False)
+    assert out is None and not net.training
+    # the batches in order, the loader re-iterated when exhausted (the generator may pull
+    # one batch past the last step; the step count itself is checked through lr_factor)
+    assert seen[:10] == [32, 32, 32, 4] * 2 + [32, 32]
+    assert training.evaluate(net, data.TensorLoader(small, 100))["loss"] < before
+    with pytest.raises(ParameterError, match="empty"):
+        training.sgd_steps(_net(), [], steps=1, lr=0.1, progress=False)
+    with pytest.raises(ParameterError):
+        training.sgd_steps(_net(), loader, steps=1, lr=0.1, optimizer="rmsprop")
+    with pytest.raises(ParameterError):
+        training.sgd_steps(_net(), loader, steps=-1, lr=0.1)
+    with pytest.raises(ParameterError):
+        training.sgd_steps(_net(), loader, steps=1, lr=0.0)
+
+
+def test_sgd_steps_lr_factor_is_per_step_and_seeded(digits):
+    train_set, _ = digits
+    loader = data.TensorLoader(train_set.subset(torch.arange(64)), 16)
+    # a zero factor: the optimiser steps but the weights do not move
+    frozen = _net()
+    start = [p.detach().clone() for p in frozen.parameters()]
+    training.sgd_steps(frozen, loader, steps=3, lr=0.1, lr_factor=lambda k: 0.0,
+                       progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(frozen.parameters(), start))
+    # the factor is called with the step index (0 at construction, then after each step)
+    calls = []
+    training.sgd_steps(_net(), loader, steps=3, lr=0.1,
+                       lr_factor=lambda k: calls.append(k) or 1.0, progress=False)
+    assert calls == [0, 1, 2, 3]
+    # same seed, same weights (dropout and other randomness are seeded); Adam works too
+    nets = [_net(), _net()]
+    for net in nets:
+        training.sgd_steps(net, loader, steps=4, lr=0.01, optimizer="adam", seed=3,
+                           weight_decay=1e-3, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(*(n.parameters() for n in nets)))

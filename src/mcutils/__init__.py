@@ -7,7 +7,7 @@ One layered package; every import runs downward and a file's folder tells its la
 * :mod:`mcutils.data`, :mod:`mcutils.models`: the registries;
 * :mod:`mcutils.training`: the training loop, schedules and optimizers;
 * the science: curves, attacks, hessian, inputspace, percolation, detection, backdoor,
-  faults, repair, plus the chapter orchestration still to move to a chapters layer;
+  faults, repair, pruning, plus the chapter orchestration still to move to a chapters layer;
 * :mod:`mcutils.tooling`: the runners and the book's checks (``python -m mcutils.book``,
   ``python -m mcutils.gpucheck`` are their commands).
 
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "core", "data", "models", "training", "plotting", "params", "tooling",
     "inputspace", "percolation", "attacks", "detection", "curves", "backdoor",
-    "faults", "hessian", "repair", "advbarriers", "robustpath", "planted", "zoo",
+    "faults", "hessian", "repair", "pruning", "advbarriers", "robustpath", "planted", "zoo",
 }
 
 

@@ -19,6 +19,9 @@ Used by every chapter (00-06): each asks for its classifier through
 :func:`predict` labels inputs in chapters 00-04, :func:`evaluate` measures the repaired
 models of chapter 05, and :func:`train` follows networks from initialisation in
 chapter 03 (adversarial training of chapter 06 goes through ``trained_model``).
+:func:`sgd_steps`, a budget in optimiser steps rather than epochs with a per-step
+learning-rate factor, trains the repair baselines of chapter 05
+(:func:`mcutils.repair.fine_tune`).
 :func:`predict` and :func:`evaluate` leave the caller's model in its own mode and on its
 own device.
 """
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +44,8 @@ from mcutils.core.checks import ParameterError, check_positive
 from mcutils.core.runtime import EvalMode, get_device, prepare, prepared
 from mcutils.core.tensors import bview
 
-__all__ = ["train", "evaluate", "predict", "rng_state", "set_rng_state", "MaskedAdam",
-           "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["train", "sgd_steps", "evaluate", "predict", "rng_state", "set_rng_state",
+           "MaskedAdam", "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = (None, "cosine", "step")
@@ -217,6 +220,92 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
     layout.close()
     model.eval()
     return history
+
+
+def _take(loader: Iterable, steps: int) -> Iterator:
+    """Cycle through ``loader`` for ``steps`` batches."""
+    done = 0
+    while done < steps:
+        empty = True
+        for batch in loader:
+            empty = False
+            if done >= steps:
+                return
+            yield batch
+            done += 1
+        if empty:
+            raise ParameterError("the loader is empty")
+
+
+def sgd_steps(model: nn.Module, loader: Iterable, steps: int, lr: float,
+              optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 0.0,
+              lr_factor: Callable[[int], float] | None = None,
+              device: str | torch.device = "cpu", seed: int = 0, progress: bool = False,
+              desc: str = "sgd steps", channels_last: bool | None = None) -> None:
+    """Train ``model`` in place for exactly ``steps`` optimiser steps of cross-entropy.
+
+    Unlike :func:`train`, the budget is a number of steps: ``loader`` is cycled through
+    (re-iterated when exhausted, so a small data set gives many short epochs), and the
+    learning rate follows a per-step factor (the schedules of
+    :func:`mcutils.curves.lr_factor` are passed this way) rather than a named schedule.
+
+    Args:
+        model: the model (moved to ``device``, trained in place, left in eval mode).
+        loader: ``(x, y)`` batches; must not be empty.
+        steps: optimiser steps (0: nothing is trained).
+        lr: learning rate.
+        optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"``.
+        momentum: SGD momentum.
+        weight_decay: the optimiser's L2 term (the gradient of
+            ``weight_decay / 2 * ||w||^2``).
+        lr_factor: ``k -> factor``, the learning rate at step ``k`` is ``lr * factor``
+            (a :class:`torch.optim.lr_scheduler.LambdaLR`, stepped after every step);
+            ``None``: constant.
+        device: where to train.
+        seed: seeds torch's global generator first (dropout and other randomness of the
+            steps).
+        progress: show a tqdm bar labelled ``desc``.
+        channels_last: memory format while training (default: the machine's training
+            plan, :func:`mcutils.core.runtime.prepare`, chosen at the first batch as in
+            :func:`train`); it changes results at float rounding only, and the weights'
+            layout is restored afterwards.
+
+    Only parameters with ``requires_grad`` are optimised; gradient hooks registered on
+    the parameters (e.g. :func:`mcutils.pruning.masked_grad_hooks`) act on every step.
+
+    Raises:
+        ParameterError: bad options, or an empty loader.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ParameterError(f"optimizer={optimizer!r} is not known; valid values: {OPTIMIZERS}")
+    if steps < 0 or lr <= 0 or weight_decay < 0:
+        raise ParameterError(f"need steps >= 0, lr > 0 and weight_decay >= 0 "
+                             f"(got {steps}, {lr}, {weight_decay})")
+    device = get_device(device)
+    torch.manual_seed(seed)
+    model.to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt: torch.optim.Optimizer
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lr_factor) if lr_factor is not None
+             else None)
+    plan = None
+    with contextlib.ExitStack() as layout:
+        for x, y in tqdm(_take(loader, steps), total=steps, desc=desc, disable=not progress,
+                         leave=False):
+            if plan is None:
+                plan = prepare(model, x, device, channels_last=channels_last, purpose="train")
+                layout.enter_context(prepared(model, plan))
+            loss = F.cross_entropy(model(plan.input(x)), y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+    model.eval()
 
 
 def _save_epoch(path: Path, settings: dict[str, Any], epoch: int, step: int, model: nn.Module,

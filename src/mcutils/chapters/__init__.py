@@ -1,8 +1,10 @@
-"""The chapters layer: one module per chapter, holding everything the chapter decides.
+"""The chapters layer: everything a chapter decides, in modules named after it
+(``chNN_<topic>``; a long chapter splits into several, such as chapter 05's protocol and
+its claims).
 
 A chapter module owns its orchestration (sweeps, selections), its claims and their
 controls, its tables and figures; the notebook only calls it. It imports the science,
 training, registries and core below it, and nothing imports it but the notebooks and
-the tooling. Used by chapters 04 and 05 so far (the others still call the science
+the tooling. Used by chapters 02, 04 and 05 so far (the others still call the science
 modules directly).
 """

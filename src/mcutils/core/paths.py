@@ -3,6 +3,8 @@
 ``MCUTILS_ROOT`` overrides the repository root (found from the working folder, else from
 this file); ``MCUTILS_CACHE`` overrides the cache folder (default ``.cache/mcutils`` in
 the repository).
+
+Used by every chapter, through the cache and the profiles.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from mcutils.inputspace._common import BARRIER_KINDS, DEFAULT_BATCH_SIZE  # noqa
 from mcutils.inputspace.bypass import (
     BYPASS_PAPER,
     FREE_PAPER,
+    PROJECTIONS,
     ConnectResult,
     bypass_barrier,
     connect,
@@ -70,6 +71,7 @@ from mcutils.inputspace.paths import (
 from mcutils.inputspace.synthesis import (
     FVO_PAPER,
     FVO_PAPER_EVOLUTION,
+    SPACES,
     SyntheticPairs,
     input_normalization,
     synthesize,
@@ -78,6 +80,8 @@ from mcutils.inputspace.synthesis import (
 )
 
 __all__ = [
+    "PROJECTIONS",
+    "SPACES",
     "interpolate",
     "linear_path",
     "interpolated_inputs",

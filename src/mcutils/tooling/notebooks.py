@@ -3,6 +3,8 @@ from a profile, and their code cells, read from the JSON without nbformat.
 
 Used by the runners (:mod:`mcutils.tooling.runner`, :mod:`mcutils.tooling.gpucheck`) and
 the tests that keep each notebook's defaults equal to ``profiles/cpu.yaml``.
+
+Used by the tooling, not by the chapters.
 """
 
 from __future__ import annotations

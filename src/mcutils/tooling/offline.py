@@ -2,6 +2,8 @@
 
 ``make html`` ends with this check, so the book (maths included) renders offline;
 ``python -m mcutils.book offline _build/html`` lists offenders.
+
+Used by the tooling, not by the chapters.
 """
 
 from __future__ import annotations

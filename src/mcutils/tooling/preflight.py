@@ -5,6 +5,8 @@ chapters name are on disk, or are downloaded (when the profile lists them under
 ``download``) with checksums verified (:func:`mcutils.data.ensure_datasets`);
 ImageNet-pretrained torchvision weights are where torchvision looks for them
 (:func:`mcutils.data.pretrained_weights_file`); image folders exist.
+
+Run before the chapters, not by the chapters.
 """
 
 from __future__ import annotations

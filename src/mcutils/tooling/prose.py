@@ -4,6 +4,8 @@
 inside a ``{glue}`` role, except the paper values and parameter defaults allowed in
 ``book/allowed_numbers.yml`` (:func:`load_allowed_numbers`). ``make test`` runs it
 through ``tests/test_prose.py``; ``python -m mcutils.book prose`` lists offenders.
+
+It reads every chapter, and is not used by the chapters.
 """
 
 from __future__ import annotations

@@ -1,0 +1,115 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from mcutils.chapters import ch05_repair
+from mcutils.core.checks import ParameterError
+
+
+def test_share_text():
+    assert ch05_repair.share_text([200 / 7900, 50 / 7900, 100 / 7900]) == "0.63% to 2.5%"
+    assert ch05_repair.share_text([0.5, 0.5]) == "50%"
+    assert ch05_repair.share_text([1.0]) == "100%"
+    with pytest.raises(ParameterError):
+        ch05_repair.share_text([])
+    with pytest.raises(ParameterError):
+        ch05_repair.share_text([float("nan")])
+
+
+def test_paired_seed_difference_and_frontier_plot():
+    rows = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "n": [10] * 6,
+                         "seed": [0, 1, 2] * 2, "accuracy": [0.9, 0.8, 0.85, 0.7, 0.6, 0.66],
+                         "asr": [0.1, 0.2, 0.1, 0.9, 0.8, 0.9]})
+    d = ch05_repair.paired_seed_difference(rows, "a", "b", 10, "accuracy")
+    assert d["estimate"] == pytest.approx(np.mean([0.2, 0.2, 0.19]))
+    assert d["n"] == 3 and d["ci"][0] < d["estimate"] < d["ci"][1]
+    with pytest.raises(ParameterError):
+        ch05_repair.paired_seed_difference(rows, "a", "c", 10, "accuracy")
+    fig = ch05_repair.plot_frontier(ch05_repair.sweep_summary(rows), floor=0.05)
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 1
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _fake_rows(curve_asr, curve_acc, other_asr, other_acc, n=(100, 2500), seeds=(0, 1, 2)):
+    rng = np.random.default_rng(0)
+    rows = []
+    for m in ("bezier", "bezier (middle)", "polychain", "fine_tune", "fine_prune", "scratch",
+              "noise"):
+        for nn_ in n:
+            for s in seeds:
+                curve = m in ("bezier", "bezier (middle)", "polychain")
+                rows.append(dict(method=m, n=nn_, seed=s,
+                                 asr=(curve_asr if curve else other_asr) + 0.01 * rng.random(),
+                                 accuracy=(curve_acc if curve else other_acc)
+                                 + 0.01 * rng.random(),
+                                 fault_success=curve_asr if curve else other_asr))
+    return pd.DataFrame(rows)
+
+
+def test_repair_claims_verdicts_follow_the_data():
+    """Positive control: a curve that removes the backdoor and keeps accuracy while the
+    baselines do neither gives 'reproduced' everywhere. Negative control: contradicting
+    data (the curve keeps the backdoor and loses accuracy, baselines repair) gives 'not
+    reproduced' for every claim."""
+    from mcutils.core.report import verdict
+
+    good = _fake_rows(curve_asr=0.02, curve_acc=0.86, other_asr=0.9, other_acc=0.5)
+    bad = _fake_rows(curve_asr=0.9, curve_acc=0.5, other_asr=0.02, other_acc=0.86)
+    for rows, want in ((good, "reproduced"), (bad, "not reproduced")):
+        claims = ch05_repair.repair_claims(rows, end_accuracy=0.87, small_n=100, large_n=2500,
+                                           fault_rows=rows, aware_rows=rows)
+        ids = [c["claim_id"] for c in claims]
+        assert len(ids) == len(set(ids)) == 12
+        for c in claims:
+            got = verdict(c["result"]["ci"], c["threshold"], c["direction"])
+            assert got == want, (c["claim_id"], c["result"])
+            assert c["result"]["n"] == 3
+    with pytest.raises(ParameterError):
+        ch05_repair.repair_claims(good, 0.87, small_n=50, large_n=2500)
+
+
+def test_plot_vs_n():
+    iv = {"estimate": 0.5, "ci": [0.2, 0.8], "n": 3}
+    ax = ch05_repair.plot_vs_n({"a": {25: iv, 100: iv}}, floor=0.1)
+    assert len(ax.lines) >= 2
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_middle_gap():
+    prof = pd.DataFrame({"method": "bezier", "n": 10, "seed": np.repeat([0, 1, 2], 3),
+                         "t": [0.0, 0.5, 1.0] * 3,
+                         "accuracy": [0.8, 0.7, 0.9, 0.85, 0.8, 0.8, 0.9, 0.6, 0.7]})
+    g = ch05_repair.middle_gap(prof, "bezier", 10)
+    assert g["estimate"] == pytest.approx(np.mean([-0.2, -0.05, -0.3])) and g["n"] == 3
+    with pytest.raises(ParameterError):
+        ch05_repair.middle_gap(prof, "polychain", 10)
+    with pytest.raises(ParameterError):
+        ch05_repair.middle_gap(prof, "bezier", 10, t=0.25)
+
+
+def test_claims_are_data_and_fill_their_statements():
+    """Every claim of CLAIMS is measured once, in order, with its statement filled from the
+    settings (no placeholder left) and the paper's reference in front of its finding."""
+    rows = _fake_rows(curve_asr=0.02, curve_acc=0.86, other_asr=0.9, other_acc=0.5)
+    ids = [c["claim_id"] for c in ch05_repair.CLAIMS]
+    assert len(ids) == len(set(ids))
+    claims = ch05_repair.repair_claims(rows, 0.87, 100, 2500, fault_rows=rows[rows.n == 100],
+                                       aware_rows=rows, asr_max=0.07, max_drop=0.03)
+    assert [c["claim_id"] for c in claims] == ids
+    by_id = {c["claim_id"]: c for c in claims}
+    assert by_id["curve_keeps_accuracy"]["threshold"] == -0.03
+    assert by_id["curve_keeps_accuracy"]["statement"] == (
+        "with 2500 bonafide images the Bezier curve at the defender's t loses at most 0.03 "
+        "clean accuracy against the better end")
+    assert by_id["curve_removes_faults"]["statement"].startswith("with 100 bonafide images")
+    assert by_id["finetune_keeps_backdoor"]["statement"].endswith("(ASR >= 0.5)")
+    for c in claims:
+        assert "{" not in c["statement"] and c["paper"].startswith(ch05_repair.PAPER + ": ")
+    # the sweeps not given are skipped, not guessed
+    plain = ch05_repair.repair_claims(rows, 0.87, 100, 2500)
+    assert [c["claim_id"] for c in plain] == [i for i in ids if i not in
+                                              ("curve_removes_faults", "path_aware_repaired")]
