@@ -1,5 +1,6 @@
 """Tests of the paper-protocol options (units, smoothness penalty, gradient projection) and
-of the chapter orchestration in mcutils.inputspace.studies, at tiny sizes.
+of the chapter orchestration in mcutils.chapters.ch01_input_space and ch03_untrained, at
+tiny sizes.
 
 Every expected claim of chapters 01 and 03 has a negative control here: data that
 contradict the claim must not give the verdict ``reproduced``.
@@ -17,7 +18,8 @@ import torch.nn.functional as F
 
 from mcutils import inputspace as ins
 from mcutils.core.checks import ParameterError
-from mcutils.inputspace import studies
+from mcutils.chapters import ch01_input_space as ch01
+from mcutils.chapters import ch03_untrained as ch03
 from mcutils.models import build_model
 from mcutils.planted import bump_pairs as planted
 
@@ -157,16 +159,16 @@ def test_bypass_normalized_box_keeps_pixels_in_range():
 
 def test_connect_sets_equals_connecting_each_set_alone():
     model, a, c, y = planted()
-    sets = {("s", 0): studies.PairSet(a[:2], c[:2], y[:2]), ("s", 1): studies.PairSet(a[2:], c[2:], y[2:])}
+    sets = {("s", 0): ch01.PairSet(a[:2], c[:2], y[:2]), ("s", 1): ch01.PairSet(a[2:], c[2:], y[2:])}
     kw = dict(max_rounds=2, steps=40, lr=0.02, num_points=None)
-    both = studies.connect_sets(model, sets, tol=0.1, **kw)
+    both = ch01.connect_sets(model, sets, tol=0.1, **kw)
     for key, ps in sets.items():
         alone = ins.connect(model, ps.a, ps.c, ps.targets, tol=0.1, **kw)
         assert torch.allclose(both[key].barriers, alone.barriers, atol=1e-5)
         assert both[key].connected_by_round == pytest.approx(alone.connected_by_round)
         assert all(torch.allclose(u, v, atol=1e-5) for u, v in zip(both[key].vertices, alone.vertices))
     with pytest.raises(ParameterError):
-        studies.split_result(both["s", 0], [5], 0.1)
+        ch01.split_result(both["s", 0], [5], 0.1)
 
 
 def test_make_pair_sets_gives_four_same_class_kinds():
@@ -176,55 +178,55 @@ def test_make_pair_sets_gives_four_same_class_kinds():
         for p in model.parameters():
             p.mul_(3.0)
     x = torch.rand(60, 1, 6, 6, generator=torch.Generator().manual_seed(0))
-    y = studies.predict_labels(model, x)
+    y = ch01.predict_labels(model, x)
     synth = dict(steps=200, stop_loss=0.05)
-    sets, syn = studies.make_pair_sets(model, x, y, 2, 1, seeds=[0, 1], synth=synth)
-    assert set(sets) == {(s, k) for s in (0, 1) for k in studies.KINDS}
+    sets, syn = ch01.make_pair_sets(model, x, y, 2, 1, seeds=[0, 1], synth=synth)
+    assert set(sets) == {(s, k) for s in (0, 1) for k in ch01.KINDS}
     assert len(sets[0, "real-real"]) == 2 * len(y.unique())
     for (_, kind), ps in sets.items():
         if kind.startswith("real"):  # the first input is a real one of the pair's class
             rows = [int((x == v).flatten(1).all(1).nonzero()[0]) for v in ps.a]
             assert (y[rows] == ps.targets).all()
-        assert (studies.predict_labels(model, ps.c) == ps.targets).all()
+        assert (ch01.predict_labels(model, ps.c) == ps.targets).all()
     assert set(syn) == {0, 1} and len(syn[0]) == len(y.unique())
     assert not torch.equal(sets[0, "real-real"].a, sets[1, "real-real"].a)
-    again, _ = studies.make_pair_sets(model, x, y, 2, 1, seeds=[0], synth=synth)
+    again, _ = ch01.make_pair_sets(model, x, y, 2, 1, seeds=[0], synth=synth)
     assert torch.equal(again[0, "real-synthetic"].c, sets[0, "real-synthetic"].c)
-    summ = studies.synthesis_summary(syn, model, 0.05)
+    summ = ch01.synthesis_summary(syn, model, 0.05)
     assert summ["inputs"] == 4 * len(y.unique()) and summ["reached"] == 1.0
     assert summ["steps_max"] < 200 and 0 <= summ["outside"] <= 1
     assert set(summ["tv_ratio"]) == {"estimate", "ci", "n"}
     with pytest.raises(ParameterError):
-        studies.synthesis_summary({}, model, 0.05)
-    merged = studies.merge_sets(sets, "real-real")
+        ch01.synthesis_summary({}, model, 0.05)
+    merged = ch01.merge_sets(sets, "real-real")
     assert len(merged) == 2 * len(sets[0, "real-real"])
     with pytest.raises(ParameterError):
-        studies.merge_sets(sets, "other")
+        ch01.merge_sets(sets, "other")
 
 
 @pytest.fixture(scope="module")
 def planted_table():
     model, a, c, y = planted()
-    sets = {(0, "real-real"): studies.PairSet(a, c, y), (0, "real-synthetic"): studies.PairSet(a, a + 1e-3, y)}
-    res = studies.connect_sets(model, sets, tol=0.1, max_rounds=2, steps=60, lr=0.02, num_points=None)
-    return studies.pair_table(res, sets, ["seed", "kind"]), res
+    sets = {(0, "real-real"): ch01.PairSet(a, c, y), (0, "real-synthetic"): ch01.PairSet(a, a + 1e-3, y)}
+    res = ch01.connect_sets(model, sets, tol=0.1, max_rounds=2, steps=60, lr=0.02, num_points=None)
+    return ch01.pair_table(res, sets, ["seed", "kind"]), res
 
 
 def test_pair_table_and_tolerance_curve(planted_table):
     tab, res = planted_table
-    assert studies.round_columns(tab) == ["round_0", "round_1", "round_2"]
+    assert ch01.round_columns(tab) == ["round_0", "round_1", "round_2"]
     real = tab[tab.kind == "real-real"]
     assert np.allclose(real["round_0"], res[0, "real-real"].linear_barriers.numpy(), atol=1e-6)
     assert (real["rel_length"] > 1).all() and (real["vertices"] >= 3).all()
     assert (tab[tab.kind == "real-synthetic"]["rounds_needed"] == 0).all()
-    curve = studies.tolerance_curve(tab, [0.01, 0.1, 10.0], n_boot=50)
+    curve = ch01.tolerance_curve(tab, [0.01, 0.1, 10.0], n_boot=50)
     for (kind, r), sub in curve.groupby(["kind", "round"]):
         est = sub.sort_values("tol")["estimate"].to_numpy()
         assert (np.diff(est) >= 0).all()  # a looser tolerance never connects fewer pairs
         assert ((sub["lo"] <= sub["estimate"] + 1e-12) & (sub["estimate"] <= sub["hi"] + 1e-12)).all()
     real0 = curve[(curve.kind == "real-real") & (curve["round"] == 0) & (curve.tol == 0.1)]
     assert real0["estimate"].item() == 0.0  # the planted barrier is there on the straight line
-    summary = studies.kind_summary(tab, 0.1)
+    summary = ch01.kind_summary(tab, 0.1)
     assert summary.set_index("kind").loc["real-real", "barrier_frac"] == 1.0
 
 
@@ -239,17 +241,17 @@ def _table(kind_rows):
 
 def test_connectivity_claims_reproduced_on_supporting_data():
     rows = [("real-real", 0.5, 0.0, 1, 1.01)] * 30 + [("real-real", 0.0, 0.0, 0, 1.0)] * 30
-    rows += [(k, 0.0, 0.0, 0, 1.0) for k in studies.KINDS[1:] for _ in range(30)]
-    v = studies.claim_verdicts(studies.connectivity_claims(_table(rows), 0.01))
+    rows += [(k, 0.0, 0.0, 0, 1.0) for k in ch01.KINDS[1:] for _ in range(30)]
+    v = ch01.claim_verdicts(ch01.connectivity_claims(_table(rows), 0.01))
     assert v == {k: "reproduced" for k in v}
 
 
 def test_connectivity_claims_negative_controls():
     """Contradicting data: real pairs stay disconnected, bypassed paths are long."""
     rows = [("real-real", 0.5, 0.5, -1, 1.5)] * 20 + [("real-real", 0.5, 0.0, 2, 1.6)] * 20
-    rows += [(k, 0.5, 0.5, -1, 1.0) for k in studies.KINDS[1:] for _ in range(20)]
-    claims = studies.connectivity_claims(_table(rows), 0.01)
-    v = studies.claim_verdicts(claims)
+    rows += [(k, 0.5, 0.5, -1, 1.0) for k in ch01.KINDS[1:] for _ in range(20)]
+    claims = ch01.connectivity_claims(_table(rows), 0.01)
+    v = ch01.claim_verdicts(claims)
     for cid in ("real_connected", "interpolated_connected", "real_synthetic_connected",
                 "synthetic_connected", "one_round", "near_linear"):
         assert v[cid] == "not reproduced", (cid, claims[cid]["result"])
@@ -258,10 +260,10 @@ def test_connectivity_claims_negative_controls():
 def test_connectivity_claim_fails_end_to_end_without_bypass():
     """A model with a planted barrier and no bypass rounds: the connectivity claim fails."""
     model, a, c, y = planted()
-    sets = {(0, "real-real"): studies.PairSet(a, c, y)}
-    res = studies.connect_sets(model, sets, tol=0.01, max_rounds=0, num_points=None)
-    tab = studies.pair_table(res, sets, ["seed", "kind"])
-    v = studies.claim_verdicts(studies.connectivity_claims(tab, 0.01))
+    sets = {(0, "real-real"): ch01.PairSet(a, c, y)}
+    res = ch01.connect_sets(model, sets, tol=0.01, max_rounds=0, num_points=None)
+    tab = ch01.pair_table(res, sets, ["seed", "kind"])
+    v = ch01.claim_verdicts(ch01.connectivity_claims(tab, 0.01))
     assert v["real_connected"] == "not reproduced"
     assert v["synthetic_connected"] == "inconclusive"  # no unit at all
 
@@ -269,12 +271,12 @@ def test_connectivity_claim_fails_end_to_end_without_bypass():
 def test_two_sample_ci_and_effect_word():
     a = np.full(30, 2.0) + np.linspace(0, 0.1, 30)
     b = np.full(30, 1.0) + np.linspace(0, 0.1, 30)
-    iv = studies.two_sample_ci(a, b, np.mean, n_boot=200)
-    assert iv["ci"][0] > 0.8 and studies.effect_word(iv) == "higher"
-    assert studies.effect_word(studies.two_sample_ci(b, a, np.mean, n_boot=200)) == "lower"
-    assert studies.effect_word({"ci": [-0.1, 0.2]}) == "indistinguishable"
+    iv = ch01.two_sample_ci(a, b, np.mean, n_boot=200)
+    assert iv["ci"][0] > 0.8 and ch01.effect_word(iv) == "higher"
+    assert ch01.effect_word(ch01.two_sample_ci(b, a, np.mean, n_boot=200)) == "lower"
+    assert ch01.effect_word({"ci": [-0.1, 0.2]}) == "indistinguishable"
     with pytest.raises(ParameterError):
-        studies.two_sample_ci([], b)
+        ch01.two_sample_ci([], b)
 
 
 # ------------------------------------------------------------------ chapter 03 orchestration
@@ -293,17 +295,17 @@ def _untrained_table(connected: bool, barrier: bool, models=("small_cnn", "resne
 
 
 def test_untrained_claims_reproduced_and_negative_controls():
-    good = studies.claim_verdicts(studies.untrained_claims(_untrained_table(True, True), 0.01))
+    good = ch01.claim_verdicts(ch03.untrained_claims(_untrained_table(True, True), 0.01))
     assert good["connected_small_cnn"] == good["connected_pooled"] == "reproduced"
     assert good["straight_barriers"] == "reproduced"
-    bad = studies.claim_verdicts(studies.untrained_claims(_untrained_table(False, False), 0.01))
+    bad = ch01.claim_verdicts(ch03.untrained_claims(_untrained_table(False, False), 0.01))
     for cid in ("connected_small_cnn", "connected_resnet18_cifar", "connected_pooled",
                 "straight_barriers"):
         assert bad[cid] == "not reproduced", cid
     # a trained network with longer paths contradicts "trained paths are straighter"
     tab = _untrained_table(True, True)
     tr = tab[tab.model == "small_cnn"].assign(model="trained", rel_length=2.0)
-    v = studies.claim_verdicts(studies.untrained_claims(pd.concat([tab, tr]), 0.01,
+    v = ch01.claim_verdicts(ch03.untrained_claims(pd.concat([tab, tr]), 0.01,
                                                         trained_label="trained"))
     assert v["trained_straighter"] == "not reproduced"
     assert "connected_trained" not in v
@@ -313,8 +315,8 @@ def test_pooled_verdict_follows_the_intervals():
     """One model connected and one not: the pooled claim is not reproduced at 0.9."""
     tab = pd.concat([_untrained_table(True, True, ("small_cnn",)),
                      _untrained_table(False, True, ("resnet18_cifar",))])
-    claims = studies.untrained_claims(tab, 0.01)
-    v = studies.claim_verdicts(claims)
+    claims = ch03.untrained_claims(tab, 0.01)
+    v = ch01.claim_verdicts(claims)
     assert v["connected_small_cnn"] == "reproduced"
     assert v["connected_resnet18_cifar"] == "not reproduced"
     assert v["connected_pooled"] == "not reproduced"
@@ -322,9 +324,9 @@ def test_pooled_verdict_follows_the_intervals():
 
 
 def test_build_untrained_is_seeded():
-    a = studies.build_untrained("small_cnn", "digits", 3, width=4, hidden=8)
-    b = studies.build_untrained("small_cnn", "digits", 3, width=4, hidden=8)
-    c = studies.build_untrained("small_cnn", "digits", 4, width=4, hidden=8)
+    a = ch03.build_untrained("small_cnn", "digits", 3, width=4, hidden=8)
+    b = ch03.build_untrained("small_cnn", "digits", 3, width=4, hidden=8)
+    c = ch03.build_untrained("small_cnn", "digits", 4, width=4, hidden=8)
     pa, pb, pc = (torch.cat([p.flatten() for p in m.parameters()]) for m in (a, b, c))
     assert torch.equal(pa, pb) and not torch.equal(pa, pc) and not a.training
 
@@ -336,7 +338,7 @@ def test_untrained_study_and_sweep_tiny():
     x = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     nets = {s: tiny_cnn(seed=s, classes=2) for s in (0, 1)}
     kept = {}
-    tab = studies.untrained_study(nets, [0, 1], (1, 8, 8), 1, synth, ck, 0.01, num_points=9,
+    tab = ch03.untrained_study(nets, [0, 1], (1, 8, 8), 1, synth, ck, 0.01, num_points=9,
                                   real_x=x, real_pairs_per_class=1, labels=dict(model="tiny"),
                                   keep_pairs=kept)
     assert set(kept) == {0, 1} and kept[0].a.shape == (2, 1, 8, 8)
@@ -345,11 +347,11 @@ def test_untrained_study_and_sweep_tiny():
     assert (syn["peak"] >= syn["end_loss"] - 1e-6).all()
     assert np.allclose(syn["gap"], (syn["peak"] - syn["end_loss"]).clip(lower=0), atol=1e-6)
     assert (syn["steps_a"] <= 30).all()
-    sweep = studies.sweep_study("small_cnn", "digits", [2, 4], [1, 2], [0], [0, 1], (1, 8, 8),
+    sweep = ch03.sweep_study("small_cnn", "digits", [2, 4], [1, 2], [0], [0, 1], (1, 8, 8),
                                 synth, ck, 0.01, num_points=9, model_kwargs=dict(hidden=8))
     assert set(zip(sweep.width, sweep.step_factor)) == {(2, 1), (2, 2), (4, 1), (4, 2)}
     assert (sweep[sweep.step_factor == 2]["steps_a"] <= 60).all()
-    part = studies.sweep_study("small_cnn", "digits", [2, 4], [1, 2], [0], [0], (1, 8, 8),
+    part = ch03.sweep_study("small_cnn", "digits", [2, 4], [1, 2], [0], [0], (1, 8, 8),
                                synth, ck, 0.01, num_points=9, model_kwargs=dict(hidden=8),
                                cells=[(2, 1), (4, 1)])
     assert set(zip(part.width, part.step_factor)) == {(2, 1), (4, 1)}
@@ -357,7 +359,7 @@ def test_untrained_study_and_sweep_tiny():
     base = sweep[(sweep.width == 2) & (sweep.step_factor == 1)]
     same = part[part.width == 2]
     assert np.allclose(base[base.target == 0]["round_0"], same["round_0"])
-    eff = studies.factor_effects(sweep, dict(width=2, step_factor=1), dict(width=4, step_factor=2),
+    eff = ch03.factor_effects(sweep, dict(width=2, step_factor=1), dict(width=4, step_factor=2),
                                  0.01, 10.0)
     assert list(eff.factor) == ["width", "step_factor", "tolerance"]
     assert eff.set_index("factor").loc["tolerance", "alt_frac"] == 1.0  # 10 nats connects all
@@ -372,13 +374,13 @@ def test_factor_effects_find_the_driver():
                     ok = f == 4  # only the step budget matters
                     rows.append(dict(width=w, step_factor=f, seed=s, target=k, round_0=0.5,
                                      round_1=0.0 if ok else 0.05))
-    eff = studies.factor_effects(pd.DataFrame(rows), dict(width=4, step_factor=1),
+    eff = ch03.factor_effects(pd.DataFrame(rows), dict(width=4, step_factor=1),
                                  dict(width=16, step_factor=4), 0.01, 0.1).set_index("factor")
     assert eff.loc["step_factor", "effect"] == "raises"
     assert eff.loc["width", "effect"] == "no clear effect"
     assert eff.loc["tolerance", "effect"] == "raises"
     with pytest.raises(ParameterError):
-        studies.factor_effects(pd.DataFrame(rows), dict(width=8, step_factor=1), {}, 0.01, 0.1)
+        ch03.factor_effects(pd.DataFrame(rows), dict(width=8, step_factor=1), {}, 0.01, 0.1)
 
 
 def test_barrier_evolution_tiny():
@@ -389,7 +391,7 @@ def test_barrier_evolution_tiny():
     train_set = TensorDataset(x, y)
     synth = dict(steps=20, lr=0.1, stop_loss=5e-3, space="normalized", box=None)
     kw = dict(model_kwargs=dict(width=4, hidden=8), num_points=9)
-    df = studies.barrier_evolution("small_cnn", "digits", train_set, [0, 1], 4, 2, 16, 1e-2,
+    df = ch03.barrier_evolution("small_cnn", "digits", train_set, [0, 1], 4, 2, 16, 1e-2,
                                    [0, 1], (1, 8, 8), 1, synth, **kw)
     assert sorted(df.step.unique()) == [0, 2, 4]
     assert set(df.protocol) == {"re-synthesised", "fixed at init"}
@@ -398,8 +400,8 @@ def test_barrier_evolution_tiny():
     later = df[df.step == 4].pivot_table(index=["seed", "pair"], columns="protocol", values="end_loss")
     assert not np.allclose(later["re-synthesised"], later["fixed at init"])
     assert (df.max_loss >= df.end_loss - 1e-6).all()
-    summ = studies.evolution_summary(df)
+    summ = ch03.evolution_summary(df)
     assert set(summ.n) == {2} and len(summ) == 6
     with pytest.raises(ParameterError):
-        studies.barrier_evolution("small_cnn", "digits", train_set, [0], 4, 0, 16, 1e-2,
+        ch03.barrier_evolution("small_cnn", "digits", train_set, [0], 4, 0, 16, 1e-2,
                                   [0], (1, 8, 8), 1, synth, **kw)

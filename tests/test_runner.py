@@ -55,3 +55,20 @@ def test_timings_are_merged_not_replaced(tmp_path):
     runner._save_timings(f, {"01": 5.0, "02": 7.0})
     runner._save_timings(f, {"02": 9.0})
     assert json.loads(f.read_text()) == {"01": 5.0, "02": 9.0}
+
+
+def test_plan_command_lists_and_forgets_the_stored_plans(capsys):
+    import torch
+
+    from mcutils.core import runtime
+    from mcutils.models import build_model
+
+    net = build_model("small_cnn", width=4, hidden=8)
+    runtime.prepare(net, torch.rand(4, 1, 28, 28), calibrate=True, purpose="train")
+    assert len(runtime.stored_plans()) == 1
+    assert runner.main(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "threads=" in out and "1 stored plan(s)" in out
+    assert runner.main(["plan", "--recalibrate"]) == 0
+    assert runtime.stored_plans() == {}
+    assert runtime.forget_plans() == 0

@@ -202,3 +202,18 @@ def test_sgd_steps_lr_factor_is_per_step_and_seeded(digits):
         training.sgd_steps(net, loader, steps=4, lr=0.01, optimizer="adam", seed=3,
                            weight_decay=1e-3, progress=False)
     assert all(torch.equal(p, q) for p, q in zip(*(n.parameters() for n in nets)))
+
+
+def test_make_optimizer_builds_the_named_optimizer_with_its_settings():
+    import torch
+
+    from mcutils.core.checks import ParameterError
+
+    w = [torch.nn.Parameter(torch.zeros(3))]
+    sgd = training.make_optimizer(w, "sgd", 0.1, momentum=0.8, weight_decay=1e-3)
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.defaults["momentum"] == 0.8 and sgd.defaults["weight_decay"] == 1e-3
+    adam = training.make_optimizer(w, "adam", 0.01)
+    assert isinstance(adam, torch.optim.Adam) and adam.defaults["weight_decay"] == 0.0
+    with pytest.raises(ParameterError, match="optimizer"):
+        training.make_optimizer(w, "rmsprop", 0.1)

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from mcutils.core.checks import ParameterError
 from mcutils.core.runtime import get_device, model_device, prepare
+from mcutils.training import make_optimizer
 
 __all__ = [
     "CURVES",
@@ -410,8 +411,7 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
     params = [p for p in curve_model.parameters() if p.requires_grad and p.numel()]
     if not params:
         raise ParameterError("the curve has no free bends to train (num_bends=2 with fixed ends)")
-    opt = (torch.optim.SGD(params, lr=lr, momentum=momentum) if optimizer == "sgd"
-           else torch.optim.Adam(params, lr=lr))
+    opt = make_optimizer(params, optimizer, lr, momentum)
     total = steps if steps is not None else epochs * len(loader)  # type: ignore[arg-type]
     sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(schedule, k, max(total, 1)))
              if schedule else None)

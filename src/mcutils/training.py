@@ -45,13 +45,25 @@ from mcutils.core.runtime import EvalMode, get_device, prepare, prepared
 from mcutils.core.tensors import bview
 
 __all__ = ["train", "sgd_steps", "evaluate", "predict", "rng_state", "set_rng_state",
-           "MaskedAdam", "OPTIMIZERS", "SCHEDULES"]
+           "MaskedAdam", "OPTIMIZERS", "SCHEDULES", "make_optimizer"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = (None, "cosine", "step")
 
 Transform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Callback = Callable[[int, nn.Module], None]
+
+
+def make_optimizer(params: Iterable[torch.Tensor], optimizer: str, lr: float,
+                   momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """The one place an optimizer of :data:`OPTIMIZERS` is built: ``"sgd"`` (with
+    ``momentum``) or ``"adam"``, both with L2 ``weight_decay``. Used by :func:`train`,
+    :func:`sgd_steps` and :func:`mcutils.curves.train_curve`."""
+    if optimizer not in OPTIMIZERS:
+        raise ParameterError(f"optimizer={optimizer!r} is not known; valid values: {OPTIMIZERS}")
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -158,11 +170,7 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
     device = get_device(device)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt: torch.optim.Optimizer
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
     steps_per_epoch = len(loader)  # type: ignore[arg-type]
     total = max(epochs * steps_per_epoch, 1)
     sched = None
@@ -285,11 +293,7 @@ def sgd_steps(model: nn.Module, loader: Iterable, steps: int, lr: float,
     torch.manual_seed(seed)
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt: torch.optim.Optimizer
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay)
     sched = (torch.optim.lr_scheduler.LambdaLR(opt, lr_factor) if lr_factor is not None
              else None)
     plan = None

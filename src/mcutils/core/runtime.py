@@ -43,6 +43,8 @@ __all__ = [
     "prepare",
     "prepared",
     "layout_hazards",
+    "stored_plans",
+    "forget_plans",
     "model_device",
     "EvalMode",
     "OnDevice",
@@ -216,6 +218,28 @@ def layout_hazards(model: nn.Module) -> list[str]:
 
 def _plans_file() -> Path:
     return cache_dir() / "runtime-plans.json"
+
+
+def stored_plans() -> dict[str, list]:
+    """The speed plans calibrated on this machine so far: key -> ``[channels_last,
+    batch_size]``. The key holds the purpose, machine (host, CPU model, cores), thread
+    count, torch version, device, architecture and input shape, so a plan is measured
+    again whenever one of them changes."""
+    path = _plans_file()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def forget_plans() -> int:
+    """Delete the stored speed plans (they are measured again on next use, for example
+    after a calibration taken while the machine was busy); returns how many there were."""
+    from filelock import FileLock
+
+    path = _plans_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        n = len(json.loads(path.read_text())) if path.exists() else 0
+        path.unlink(missing_ok=True)
+    return n
 
 
 def _time_inference(model: nn.Module, example: torch.Tensor, device: torch.device,

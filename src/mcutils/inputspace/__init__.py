@@ -28,7 +28,8 @@ one target class per pair, on whatever device the model lives on.
 The package is split by concept: :mod:`~mcutils.inputspace.paths`,
 :mod:`~mcutils.inputspace.bypass`, :mod:`~mcutils.inputspace.synthesis` and
 :mod:`~mcutils.inputspace.geometry`; every public name is importable from here.
-:mod:`~mcutils.inputspace.studies` holds the orchestration of chapters 01 and 03.
+:mod:`mcutils.chapters.ch01_input_space` and :mod:`mcutils.chapters.ch03_untrained` hold
+the orchestration of chapters 01 and 03.
 Pairing (:func:`mcutils.data.loading.matched_pairs`) and image folders
 (:func:`mcutils.data.formats.load_image_folder`) live in :mod:`mcutils.data`.
 
@@ -36,7 +37,6 @@ Used by chapters 01, 03 and 04.
 """
 
 from mcutils.data import load_image_folder, matched_pairs
-from mcutils.inputspace import studies  # noqa: F401  (orchestration, see its docs)
 from mcutils.inputspace._common import BARRIER_KINDS, DEFAULT_BATCH_SIZE  # noqa: F401
 from mcutils.inputspace.bypass import (
     BYPASS_PAPER,

@@ -366,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex.add_argument("-y", "--yaml", action="append", metavar="YAML",
                     help="override parameters with a YAML mapping")
     sub.add_parser("list", help="list chapters and profiles")
+    pl = sub.add_parser("plan", help="show the speed plans calibrated on this machine")
+    pl.add_argument("--recalibrate", action="store_true",
+                    help="forget them: each is measured again on its next use")
     pr = sub.add_parser("prose", help="list numbers typed into the chapters' prose")
     pr.add_argument("--chapters", nargs="*", default=None, help="chapter numbers (default: all)")
     off = sub.add_parser("offline", help="list scripts built pages load from the network")
@@ -383,6 +386,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{hit.page}: {hit.tag} {hit.url}")
         print(f"{len(hits)} remote script(s) or style sheet(s) in {args.html_dir}")
         return 1 if hits else 0
+    if args.command == "plan":
+        from mcutils.core.runtime import forget_plans, stored_plans
+
+        if args.recalibrate:
+            print(f"forgot {forget_plans()} stored plan(s); each is measured again on next use")
+            return 0
+        plans = stored_plans()
+        for key, (cl, bs) in sorted(plans.items()):
+            parts = key.split("|")  # purpose, machine (3 fields), threads, torch, device,
+            purpose, threads, dev, arch, shape = (parts[0], parts[-5], parts[-3], parts[-2],
+                                                  parts[-1])  # architecture, shape
+            print(f"{purpose:9} threads={threads} {dev} arch={arch} shape={shape}: "
+                  f"{'channels_last' if cl else 'default layout'}, batch {bs}")
+        print(f"{len(plans)} stored plan(s)")
+        return 0
     if args.command == "list":
         for c, nb in chapters().items():
             print(c, nb.name)
