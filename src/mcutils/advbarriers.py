@@ -100,7 +100,7 @@ class PairSet:
                        self.pair[r], self.index[r])
 
     def map_images(self, fn) -> PairSet:
-        """The same triples with ``fn`` applied to the images (e.g. :func:`upsample`)."""
+        """The same triples with ``fn`` applied to the images (e.g. :func:`~mcutils.chapters.ch04_sweep.upsample`)."""
         return PairSet(fn(self.a), fn(self.b), fn(self.k), self.cls, self.k_cls, self.pair,
                        self.index)
 

@@ -49,7 +49,7 @@ class Trigger:
     value: float = 1.0
 
     def check(self, shape: tuple[int, ...]) -> None:
-        """Raise :class:`ParameterError` unless the patch fits images of ``shape``."""
+        """Raise :class:`~mcutils.core.checks.ParameterError` unless the patch fits images of ``shape``."""
         h, w = shape[-2], shape[-1]
         if self.size < 1 or self.row < 0 or self.col < 0 or self.row + self.size > h \
                 or self.col + self.size > w:

@@ -331,7 +331,7 @@ class CurveModel(nn.Module):
         With ``bn_loader``, BatchNorm statistics are recomputed on it. A model with
         BatchNorm needs ``bn_loader`` at every ``t`` except at a fixed endpoint (whose
         statistics are the endpoint model's own): interpolated statistics do not describe
-        the weights at ``t``, so an export without them raises :class:`ParameterError`.
+        the weights at ``t``, so an export without them raises :class:`~mcutils.core.checks.ParameterError`.
         """
         t = float(t)
         exact_end = self.fix_ends and t in (0.0, 1.0)

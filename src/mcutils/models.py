@@ -208,7 +208,7 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def check_model_name(name: str) -> None:
-    """Raise :class:`ParameterError` unless ``name`` is registered or ``torchvision:<arch>``."""
+    """Raise :class:`~mcutils.core.checks.ParameterError` unless ``name`` is registered or ``torchvision:<arch>``."""
     if not isinstance(name, str):
         raise ParameterError(f"model={name!r} must be a string")
     if name.startswith("torchvision:"):

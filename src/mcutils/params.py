@@ -67,7 +67,7 @@ def validate_params(
     Names with a registry are checked automatically: ``dataset`` and
     ``*_dataset`` against :data:`mcutils.data.registry.DATASETS`, ``model`` and ``*_model``
     (or lists of them) against :data:`mcutils.models.MODELS`, ``profile`` against
-    ``profiles/*.yaml`` and ``device`` by :func:`get_device`.
+    ``profiles/*.yaml`` and ``device`` by :func:`~mcutils.core.runtime.get_device`.
 
     Args:
         params: parameter name -> value (typically ``dict(dataset=dataset, ...)``).

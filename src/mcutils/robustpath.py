@@ -113,7 +113,7 @@ def check_settings(num_ts: int, sample_ts: Sequence[float], eval_size: int, path
                    paper_batch: int | None = None) -> list[float]:
     """Check the chapter's grid and sizes before any training; return the grid.
 
-    Raises :class:`ParameterError` naming every problem: ``sample_ts`` not on the grid of
+    Raises :class:`~mcutils.core.checks.ParameterError` naming every problem: ``sample_ts`` not on the grid of
     ``num_ts`` equally spaced points, ``path_size > eval_size``, ``paper_batch >
     path_size``.
     """

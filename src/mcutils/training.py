@@ -11,11 +11,11 @@ Long runs resume: with ``checkpoint=PATH`` the loop writes, after every epoch an
 atomically, the model, the optimiser, the scheduler, every random-number state (as
 tensors, so ``torch.load(weights_only=True)`` reads it), the epoch and the history; a run
 that finds the file continues after the last finished epoch and ends with the same
-weights as one that was never interrupted. :func:`trained_model` checkpoints under the
+weights as one that was never interrupted. :func:`~mcutils.zoo.trained_model` checkpoints under the
 store's :func:`mcutils.core.store.partial_path`, which is never served as a finished model.
 
 Used by every chapter (00-06): each asks for its classifier through
-:func:`trained_model`, so chapters with the same settings share one checkpoint;
+:func:`~mcutils.zoo.trained_model`, so chapters with the same settings share one checkpoint;
 :func:`predict` labels inputs in chapters 00-04, :func:`evaluate` measures the repaired
 models of chapter 05, and :func:`train` follows networks from initialisation in
 chapter 03 (adversarial training of chapter 06 goes through ``trained_model``).

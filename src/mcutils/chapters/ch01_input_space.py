@@ -79,7 +79,7 @@ def make_pair_sets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pairs_per
       the class (kept when the model predicts the class there);
     * ``real-synthetic``: a real input and a synthetic one (either input of a synthetic
       pair);
-    * ``synthetic-synthetic``: the pairs of :func:`synthetic_pairs` (``A`` made with the
+    * ``synthetic-synthetic``: the pairs of :func:`~mcutils.inputspace.synthetic_pairs` (``A`` made with the
       smoothness penalty, ``C`` without, as in the paper's code).
 
     The last three have ``other_pairs_per_class`` pairs per class. Synthetic inputs the
@@ -90,7 +90,7 @@ def make_pair_sets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pairs_per
         x, y: real inputs (pixel space) that the model classifies correctly, and labels.
         pairs_per_class, other_pairs_per_class: pairs per class and seed.
         seeds: one draw per seed (pairs, interpolation points, synthesis noise).
-        synth: keyword arguments for :func:`synthetic_pairs` (default: the paper's).
+        synth: keyword arguments for :func:`~mcutils.inputspace.synthetic_pairs` (default: the paper's).
         interp_range: range of ``t`` for interpolated inputs.
 
     Returns:
@@ -170,7 +170,7 @@ def synthesis_summary(made: Mapping[Any, SyntheticPairs], model: nn.Module, stop
 
 
 def split_result(res: ConnectResult, sizes: Sequence[int], tol: float) -> list[ConnectResult]:
-    """Split the result of one :func:`connect` call over concatenated pair sets.
+    """Split the result of one :func:`~mcutils.inputspace.connect` call over concatenated pair sets.
 
     ``sizes`` are the numbers of pairs of the consecutive sets. ``forward_passes`` and
     ``bypass_history`` describe the whole call and are kept only in the first part;
@@ -205,7 +205,7 @@ def split_result(res: ConnectResult, sizes: Sequence[int], tol: float) -> list[C
 
 def connect_sets(model: nn.Module, sets: Mapping[Hashable, PairSet], tol: float,
                  **connect_kw: Any) -> dict[Hashable, ConnectResult]:
-    """:func:`connect` on several pair sets at once (one batch per round), split by set.
+    """:func:`~mcutils.inputspace.connect` on several pair sets at once (one batch per round), split by set.
 
     Pairs never interact, so this equals connecting each set alone, with fewer and
     larger batches. Empty sets get no entry.
@@ -213,8 +213,8 @@ def connect_sets(model: nn.Module, sets: Mapping[Hashable, PairSet], tol: float,
     Args:
         model: the classifier.
         sets: key (e.g. ``(seed, kind)``) -> :class:`PairSet`.
-        tol: the tolerance of :func:`connect`.
-        **connect_kw: the other arguments of :func:`connect`.
+        tol: the tolerance of :func:`~mcutils.inputspace.connect`.
+        **connect_kw: the other arguments of :func:`~mcutils.inputspace.connect`.
     """
     keys = [k for k, s in sets.items() if len(s)]
     if not keys:

@@ -42,8 +42,8 @@ def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
                     min_units: int = 5, progress: bool = False) -> dict:
     """The chapter's network experiment: slices of each model against the nulls.
 
-    Runs :func:`slice_study` for every model, matches the correlated null's length to
-    each model (:func:`matched_lengths`), runs :func:`null_study` on the identical grids
+    Runs :func:`~mcutils.percolation.slice_study` for every model, matches the correlated null's length to
+    each model (:func:`~mcutils.percolation.matched_lengths`), runs :func:`~mcutils.percolation.null_study` on the identical grids
     (spanning only where some model has unanchored slices) and summarises:
 
     * ``onset``: ``{model: {d: interval}}``, the median anchor-connection onset over
@@ -55,13 +55,13 @@ def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
       both inside *early* (``p_in`` below the independent-site null's median onset at
       that ``d``, where independent sites would usually not have joined them yet), the
       fraction whose anchors are joined as soon as both are inside
-      (:func:`joined_when_inside`; a convex region gives 1); ``null_joined`` is the same
+      (:func:`~mcutils.percolation.joined_when_inside`; a convex region gives 1); ``null_joined`` is the same
       for the nulls' fields. Slices whose anchors enter late are joined by then under
       every model, so they cannot tell the models apart. The column ``early`` of
       ``slices`` marks the slices used;
     * ``line``: ``{model: interval}``, the fraction of pairs whose straight segment is
       predicted in their class at every grid point;
-    * ``match`` and ``span_match``: :func:`match_nulls` per model over ``d >= 2`` with at
+    * ``match`` and ``span_match``: :func:`~mcutils.percolation.match_nulls` per model over ``d >= 2`` with at
       least ``min_units`` slices, for anchor connection and for spanning.
 
     Returns:
@@ -241,7 +241,7 @@ def onset_table(study: Mapping, span: bool = False) -> pd.DataFrame:
 
 
 def match_table(study: Mapping, span: bool = False) -> pd.DataFrame:
-    """Per model and null, the distance of :func:`match_nulls` with its interval and the
+    """Per model and null, the distance of :func:`~mcutils.percolation.match_nulls` with its interval and the
     onset ratios per ``d`` (model / null), plus which null matches best.
 
     Returns:
@@ -262,9 +262,9 @@ def threshold_claims(table: pd.DataFrame, tol: float = 0.01) -> list[dict]:
     """The chapter's threshold claims, ready for :meth:`mcutils.core.report.ChapterReport.claim`.
 
     * ``pc_d<d>`` for every dimension with a published value: the 95% interval of the
-      estimate lies within ``tol`` (relative) of it (:func:`deviation_interval`, ``<=``);
+      estimate lies within ``tol`` (relative) of it (:func:`~mcutils.percolation.deviation_interval`, ``<=``);
     * ``pc_falls``: the threshold falls with every added dimension
-      (:func:`falling_interval` over the growth runs, ``>= 0``), when the table has at
+      (:func:`~mcutils.percolation.falling_interval` over the growth runs, ``>= 0``), when the table has at
       least two consecutive dimensions with runs.
 
     Returns:
@@ -300,7 +300,7 @@ def threshold_claims(table: pd.DataFrame, tol: float = 0.01) -> list[dict]:
 
 
 def threshold_summary(table: pd.DataFrame, tol: float = 0.01) -> dict:
-    """Key numbers of a :func:`threshold_table` for glue (names without the chapter prefix).
+    """Key numbers of a :func:`~mcutils.percolation.threshold_table` for glue (names without the chapter prefix).
 
     Returns:
         dict with ``pc`` (``{d: interval}``), ``pc_d<d>`` (each estimate), ``pc_dmin``,
@@ -308,7 +308,7 @@ def threshold_summary(table: pd.DataFrame, tol: float = 0.01) -> dict:
         (largest ``|relative deviation|`` of an estimate) and ``pc_within`` (how many of
         them have their whole 95% interval within ``tol``, as the claims test) and
         ``series_dev`` (``|series / published - 1|`` at the largest dimension with a
-        published value, :func:`asymptotic_threshold`).
+        published value, :func:`~mcutils.percolation.asymptotic_threshold`).
     """
     out: dict = {"pc": {int(d): interval(r.estimate, r.ci_lo, r.ci_hi, r.n)
                         for d, r in table.iterrows()}}

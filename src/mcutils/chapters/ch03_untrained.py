@@ -57,15 +57,15 @@ def untrained_study(nets: Mapping[int, nn.Module], classes: Sequence[int], shape
                     keep_pairs: dict | None = None) -> pd.DataFrame:
     """Connect synthetic (and real) same-class pairs of networks, seed by seed.
 
-    For each ``seed, net`` of ``nets``: :func:`synthetic_pairs` makes ``pairs_per_class``
-    pairs per class with ``synth`` (noise seeded by the seed); :func:`connect` (with
+    For each ``seed, net`` of ``nets``: :func:`~mcutils.inputspace.synthetic_pairs` makes ``pairs_per_class``
+    pairs per class with ``synth`` (noise seeded by the seed); :func:`~mcutils.inputspace.connect` (with
     ``connect_kw`` and ``tol``) connects them. With ``real_x`` and
     ``real_pairs_per_class``, real inputs labelled by the network's own prediction are
     paired and connected too (inside ``real_box``). With ``keep_pairs`` (a dict), the
-    :class:`SyntheticPairs` of each seed are stored in it under the seed.
+    :class:`~mcutils.inputspace.SyntheticPairs` of each seed are stored in it under the seed.
 
     Returns:
-        A :func:`pair_table` with keys ``seed`` and ``kind`` (``synthetic``/``real``),
+        A :func:`~mcutils.chapters.ch01_input_space.pair_table` with keys ``seed`` and ``kind`` (``synthetic``/``real``),
         plus ``end_loss`` (worse endpoint), ``peak`` (highest loss on the straight path)
         and ``gap`` (their difference) from a ``num_points`` profile, ``loss_a``,
         ``loss_c``, ``steps_a``, ``steps_c`` (synthesis; NaN for real pairs) and the
@@ -119,7 +119,7 @@ def barrier_evolution(arch: str, dataset: str, train_set: Any, seeds: Sequence[i
     after every ``every``-th batch (and the last) the straight-path loss profile
     (``num_points`` points) is measured for two sets of pairs:
 
-    * ``re-synthesised``: new pairs made by :func:`synthetic_pairs` (with ``synth``)
+    * ``re-synthesised``: new pairs made by :func:`~mcutils.inputspace.synthetic_pairs` (with ``synth``)
       for the *current* network, ``pairs_per_class`` per class (the paper's protocol);
     * ``fixed at init``: the pairs synthesised for the initial network, kept fixed
       (their barrier also moves because their endpoints stop being confident).

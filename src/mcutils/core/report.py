@@ -22,7 +22,7 @@ shape below) and ``chNN_claims_table`` (an HTML table that ``book/results.md`` p
 and the last (hidden) cell calls :meth:`ChapterReport.provenance_view`, which glues
 ``chNN_provenance`` and ``chNN_provenance_table``. With ``check=True`` every expected
 claim must be ``reproduced``. A failure never aborts the chapter midway: under the
-runner (:mod:`mcutils.book`, which sets ``MCUTILS_CLAIMS_DIR``) the failures are written
+runner (:mod:`mcutils.tooling.runner`, which sets ``MCUTILS_CLAIMS_DIR``) the failures are written
 to a file and the runner exits non-zero after all chapters ran; run by hand, ``finish``
 raises at the very end, after every other cell has run.
 
@@ -162,7 +162,7 @@ def provenance(chapter: str, params: Mapping[str, Any], wall_seconds: float | No
         chapter: chapter number (``"04"``).
         params: the chapter's parameters (``profile`` names the profile they started from).
         wall_seconds: the chapter's wall time so far.
-        root: repository root (default :func:`mcutils.core.runtime.repo_root`).
+        root: repository root (default :func:`mcutils.core.paths.repo_root`).
     """
     from mcutils.core.paths import repo_root
 

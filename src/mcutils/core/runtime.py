@@ -335,7 +335,7 @@ def prepare(model: nn.Module, example: torch.Tensor, device: str | torch.device 
     smoke profile sets) the fixed choices are used: ``channels_last`` for conv nets and
     batch size 128. An explicit ``batch_size`` or ``channels_last`` always wins, except
     that a training plan on a CPU never uses ``channels_last`` for a model with
-    :func:`layout_hazards` (an explicit request raises :class:`ParameterError`).
+    :func:`layout_hazards` (an explicit request raises :class:`~mcutils.core.checks.ParameterError`).
 
     The model is not modified; use :func:`prepared` to run it under the plan.
 

@@ -15,7 +15,7 @@ every epoch (:func:`mcutils.training.train` with ``checkpoint=``) writes to
 The key also holds :func:`code_version` of the code that produces the checkpoint, so a
 change to the training code trains a new model instead of serving an old one.
 
-Used by every chapter through :func:`mcutils.training.trained_model` (00-06), and by the
+Used by every chapter through :func:`mcutils.zoo.trained_model` (00-06), and by the
 repair and implant caches of chapter 05 (:mod:`mcutils.repair`, :mod:`mcutils.backdoor`,
 :mod:`mcutils.faults`, keyed with :func:`fingerprint` of their input models).
 """
@@ -225,7 +225,7 @@ def load_or_train(
         evaluate: optional; its metrics dict is stored beside the checkpoint on a miss.
         return_info: also return the stored metadata (``cached``, ``train_seconds``,
             ``metrics``, ``path`` ...).
-        folder: cache folder (default :func:`cache_dir`).
+        folder: cache folder (default :func:`~mcutils.core.paths.cache_dir`).
         code: the :func:`code_version` of the code that trains the model; it joins the
             key, so a change to that code trains a new checkpoint.
 

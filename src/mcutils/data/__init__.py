@@ -1,6 +1,6 @@
 """Datasets: Fashion-MNIST (default), MNIST, CIFAR-10, SVHN, digits and synthetic-cifar10.
 
-Every loader returns an :class:`ImageDataset` holding the whole split as tensors: images
+Every loader returns an :class:`~mcutils.data.registry.ImageDataset` holding the whole split as tensors: images
 as float32 in ``[0, 1]`` with shape ``[N, C, H, W]`` and integer labels. Normalisation
 lives inside the models (:class:`mcutils.models.Normalize`), so attacks and interpolation
 work in pixel space. Nothing in the default path downloads.
@@ -11,7 +11,7 @@ The package's modules, one concept each (their public names are also this packag
 * :mod:`~mcutils.data.formats`: the on-disk format readers;
 * :mod:`~mcutils.data.synthetic`: CIFAR-shaped data written in CIFAR-10's format;
 * :mod:`~mcutils.data.download`: fetching with checksums; pretrained weights;
-* :mod:`~mcutils.data.loading`: :func:`load_dataset` and pairs of images.
+* :mod:`~mcutils.data.loading`: :func:`~mcutils.data.loading.load_dataset` and pairs of images.
 
 Used by every chapter (00-06).
 """

@@ -246,7 +246,7 @@ def ensure_dataset(name: str, root: str | Path | None = None, download: bool = F
     torchvision's MD5s (a corrupt one is removed and fetched again), missing ones are
     fetched, an archive is extracted and its members are checked. Without it, only
     their presence is checked (no hashing in the default path). ``synthetic-cifar10``
-    is written locally (:func:`write_cifar10_batches`); ``digits`` needs no files.
+    is written locally (:func:`~mcutils.data.synthetic.write_cifar10_batches`); ``digits`` needs no files.
 
     Args:
         name: a registered dataset.

@@ -1,7 +1,7 @@
 """Readers of the datasets' on-disk formats: IDX (MNIST, Fashion-MNIST), CIFAR-10's python
 batches, SVHN's ``.mat`` files, scikit-learn's digits, and folders of images.
 
-Used by :func:`mcutils.data.load_dataset` (every chapter) and, for ImageNet images under
+Used by :func:`mcutils.data.loading.load_dataset` (every chapter) and, for ImageNet images under
 the gpu profile, by chapter 01 (:func:`load_image_folder`).
 """
 

@@ -50,12 +50,12 @@ def load_dataset(name: str = "fashion-mnist", split: str = "train", root: str | 
             MNIST/Fashion-MNIST, the python pickle batches for CIFAR-10, ``.mat``
             for SVHN); defaults to ``$MCUTILS_DATA`` or ``~/.cache/mcutils-data``.
         download: fetch the original files into ``root`` if they are missing
-            (:func:`ensure_dataset`: checksums verified, short network time-outs).
+            (:func:`~mcutils.data.download.ensure_dataset`: checksums verified, short network time-outs).
         subset: keep a random subset of this size (seeded by ``seed``).
         seed: seed of the subset.
 
     Returns:
-        An :class:`ImageDataset` with pixel values in ``[0, 1]``.
+        An :class:`~mcutils.data.registry.ImageDataset` with pixel values in ``[0, 1]``.
 
     Raises:
         ParameterError: unknown name or split, bad subset size.
@@ -131,7 +131,7 @@ def matched_pairs(labels_a: torch.Tensor, labels_b: torch.Tensor, pairs_per_clas
     """Random pairs ``(i, j)`` across two sets with ``labels_a[i] == labels_b[j]``.
 
     Pairs real images with interpolated or synthetic ones of the same class (within
-    one set, use :func:`mcutils.data.class_pairs`). Classes missing from either set
+    one set, use :func:`mcutils.data.loading.class_pairs`). Classes missing from either set
     are skipped.
 
     Returns:

@@ -4,26 +4,26 @@ Everything here works on *batches of pairs* of inputs ``a, c`` of shape
 ``[pairs, C, H, W]`` in pixel space (normalisation is the model's first layer), with
 one target class per pair, on whatever device the model lives on.
 
-* :func:`linear_path`, :func:`interpolate`: points on straight paths.
-* :func:`loss_profiles`: cross-entropy of the target class at evenly spaced points of
+* :func:`linear_path`, :func:`~mcutils.inputspace.interpolate`: points on straight paths.
+* :func:`~mcutils.inputspace.loss_profiles`: cross-entropy of the target class at evenly spaced points of
   every straight path, all pairs x points evaluated in large flattened batches.
-* :func:`barrier`: the barrier of a profile (``"gap"``: the highest loss on the path
+* :func:`~mcutils.inputspace.barrier`: the barrier of a profile (``"gap"``: the highest loss on the path
   minus the larger endpoint loss; ``"max"``: the highest loss itself).
-* :func:`find_barrier`: the same barrier from an adaptive search (a coarse grid, then
+* :func:`~mcutils.inputspace.find_barrier`: the same barrier from an adaptive search (a coarse grid, then
   refinement around the highest local maxima) with far fewer forward passes.
-* :func:`bypass_barrier`: moves barrier points ``B`` of all pairs at once inside the
+* :func:`~mcutils.inputspace.bypass_barrier`: moves barrier points ``B`` of all pairs at once inside the
   hyperplane through ``B`` orthogonal to ``C - A`` to lower their loss.
-* :func:`connect`: recursive piecewise-linear paths (find the highest point of every
+* :func:`~mcutils.inputspace.connect`: recursive piecewise-linear paths (find the highest point of every
   bad segment, bypass it, repeat) and :func:`path_profiles` for their loss.
-* :func:`synthesize`: synthetic inputs of given classes by feature visualisation, and
-  :func:`synthetic_pairs`: same-class pairs as the paper's code makes them (``A`` with a
+* :func:`~mcutils.inputspace.synthesize`: synthetic inputs of given classes by feature visualisation, and
+  :func:`~mcutils.inputspace.synthetic_pairs`: same-class pairs as the paper's code makes them (``A`` with a
   smoothness penalty, ``C`` without).
 * :func:`input_normalization`: the model's ``(mean, std)``; input optimisers take
   ``space="normalized"`` to run in the paper's normalised units. :data:`FVO_PAPER`,
   :data:`FVO_PAPER_EVOLUTION`, :data:`BYPASS_PAPER` and :data:`FREE_PAPER` hold the
   paper's settings.
-* :func:`path_length`, :func:`relative_path_length`, :func:`detour_angle`,
-  :func:`chord_deviation`: how far a piecewise path is from the straight line.
+* :func:`~mcutils.inputspace.path_length`, :func:`~mcutils.inputspace.relative_path_length`, :func:`~mcutils.inputspace.detour_angle`,
+  :func:`~mcutils.inputspace.chord_deviation`: how far a piecewise path is from the straight line.
 
 The package is split by concept: :mod:`~mcutils.inputspace.paths`,
 :mod:`~mcutils.inputspace.bypass`, :mod:`~mcutils.inputspace.synthesis` and

@@ -146,7 +146,7 @@ def bypass_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor, b: torch.
             measured (see :mod:`mcutils.inputspace.synthesis`).
         projection: ``"iterate"`` or ``"gradient"`` (see above).
         weight_decay: Adam's L2 weight decay on the optimised point.
-        tv_reduction: ``"mean"`` or ``"sum"`` (see :func:`total_variation`).
+        tv_reduction: ``"mean"`` or ``"sum"`` (see :func:`~mcutils.inputspace.total_variation`).
 
     Returns:
         ``(b_prime [pairs, C, H, W], history [steps, pairs])``: the moved points (pixel
@@ -233,7 +233,7 @@ class ConnectResult:
         profile: ``[pairs, num_points]`` loss along the final path at evenly spaced
             arc-length positions (:func:`path_profiles`), or ``None`` if not asked for.
         barriers: ``[pairs]`` final path barrier: highest loss on any segment minus
-            the larger endpoint loss (from :func:`find_barrier`).
+            the larger endpoint loss (from :func:`~mcutils.inputspace.find_barrier`).
         connected: ``[pairs]`` whether the final barrier is below ``tol``.
         connected_by_round: fraction of pairs connected after 0, 1, ... ``max_rounds``
             rounds (round 0 is the straight line).
@@ -245,7 +245,7 @@ class ConnectResult:
             the final profile not included).
         bypass_history: mean cross-entropy of the bypassed points per step, per round.
         barriers_by_round: ``[pairs]`` path barriers after round 0 (straight
-            path), 1, ... ``max_rounds`` (for :func:`connected_fraction` at other
+            path), 1, ... ``max_rounds`` (for :func:`~mcutils.inputspace.connected_fraction` at other
             tolerances: a path found with a small ``tol`` is a witness for any larger one).
     """
 
@@ -290,14 +290,14 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
 
     Round 0 is the straight path. In each round, every segment whose highest loss
     exceeds the pair's worse endpoint loss by ``tol`` or more is split at its highest
-    point ``B`` (found by :func:`find_barrier`), and ``B`` is replaced by the bypass
+    point ``B`` (found by :func:`~mcutils.inputspace.find_barrier`), and ``B`` is replaced by the bypass
     ``B'`` of :func:`bypass_barrier` in the hyperplane orthogonal to that segment. A
     pair is *connected* when no segment of its path has such an excess. All bad
     segments of all pairs are handled in one batch per round, and only the new
     segments are searched again.
 
     Args:
-        model, a, c, targets: as in :func:`loss_profiles`.
+        model, a, c, targets: as in :func:`~mcutils.inputspace.loss_profiles`.
         max_rounds: bypass rounds.
         tol: barrier tolerance (loss units) for a segment to count as flat.
         steps, lr, deviation_weight, tv_weight, stop_loss, box: passed to
@@ -306,7 +306,7 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
             smallest move that can make the point flat, so the least deviation).
         num_points: points of the returned final profile (``None``: skip it, saving
             ``pairs x num_points`` forward passes; ``profile`` is then ``None``).
-        search: keyword arguments for :func:`find_barrier` (default ``tol=tol/10``).
+        search: keyword arguments for :func:`~mcutils.inputspace.find_barrier` (default ``tol=tol/10``).
         batch_size: points per forward pass (``None``: the speed plan's).
         progress: show a progress bar over rounds.
         constrain: bypass inside the hyperplane (default) or, with ``False``, by

@@ -13,7 +13,7 @@ a ``d``-dimensional affine subspace of input space (pixel space):
 The network is evaluated once per slice (:func:`grid_losses`: the cross-entropy of the
 slice's class at every point). Sweeping a loss threshold afterwards opens the cells in
 order of their loss, so the fraction ``p`` of low-loss cells runs from 0 to 1, and
-:func:`mcutils.percolation.fields.onsets` gives the exact ``p`` at which the anchors
+:func:`mcutils.percolation.onsets` gives the exact ``p`` at which the anchors
 connect (``p_conn``; anchors counted as members of the class), at which both anchors are
 inside by their own loss (``p_in``) and at which the slice spans along axis 0
 (``p_span``). :func:`slice_study` runs this over pairs, random centres and dimensions;
@@ -282,7 +282,7 @@ def slice_study(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dims: Sequen
     for each); unanchored slices are centred on correctly classified inputs with the
     median step of the anchored slices, so both kinds share one fixed spacing. The class
     of a slice is its anchors' (or centre's) label. Each slice is evaluated once; its
-    loss field gives the onsets of :func:`mcutils.percolation.fields.onsets`.
+    loss field gives the onsets of :func:`mcutils.percolation.onsets`.
 
     Args:
         model: the classifier (mode and device left unchanged).
@@ -300,7 +300,7 @@ def slice_study(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dims: Sequen
     Returns:
         DataFrame, one row per slice: ``kind`` (``anchored``/``random``), ``d``, ``unit``
         (pair or centre number), ``cls``, ``step``, ``p_conn``, ``p_in``, ``p_span``,
-        ``rho`` (lag-1 correlation of the loss field, :func:`lag_correlation`),
+        ``rho`` (lag-1 correlation of the loss field, :func:`~mcutils.percolation.lag_correlation`),
         ``class_frac`` (fraction of points predicted as ``cls``) and ``line_in_class``
         (anchored: every point between the anchors on axis 0 is predicted as ``cls``).
     """
@@ -359,7 +359,7 @@ def matched_lengths(slices: Mapping[str, pd.DataFrame], n: int = 9, seed: int = 
 
     For every model, kind and ``d``, the mean lag-1 correlation of the slices' loss
     fields (column ``rho``) is matched on the identical grid with
-    :func:`mcutils.percolation.fields.match_correlation_length`.
+    :func:`mcutils.percolation.match_correlation_length`.
 
     Args:
         slices: model name -> :func:`slice_study` table.

@@ -8,8 +8,8 @@
   Gaunt, Sykes and Ruskin 1976);
 * :func:`threshold_table`: an estimate with its interval for each dimension, the
   estimator being a parameter per dimension (``"growth"``:
-  :func:`mcutils.percolation.growth.growth_threshold`; ``"spanning"``: the crossing of
-  spanning curves, :func:`mcutils.percolation.lattice.estimate_threshold`);
+  :func:`mcutils.percolation.growth_threshold`; ``"spanning"``: the crossing of
+  spanning curves, :func:`mcutils.percolation.estimate_threshold`);
 * the checks of the chapter's claims: :func:`deviation_interval` (is an estimate within
   a relative tolerance of the published value?) and :func:`falling_interval` (does the
   threshold fall with ``d``?).
@@ -89,7 +89,7 @@ def _per_dim(value, dims: Sequence[int], name: str) -> list:
 
 
 def check_per_dim(dims: Sequence[int], **values) -> None:
-    """Raise one :class:`ParameterError` listing every per-dimension list whose length is
+    """Raise one :class:`~mcutils.core.checks.ParameterError` listing every per-dimension list whose length is
     not ``len(dims)`` (scalars are accepted: they apply to every dimension)."""
     bad = [f"{name} has {len(v)} entries for {len(dims)} dimensions {list(dims)}"
            for name, v in values.items() if isinstance(v, (list, tuple)) and len(v) != len(dims)]
@@ -113,7 +113,7 @@ def threshold_table(dims: Sequence[int], estimator: str | Sequence[str] = "growt
         clusters, t_max: growth clusters per run and generations (one value or one per
             dimension).
         fit_width, fit_steps: the growth estimator's hand-over from bisection to the fit
-            (see :func:`mcutils.percolation.growth.growth_threshold`).
+            (see :func:`mcutils.percolation.growth_threshold`).
         sizes: spanning estimator: one list of sides per dimension (ignored for growth).
         trials: spanning estimator: samples per size.
         seed: dimension ``d`` uses the seed ``[seed, d]``, so a dimension's estimate does

@@ -2,7 +2,7 @@
 
 A GPU machine may have PyTorch but not the book's tools (papermill, Jupyter). This
 driver needs only PyTorch, the project's own code, NumPy, matplotlib and PyYAML. It reads
-the same profile as :mod:`mcutils.book` (``profiles/gpu-smoke.yaml`` by default) and runs
+the same profile as :mod:`mcutils.tooling.runner` (``profiles/gpu-smoke.yaml`` by default) and runs
 the same chapter code: it takes each notebook's code cells from its JSON, runs the
 ``parameters`` cell, sets the profile's values over it (as papermill's injected cell
 does), and executes the cells in order in one namespace per chapter, with matplotlib's
@@ -17,14 +17,14 @@ Without IPython, the few display objects the chapters use (``IPython.display.HTM
 come from a small stand-in, and nothing is glued (:mod:`mcutils.core.report` glues only in
 a kernel). Expected claims that fail are reported as by the book runner.
 
-:func:`preflight` holds the checks both drivers make before any chapter starts: a profile
+:func:`~mcutils.tooling.preflight.preflight` holds the checks both drivers make before any chapter starts: a profile
 that asks for CUDA on a machine without it stops at once; the datasets the chapters
 name are on disk, or are downloaded (when the profile lists them under ``download``) with
-checksums verified (:func:`mcutils.data.ensure_datasets`); ImageNet-pretrained
+checksums verified (:func:`mcutils.data.download.ensure_datasets`); ImageNet-pretrained
 torchvision weights are where torchvision looks for them
-(:func:`mcutils.data.pretrained_weights_file`); image folders exist.
+(:func:`mcutils.data.download.pretrained_weights_file`); image folders exist.
 
-Used by the runner (:mod:`mcutils.book`) and on GPU machines, not by the chapters: it
+Used by the runner (:mod:`mcutils.tooling.runner`) and on GPU machines, not by the chapters: it
 runs every chapter (00-06) from outside.
 """
 

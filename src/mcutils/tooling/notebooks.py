@@ -124,7 +124,7 @@ def notebook_cells(path: str | Path) -> list[dict[str, Any]]:
 def chapter_plan(profile: str, selected: Sequence[str] | None, overrides: dict[str, Any],
           root: Path, declare: Any = None) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:
     """Chapter -> notebook and chapter -> parameters; ``declare(notebook)`` lists a
-    notebook's parameters (papermill's reading by default; :mod:`mcutils.gpucheck` passes
+    notebook's parameters (papermill's reading by default; :mod:`mcutils.tooling.gpucheck` passes
     :func:`notebook_defaults`, which needs no papermill)."""
     declare = declare or _declared
     prof = load_profile(profile, root)

@@ -2,9 +2,9 @@
 
 A profile that asks for CUDA on a machine without it stops at once; the datasets the
 chapters name are on disk, or are downloaded (when the profile lists them under
-``download``) with checksums verified (:func:`mcutils.data.ensure_datasets`);
+``download``) with checksums verified (:func:`mcutils.data.download.ensure_datasets`);
 ImageNet-pretrained torchvision weights are where torchvision looks for them
-(:func:`mcutils.data.pretrained_weights_file`); image folders exist.
+(:func:`mcutils.data.download.pretrained_weights_file`); image folders exist.
 
 Run before the chapters, not by the chapters.
 """

@@ -20,7 +20,7 @@ A profile may start from another one: ``extends: smoke`` takes that profile's
 ``gpu-smoke`` keeps smoke's sizes as chapters change them). ``download`` lists datasets
 to fetch (with checksums) before any chapter starts, when they are missing.
 
-Before any kernel starts, :func:`mcutils.gpucheck.preflight` stops a profile that asks
+Before any kernel starts, :func:`mcutils.tooling.preflight.preflight` stops a profile that asks
 for CUDA on a machine without it, and checks that the chapters' data and pretrained
 weights are there. ``--jobs N`` runs chapters in N worker processes at once, one chapter
 per visible GPU (``CUDA_VISIBLE_DEVICES`` is set per worker), each with its log and its
@@ -33,13 +33,13 @@ GPU run keeps everything it computed.
 
 Two checks keep the notebooks honest (``make test`` runs both through ``tests/``):
 
-* :func:`untyped_numbers` lists decimal numbers typed into a chapter's prose instead of
+* :func:`~mcutils.tooling.prose.untyped_numbers` lists decimal numbers typed into a chapter's prose instead of
   quoted from the executed code with a ``{glue:text}`` role, except the paper values and
-  parameter defaults allowed in ``book/allowed_numbers.yml`` (:func:`load_allowed_numbers`);
-* :func:`notebook_defaults` reads a notebook's parameter defaults, which must equal the
+  parameter defaults allowed in ``book/allowed_numbers.yml`` (:func:`~mcutils.tooling.prose.load_allowed_numbers`);
+* :func:`~mcutils.tooling.notebooks.notebook_defaults` reads a notebook's parameter defaults, which must equal the
   chapter's settings in ``profiles/cpu.yaml``.
 
-A third, :func:`remote_assets`, runs after ``make html``: the built pages must load no
+A third, :func:`~mcutils.tooling.offline.remote_assets`, runs after ``make html``: the built pages must load no
 script or style sheet over the network, so the book (maths included) renders offline.
 
 Used by the Makefile and the tests, not by the chapters.
