@@ -62,3 +62,40 @@ def pytest_make_collect_report(collector):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome = "failed"
         rep.longrepr = f"{collector.nodeid} was skipped at collection ({reason})"
+
+
+# ---------------------------------------------------------------- small trained models
+@pytest.fixture(scope="module")
+def toy_classifier():
+    """A small trained MLP on 1x6x6 'images' of 3 classes (30 each): the detectors' and the
+    detector-penalty attack's test model."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.rand(3, 1, 6, 6, generator=g)
+    y = torch.arange(3).repeat_interleave(30)
+    x = (centers[y] + 0.15 * torch.randn(len(y), 1, 6, 6, generator=g)).clamp(0, 1)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 32), torch.nn.ReLU(),
+                                torch.nn.Linear(32, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(100):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), x, y
+
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    """An MLP trained in a few seconds on the 8x8 digits (with a Normalize layer)."""
+    from mcutils import data, training
+    from mcutils.core.runtime import seed_everything
+    from mcutils.models import build_for_dataset
+
+    seed_everything(0)
+    train = data.load_dataset("digits", "train")
+    test = data.load_dataset("digits", "test")
+    net = build_for_dataset("mlp", "digits", hidden=32)
+    training.train(net, data.TensorLoader(train, 64, shuffle=True), epochs=8, lr=0.01,
+                   progress=False)
+    return net.eval(), test
+

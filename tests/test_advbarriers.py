@@ -14,25 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from mcutils import advbarriers as ab
-from mcutils import data, training
 from mcutils.core import report
 from mcutils.core.checks import ParameterError
-from mcutils.core.runtime import seed_everything
-from mcutils.models import build_for_dataset
 
 TINY = {"steps": 30, "lr": 0.05, "warmup": 2}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    """An MLP trained in a few seconds on the 8x8 digits (with a Normalize layer)."""
-    seed_everything(0)
-    train = data.load_dataset("digits", "train")
-    test = data.load_dataset("digits", "test")
-    net = build_for_dataset("mlp", "digits", hidden=32)
-    training.train(net, data.TensorLoader(train, 64, shuffle=True), epochs=8, lr=0.01,
-                   progress=False)
-    return net.eval(), test
 
 
 def test_paper_pairs_follow_the_papers_indexing():
@@ -59,8 +44,8 @@ def test_paper_pairs_follow_the_papers_indexing():
         ab.paper_pairs(x[:10], y[:10], pairs_per_class=2)
 
 
-def test_paired_barriers_measure_what_they_say(digits):
-    net, test = digits
+def test_paired_barriers_measure_what_they_say(digits_mlp):
+    net, test = digits_mlp
     pairs = ab.paper_pairs(test.x, test.y, pairs_per_class=2, seed=0)
     df, k_adv = ab.paired_barriers(net, pairs, num_points=9, attack=TINY,
                                    return_adversarial=True)
@@ -190,8 +175,8 @@ def test_setting_difference_is_paired_over_units():
         ab.setting_difference(df, "far", "missing")
 
 
-def test_predict_classes_and_class_loss_are_batched_in_eval_mode(digits):
-    net, test = digits
+def test_predict_classes_and_class_loss_are_batched_in_eval_mode(digits_mlp):
+    net, test = digits_mlp
     noisy = torch.nn.Sequential(*net, torch.nn.Dropout(0.5))  # train mode would be random
     noisy.train()
     x, y = test.x[:50], test.y[:50]
@@ -213,8 +198,8 @@ def test_rho_curve_orders_by_rho_without_over_confident():
     assert [e["setting"] for e in ab.rho_curve(summ, exclude=())] == ["over-confident", "b", "a"]
 
 
-def test_paired_barriers_restore_the_mode_and_use_eval(digits):
-    net, test = digits
+def test_paired_barriers_restore_the_mode_and_use_eval(digits_mlp):
+    net, test = digits_mlp
     noisy = torch.nn.Sequential(*net, torch.nn.Dropout(0.5))  # train mode would be random
     noisy.train()
     pairs = ab.paper_pairs(test.x, test.y, pairs_per_class=1, seed=0)

@@ -332,27 +332,9 @@ def test_pgd_agrees_with_foolbox(toy):
 
 
 # ----------------------------------------------------------------------------- adaptive attack
-@pytest.fixture(scope="module")
-def detector_toy():
-    """A small trained MLP on 1x6x6 'images' of 3 classes (30 each), for the detector
-    penalty."""
-    g = torch.Generator().manual_seed(0)
-    centers = torch.rand(3, 1, 6, 6, generator=g)
-    y = torch.arange(3).repeat_interleave(30)
-    x = (centers[y] + 0.15 * torch.randn(len(y), 1, 6, 6, generator=g)).clamp(0, 1)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 32), nn.ReLU(), nn.Linear(32, 3))
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    for _ in range(100):
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-    return model.eval(), x, y
-
-
 @pytest.mark.parametrize("kind", attacks.DetectorPenalty.KINDS)
-def test_detector_penalty_recomputes_the_detectors_own_features(detector_toy, kind):
-    model, x, y = detector_toy
+def test_detector_penalty_recomputes_the_detectors_own_features(toy_classifier, kind):
+    model, x, y = toy_classifier
     pred = model(x).argmax(1).detach()
     gen = torch.Generator().manual_seed(0)
     idx = detection.reference_indices(y, pred, 3, gen)
@@ -378,8 +360,8 @@ def test_detector_penalty_recomputes_the_detectors_own_features(detector_toy, ki
         assert g.abs().sum() > 0
 
 
-def test_detector_penalty_checks_its_inputs(detector_toy):
-    model, x, y = detector_toy
+def test_detector_penalty_checks_its_inputs(toy_classifier):
+    model, x, y = toy_classifier
     with pytest.raises(ParameterError, match="kind"):
         attacks.DetectorPenalty(model, None, "lid", x, y, y, 2, 5)
     with pytest.raises(ParameterError, match="pipeline"):

@@ -19,24 +19,10 @@ from mcutils.chapters import ch04_detectors as cd
 from mcutils.chapters import ch04_sweep as cs
 from mcutils.core import report, stats
 from mcutils.core.checks import ParameterError
-from mcutils.core.runtime import seed_everything
-from mcutils.models import build_for_dataset
 
 matplotlib.use("Agg")
 
 TINY = {"steps": 30, "lr": 0.05, "warmup": 2}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    """An MLP trained in a few seconds on the 8x8 digits (with a Normalize layer)."""
-    seed_everything(0)
-    train = data.load_dataset("digits", "train")
-    test = data.load_dataset("digits", "test")
-    net = build_for_dataset("mlp", "digits", hidden=32)
-    training.train(net, data.TensorLoader(train, 64, shuffle=True), epochs=8, lr=0.01,
-                   progress=False)
-    return net.eval(), test
 
 
 def test_upsample():
@@ -61,7 +47,7 @@ def test_sweep_model_trains_once_and_caches(tmp_path):
                                                  again.state_dict().values()))
     test = data.load_dataset("digits", "test")
     acc = (training.predict(net, cs.upsample(test.x, 12)).argmax(1) == test.y).float().mean()
-    assert acc > 0.5  # trained at 12 px on upsampled digits
+    assert acc > 0.5  # trained at 12 px on upsampled digits_mlp
     raw = cs.sweep_model(**dict(kw, trained=False))
     raw2 = cs.sweep_model(**dict(kw, trained=False))
     assert all(torch.equal(a, b) for a, b in zip(raw.state_dict().values(),
@@ -71,8 +57,8 @@ def test_sweep_model_trains_once_and_caches(tmp_path):
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 1  # untrained: never cached
 
 
-def test_orchestration_at_tiny_size(digits):
-    net, test = digits
+def test_orchestration_at_tiny_size(digits_mlp):
+    net, test = digits_mlp
     df = cs.run_protocol(net, test.x, test.y, seeds=[0, 1], pairs_per_class=1, num_points=5,
                          attack=TINY, progress=False)
     assert sorted(df.seed.unique()) == [0, 1] and len(df) == 2 * 10 * 2
@@ -92,8 +78,8 @@ def test_orchestration_at_tiny_size(digits):
         cs.model_sweep(pairs, {"x": {"depth": 3}}, dataset="digits", progress=False)
 
 
-def test_sources_attack_suite_and_detector_table(digits):
-    net, test = digits
+def test_sources_attack_suite_and_detector_table(digits_mlp):
+    net, test = digits_mlp
     src = cd.select_sources(net, test.x, test.y, 40, seed=0)
     with torch.no_grad():
         assert (net(src.x).argmax(1) == src.y).all()
@@ -133,8 +119,8 @@ def test_sources_attack_suite_and_detector_table(digits):
     assert row.wilcoxon_p == wil["pvalue"]
 
 
-def test_adaptive_study_protocol(digits):
-    net, test = digits
+def test_adaptive_study_protocol(digits_mlp):
+    net, test = digits_mlp
     src = cd.select_sources(net, test.x, test.y, 40, seed=1)
     att = {"steps": 60, "lr": 0.05, "warmup": 2}
     plain = cd.attack_suite(net, src, {"paper": dict(att, kind="optim")},
@@ -160,8 +146,8 @@ def test_adaptive_study_protocol(digits):
         cd.adaptive_study(net, src, plain[:3], (pool.x, pool.y), (pool.x, pool.y), [0.0])
 
 
-def test_attack_summary_and_defender_features(digits):
-    net, test = digits
+def test_attack_summary_and_defender_features(digits_mlp):
+    net, test = digits_mlp
     src = cd.select_sources(net, test.x, test.y, 20, seed=2)
     sub = src.select(range(5))
     assert len(sub) == 5 and torch.equal(sub.index, src.index[:5])
@@ -206,8 +192,8 @@ def test_settings_and_network_specs():
         cs.network_specs([], ["vit"])
 
 
-def test_functions_receiving_a_model_restore_its_mode_and_use_eval(digits):
-    net, test = digits
+def test_functions_receiving_a_model_restore_its_mode_and_use_eval(digits_mlp):
+    net, test = digits_mlp
     noisy = torch.nn.Sequential(*net, torch.nn.Dropout(0.5))  # train mode would be random
     noisy.train()
     src = cd.select_sources(noisy, test.x, test.y, 12, seed=3)
@@ -299,10 +285,10 @@ def test_tables_format_every_interval():
         ["0.0 [0.0, 0.0]", "1.0 [1.0, 1.0]"]
 
 
-def test_figures_draw_what_they_are_given(digits):
+def test_figures_draw_what_they_are_given(digits_mlp):
     import matplotlib.pyplot as plt
 
-    net, test = digits
+    net, test = digits_mlp
     pairs = ab.paper_pairs(test.x, test.y, pairs_per_class=1, seed=0)
     df, k_adv = ab.paired_barriers(net, pairs, num_points=5, attack=TINY, return_adversarial=True)
     fig = ch04.barrier_boxes(df)

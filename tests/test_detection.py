@@ -15,22 +15,6 @@ from mcutils.core import stats
 from mcutils.core.checks import ParameterError
 
 
-@pytest.fixture(scope="module")
-def toy():
-    g = torch.Generator().manual_seed(0)
-    centers = torch.rand(3, 1, 6, 6, generator=g)
-    y = torch.arange(3).repeat_interleave(30)
-    x = (centers[y] + 0.15 * torch.randn(len(y), 1, 6, 6, generator=g)).clamp(0, 1)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 32), nn.ReLU(), nn.Linear(32, 3))
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    for _ in range(100):
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-    return model.eval(), x, y
-
-
 def test_reference_indices_pick_distinct_members_of_the_class():
     pool = torch.tensor([0, 1, 0, 2, 1, 0, 2, 0])
     classes = torch.tensor([0, 2, 0, 1])
@@ -44,8 +28,8 @@ def test_reference_indices_pick_distinct_members_of_the_class():
         detection.reference_indices(pool, classes, 3)
 
 
-def test_barrier_features_batched_equals_loop_and_inputspace(toy):
-    model, x, y = toy
+def test_barrier_features_batched_equals_loop_and_inputspace(toy_classifier):
+    model, x, y = toy_classifier
     pred = model(x).argmax(1)
     refs_idx = detection.reference_indices(y, pred, 3, torch.Generator().manual_seed(1))
     refs = x[refs_idx]
@@ -64,8 +48,8 @@ def test_barrier_features_batched_equals_loop_and_inputspace(toy):
     assert torch.equal(feats.select([0, 2]).gap, feats.gap[[0, 2]])
 
 
-def test_barrier_features_bad_shapes(toy):
-    model, x, y = toy
+def test_barrier_features_bad_shapes(toy_classifier):
+    model, x, y = toy_classifier
     with pytest.raises(ParameterError, match="references"):
         detection.barrier_features(model, x[:4], y[:4], x[:4])
     with pytest.raises(ParameterError, match="predicted"):
@@ -81,8 +65,8 @@ def test_local_maxima_counts_prominent_peaks():
     assert detection.local_maxima(p[:, :2]).tolist() == [0, 0, 0, 0]
 
 
-def test_logit_features(toy):
-    model, x, _ = toy
+def test_logit_features(toy_classifier):
+    model, x, _ = toy_classifier
     lf = detection.logit_features(model, x)
     logits = model(x).detach()
     assert torch.allclose(lf.msp, logits.softmax(1).amax(1), atol=1e-6)
@@ -92,8 +76,8 @@ def test_logit_features(toy):
     assert torch.equal(lf.predicted, logits.argmax(1)) and lf.mahalanobis is None
 
 
-def test_logit_features_restore_the_callers_mode_and_device(toy):
-    model, x, _ = toy
+def test_logit_features_restore_the_callers_mode_and_device(toy_classifier):
+    model, x, _ = toy_classifier
     # dropout makes train mode visible: features must come from eval mode
     net = nn.Sequential(*model, nn.Dropout(0.9))
     net.train()
@@ -112,8 +96,8 @@ def test_logit_features_restore_the_callers_mode_and_device(toy):
         detection.penultimate_features(nn.Sequential(nn.Flatten()), x[:2])
 
 
-def test_feature_matrix_shapes_and_errors(toy):
-    model, x, y = toy
+def test_feature_matrix_shapes_and_errors(toy_classifier):
+    model, x, y = toy_classifier
     pred = model(x).argmax(1)
     refs = x[detection.reference_indices(y, pred, 2, torch.Generator().manual_seed(0))]
     bf = detection.barrier_features(model, x[:10], pred[:10], refs[:10], num_points=9)
@@ -233,8 +217,8 @@ def test_fit_detector_transfer():
     assert stats.auroc(y2, detection.detector_scores(det, x2), num_boot=0).auc > 0.95
 
 
-def test_evaluate_detectors_end_to_end(toy):
-    model, x, y = toy
+def test_evaluate_detectors_end_to_end(toy_classifier):
+    model, x, y = toy_classifier
     pred = model(x).argmax(1)
     gen = torch.Generator().manual_seed(0)
     refs = x[detection.reference_indices(y, pred, 2, gen)]
@@ -260,8 +244,8 @@ def test_evaluate_detectors_end_to_end(toy):
                                                              folds=3)
 
 
-def test_connectivity_features_uses_predicted_class(toy):
-    model, x, y = toy
+def test_connectivity_features_uses_predicted_class(toy_classifier):
+    model, x, y = toy_classifier
     bf, lf, pred = detection.connectivity_features(model, x[:20], x[20:], y[20:], num_refs=2,
                                                    num_points=5, seed=0)
     assert torch.equal(pred, model(x[:20]).argmax(1))

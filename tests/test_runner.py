@@ -72,3 +72,14 @@ def test_plan_command_lists_and_forgets_the_stored_plans(capsys):
     assert runner.main(["plan", "--recalibrate"]) == 0
     assert runtime.stored_plans() == {}
     assert runtime.forget_plans() == 0
+
+
+def test_set_and_restore_environ(monkeypatch):
+    from mcutils.tooling.notebooks import restore_environ, set_environ
+
+    monkeypatch.setenv("MCUTILS_TEST_A", "old")
+    monkeypatch.delenv("MCUTILS_TEST_B", raising=False)
+    saved = set_environ({"MCUTILS_TEST_A": "new", "MCUTILS_TEST_B": "1"})
+    assert os.environ["MCUTILS_TEST_A"] == "new" and os.environ["MCUTILS_TEST_B"] == "1"
+    restore_environ(saved)
+    assert os.environ["MCUTILS_TEST_A"] == "old" and "MCUTILS_TEST_B" not in os.environ

@@ -206,13 +206,26 @@ def _fmt(x: Any) -> str:
     return f"{x:.3g}" if abs(x) < 1 else f"{x:.3f}".rstrip("0").rstrip(".")
 
 
+_VERDICT_STYLE = {"reproduced": ("\u2713", "#e6f4ea"), "not reproduced": ("\u2717", "#fce8e6"),
+                  "inconclusive": ("?", "#fef7e0")}
+
+
 def _html_table(rows: list[dict[str, str]], caption: str | None = None) -> str:
+    """An HTML table of string cells; a ``verdict`` or ``control`` cell that starts with a
+    verdict gets its mark and colour (inline styles, so the offline book shows them)."""
     if not rows:
         return "<p>(no claims)</p>"
     cols = list(rows[0])
+
+    def cell(col: str, value: Any) -> str:
+        text = str(value)
+        for word, (mark, colour) in _VERDICT_STYLE.items():
+            if col in ("verdict", "control") and text.startswith(word):
+                return (f'<td style="background:{colour}">{mark} {html.escape(text)}</td>')
+        return f"<td>{html.escape(text)}</td>"
+
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols) + "</tr>"
-                   for r in rows)
+    body = "".join("<tr>" + "".join(cell(c, r[c]) for c in cols) + "</tr>" for r in rows)
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     return (f'<table class="table mcutils-claims">{cap}<thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>")
@@ -373,6 +386,14 @@ class ChapterReport:
         _glue(f"{self.prefix}deviations_table",
               HTML(_html_table(df.to_dict("records")) if clean else f"<p>{html.escape(reason)}</p>"))
         return df
+
+    def view(self) -> Any:
+        """The claims as the HTML table the chapter shows at its end and the results page
+        pastes (one renderer for both): verdicts marked and coloured, with the method and
+        the negative control's verdict."""
+        from IPython.display import HTML
+
+        return HTML(_html_table(self.table().to_dict("records")))
 
     def finish(self) -> pd.DataFrame:
         """Glue the claims, their table and the provenance; check the expected claims.

@@ -49,7 +49,8 @@ import yaml
 from mcutils.core.checks import ParameterError
 from mcutils.core.paths import repo_root
 from mcutils.core.profiles import load_profile
-from mcutils.tooling.notebooks import chapter_plan, notebook_cells, notebook_defaults
+from mcutils.tooling.notebooks import (chapter_plan, notebook_cells, notebook_defaults,
+                                       restore_environ, set_environ)
 from mcutils.tooling.preflight import preflight
 
 __all__ = ["run_chapter", "run", "format_table", "main"]
@@ -254,9 +255,7 @@ def run(profile: str = "gpu-smoke", selected: Sequence[str] | None = None,
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
     claims_dir = out_dir / f"claims-{profile}"
     claims_dir.mkdir(exist_ok=True)
-    saved_env = {k: os.environ.get(k) for k in (CLAIMS_DIR_ENV, "MPLBACKEND")}
-    os.environ[CLAIMS_DIR_ENV] = str(claims_dir)
-    os.environ["MPLBACKEND"] = "Agg"
+    saved_env = set_environ({CLAIMS_DIR_ENV: str(claims_dir), "MPLBACKEND": "Agg"})
     result: dict[str, Any] = {"profile": profile, "device": device, "machine": _machine(),
                               "chapters": {}}
     start = time.perf_counter()
@@ -276,11 +275,7 @@ def run(profile: str = "gpu-smoke", selected: Sequence[str] | None = None,
             print(f"[mcutils.gpucheck] {nb.name}: {res['seconds']:.1f} s, {res['status']}"
                   + (f" ({res['error']})" if res["error"] else ""), flush=True)
     finally:
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        restore_environ(saved_env)
     result["total_seconds"] = round(time.perf_counter() - start, 1)
     (out_dir / f"gpucheck-{profile}.json").write_text(json.dumps(result, indent=2))
     print(format_table(result))

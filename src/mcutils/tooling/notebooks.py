@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from mcutils.core.checks import ParameterError
 from mcutils.core.paths import repo_root
 from mcutils.core.profiles import load_profile
 
-__all__ = ["chapters", "chapter_plan", "chapter_parameters", "notebook_defaults", "notebook_cells"]
+__all__ = ["chapters", "chapter_plan", "set_environ", "restore_environ", "chapter_parameters", "notebook_defaults", "notebook_cells"]
 
 
 def chapters(root: Path | None = None) -> dict[str, Path]:
@@ -150,3 +151,19 @@ def chapter_plan(profile: str, selected: Sequence[str] | None, overrides: dict[s
             plan[c].update({k: v for k, v in overrides.items() if k in declared[c]})
     return available, plan
 
+
+def set_environ(updates: Mapping[str, str]) -> dict[str, str | None]:
+    """Set environment variables for the chapter kernels started next; returns the
+    previous values for :func:`restore_environ`."""
+    saved = {k: os.environ.get(k) for k in updates}
+    os.environ.update(updates)
+    return saved
+
+
+def restore_environ(saved: Mapping[str, str | None]) -> None:
+    """Put back the values :func:`set_environ` returned (unset where there was none)."""
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

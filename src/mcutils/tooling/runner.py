@@ -62,7 +62,7 @@ from mcutils.core.checks import ParameterError
 from mcutils.core.paths import repo_root
 from mcutils.core.profiles import load_profile, parse_overrides, profile_names
 from mcutils.core.report import CLAIMS_DIR_ENV
-from mcutils.tooling.notebooks import chapter_plan, chapters
+from mcutils.tooling.notebooks import chapter_plan, chapters, restore_environ, set_environ
 from mcutils.tooling.offline import remote_assets
 from mcutils.tooling.prose import load_allowed_numbers, untyped_numbers
 
@@ -141,17 +141,12 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
     if jobs is None:
         jobs = (os.cpu_count() or 1) if on_cpu else max(1, len(_gpu_slots(plan, len(plan))))
     plan = _ordered(plan, out_dir / f"timings-{profile}.json")
-    saved_env = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
-    if on_cpu:  # inherited by every kernel and worker started below
-        os.environ.update(SINGLE_THREAD_ENV)
+    # inherited by every kernel and worker started below
+    saved_env = set_environ(SINGLE_THREAD_ENV if on_cpu else {})
     try:
         return _run(plan, available, out_dir, claims_dir, root, jobs, profile, log_output)
     finally:
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        restore_environ(saved_env)
 
 
 def _ordered(plan: dict[str, dict[str, Any]], timings_file: Path) -> dict[str, dict[str, Any]]:
