@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "core", "data", "models", "training", "plotting", "params", "tooling",
     "inputspace", "percolation", "attacks", "detection", "curves", "backdoor",
-    "faults", "hessian", "repair", "pruning", "advbarriers", "robustpath", "planted", "zoo",
+    "faults", "hessian", "repair", "pruning", "advbarriers", "planted", "zoo",
 }
 
 

@@ -5,6 +5,6 @@ its claims).
 A chapter module owns its orchestration (sweeps, selections), its claims and their
 controls, its tables and figures; the notebook only calls it. It imports the science,
 training, registries and core below it, and nothing imports it but the notebooks and
-the tooling. Used by chapters 01 to 05 (chapters 00 and 06 still call the science
-modules directly).
+the tooling. Used by chapters 01 to 06 (chapter 00 only trains and evaluates the default
+model, through the science modules directly).
 """

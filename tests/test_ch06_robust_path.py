@@ -1,4 +1,4 @@
-"""mcutils.robustpath: chapter 06's orchestration at tiny sizes, and negative controls for
+"""mcutils.chapters.ch06_robust_path: chapter 06's orchestration at tiny sizes, and negative controls for
 every claim the chapter asserts."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mcutils import attacks, hessian, models, robustpath
+from mcutils import attacks, hessian, models
+from mcutils.chapters import ch06_robust_path as robustpath
 from mcutils.core import report
 from mcutils.core.checks import ParameterError
 from mcutils.curves import CurveModel

@@ -1,6 +1,6 @@
 """Robustness along a weight-space path between a regular and a robust model.
 
-Chapter 06's orchestration (tested at tiny sizes in ``tests/test_robustpath.py``), after
+Chapter 06's orchestration (tested at tiny sizes in ``tests/test_ch06_robust_path.py``), after
 Zhao et al.'s evasion-attack study: a curve trained on the standard loss joins a
 regular model (``t = 0``) and an adversarially trained one (``t = 1``); along it the
 PGD robustness loss and the largest eigenvalue of the input Hessian are measured.
