@@ -232,7 +232,10 @@ def test_claims_are_data_with_unique_ids_and_valid_tests():
     assert ch04.EXPECTED == ["within_low", "adv_gap_higher"]
     for c in ch04.CLAIMS:
         assert set(c) == {"id", "statement", "paper", "threshold", "direction", "expected"}
-        assert c["direction"] in (">=", "<=") and isinstance(c["statement"], str) and c["paper"]
+        assert c["direction"] in report.DIRECTIONS and isinstance(c["statement"], str) and c["paper"]
+        # a claim of an effect (threshold 0, or chance for an AUROC) is strict
+        if "higher" in c["id"] or "adds" in c["id"]:
+            assert c["direction"] == ">", c["id"]
     assert ch04.CLAIMS[0]["threshold"] == pytest.approx(math.log(2))
 
 

@@ -179,7 +179,7 @@ def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: 
             "paper": "the finite-size reference of issue 13 (not a claim of the paper)",
             "result": falling_interval({d: g["p_conn"].to_numpy(float)
                                         for d, g in ind.groupby("d")}, statistic=np.median),
-            "threshold": 0.0, "direction": ">="})
+            "threshold": 0.0, "direction": ">"})
     return out
 
 
@@ -295,7 +295,7 @@ def threshold_claims(table: pd.DataFrame, tol: float = 0.01) -> list[dict]:
                          "(smallest drop between consecutive d, bootstrap over runs)",
             "paper": "theory: p_c(d) ~ 1/(2d - 1) for large d (Gaunt, Sykes and Ruskin 1976)",
             "result": falling_interval({d: samples[d] for d in run}),
-            "threshold": 0.0, "direction": ">="})
+            "threshold": 0.0, "direction": ">"})
     return out
 
 

@@ -299,7 +299,7 @@ def untrained_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.9,
             iv = two_sample_ci(untrained["rel_length"], tr["rel_length"], seed=seed)
             out["trained_straighter"] = _claim(
                 "trained networks connect synthetic pairs by straighter paths: median path "
-                "length / |C - A|, untrained minus trained, >= 0",
-                "trained models: small deviation from a linear path (abstract)", iv, 0.0, ">=")
+                "length / |C - A|, untrained minus trained, > 0",
+                "trained models: small deviation from a linear path (abstract)", iv, 0.0, ">")
     return out
 

@@ -59,19 +59,19 @@ CLAIMS: list[dict[str, Any]] = [
      "threshold": math.log(2), "direction": "<=", "expected": True},
     {"id": "adv_gap_higher",
      "statement": "the gap tells real-adversarial from within-class paths of the same real "
-                  "image: AUROC >= 0.5 (paper protocol)",
+                  "image: AUROC > 0.5 (paper protocol)",
      "paper": "medians 5.45 vs 0.36 (real-adversarial vs within-class gap), paper's "
               "committed CSVs",
-     "threshold": 0.5, "direction": ">=", "expected": True},
+     "threshold": 0.5, "direction": ">", "expected": True},
     {"id": "adv_gap_high",
      "statement": "real-adversarial barriers are high: median gap >= ln 2 (paper protocol)",
      "paper": "5.45, median real-adversarial gap, paper's committed CSV",
      "threshold": math.log(2), "direction": ">=", "expected": False},
     {"id": "adv_max_higher",
-     "statement": "the barrier max also separates the two kinds of paths: AUROC >= 0.5 "
+     "statement": "the barrier max also separates the two kinds of paths: AUROC > 0.5 "
                   "(paper protocol)",
      "paper": "Figure 6, barrier max boxes (no number in the text)",
-     "threshold": 0.5, "direction": ">=", "expected": False},
+     "threshold": 0.5, "direction": ">", "expected": False},
     {"id": "barrier_detects",
      "statement": "barrier height detects the paper's attack: AUROC >= 0.9 "
                   "(cross-validated, by source)",
@@ -81,7 +81,7 @@ CLAIMS: list[dict[str, Any]] = [
      "statement": "loss profiles add to the logits on the paper's attack: paired AUROC "
                   "difference > 0",
      "paper": "implicit in the suggestion",
-     "threshold": 0.0, "direction": ">=", "expected": False},
+     "threshold": 0.0, "direction": ">", "expected": False},
     {"id": "adaptive_evades",
      "statement": "an adaptive attack brings the deployed detector to AUROC <= 0.6 "
                   "(largest penalty, test half)",

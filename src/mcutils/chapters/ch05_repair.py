@@ -90,22 +90,22 @@ CLAIMS: list[dict[str, Any]] = [
                    "(ASR >= {threshold})",
          paper="fine-tuning with limited data leaves a high attack success"),
     dict(claim_id="curve_beats_fine_tune", rows="sweep", n="small",
-         difference=("fine_tune", "bezier"), metric="asr", threshold=0.0, direction=">=",
+         difference=("fine_tune", "bezier"), metric="asr", threshold=0.0, direction=">",
          statement="with {small_n} bonafide images the Bezier curve has a lower ASR than "
                    "fine-tuning (paired difference > 0)",
          paper="path connection outperforms fine-tune with limited bonafide data"),
     dict(claim_id="curve_beats_fine_prune", rows="sweep", n="small",
-         difference=("fine_prune", "bezier"), metric="asr", threshold=0.0, direction=">=",
+         difference=("fine_prune", "bezier"), metric="asr", threshold=0.0, direction=">",
          statement="with {small_n} bonafide images the Bezier curve has a lower ASR than "
                    "fine-pruning (paired difference > 0)",
          paper="path connection outperforms fine-prune with limited bonafide data"),
     dict(claim_id="curve_beats_scratch", rows="sweep", n="small",
-         difference=("bezier", "scratch"), metric="accuracy", threshold=0.0, direction=">=",
+         difference=("bezier", "scratch"), metric="accuracy", threshold=0.0, direction=">",
          statement="with {small_n} bonafide images the Bezier curve has a higher clean "
                    "accuracy than training from scratch (paired difference > 0)",
          paper="path connection outperforms scratch with limited bonafide data"),
     dict(claim_id="curve_beats_noise", rows="sweep", n="small",
-         difference=("bezier", "noise"), metric="accuracy", threshold=0.0, direction=">=",
+         difference=("bezier", "noise"), metric="accuracy", threshold=0.0, direction=">",
          statement="with {small_n} bonafide images the Bezier curve has a higher clean "
                    "accuracy than the noisy midpoint (paired difference > 0)",
          paper="path connection outperforms noise with limited bonafide data"),
