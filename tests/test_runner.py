@@ -83,3 +83,12 @@ def test_set_and_restore_environ(monkeypatch):
     assert os.environ["MCUTILS_TEST_A"] == "new" and os.environ["MCUTILS_TEST_B"] == "1"
     restore_environ(saved)
     assert os.environ["MCUTILS_TEST_A"] == "old" and "MCUTILS_TEST_B" not in os.environ
+
+
+def test_status_line_names_each_running_chapter_its_time_and_cell(tmp_path):
+    log = tmp_path / "05.log"
+    log.write_text("Executing Cell 3---\nsome output\nExecuting Cell 12---\n")
+    line = runner.status_line({"05": (100.0, log), "03": (150.0, tmp_path / "none.log")},
+                              now=162.0)
+    assert line == "03 12 s, 05 62 s (cell 12)"
+    assert runner.status_line({}) == ""

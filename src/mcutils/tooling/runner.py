@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -286,10 +287,12 @@ def _execute_parallel(plan: dict[str, dict[str, Any]], available: dict[str, Path
             where = f", GPU {gpu}" if gpu is not None else ""
             print(f"[mcutils.book] {nb.name} (profile {profile}{where}) -> {log}", flush=True)
             start = time.perf_counter()
+            running[chapter] = (start, log)
             with open(log, "w") as fh:
                 rc = subprocess.call(
                     [sys.executable, "-c", _WORKER_CODE, str(spec)],
                     stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(root))
+            running.pop(chapter, None)
             wall = time.perf_counter() - start
             if result.exists():
                 res = json.loads(result.read_text())
@@ -303,13 +306,42 @@ def _execute_parallel(plan: dict[str, dict[str, Any]], available: dict[str, Path
             print(f"[mcutils.book] {nb.name}: {res['seconds']:.1f} s, {status} (log: {log})",
                   flush=True)
 
+    running: dict[str, tuple[float, Path]] = {}
+    finished = threading.Event()
+
+    def monitor() -> None:  # one status line for all running chapters, not their output
+        while not finished.wait(STATUS_SECONDS):
+            line = status_line(dict(running))
+            if line:
+                print(f"[mcutils.book] running: {line}", flush=True)
+
     threads = [threading.Thread(target=slot, args=(g,), daemon=True)
                for g in _gpu_slots(plan, jobs)]
+    watcher = threading.Thread(target=monitor, daemon=True)
+    watcher.start()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    finished.set()
+    watcher.join()
     return {c: timings[c] for c in plan if c in timings}, errors
+
+
+#: Seconds between the status lines of a run with several workers.
+STATUS_SECONDS = 60.0
+_CELL = re.compile(r"Executing Cell (\d+)")
+
+
+def status_line(running: dict[str, tuple[float, Path]], now: float | None = None) -> str:
+    """``"05 62 s (cell 12), 03 9 s"``: each running chapter, its elapsed time and the last
+    cell its log says it started (papermill logs ``Executing Cell N``)."""
+    now = time.perf_counter() if now is None else now
+    parts = []
+    for chapter, (start, log) in sorted(running.items()):
+        cells = _CELL.findall(log.read_text(errors="replace")[-20000:]) if log.exists() else []
+        parts.append(f"{chapter} {now - start:.0f} s" + (f" (cell {cells[-1]})" if cells else ""))
+    return ", ".join(parts)
 
 
 _WORKER_CODE = ("import sys; from mcutils.tooling.runner import _chapter_worker; "
