@@ -91,3 +91,14 @@ def test_view_marks_and_colours_each_verdict_and_control():
     assert "\u2713 reproduced (asserted)" in html and "? inconclusive" in html
     assert "\u2717 not reproduced" in html and "\u2717 not reproduced: two balls" in html
     assert html.count("background:") == 4  # three verdicts and one control
+
+
+def test_verdict_counts_line():
+    ch = _chapter(check=True, expected=("a", "b"))
+    ch.claim("a", "s", "p", stats.binomial_interval(40, 40), 0.9, ">=",
+             control={"statement": "c", "result": stats.binomial_interval(0, 40)})
+    ch.claim("b", "s", "p", {"estimate": 0.1, "ci": [0.0, 0.2], "n": 9}, 0.0, ">")
+    ch.claim("c", "s", "p", {"estimate": -0.1, "ci": [-0.2, -0.05], "n": 9}, 0.0, ">")
+    assert ch.verdict_counts() == ("1 reproduced, 1 not reproduced, 1 inconclusive; "
+                                   "1 of 2 asserted claims with a control")
+    assert _chapter(expected=()).verdict_counts() == "no claims; 0 of 0 asserted claims with a control"

@@ -387,6 +387,17 @@ class ChapterReport:
               HTML(_html_table(df.to_dict("records")) if clean else f"<p>{html.escape(reason)}</p>"))
         return df
 
+    def verdict_counts(self) -> str:
+        """One line for the results page: how many claims got each verdict, and how many
+        asserted claims carry a negative control (``"5 reproduced, 1 inconclusive; 1 of
+        2 asserted claims with a control"``)."""
+        counts = {v: sum(c["verdict"] == v for c in self.claims.values()) for v in VERDICTS}
+        text = ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "no claims"
+        asserted = [c for c in self.claims.values() if c["expected"]]
+        with_control = sum("control" in c for c in asserted)
+        return (f"{text}; {with_control} of {len(asserted)} asserted claim"
+                f"{'' if len(asserted) == 1 else 's'} with a control")
+
     def view(self) -> Any:
         """The claims as the HTML table the chapter shows at its end and the results page
         pastes (one renderer for both): verdicts marked and coloured, with the method and
@@ -409,6 +420,7 @@ class ChapterReport:
         prov = provenance(self.chapter, self.params, wall)
         self.provenance = prov
         record(f"{self.prefix}claims", self.claims, digits=None)
+        record(f"{self.prefix}verdict_counts", self.verdict_counts(), digits=None)
         df = self.table()
         _glue(f"{self.prefix}claims_table", HTML(_html_table(df.to_dict("records"))))
         failed = self.failures() if self.check else []
