@@ -20,7 +20,8 @@ from mcutils.core.checks import ParameterError
 from mcutils.core.paths import repo_root
 from mcutils.core.profiles import load_profile
 
-__all__ = ["chapters", "chapter_plan", "set_environ", "restore_environ", "chapter_parameters", "notebook_defaults", "notebook_cells"]
+__all__ = ["chapters", "chapter_plan", "set_environ", "restore_environ", "chapter_parameters", "notebook_defaults", "notebook_cells",
+           "parameter_cell_drift"]
 
 
 def chapters(root: Path | None = None) -> dict[str, Path]:
@@ -167,3 +168,34 @@ def restore_environ(saved: Mapping[str, str | None]) -> None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+def parameter_cell_drift(write: bool = False, root: Path | None = None,
+                         selected: Sequence[str] | None = None) -> dict[str, str]:
+    """Chapters whose ``parameters`` cell differs from its schema's
+    :meth:`~mcutils.params.ParameterSchema.cell_source` (chapter -> notebook name).
+
+    With ``write=True`` those cells are rewritten from the schema (outputs and metadata
+    kept), so the schema in the chapter module stays the one declaration. ``selected``
+    limits the check to some chapters.
+    """
+    from mcutils.chapters import MODULES, schema
+
+    drift = {}
+    for chapter, nb_path in chapters(root).items():
+        if chapter not in MODULES or (selected is not None and chapter not in selected):
+            continue
+        nb = _read_notebook(nb_path)
+        cells = [c for c in nb.get("cells", [])
+                 if "parameters" in c.get("metadata", {}).get("tags", [])]
+        if not cells:
+            raise ParameterError(f"{nb_path}: no cell is tagged 'parameters'")
+        want = schema(chapter).cell_source()
+        if _source(cells[0]) == want:
+            continue
+        drift[chapter] = nb_path.name
+        if write:
+            cells[0]["source"] = want.splitlines(keepends=True)
+            nb_path.write_text(json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n",
+                               encoding="utf-8")
+    return drift

@@ -396,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pl = sub.add_parser("plan", help="show the speed plans calibrated on this machine")
     pl.add_argument("--recalibrate", action="store_true",
                     help="forget them: each is measured again on its next use")
+    pa = sub.add_parser("params", help="check each parameters cell against its chapter's schema")
+    pa.add_argument("--write", action="store_true", help="rewrite the cells that differ")
+    pa.add_argument("--chapters", nargs="*", default=None, help="chapter numbers (default: all)")
     pr = sub.add_parser("prose", help="list numbers typed into the chapters' prose")
     pr.add_argument("--chapters", nargs="*", default=None, help="chapter numbers (default: all)")
     off = sub.add_parser("offline", help="list scripts built pages load from the network")
@@ -428,6 +431,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{'channels_last' if cl else 'default layout'}, batch {bs}")
         print(f"{len(plans)} stored plan(s)")
         return 0
+    if args.command == "params":
+        from mcutils.tooling.notebooks import parameter_cell_drift
+
+        drift = parameter_cell_drift(write=args.write, selected=None if args.chapters is None
+                                     else [str(c).zfill(2) for c in args.chapters])
+        for chapter, name in drift.items():
+            print(f"{name}: parameters cell {'rewritten from' if args.write else 'differs from'} "
+                  f"the schema of chapter {chapter}")
+        return 1 if drift and not args.write else 0
     if args.command == "list":
         for c, nb in chapters().items():
             print(c, nb.name)
