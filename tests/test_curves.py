@@ -248,22 +248,6 @@ def test_linear_path_barrier_between_different_models():
     assert (same["loss"] - ends.iloc[0]).abs().max() < 1e-5
 
 
-def test_lr_factor_schedules():
-    assert curves.lr_factor(None, 7, 10) == 1.0
-    assert curves.lr_factor("cosine", 0, 10) == 1.0
-    assert abs(curves.lr_factor("cosine", 5, 10) - 0.5) < 1e-12
-    assert abs(curves.lr_factor("cosine", 10, 10)) < 1e-12
-    # the papers' schedule: flat for half the run, linear to 1% at 90%, then 1%
-    assert curves.lr_factor("paper", 50, 100) == 1.0
-    assert abs(curves.lr_factor("paper", 70, 100) - (1 - 0.2 / 0.4 * 0.99)) < 1e-12
-    assert abs(curves.lr_factor("paper", 90, 100) - 0.01) < 1e-12
-    assert curves.lr_factor("paper", 95, 100) == 0.01
-    with pytest.raises(ParameterError):
-        curves.lr_factor("linear", 1, 10)
-    with pytest.raises(ParameterError):
-        curves.lr_factor("paper", 11, 10)
-
-
 def test_train_curve_schedule_changes_the_steps():
     loader = _loader(64)
     a, b = _model(0), _model(1)
@@ -276,7 +260,7 @@ def test_train_curve_schedule_changes_the_steps():
     d2 = sum(float((p - q).detach().abs().sum()) for p, q in zip(c2.parameters(), cm_init(a, b)))
     assert 0 < d2 < d1
     with pytest.raises(ParameterError):
-        curves.train_curve(c1, loader, steps=1, schedule="step", progress=False)
+        curves.train_curve(c1, loader, steps=1, schedule="linear", progress=False)
 
 
 def cm_init(a, b):

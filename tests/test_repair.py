@@ -29,7 +29,7 @@ def test_fine_tune_and_scratch_take_exact_steps_and_learn():
         return sum(float(p.detach().pow(2).sum()) for p in net.parameters())
     assert norm(decayed) < norm(plain)
     with pytest.raises(ParameterError):
-        repair.fine_tune(m, loader, steps=1, schedule="step")
+        repair.fine_tune(m, loader, steps=1, schedule="linear")
 
 
 def test_fine_tune_memory_format_changes_only_rounding_and_is_restored():

@@ -217,3 +217,58 @@ def test_make_optimizer_builds_the_named_optimizer_with_its_settings():
     assert isinstance(adam, torch.optim.Adam) and adam.defaults["weight_decay"] == 0.0
     with pytest.raises(ParameterError, match="optimizer"):
         training.make_optimizer(w, "rmsprop", 0.1)
+
+
+def test_lr_factor_schedules():
+    assert training.lr_factor(None, 7, 10) == 1.0
+    assert training.lr_factor("cosine", 0, 10) == 1.0
+    assert abs(training.lr_factor("cosine", 5, 10) - 0.5) < 1e-12
+    assert abs(training.lr_factor("cosine", 10, 10)) < 1e-12
+    assert [training.lr_factor("step", k, 8) for k in (3, 4, 5, 6, 8)] == [
+        1.0, 0.1, 0.1, pytest.approx(0.01), pytest.approx(0.01)]
+    # the papers' schedule: flat for half the run, linear to 1% at 90%, then 1%
+    assert training.lr_factor("paper", 50, 100) == 1.0
+    assert abs(training.lr_factor("paper", 70, 100) - (1 - 0.2 / 0.4 * 0.99)) < 1e-12
+    assert abs(training.lr_factor("paper", 90, 100) - 0.01) < 1e-12
+    assert training.lr_factor("paper", 95, 100) == 0.01
+    with pytest.raises(ParameterError):
+        training.lr_factor("linear", 1, 10)
+    with pytest.raises(ParameterError):
+        training.lr_factor("paper", 11, 10)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step"])
+def test_torch_schedulers_of_train_follow_lr_factor(schedule):
+    # train() runs these two as torch's schedulers (bit-compatible with cached weights):
+    # they must give the factors of the one table at every step
+    total = 37
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if schedule == "cosine"
+             else torch.optim.lr_scheduler.MultiStepLR(opt, [total // 2, 3 * total // 4], 0.1))
+    for k in range(total):
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.3 * training.lr_factor(schedule, k, total),
+                                                          rel=1e-9, abs=1e-12)
+        opt.step()
+        sched.step()
+
+
+def test_train_runs_the_paper_schedule():
+    x, y = torch.randn(16, 4, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 2
+    loader = [(x[i:i + 4], y[i:i + 4]) for i in range(0, 16, 4)]
+
+    def run(schedule):
+        torch.manual_seed(0)
+        net = torch.nn.Linear(4, 2)
+        snaps = []
+        training.train(net, loader, epochs=2, lr=0.2, optimizer="sgd", schedule=schedule,
+                       callback=lambda step, m: snaps.append(m.weight.detach().clone()),
+                       progress=False)
+        return snaps
+
+    paper, constant = run("paper"), run(None)
+    # the first half of the 8 steps is at the full rate, the rest lower
+    assert all(torch.equal(a, b) for a, b in zip(paper[:4], constant[:4]))
+    assert not torch.allclose(paper[-1], constant[-1])
+    with pytest.raises(ParameterError, match="schedule"):
+        training.train(torch.nn.Linear(4, 2), loader, epochs=1, lr=0.2, schedule="linear",
+                       progress=False)

@@ -19,8 +19,9 @@ with BatchNorm :meth:`CurveModel.model_at` refuses to export an inner point with
 for the recomputation, and :func:`evaluate_curve` recomputes them at every ``t`` (on
 every path, the straight line included), as Garipov et al.'s ``update_bn`` does.
 
-The learning-rate schedules (:data:`SCHEDULES`, :func:`lr_factor`) are shared with the
-baselines of :mod:`mcutils.repair`, so every method of chapter 05 trains alike.
+The learning-rate schedules are the one table of :mod:`mcutils.training`
+(:data:`~mcutils.training.SCHEDULES`, :func:`~mcutils.training.lr_factor`), shared with
+the baselines of :mod:`mcutils.repair`, so every method of chapter 05 trains alike.
 """
 
 from __future__ import annotations
@@ -39,11 +40,10 @@ from tqdm.auto import tqdm
 
 from mcutils.core.checks import ParameterError
 from mcutils.core.runtime import get_device, model_device, prepare
-from mcutils.training import make_optimizer
+from mcutils.training import SCHEDULES, lr_factor, make_optimizer
 
 __all__ = [
     "CURVES",
-    "SCHEDULES",
     "Bezier",
     "CurveModel",
     "PolyChain",
@@ -51,38 +51,9 @@ __all__ = [
     "has_batchnorm",
     "interpolate_states",
     "linear_path",
-    "lr_factor",
     "recompute_bn",
     "train_curve",
 ]
-
-SCHEDULES = (None, "cosine", "paper")
-
-
-def lr_factor(schedule: str | None, step: int, total: int) -> float:
-    """The learning-rate multiplier at ``step`` (0-based) of ``total`` steps.
-
-    * ``None``: constant 1;
-    * ``"cosine"``: ``(1 + cos(pi * step / total)) / 2``, from 1 to 0;
-    * ``"paper"``: the schedule of Garipov et al.'s and Zhao et al.'s ``train.py``
-      (per epoch there, per step here): 1 for the first half, then linear down to 0.01 at
-      90% of the run, then 0.01.
-    """
-    if schedule not in SCHEDULES:
-        raise ParameterError(f"schedule={schedule!r} is not known; valid values: {SCHEDULES}")
-    if total < 1 or not 0 <= step <= total:
-        raise ParameterError(f"need 0 <= step <= total and total >= 1 (got {step}, {total})")
-    if schedule is None:
-        return 1.0
-    alpha = step / total
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * alpha))
-    if alpha <= 0.5:
-        return 1.0
-    if alpha <= 0.9:
-        return 1.0 - (alpha - 0.5) / 0.4 * 0.99
-    return 0.01
-
 
 class Bezier(nn.Module):
     """Bezier coefficients ``c_k(t) = C(n, k) t^k (1 - t)^(n - k)``, ``n = num_bends - 1``.
@@ -383,7 +354,8 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
         weight_decay: coefficient of the L2 penalty on ``w(t)`` (not on the bends).
         momentum: SGD momentum.
         optimizer: ``"sgd"`` or ``"adam"``.
-        schedule: a name in :data:`SCHEDULES` (see :func:`lr_factor`), applied per step.
+        schedule: a name in :data:`mcutils.training.SCHEDULES` (see
+            :func:`mcutils.training.lr_factor`), applied per step.
         steps: train for exactly this many batches (cycling through ``loader``).
         device: where to train.
         seed: seed of the ``t`` draws.

@@ -71,8 +71,8 @@ def fine_tune(model: nn.Module, loader: Iterable, steps: int, lr: float = 0.01,
         device: where to train.
         seed: seeds dropout and other randomness of the steps.
         progress: show a tqdm bar.
-        schedule: a name in :data:`mcutils.curves.SCHEDULES`, applied per step
-            (:func:`mcutils.curves.lr_factor`).
+        schedule: a name in :data:`mcutils.training.SCHEDULES`, applied per step
+            (:func:`mcutils.training.lr_factor`).
         channels_last: memory format while training (default: the machine's training
             plan, :func:`mcutils.core.runtime.prepare`); it changes results at rounding only.
 
@@ -80,7 +80,7 @@ def fine_tune(model: nn.Module, loader: Iterable, steps: int, lr: float = 0.01,
     (:func:`mcutils.pruning.masked_grad_hooks`). Returns the model in eval
     mode on the CPU.
     """
-    from mcutils.curves import SCHEDULES, lr_factor
+    from mcutils.training import SCHEDULES, lr_factor
     from mcutils.pruning import masked_grad_hooks
     from mcutils.training import sgd_steps
 

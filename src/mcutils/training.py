@@ -1,7 +1,7 @@
 """Training and evaluation loops, and the cached classifiers that chapters share.
 
-``train`` is a plain loop with tqdm progress, SGD or Adam, an optional cosine or step
-schedule, and two optional per-batch hooks: ``transform(model, x, y) -> (x, y)`` runs
+``train`` is a plain loop with tqdm progress, SGD or Adam, a learning-rate schedule of
+the one table :data:`SCHEDULES`, and two optional per-batch hooks: ``transform(model, x, y) -> (x, y)`` runs
 before each step (adversarial training uses it) and ``callback(step, model)`` after it
 (measuring barriers during training uses it). Every loop runs under the machine's speed
 plan (:func:`mcutils.core.runtime.prepare`): the memory format, and for inference the batch
@@ -29,6 +29,7 @@ own device.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -45,10 +46,41 @@ from mcutils.core.runtime import EvalMode, get_device, prepare, prepared
 from mcutils.core.tensors import bview
 
 __all__ = ["train", "sgd_steps", "evaluate", "predict", "rng_state", "set_rng_state",
-           "MaskedAdam", "OPTIMIZERS", "SCHEDULES", "make_optimizer"]
+           "MaskedAdam", "OPTIMIZERS", "SCHEDULES", "lr_factor", "make_optimizer"]
 
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = (None, "cosine", "step")
+#: the learning-rate schedules of every training loop (:func:`lr_factor` defines them)
+SCHEDULES = (None, "cosine", "step", "paper")
+
+
+def lr_factor(schedule: str | None, step: int, total: int) -> float:
+    """The learning-rate multiplier at ``step`` (0-based) of ``total`` steps: the one
+    definition of :data:`SCHEDULES`, used by :func:`train`, :func:`sgd_steps` (through
+    its ``lr_factor``), :func:`mcutils.curves.train_curve` and :mod:`mcutils.repair`.
+
+    * ``None``: constant 1;
+    * ``"cosine"``: ``(1 + cos(pi * step / total)) / 2``, from 1 to 0;
+    * ``"step"``: 1, then 0.1 from ``total // 2`` and 0.01 from ``3 * total // 4``;
+    * ``"paper"``: the schedule of Garipov et al.'s and Zhao et al.'s ``train.py``
+      (per epoch there, per step here): 1 for the first half, then linear down to 0.01 at
+      90% of the run, then 0.01.
+    """
+    if schedule not in SCHEDULES:
+        raise ParameterError(f"schedule={schedule!r} is not known; valid values: {SCHEDULES}")
+    if total < 1 or not 0 <= step <= total:
+        raise ParameterError(f"need 0 <= step <= total and total >= 1 (got {step}, {total})")
+    if schedule is None:
+        return 1.0
+    if schedule == "step":
+        return 0.1 ** sum(step >= m for m in (total // 2, 3 * total // 4))
+    alpha = step / total
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * alpha))
+    if alpha <= 0.5:
+        return 1.0
+    if alpha <= 0.9:
+        return 1.0 - (alpha - 0.5) / 0.4 * 0.99
+    return 0.01
 
 Transform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Callback = Callable[[int, nn.Module], None]
@@ -134,7 +166,10 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
         optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"``.
         momentum: SGD momentum.
         weight_decay: L2 weight decay.
-        schedule: ``None``, ``"cosine"`` (per step, to 0) or ``"step"`` (x0.1 at 50% and 75%).
+        schedule: a name in :data:`SCHEDULES`, per step (:func:`lr_factor`). ``"cosine"``
+            and ``"step"`` run as torch's ``CosineAnnealingLR`` and ``MultiStepLR``, which
+            follow :func:`lr_factor` to rounding (tested) and keep the cached checkpoints'
+            weights bit for bit.
         device: where to train.
         transform: per-batch hook before the step, ``(model, x, y) -> (x, y)``
             (e.g. replace ``x`` by adversarial examples); called with the model in
@@ -178,6 +213,8 @@ def train(model: nn.Module, loader: Iterable, epochs: int = 1, lr: float = 1e-3,
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
     elif schedule == "step":
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, [total // 2, 3 * total // 4], 0.1)
+    elif schedule == "paper":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor("paper", k, total))
     gen = torch.Generator().manual_seed(seed)
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
     step = 0
