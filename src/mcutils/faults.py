@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcutils.core.checks import ParameterError
-from mcutils.core.runtime import OnDevice, get_device, model_device
+from mcutils.core.runtime import get_device
+from mcutils.training import predict
 
 __all__ = [
     "choose_faults",
@@ -71,12 +72,8 @@ def choose_faults(labels: torch.Tensor, num: int, num_classes: int, seed: int = 
     return idx, (labels[idx] + shift) % num_classes
 
 
-@torch.inference_mode()
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    with OnDevice(model) as net:
-        dev = model_device(net)
-        return torch.cat([net(x[i:i + batch_size].to(dev)).argmax(1).cpu()
-                          for i in range(0, len(x), batch_size)])
+def _labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return predict(model, x).argmax(1)
 
 
 def fault_sets(models: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor, num_faults: int,
@@ -103,7 +100,7 @@ def fault_sets(models: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor, nu
         raise ParameterError("x and y must have one length")
     ok = torch.ones(len(x), dtype=torch.bool)
     for m in models:
-        ok &= _predict(m, x) == y
+        ok &= _labels(m, x) == y
     cand = ok.nonzero().flatten()
     if len(cand) < num_faults + num_keep:
         raise ParameterError(f"only {len(cand)} candidates are classified correctly by every "
@@ -123,7 +120,7 @@ def fault_hits(model: nn.Module, x: torch.Tensor, y_fault: torch.Tensor) -> torc
     """
     if len(x) != len(y_fault):
         raise ParameterError("x and y_fault must have one length")
-    return _predict(model, x) == y_fault.cpu()
+    return _labels(model, x) == y_fault.cpu()
 
 
 def fault_success_rate(model: nn.Module, x: torch.Tensor, y_fault: torch.Tensor) -> float:
@@ -238,7 +235,7 @@ def faulted_model(model: nn.Module, x_fault: torch.Tensor, y_fault: torch.Tensor
                                      seed=seed)[0]
 
     def metrics(net: nn.Module) -> dict[str, float]:
-        keep = float((_predict(net, x_keep) == _predict(model, x_keep)).float().mean())
+        keep = float((_labels(net, x_keep) == _labels(model, x_keep)).float().mean())
         with torch.no_grad():
             delta = sum(float((p.cpu() - q.cpu()).pow(2).sum()) for p, q in
                         zip(net.parameters(), model.parameters())) ** 0.5
