@@ -16,7 +16,7 @@ from mcutils.core import profiles
 from mcutils.core.checks import ParameterError
 from mcutils.core.paths import repo_root
 from mcutils.data import DatasetNotFoundError
-from mcutils.tooling import notebooks, preflight, runner
+from mcutils.tooling import executor, notebooks, preflight, runner
 
 ROOT = repo_root()
 SRC = str(Path(runner.__file__).resolve().parents[2])
@@ -179,7 +179,7 @@ def test_jobs_gives_each_worker_its_own_gpu(tmp_path, monkeypatch):
     folder = tmp_path / "marks"
     folder.mkdir()
     root = _jobs_repo(tmp_path / "repo", folder)
-    monkeypatch.setattr(runner, "_gpu_slots", lambda plan, jobs: ["3", "5"])
+    monkeypatch.setattr(runner, "gpu_slots", lambda cuda, jobs: ["3", "5"])
     monkeypatch.setenv("MCUTILS_ROOT", str(root))
     assert runner.main(["execute", "--profile", "tiny", "--output", str(tmp_path / "out"),
                       "--jobs", "2", "--chapters", "01", "02"]) == 1  # chapter 02 raises
@@ -187,11 +187,12 @@ def test_jobs_gives_each_worker_its_own_gpu(tmp_path, monkeypatch):
 
 
 def test_gpu_slots(monkeypatch):
-    cuda = {"01": {"device": "cuda"}, "02": {"device": "cuda"}, "03": {"device": "cuda"}}
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
-    assert runner._gpu_slots(cuda, 2) == ["3", "5"]
-    assert runner._gpu_slots(cuda, 8) == ["3", "5"]  # one chapter per visible GPU
-    assert runner._gpu_slots({"01": {"device": "cuda"}}, 2) == ["3"]
-    assert runner._gpu_slots({"01": {"device": "cpu"}, "02": {}}, 4) == [None, None]
+    assert executor.gpu_slots(True, 2) == ["3", "5"]
+    assert executor.gpu_slots(True, 8) == ["3", "5"]  # one chapter per visible GPU
+    assert executor.gpu_slots(True, 1) == ["3"]
+    assert executor.gpu_slots(False, 2) == [None, None]
+    with pytest.raises(ParameterError, match="jobs"):
+        executor.gpu_slots(True, 0)
     with pytest.raises(ParameterError, match="jobs"):
         runner.execute("smoke", ["00"], output="/tmp/never", jobs=0)

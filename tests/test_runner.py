@@ -9,7 +9,7 @@ import os
 import pytest
 from _tinyrepo import tiny_repo
 
-from mcutils.tooling import runner
+from mcutils.tooling import executor, runner
 
 REPORT = ("import os, json, pathlib, torch\n"
           "pathlib.Path(folder, me + '.json').write_text(json.dumps(\n"
@@ -88,7 +88,7 @@ def test_set_and_restore_environ(monkeypatch):
 def test_status_line_names_each_running_chapter_its_time_and_cell(tmp_path):
     log = tmp_path / "05.log"
     log.write_text("Executing Cell 3---\nsome output\nExecuting Cell 12---\n")
-    line = runner.status_line({"05": (100.0, log), "03": (150.0, tmp_path / "none.log")},
+    line = executor.status_line({"05": (100.0, log), "03": (150.0, tmp_path / "none.log")},
                               now=162.0)
     assert line == "03 12 s, 05 62 s (cell 12)"
-    assert runner.status_line({}) == ""
+    assert executor.status_line({}) == ""

@@ -31,15 +31,10 @@ runs every chapter (00-06) from outside.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
 import json
-import os
 import platform
 import sys
 import time
-import traceback
-import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,157 +44,13 @@ import yaml
 from mcutils.core.checks import ParameterError
 from mcutils.core.paths import repo_root
 from mcutils.core.profiles import load_profile
-from mcutils.tooling.notebooks import (chapter_plan, notebook_cells, notebook_defaults,
+from mcutils.tooling.executor import Task, execute_tasks, gpu_slots
+from mcutils.tooling.headless import _cuda_in_use, run_chapter  # noqa: F401 - run_chapter is re-exported
+from mcutils.tooling.notebooks import (chapter_plan, notebook_defaults,
                                        restore_environ, set_environ)
 from mcutils.tooling.preflight import preflight
 
 __all__ = ["run_chapter", "run", "format_table", "main"]
-
-
-def _ensure_ipython_display() -> None:
-    """Put a minimal ``IPython.display`` in place when IPython is not installed."""
-    try:
-        import IPython.display  # noqa: F401
-        return
-    except ImportError:
-        pass
-
-    class _Shown:
-        def __init__(self, data: Any = None, **kwargs: Any):
-            self.data = data
-
-        def __repr__(self) -> str:
-            return str(self.data)
-
-        def _repr_html_(self) -> str:
-            return str(self.data)
-
-    display_mod = types.ModuleType("IPython.display")
-    for name in ("HTML", "Markdown", "Image", "SVG", "Latex", "Math"):
-        setattr(display_mod, name, type(name, (_Shown,), {}))
-    display_mod.display = _display
-    ipython = types.ModuleType("IPython")
-    ipython.display = display_mod
-    ipython.get_ipython = lambda: None
-    # libraries that look IPython up in sys.modules (matplotlib) read its version; a
-    # recent one makes them take the path that needs no IPython internals
-    ipython.version_info = (99, 0, 0, "")
-    ipython.__mcutils_stand_in__ = True
-    sys.modules["IPython"] = ipython
-    sys.modules["IPython.display"] = display_mod
-
-
-def _display(*objs: Any, **kwargs: Any) -> None:
-    """``display`` outside a kernel: print each object's text form."""
-    for obj in objs:
-        if hasattr(obj, "to_string"):  # pandas
-            print(obj.to_string())
-        elif isinstance(getattr(obj, "data", None), str):  # IPython's HTML, Markdown ...
-            print(obj.data)
-        else:
-            print(obj)
-
-
-def _strip_magics(source: str) -> tuple[str, int]:
-    """Replace IPython magics and shell lines (``%...``, ``!...``) by ``pass``."""
-    lines, n = [], 0
-    for line in source.splitlines():
-        stripped = line.lstrip()
-        if stripped.startswith(("%", "!")):
-            lines.append(line[: len(line) - len(stripped)] + "pass  # " + stripped)
-            n += 1
-        else:
-            lines.append(line)
-    return "\n".join(lines), n
-
-
-@contextlib.contextmanager
-def _cwd(path: Path):
-    old = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
-def run_chapter(notebook: str | Path, params: Mapping[str, Any], log: str | Path | None = None,
-                cwd: str | Path | None = None) -> dict[str, Any]:
-    """Execute a notebook's code cells in one namespace, with ``params`` set after its
-    ``parameters`` cell (as papermill injects them).
-
-    Args:
-        notebook: the ``.ipynb`` file.
-        params: parameter values set over the defaults.
-        log: file that receives the chapter's stdout and stderr (default: inherited).
-        cwd: working folder while the chapter runs (default: the repository root).
-
-    Returns:
-        A dict with ``seconds``, ``error`` (None, or the failing cell, the exception's
-        type and message), ``cells`` (cells run), ``magics`` (IPython lines skipped) and
-        ``peak_gpu_mib``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    _ensure_ipython_display()
-    cells = notebook_cells(notebook)
-    if not any("parameters" in c["tags"] for c in cells):
-        raise ParameterError(f"{Path(notebook).name} has no cell tagged 'parameters'")
-    cuda = _cuda_in_use(params)
-    if cuda:
-        import torch
-
-        torch.cuda.reset_peak_memory_stats()
-    namespace: dict[str, Any] = {"__name__": "__main__", "display": _display}
-    error, magics, done = None, 0, 0
-    log_file = open(log, "w") if log is not None else None  # noqa: SIM115 - closed below
-    start = time.perf_counter()
-    try:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(_cwd(Path(cwd) if cwd else repo_root()))
-            if log_file is not None:
-                stack.enter_context(contextlib.redirect_stdout(log_file))
-                stack.enter_context(contextlib.redirect_stderr(log_file))
-            for k, cell in enumerate(cells):
-                source, n = _strip_magics(cell["source"])
-                magics += n
-                try:
-                    code = compile(source, f"<{Path(notebook).name} cell {k}>", "exec")
-                    exec(code, namespace)  # noqa: S102 - running the chapter's cells is the point
-                except Exception as exc:  # noqa: BLE001 - reported in the table
-                    traceback.print_exc()
-                    error = f"cell {k}: {type(exc).__name__}: {str(exc).strip()[:500]}"
-                    break
-                if "parameters" in cell["tags"]:
-                    namespace.update(params)
-                done += 1
-    finally:
-        seconds = time.perf_counter() - start
-        if log_file is not None:
-            log_file.close()
-        plt.close("all")
-    peak = None
-    if cuda:
-        import torch
-
-        peak = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    namespace.clear()
-    gc.collect()
-    if cuda:
-        torch.cuda.empty_cache()
-    return {"seconds": round(seconds, 1), "error": error, "cells": done, "magics": magics,
-            "peak_gpu_mib": peak}
-
-
-def _cuda_in_use(params: Mapping[str, Any]) -> bool:
-    if not str(params.get("device", "")).startswith("cuda"):
-        return False
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _machine() -> dict[str, Any]:
@@ -218,8 +69,11 @@ def _machine() -> dict[str, Any]:
 
 def run(profile: str = "gpu-smoke", selected: Sequence[str] | None = None,
         device: str | None = None, overrides: Mapping[str, Any] | None = None,
-        output: str | Path = "build/gpucheck", root: Path | None = None) -> dict[str, Any]:
-    """Run chapters with a profile, without papermill; print and return a table.
+        output: str | Path = "build/gpucheck", root: Path | None = None,
+        jobs: int | None = None) -> dict[str, Any]:
+    """Run chapters with a profile, without papermill, in the worker processes of
+    :func:`mcutils.tooling.executor.execute_tasks` (one chapter per fresh process); print
+    and return a table.
 
     Args:
         profile: profile name (``profiles/<profile>.yaml``; ``extends`` is followed).
@@ -229,6 +83,8 @@ def run(profile: str = "gpu-smoke", selected: Sequence[str] | None = None,
         output: folder for the logs (``logs/NN.log``), the claims and
             ``gpucheck-<profile>.json``.
         root: repository root.
+        jobs: chapters at once (default: one per visible GPU when the chapters use CUDA,
+            else one).
 
     Returns:
         A dict with ``profile``, ``device``, ``machine``, ``total_seconds`` and
@@ -259,23 +115,34 @@ def run(profile: str = "gpu-smoke", selected: Sequence[str] | None = None,
     result: dict[str, Any] = {"profile": profile, "device": device, "machine": _machine(),
                               "chapters": {}}
     start = time.perf_counter()
+
+    def task(chapter: str) -> Task:
+        return Task(chapter=chapter, notebook=available[chapter], params=plan[chapter],
+                    cwd=root, log=out_dir / "logs" / f"{chapter}.log",
+                    result=out_dir / "logs" / f"{chapter}.json", engine="headless")
+
+    def done(t: Task, res: dict[str, Any]) -> None:
+        claims = claims_dir / f"ch{t.chapter}.json"
+        failed = json.loads(claims.read_text()).get("failed", []) if claims.exists() else []
+        res["status"] = "FAILED" if res["error"] else "claims not reproduced" if failed else "ok"
+        res["failed_claims"] = failed
+        seconds = "?" if res["seconds"] is None else f"{res['seconds']:.1f}"
+        print(f"[mcutils.gpucheck] {t.notebook.name}: {seconds} s, {res['status']}"
+              + (f" ({res['error']})" if res["error"] else ""), flush=True)
+
+    for chapter in plan:
+        (claims_dir / f"ch{chapter}.json").unlink(missing_ok=True)
+    cuda = any(_cuda_in_use(p) for p in plan.values())
+    jobs = jobs or (len(gpu_slots(True, len(plan))) if cuda else 1)
+    slots = gpu_slots(cuda, jobs)
     try:
-        for chapter, params in plan.items():
-            nb = available[chapter]
-            (claims_dir / f"ch{chapter}.json").unlink(missing_ok=True)
-            print(f"[mcutils.gpucheck] {nb.name} (profile {profile}, device "
-                  f"{params.get('device', '-')}) ...", flush=True)
-            res = run_chapter(nb, params, log=out_dir / "logs" / f"{chapter}.log", cwd=root)
-            claims = claims_dir / f"ch{chapter}.json"
-            failed = json.loads(claims.read_text()).get("failed", []) if claims.exists() else []
-            res["status"] = ("FAILED" if res["error"] else
-                             "claims not reproduced" if failed else "ok")
-            res["failed_claims"] = failed
-            result["chapters"][chapter] = res
-            print(f"[mcutils.gpucheck] {nb.name}: {res['seconds']:.1f} s, {res['status']}"
-                  + (f" ({res['error']})" if res["error"] else ""), flush=True)
+        # chapter 00 alone first: the other chapters read the model it trains
+        for part in ([c for c in plan if c == "00"], [c for c in plan if c != "00"]):
+            result["chapters"].update(execute_tasks([task(c) for c in part], jobs, slots,
+                                                    label="mcutils.gpucheck", on_done=done))
     finally:
         restore_environ(saved_env)
+    result["chapters"] = {c: result["chapters"][c] for c in plan if c in result["chapters"]}
     result["total_seconds"] = round(time.perf_counter() - start, 1)
     (out_dir / f"gpucheck-{profile}.json").write_text(json.dumps(result, indent=2))
     print(format_table(result))
@@ -309,10 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", default="build/gpucheck")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"))
     parser.add_argument("-y", "--yaml", action="append", metavar="YAML")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="chapters at once (default: one per visible GPU, else one)")
     args = parser.parse_args(argv)
     try:
         result = run(args.profile, args.chapters, args.device,
-                     parse_overrides(args.parameter, args.yaml), args.output)
+                     parse_overrides(args.parameter, args.yaml), args.output, jobs=args.workers)
     except (ParameterError, DatasetNotFoundError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -22,8 +22,10 @@ to fetch (with checksums) before any chapter starts, when they are missing.
 
 Before any kernel starts, :func:`mcutils.tooling.preflight.preflight` stops a profile that asks
 for CUDA on a machine without it, and checks that the chapters' data and pretrained
-weights are there. ``--jobs N`` runs chapters in N worker processes at once, one chapter
-per visible GPU (``CUDA_VISIBLE_DEVICES`` is set per worker), each with its log and its
+weights are there. Chapters run in the worker processes of
+:mod:`mcutils.tooling.executor` (the one executor, shared with the headless GPU check):
+``--workers N`` at once (default: one per CPU core, each single-threaded; with CUDA one
+per visible GPU, ``CUDA_VISIBLE_DEVICES`` set per worker), each with its log and its
 time in its own file under ``<output>/logs/``.
 
 Every selected chapter runs even if an earlier one fails. At the end the runner lists
@@ -50,9 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,27 +63,12 @@ from mcutils.core.checks import ParameterError
 from mcutils.core.paths import repo_root
 from mcutils.core.profiles import load_profile, parse_overrides, profile_names
 from mcutils.core.report import CLAIMS_DIR_ENV
+from mcutils.tooling.executor import SINGLE_THREAD_ENV, Task, execute_tasks, gpu_slots
 from mcutils.tooling.notebooks import chapter_plan, chapters, restore_environ, set_environ
 from mcutils.tooling.offline import remote_assets
 from mcutils.tooling.prose import load_allowed_numbers, untyped_numbers
 
 __all__ = ["execute", "main"]
-
-
-def _hide_injected_cell(path: Path) -> None:
-    """Tag papermill's injected-parameters cell ``hide-cell`` (a collapsed toggle)."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    changed = False
-    for cell in nb.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if "injected-parameters" in tags and "hide-cell" not in tags:
-            tags.append("hide-cell")
-            cell["metadata"]["tags"] = tags
-            changed = True
-    if changed:
-        nbformat.write(nb, path)
 
 
 def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
@@ -140,7 +125,7 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
     os.environ[CLAIMS_DIR_ENV] = str(claims_dir)
     on_cpu = not cuda_chapters(plan)
     if jobs is None:
-        jobs = (os.cpu_count() or 1) if on_cpu else max(1, len(_gpu_slots(plan, len(plan))))
+        jobs = (os.cpu_count() or 1) if on_cpu else max(1, len(gpu_slots(True, len(plan))))
     plan = _ordered(plan, out_dir / f"timings-{profile}.json")
     # inherited by every kernel and worker started below
     saved_env = set_environ(SINGLE_THREAD_ENV if on_cpu else {})
@@ -162,58 +147,44 @@ def _ordered(plan: dict[str, dict[str, Any]], timings_file: Path) -> dict[str, d
 def _run(plan: dict[str, dict[str, Any]], available: dict[str, Path], out_dir: Path,
          claims_dir: Path, root: Path, jobs: int, profile: str, log_output: bool
          ) -> dict[str, Any]:
-    """Run the ordered plan: in worker processes when ``jobs > 1``, else in this one."""
-    import papermill as pm
+    """Run the ordered plan in the executor's worker processes: chapter 00 alone first
+    (the other chapters read the model it trains), then the rest, ``jobs`` at a time."""
+    from mcutils.tooling.preflight import cuda_chapters
 
-    timings: dict[str, float] = {}
-    errors: dict[str, str] = {}
-    failed: dict[str, list[str]] = {}
-    if jobs > 1 and len(plan) > 1:
-        try:
-            for chapter in plan:
-                (claims_dir / f"ch{chapter}.json").unlink(missing_ok=True)
-            # chapter 00 alone first: the other chapters read the model it trains
-            for part in ([c for c in plan if c == "00"], [c for c in plan if c != "00"]):
-                if part:
-                    t, e = _execute_parallel({c: plan[c] for c in part}, available, out_dir,
-                                             claims_dir, root, jobs, profile)
-                    timings.update(t)
-                    errors.update(e)
-        finally:
-            os.environ.pop(CLAIMS_DIR_ENV, None)
-        for chapter in plan:
-            result = claims_dir / f"ch{chapter}.json"
-            fails = json.loads(result.read_text()).get("failed", []) if result.exists() else []
-            if fails:
-                failed[chapter] = fails
-        _save_timings(out_dir / f"timings-{profile}.json", timings)
-        return {"timings": timings, "errors": errors, "failed_claims": failed}
+    logs = out_dir / "logs"
+    for chapter in plan:
+        (claims_dir / f"ch{chapter}.json").unlink(missing_ok=True)
+    slots = gpu_slots(bool(cuda_chapters(plan)), jobs)
+
+    def task(chapter: str) -> Task:
+        nb = available[chapter]
+        return Task(chapter=chapter, notebook=nb, params=plan[chapter], cwd=root,
+                    log=logs / f"{nb.stem}.log", result=logs / f"{nb.stem}.json",
+                    engine="papermill", target=out_dir / nb.name,
+                    env={CLAIMS_DIR_ENV: str(claims_dir)})
+
+    def done(t: Task, res: dict[str, Any]) -> None:
+        status = "FAILED" if res["error"] else "done"
+        seconds = "?" if res["seconds"] is None else f"{res['seconds']:.1f}"
+        print(f"[mcutils.book] {t.notebook.name}: {seconds} s, {status} (log: {t.log})",
+              flush=True)
+
+    results: dict[str, dict[str, Any]] = {}
     try:
-        for chapter, params in plan.items():
-            nb = available[chapter]
-            target = out_dir / nb.name
-            (claims_dir / f"ch{chapter}.json").unlink(missing_ok=True)
-            print(f"[mcutils.book] {nb.name} (profile {profile}) ...", flush=True)
-            start = time.perf_counter()
-            try:
-                pm.execute_notebook(str(nb), str(target), parameters=params,
-                                    cwd=str(root), progress_bar=False, log_output=log_output,
-                                    kernel_name="python3")
-            except Exception as exc:  # noqa: BLE001 - reported after the other chapters ran
-                errors[chapter] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1:]}"
-            timings[chapter] = round(time.perf_counter() - start, 1)
-            if target.exists():
-                _hide_injected_cell(target)
-            result = claims_dir / f"ch{chapter}.json"
-            if result.exists():
-                fails = json.loads(result.read_text()).get("failed", [])
-                if fails:
-                    failed[chapter] = fails
-            status = "FAILED" if chapter in errors else (
-                "claims not reproduced" if chapter in failed else "ok")
-            print(f"[mcutils.book] {nb.name}: {timings[chapter]:.1f} s, {status}", flush=True)
+        for part in ([c for c in plan if c == "00"], [c for c in plan if c != "00"]):
+            results.update(execute_tasks([task(c) for c in part], jobs, slots,
+                                         stream=log_output and jobs == 1,
+                                         label="mcutils.book", on_done=done))
     finally:
         os.environ.pop(CLAIMS_DIR_ENV, None)
+    timings = {c: r["seconds"] for c, r in results.items() if r["seconds"] is not None}
+    errors = {c: r["error"] for c, r in results.items() if r["error"]}
+    failed: dict[str, list[str]] = {}
+    for chapter in plan:
+        result = claims_dir / f"ch{chapter}.json"
+        fails = json.loads(result.read_text()).get("failed", []) if result.exists() else []
+        if fails:
+            failed[chapter] = fails
     _save_timings(out_dir / f"timings-{profile}.json", timings)
     return {"timings": timings, "errors": errors, "failed_claims": failed}
 
@@ -222,157 +193,6 @@ def _save_timings(path: Path, timings: dict[str, float]) -> None:
     """This run's wall times over the recorded ones (chapters not run keep theirs)."""
     old = json.loads(path.read_text()) if path.exists() else {}
     path.write_text(json.dumps({**old, **timings}, indent=2, sort_keys=True))
-
-
-#: The environment of every CPU kernel: one thread for torch's OpenMP and MKL pools.
-SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def _gpu_slots(plan: dict[str, dict[str, Any]], jobs: int) -> list[str | None]:
-    """One ``CUDA_VISIBLE_DEVICES`` value per worker (None: leave the environment alone)."""
-    from mcutils.tooling.preflight import cuda_chapters
-
-    jobs = min(jobs, len(plan))
-    if not cuda_chapters(plan):
-        return [None] * jobs
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    if visible:
-        ids = [v.strip() for v in visible.split(",") if v.strip()]
-    else:
-        import torch
-
-        ids = [str(i) for i in range(torch.cuda.device_count())]
-    if jobs > len(ids):
-        print(f"[mcutils.book] --jobs {jobs}, but {len(ids)} GPU(s) are visible: running "
-              f"{len(ids)} chapter(s) at a time, one per GPU", flush=True)
-    return list(ids[:jobs])
-
-
-def _execute_parallel(plan: dict[str, dict[str, Any]], available: dict[str, Path],
-                      out_dir: Path, claims_dir: Path, root: Path, jobs: int, profile: str
-                      ) -> tuple[dict[str, float], dict[str, str]]:
-    """Run chapters in worker processes, ``jobs`` at a time, one per GPU slot."""
-    import queue
-    import subprocess
-    import threading
-
-    logs = out_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    todo: queue.Queue[str] = queue.Queue()
-    for chapter in plan:
-        todo.put(chapter)
-    timings: dict[str, float] = {}
-    errors: dict[str, str] = {}
-    src = str(Path(__file__).resolve().parents[1])
-
-    def slot(gpu: str | None) -> None:
-        while True:
-            try:
-                chapter = todo.get_nowait()
-            except queue.Empty:
-                return
-            nb = available[chapter]
-            spec, result, log = (logs / f"{nb.stem}.spec.yaml", logs / f"{nb.stem}.json",
-                                 logs / f"{nb.stem}.log")
-            result.unlink(missing_ok=True)
-            spec.write_text(yaml.safe_dump({
-                "chapter": chapter, "notebook": str(nb), "target": str(out_dir / nb.name),
-                "params": plan[chapter], "root": str(root), "result": str(result),
-                "gpu": gpu}))
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-                p for p in (src, os.environ.get("PYTHONPATH")) if p))
-            env[CLAIMS_DIR_ENV] = str(claims_dir)
-            if gpu is not None:
-                env["CUDA_VISIBLE_DEVICES"] = gpu
-            where = f", GPU {gpu}" if gpu is not None else ""
-            print(f"[mcutils.book] {nb.name} (profile {profile}{where}) -> {log}", flush=True)
-            start = time.perf_counter()
-            running[chapter] = (start, log)
-            with open(log, "w") as fh:
-                rc = subprocess.call(
-                    [sys.executable, "-c", _WORKER_CODE, str(spec)],
-                    stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(root))
-            running.pop(chapter, None)
-            wall = time.perf_counter() - start
-            if result.exists():
-                res = json.loads(result.read_text())
-            else:
-                res = {"seconds": round(wall, 1),
-                       "error": f"worker exited with code {rc} before finishing; see {log}"}
-            timings[chapter] = res["seconds"]
-            if res["error"]:
-                errors[chapter] = res["error"]
-            status = "FAILED" if res["error"] else "done"
-            print(f"[mcutils.book] {nb.name}: {res['seconds']:.1f} s, {status} (log: {log})",
-                  flush=True)
-
-    running: dict[str, tuple[float, Path]] = {}
-    finished = threading.Event()
-
-    def monitor() -> None:  # one status line for all running chapters, not their output
-        while not finished.wait(STATUS_SECONDS):
-            line = status_line(dict(running))
-            if line:
-                print(f"[mcutils.book] running: {line}", flush=True)
-
-    threads = [threading.Thread(target=slot, args=(g,), daemon=True)
-               for g in _gpu_slots(plan, jobs)]
-    watcher = threading.Thread(target=monitor, daemon=True)
-    watcher.start()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    finished.set()
-    watcher.join()
-    return {c: timings[c] for c in plan if c in timings}, errors
-
-
-#: Seconds between the status lines of a run with several workers.
-STATUS_SECONDS = 60.0
-_CELL = re.compile(r"Executing Cell (\d+)")
-
-
-def status_line(running: dict[str, tuple[float, Path]], now: float | None = None) -> str:
-    """``"05 62 s (cell 12), 03 9 s"``: each running chapter, its elapsed time and the last
-    cell its log says it started (papermill logs ``Executing Cell N``)."""
-    now = time.perf_counter() if now is None else now
-    parts = []
-    for chapter, (start, log) in sorted(running.items()):
-        cells = _CELL.findall(log.read_text(errors="replace")[-20000:]) if log.exists() else []
-        parts.append(f"{chapter} {now - start:.0f} s" + (f" (cell {cells[-1]})" if cells else ""))
-    return ", ".join(parts)
-
-
-_WORKER_CODE = ("import sys; from mcutils.tooling.runner import _chapter_worker; "
-                "sys.exit(_chapter_worker(sys.argv[1]))")
-
-
-def _chapter_worker(spec_path: str) -> int:
-    """Run one chapter with papermill in this process (a ``--jobs`` worker); write its time
-    and error to the result file named in the spec. Cell output goes to stdout (the log)."""
-    import logging
-
-    import papermill as pm
-
-    spec = yaml.safe_load(Path(spec_path).read_text())
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    start = time.perf_counter()
-    error = None
-    try:
-        pm.execute_notebook(spec["notebook"], spec["target"], parameters=spec["params"],
-                            cwd=spec["root"], progress_bar=False, log_output=True,
-                            kernel_name="python3")
-    except Exception as exc:  # noqa: BLE001 - reported by the parent
-        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1:]}"
-        print(f"[mcutils.book] {Path(spec['notebook']).name} failed:\n{exc}", flush=True)
-    seconds = round(time.perf_counter() - start, 1)
-    if Path(spec["target"]).exists():
-        _hide_injected_cell(Path(spec["target"]))
-    Path(spec["result"]).write_text(json.dumps(
-        {"chapter": spec["chapter"], "seconds": seconds, "error": error, "gpu": spec["gpu"],
-         "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
-    return 0 if error is None else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
