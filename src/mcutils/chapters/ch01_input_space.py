@@ -1,12 +1,27 @@
-"""Chapter 01's orchestration: pair sets, batched connectivity runs, per-pair tables,
-tolerance curves, and the intervals behind the chapter's claims.
+"""Chapter 01: its parameters, pair sets, batched connectivity runs, per-pair tables,
+tolerance curves, the intervals behind its claims, and its findings.
 
-The chapter calls these functions and only plots and prints what they return; each is
-tested at a tiny size in ``tests/test_inputspace_studies.py``. Tables are
+* :data:`PARAMETERS` is the chapter's parameter schema (cross-checks
+  :func:`seeds_given`, :func:`connect_tol_within_tol`, :func:`imagenet_needs_folder`),
+  :data:`EXPECTED` its expected claims;
+* :class:`PairSet`, :func:`predict_labels`, :func:`make_pair_sets`, :func:`merge_sets`,
+  :func:`synthesis_summary`: the four kinds of same-class pairs;
+* :func:`connect_sets`, :func:`split_result`: one connectivity run for many pair sets;
+* :func:`pair_table`, :func:`round_columns`, :func:`connected_flags`, :func:`bypassed`,
+  :func:`tolerance_curve`, :func:`kind_summary`: per-pair tables and their summaries;
+* :func:`two_sample_ci`, :func:`effect_word`, :func:`connectivity_claims`,
+  :func:`claim_verdicts` (with the data :data:`CLAIM_KINDS` and :data:`PAPER`): the
+  claims;
+* :func:`findings` records what the chapter glues and its claims.
+
+Each is tested at a tiny size in ``tests/test_inputspace_studies.py`` and
+``tests/test_ch01_input_space.py``. Tables are
 :class:`pandas.DataFrame` with one row per pair of inputs. Barriers after each round are
 in the columns ``round_0`` (the straight path), ``round_1``, ...; a pair is *connected*
 at a tolerance ``tol`` after round ``r`` when ``round_r < tol`` (or is exactly 0), as in
-:func:`mcutils.inputspace.connected_fraction`.
+:func:`mcutils.inputspace.connected_fraction`. The model and the measurements of single
+sections are in :mod:`mcutils.chapters.ch01_input_space_paths`, the figures in
+:mod:`mcutils.chapters.ch01_input_space_figures`.
 
 Used by chapter 01, and by chapter 03 for its tables and tolerance curves
 (:mod:`mcutils.chapters.ch03_untrained`).
@@ -24,6 +39,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mcutils.chapters.common import model_params
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
 from mcutils.data import class_pairs, matched_pairs
@@ -32,12 +48,95 @@ from mcutils.inputspace.bypass import ConnectResult, connect
 from mcutils.inputspace.geometry import chord_deviation, detour_angle, relative_path_length
 from mcutils.inputspace.paths import interpolated_inputs
 from mcutils.inputspace.synthesis import SyntheticPairs, synthetic_pairs
+from mcutils.params import Param, ParameterSchema
 from mcutils.training import predict
 
-__all__ = ["KINDS", "PairSet", "predict_labels", "make_pair_sets", "merge_sets", "synthesis_summary", "split_result", "connect_sets", "round_columns", "pair_table", "connected_flags", "tolerance_curve", "kind_summary", "two_sample_ci", "effect_word", "connectivity_claims", "claim_verdicts"]
+__all__ = ["PARAMETERS", "EXPECTED", "seeds_given", "connect_tol_within_tol",
+           "imagenet_needs_folder", "KINDS", "PairSet", "predict_labels", "make_pair_sets",
+           "merge_sets", "synthesis_summary", "split_result", "connect_sets", "round_columns",
+           "pair_table", "connected_flags", "bypassed", "tolerance_curve", "kind_summary",
+           "two_sample_ci", "effect_word", "CLAIM_KINDS", "PAPER", "connectivity_claims",
+           "claim_verdicts", "findings"]
 
 
 KINDS = ("real-real", "real-interpolated", "real-synthetic", "synthetic-synthetic")
+
+
+def seeds_given(p: Mapping[str, Any]) -> str | None:
+    """At least one sampling seed."""
+    return None if p["seeds"] else "seeds=[] must name at least one sampling seed"
+
+
+def connect_tol_within_tol(p: Mapping[str, Any]) -> str | None:
+    """Paths are built at a tolerance no looser than the main one."""
+    if p["connect_tol"] > p["tol"]:
+        return (f"connect_tol={p['connect_tol']} must not exceed tol={p['tol']}: paths built at "
+                "a looser tolerance say nothing about the main one")
+    return None
+
+
+def imagenet_needs_folder(p: Mapping[str, Any]) -> str | None:
+    """A torchvision (ImageNet) model needs a folder of images to draw pairs from."""
+    if p["model"].startswith("torchvision:") and not p["image_folder"]:
+        return (f"model={p['model']!r} (ImageNet) needs image_folder: a folder with one "
+                "sub-folder of images per class (named by class index or name)")
+    return None
+
+
+_SYNTH = "synthetic inputs: the paper's feature visualisation, normalised units"
+_BYPASS = "bypass: the paper's, normalised units"
+_VARIANT = "variation: bypass stopped as soon as the point is flat, in pixel space, inside [0, 1]"
+
+PARAMETERS = ParameterSchema("01", {
+    **model_params(),
+    "model": Param("small_cnn", 'a name in mcutils.models.MODELS, or "torchvision:<arch>" '
+                   "(ImageNet)"),
+    "seeds": Param([0, 1], "sampling seeds: pairs, interpolation points and synthesis noise",
+                   range=(0, None)),
+    "num_test": Param(3000, "test images from which the pairs are drawn", range=(20, None)),
+    "num_pairs_per_class": Param(4, "real same-class pairs per class and seed", range=(1, None)),
+    "num_other_pairs_per_class": Param(2, "pairs per class and seed for each other kind",
+                                       range=(1, None)),
+    "num_points": Param(100, "points of each straight-path loss profile in the figures",
+                        range=(3, None)),
+    "tol": Param(0.01, "main tolerance (nats): connected when the path's barrier is below this",
+                 range=(1e-6, None)),
+    "tolerances": Param([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1],
+                        "tolerances of the curve (nats)", range=(1e-6, None)),
+    "connect_tol": Param(0.001, "paths are built at this tolerance, a witness for every larger "
+                         "one", range=(1e-6, None)),
+    "max_rounds": Param(3, "rounds of the recursive bypass", range=(1, 20)),
+    "synth_steps": Param(8192, "maximum Adam steps", range=(1, None), group=_SYNTH),
+    "synth_lr": Param(0.05, "Adam learning rate", range=(1e-8, 10)),
+    "synth_stop_loss": Param(0.0005, "an input stops once its class loss is below this",
+                             range=(0, None)),
+    "synth_init_std": Param(0.01, "initial noise around the dataset mean", range=(0, None)),
+    "synth_weight_decay": Param(1e-7, "Adam weight decay", range=(0, None)),
+    "synth_tv_weight": Param(2.5e-7, "smoothness penalty (summed neighbour differences) of A "
+                             "only", range=(0, None)),
+    "bypass_steps": Param(1024, "Adam steps per bypass point", range=(1, None), group=_BYPASS),
+    "bypass_lr": Param(0.005, "Adam learning rate", range=(1e-8, 10)),
+    "deviation_weight": Param(0.1, "weight of mean((B' - B)^2)", range=(0, None)),
+    "tv_weight": Param(1e-8, "weight of the summed neighbour differences of B' - B",
+                       range=(0, None)),
+    "variant_steps": Param(100, range=(1, None), group=_VARIANT),
+    "variant_lr": Param(0.01, "pixel units per step", range=(1e-8, 10)),
+    "variant_deviation_weight": Param(1.0, range=(0, None)),
+    "variant_tv_weight": Param(0.1, "mean neighbour differences", range=(0, None)),
+    "claim_frac": Param(0.95, "claims: at least this fraction of pairs connected", range=(0, 1)),
+    "one_round_frac": Param(0.8, "claim: one round connects at least this fraction of barrier "
+                            "pairs", range=(0, 1)),
+    "max_rel_length": Param(1.05, "claim: median path length / |C - A| of bypassed pairs at "
+                            "most this", range=(1, None)),
+    "image_folder": Param(None, "torchvision models only: folder with one sub-folder of images "
+                          "per class", nullable=True),
+    "image_size": Param(224, "torchvision models only: input side", range=(32, 1024)),
+    "pretrained": Param(True, "torchvision models only: ImageNet weights"),
+}, checks=[seeds_given, connect_tol_within_tol, imagenet_needs_folder])
+
+#: the claims chapter 01 expects to reproduce at its scale (``one_round`` is reported only)
+EXPECTED = ["real_connected", "interpolated_connected", "real_synthetic_connected",
+            "synthetic_connected", "near_linear"]
 
 
 @dataclass
@@ -361,6 +460,25 @@ def _claim(statement: str, paper: str, result: Mapping, threshold: float,
                 direction=direction)
 
 
+#: kind of pair -> (claim id, how the claim names the pairs)
+CLAIM_KINDS = {"real-real": ("real_connected", "same-class real pairs"),
+               "real-interpolated": ("interpolated_connected", "real-interpolated pairs"),
+               "real-synthetic": ("real_synthetic_connected", "real-synthetic pairs"),
+               "synthetic-synthetic": ("synthetic_connected",
+                                       "synthetic pairs (A smoothed, C not)")}
+
+#: claim id -> where the paper says it
+PAPER = {
+    "real_connected": "ImageNet/GoogLeNet: same-class images generally connected (sec. 4.1)",
+    "interpolated_connected": "real, interpolated and synthetic inputs alike (sec. 4.1, app. A)",
+    "real_synthetic_connected": "real, interpolated and synthetic inputs alike (sec. 4.1, app. A)",
+    "synthetic_connected": "synthetic inputs connected (app. A, sec. 4.3)",
+    "one_round": "Figs. 1-3: one bypass point B' in the hyperplane orthogonal to C - A suffices",
+    "near_linear": "trained models: 'only a small deviation from a linear path' (abstract; no "
+                   "number)",
+}
+
+
 def connectivity_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.95,
                         one_round_frac: float = 0.8, max_rel_length: float = 1.05,
                         seed: int = 0) -> dict[str, dict[str, Any]]:
@@ -381,20 +499,12 @@ def connectivity_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.9
     """
     rounds = round_columns(table)
     out: dict[str, dict[str, Any]] = {}
-    names = {"real-real": ("real_connected", "same-class real pairs"),
-             "real-interpolated": ("interpolated_connected", "real-interpolated pairs"),
-             "real-synthetic": ("real_synthetic_connected", "real-synthetic pairs"),
-             "synthetic-synthetic": ("synthetic_connected", "synthetic pairs (A smoothed, C not)")}
-    papers = {"real-real": "ImageNet/GoogLeNet: same-class images generally connected (sec. 4.1)",
-              "real-interpolated": "real, interpolated and synthetic inputs alike (sec. 4.1, app. A)",
-              "real-synthetic": "real, interpolated and synthetic inputs alike (sec. 4.1, app. A)",
-              "synthetic-synthetic": "synthetic inputs connected (app. A, sec. 4.3)"}
     nan_iv = stats.interval(math.nan, math.nan, math.nan, 0)
-    for kind, (cid, label) in names.items():
+    for kind, (cid, label) in CLAIM_KINDS.items():
         sub = table[table["kind"] == kind]
         iv = stats.bootstrap_ci(connected_flags(sub, tol), seed=seed) if len(sub) else nan_iv
         out[cid] = _claim(f"{label}: fraction connected (barrier < {tol:g} nats) within "
-                          f"{len(rounds) - 1} rounds >= {claim_frac:g}", papers[kind], iv,
+                          f"{len(rounds) - 1} rounds >= {claim_frac:g}", PAPER[cid], iv,
                           claim_frac, ">=")
     real = table[table["kind"] == "real-real"]
     had = real[(1.0 - connected_flags(real, tol, rounds[0])) > 0] if len(real) else real
@@ -402,18 +512,14 @@ def connectivity_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.9
           if len(had) else nan_iv)
     out["one_round"] = _claim(
         f"one bypass round connects real pairs with a straight-path barrier >= {tol:g}: "
-        f"fraction >= {one_round_frac:g}",
-        "Figs. 1-3: one bypass point B' in the hyperplane orthogonal to C - A suffices",
-        iv, one_round_frac, ">=")
+        f"fraction >= {one_round_frac:g}", PAPER["one_round"], iv, one_round_frac, ">=")
     bent = real[real["rounds_needed"] != 0] if len(real) else real
     bent = bent[bent["vertices"] > 2]
     iv = (stats.bootstrap_ci(bent["rel_length"].to_numpy(float), np.median, seed=seed)
           if len(bent) else nan_iv)
     out["near_linear"] = _claim(
         f"bypassed real paths are nearly straight: median path length / |C - A| <= "
-        f"{max_rel_length:g}",
-        "trained models: 'only a small deviation from a linear path' (abstract; no number)",
-        iv, max_rel_length, "<=")
+        f"{max_rel_length:g}", PAPER["near_linear"], iv, max_rel_length, "<=")
     return out
 
 
@@ -424,3 +530,119 @@ def claim_verdicts(claims: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     return {cid: verdict(c["result"]["ci"], c["threshold"], c["direction"])
             for cid, c in claims.items()}
 
+
+
+# ------------------------------------------------------------------ findings
+
+
+def bypassed(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`pair_table` whose pair needed a bypass (connected or not) and
+    whose path has a bypass point."""
+    return table[(table["rounds_needed"] != 0) & (table["vertices"] > 2)]
+
+
+def _median_ci(values: pd.Series, seed: int) -> dict[str, Any]:
+    if not len(values):
+        return stats.interval(math.nan, math.nan, math.nan, 0)
+    return stats.bootstrap_ci(values.to_numpy(float), np.median, seed=seed)
+
+
+def findings(chapter: Any, params: Mapping[str, Any], *, straight: Any,
+             synthesis: Mapping[str, Any], results: Mapping[Hashable, ConnectResult],
+             deviation: Mapping[str, Any] | None, table: pd.DataFrame, summary: pd.DataFrame,
+             curve: pd.DataFrame, variant_table: pd.DataFrame,
+             variant_diff: Mapping[str, Any]) -> None:
+    """Record what chapter 01 glues and its claims, and print its key numbers.
+
+    Args:
+        chapter: the :class:`~mcutils.core.report.ChapterReport`.
+        params: the validated parameters.
+        straight: the real pairs' straight paths
+            (:func:`mcutils.chapters.ch01_input_space_paths.straight_paths`).
+        synthesis: :func:`synthesis_summary` of the synthetic inputs.
+        results: the paper's bypass, ``{(seed, kind): ConnectResult}``.
+        deviation: the first round's bypass of the first seed's real pairs
+            (:func:`mcutils.chapters.ch01_input_space_paths.bypass_deviation`).
+        table, summary, curve: its :func:`pair_table`, :func:`kind_summary` and
+            :func:`tolerance_curve`.
+        variant_table: the :func:`pair_table` of the early-stopped variant.
+        variant_diff: :func:`mcutils.chapters.ch01_input_space_paths.variant_difference`.
+    """
+    tol, tolerances, seed = params["tol"], params["tolerances"], params["seeds"][0]
+    rec = chapter.record
+    real_tab = table[table["kind"] == "real-real"]
+    real_rounds = [round(float(connected_flags(real_tab, tol, c).mean()), 3)
+                   for c in round_columns(real_tab)]
+    first = next((r for r in results.values() if r.bypass_history), None)
+    rec("ch01_straight_frac_real", float(connected_flags(real_tab, tol, "round_0").mean()))
+    rec("ch01_straight_frac_tol_min",
+        float(connected_flags(real_tab, min(tolerances), "round_0").mean()))
+    rec("ch01_straight_frac_tol_max",
+        float(connected_flags(real_tab, max(tolerances), "round_0").mean()))
+    rec("ch01_round1_frac_tol_min",
+        float(connected_flags(table, min(tolerances), "round_1").mean()))
+    rec("ch01_bypass_final_loss",
+        first.bypass_history[0][-1].item() if first is not None else math.nan, digits=6)
+    rec("ch01_end_loss_median",
+        straight.profiles[:, [0, -1]].max(1).values.median().item(), digits=6)
+    rec("ch01_rel_deviation_l2", math.nan if deviation is None else deviation["median"])
+
+    barriers = straight.barriers
+    connected_iv = stats.bootstrap_ci(connected_flags(real_tab, tol), seed=seed)
+    barrier_iv = stats.bootstrap_ci((barriers >= tol).float().numpy(), seed=seed)
+    real_bent = bypassed(table)
+    real_bent = real_bent[real_bent["kind"] == "real-real"]
+    rel_iv = _median_ci(real_bent["rel_length"], seed)
+    dev_iv = _median_ci(real_bent["chord_deviation"], seed)
+    loose_tol = max(tolerances)
+    rec("ch01_tol", tol)
+    rec("ch01_loose_tol", loose_tol)
+    rec("ch01_max_rounds", params["max_rounds"])
+    rec("ch01_num_pairs", len(straight.real))
+    rec("ch01_pairs_by_kind", {k: int(v) for k, v in zip(summary["kind"], summary["pairs"])})
+    rec("ch01_median_barrier_real", barriers.median().item())
+    rec("ch01_max_barrier_real", barriers.max().item())
+    rec("ch01_barrier_frac_real", barrier_iv)
+    rec("ch01_barrier_frac_real_est", barrier_iv["estimate"])
+    rec("ch01_barrier_frac_real_ci", barrier_iv["ci"], digits=3)
+    rec("ch01_barrier_frac_loose", (barriers >= loose_tol).float().mean().item())
+    rec("ch01_find_barrier_agreement", straight.agreement)
+    for key in ("reached", "steps_median", "steps_max"):
+        rec(f"ch01_synth_{key}", synthesis[key])
+    rec("ch01_synth_loss_max", synthesis["loss_max"], digits=6)
+    rec("ch01_synth_outside", synthesis["outside"])
+    for name in ("lr", "steps", "stop_loss", "init_std", "weight_decay", "tv_weight"):
+        rec(f"ch01_synth_{name}", params[f"synth_{name}"])
+    tv_ratio = synthesis["tv_ratio"]
+    rec("ch01_tv_ratio", tv_ratio)
+    rec("ch01_tv_ratio_est", tv_ratio["estimate"])
+    rec("ch01_tv_ratio_ci", tv_ratio["ci"], digits=3)
+    rec("ch01_tv_word", effect_word(
+        stats.interval(1 - tv_ratio["estimate"], 1 - tv_ratio["ci"][1], 1 - tv_ratio["ci"][0],
+                       tv_ratio["n"]), "smoother than", "rougher than",
+        "not distinguishable in smoothness from"))
+    rec("ch01_connected_frac", connected_iv)
+    rec("ch01_connected_frac_kinds",
+        {k: round(v, 3) for k, v in zip(summary["kind"], summary["connected"])})
+    rec("ch01_connected_by_round_real", real_rounds)
+    real_curve = curve[curve["kind"] == "real-real"]
+    rec("ch01_connected_by_tol",
+        {f"{t:g}": [round(v, 3) for v in real_curve[real_curve["tol"] == t]
+                    .sort_values("round")["estimate"]] for t in tolerances})
+    for name, iv in (("rel_path_length", rel_iv), ("chord_deviation", dev_iv)):
+        rec(f"ch01_{name}", iv)
+        rec(f"ch01_{name}_est", iv["estimate"])
+        rec(f"ch01_{name}_ci", iv["ci"], digits=3)
+    rec("ch01_variant_connected", float(connected_flags(variant_table, tol).mean()))
+    rec("ch01_variant_diff", variant_diff)
+    rec("ch01_variant_diff_est", variant_diff["estimate"])
+    rec("ch01_variant_diff_ci", variant_diff["ci"], digits=4)
+    rec("ch01_variant_word", effect_word(variant_diff, "larger", "smaller", "indistinguishable"))
+    print(f"real pairs: {len(straight.real)}; straight-path barrier >= {tol:g}: "
+          f"{barrier_iv['estimate']:.3f} {[round(v, 3) for v in barrier_iv['ci']]}")
+    print(f"connected at {tol:g} after rounds 0..{params['max_rounds']} (real): {real_rounds}")
+    print(f"bypassed real paths: median length ratio {rel_iv['estimate']:.3f}, chord deviation "
+          f"{dev_iv['estimate']:.3f}")
+    for cid, c in connectivity_claims(table, tol, params["claim_frac"], params["one_round_frac"],
+                                      params["max_rel_length"], seed=seed).items():
+        chapter.claim(cid, **c)
