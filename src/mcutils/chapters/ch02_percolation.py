@@ -1,34 +1,239 @@
-"""Chapter 02's study and claims: network slices against the null models, and the
-percolation-threshold checks, as the chapter runs and reports them.
+"""Chapter 02, the percolation argument: its parameters, its study and claims, and what
+it glues.
 
+* :data:`PARAMETERS` is the chapter's parameter schema (with the cross-checks
+  :func:`check_threshold_lists` and :func:`check_slice_lists`); :data:`EXPECTED` the
+  claims it asserts under the cpu profile and :func:`expected_claims` those of any
+  ``threshold_dims``;
+* :func:`record_published`, :func:`reference_threshold`, :func:`connection_study`,
+  :func:`record_connection`, :func:`threshold_view`, :func:`extrapolated_thresholds`,
+  :func:`setup_networks` and :func:`matched_length_summary` are the steps and tables of
+  its sections;
 * :func:`slices_vs_nulls` runs the slice study of every network and the nulls on the
   identical grids (:mod:`mcutils.percolation.networks`, :mod:`mcutils.percolation.fields`);
 * :func:`slice_claims`, :func:`threshold_claims` build the chapter's claims, ready for
   :meth:`mcutils.core.report.ChapterReport.claim`; :func:`slice_summary`,
   :func:`threshold_summary` the numbers it glues; :func:`onset_table`,
-  :func:`match_table` its tables.
+  :func:`match_table` its tables;
+* :func:`findings` records what the chapter glues and its claims (the one-patch claim's
+  words are :data:`ONE_PATCH_CLAIM`).
 
-Used by chapter 02.
+Its figures are in :mod:`mcutils.chapters.ch02_percolation_figures`. Used by chapter 02.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from mcutils import data, models, zoo
+from mcutils.chapters.common import model_params
+from mcutils.core import runtime
+from mcutils.core.checks import ParameterError
+from mcutils.core.report import ChapterReport
 from mcutils.core.stats import bootstrap_ci, grouped_bootstrap_ci, interval
+from mcutils.params import Param, ParameterSchema
+from mcutils.percolation.lattice import connection_curves
 from mcutils.percolation.networks import (NULL_NAMES, fraction_intervals, joined_when_inside,
                                           match_nulls, matched_lengths, null_study,
                                           onset_intervals, slice_study)
-from mcutils.percolation.thresholds import (asymptotic_threshold, deviation_interval,
+from mcutils.percolation.thresholds import (ESTIMATORS, PUBLISHED_THRESHOLDS,
+                                            asymptotic_threshold, bethe_threshold,
+                                            check_per_dim, deviation_interval,
                                             falling_interval)
 
-__all__ = ["slices_vs_nulls", "slice_claims", "slice_summary", "onset_table", "match_table",
-           "threshold_claims", "threshold_summary"]
+__all__ = ["PARAMETERS", "EXPECTED", "ONE_PATCH_CLAIM", "INPUT_DIMS", "check_threshold_lists",
+           "check_slice_lists", "expected_claims", "record_published", "reference_threshold",
+           "connection_study", "record_connection", "threshold_view",
+           "extrapolated_thresholds", "setup_networks", "matched_length_summary",
+           "slices_vs_nulls", "slice_claims", "slice_summary", "onset_table", "match_table",
+           "threshold_claims", "threshold_summary", "findings"]
+
+
+def _per_dim(dims: Sequence[int], **values: Any) -> str | None:
+    try:
+        check_per_dim(dims, **values)
+    except ParameterError as exc:
+        return "; ".join(str(exc).split("\n  ")[1:])
+    return None
+
+
+def check_threshold_lists(p: Mapping[str, Any]) -> str | None:
+    """The per-dimension lists of the threshold table have one entry per
+    ``threshold_dims`` (a scalar applies to every dimension)."""
+    return _per_dim(p["threshold_dims"], threshold_estimators=p["threshold_estimators"],
+                    growth_clusters=p["growth_clusters"], growth_tmax=p["growth_tmax"],
+                    spanning_sizes=p["spanning_sizes"])
+
+
+def check_slice_lists(p: Mapping[str, Any]) -> str | None:
+    """The per-dimension lists of the slice study have one entry per ``slice_dims``."""
+    return _per_dim(p["slice_dims"], anchored_slices=p["anchored_slices"],
+                    random_slices=p["random_slices"], null_count=p["null_count"])
+
+
+PARAMETERS = ParameterSchema("02", {
+    **model_params(seed_help="seed of the model's training, the lattices and the slices"),
+    "lattice_side": Param(128, "side of the 2-D lattices in the first figure", range=(8, 4096)),
+    "connection_dims": Param([2, 3, 4, 5], "dimensions of the connection-probability curves",
+                             range=(1, 12)),
+    "connection_sites": Param(65536, "sites per lattice for those curves", range=(16, None)),
+    "connection_trials": Param(6, "lattices per point of those curves", range=(1, None)),
+    "profile_dims": Param([2, 7], "dimensions whose growth profiles N(t) are shown",
+                          range=(2, 12)),
+    "profile_clusters": Param(200, "clusters per profile", range=(1, None)),
+    "threshold_dims": Param([2, 3, 4, 5, 6, 7, 8], "dimensions whose threshold is estimated",
+                            range=(1, 12)),
+    "threshold_estimators": Param("growth", '"growth" or "spanning", one for all or one per '
+                                  "dimension", choices=ESTIMATORS),
+    "growth_runs": Param(10, "independent runs per dimension (the interval is over them)",
+                         range=(2, 256)),
+    "growth_clusters": Param([160, 100, 400, 400, 400, 300, 300],
+                             "clusters per run and step, per dimension", range=(1, None)),
+    "growth_tmax": Param([128, 128, 64, 64, 64, 64, 64], "generations grown, per dimension",
+                         range=(16, None)),
+    "spanning_sizes": Param([[32, 128], [12, 32], [8, 16], [6, 9], [4, 7], [4, 6], [4, 5]],
+                            "spanning only"),
+    "spanning_trials": Param(40, "samples per size (spanning estimator only)", range=(2, None)),
+    "workers": Param(2, "dimensions estimated at once (threads)", range=(1, 64)),
+    "slice_dims": Param([1, 2, 3, 4, 5], "dimensions of the input-space slices", range=(1, 12)),
+    "slice_points": Param(9, "grid points per axis of a slice", range=(9, 101)),
+    "slice_margin": Param(2, "grid steps beyond each image along the first axis",
+                          range=(0, 50)),
+    "anchored_slices": Param([24, 24, 16, 6, 2],
+                             "slices through image pairs, per dimension and network",
+                             range=(0, None)),
+    "random_slices": Param([12, 12, 8, 3, 0], "unanchored slices, per dimension and network",
+                           range=(0, None)),
+    "null_count": Param([200, 200, 200, 60, 16], "null fields per null model and dimension",
+                        range=(1, None)),
+    "match_min_slices": Param(5, "dimensions with fewer slices are shown but left out of the "
+                              "matching", range=(1, None)),
+    "eval_subset": Param(2000, "test images from which pairs and centres are drawn",
+                         range=(10, None)),
+    "num_trios": Param(8, "planes through three same-class images", range=(1, None)),
+    "plane_points": Param(41, "points per axis of those planes", range=(3, 1001)),
+    "plane_margin": Param(2.0, "the planes extend this far beyond the triangle of the three "
+                          "images", range=(0, 100)),
+}, checks=[check_threshold_lists, check_slice_lists])
+
+
+def expected_claims(threshold_dims: Sequence[int]) -> list[str]:
+    """The claims the chapter asserts (with ``check_claims``) for these threshold
+    dimensions: ``pc_d<d>`` for each one with a published value, and ``pc_falls`` when
+    there are at least two."""
+    out = [f"pc_d{d}" for d in threshold_dims if d in PUBLISHED_THRESHOLDS]
+    return out + ["pc_falls"] * (len(threshold_dims) > 1)
+
+
+#: the claims asserted under the cpu profile (its ``threshold_dims``)
+EXPECTED = expected_claims(PARAMETERS.params["threshold_dims"].default)
+
+#: the one-patch claim's words (its result is the fraction of planes in one patch)
+ONE_PATCH_CLAIM = {
+    "claim_id": "one_patch",
+    "statement": "three correctly classified images of one class lie in one connected "
+                 "patch of their class in the plane through them (fraction of planes)",
+    "paper": "an earlier version of this chapter said so from one plane; the paper: "
+             "same-class inputs are connected",
+    "threshold": 0.9, "direction": ">=",
+}
+
+#: input dimensions of image datasets, for the extrapolated thresholds
+INPUT_DIMS = {"Fashion-MNIST 28x28x1": 784, "CIFAR-10 32x32x3": 3072,
+              "ImageNet crop 224x224x3": 150528}
+
+
+def record_published(chapter: ChapterReport, threshold_dims: Sequence[int]) -> dict[int, float]:
+    """Glue the published thresholds (``ch02_published`` and ``ch02_published_d<d>`` for
+    each of ``threshold_dims``, NaN where none is published) and return ``{d: p_c}``."""
+    published = {d: v for d, (v, _) in PUBLISHED_THRESHOLDS.items()}
+    chapter.record("ch02_published", published, digits=7)
+    for d in threshold_dims:
+        chapter.record(f"ch02_published_d{d}", published.get(d, float("nan")), digits=7)
+    return published
+
+
+def reference_threshold(d: int, published: Mapping[int, float]) -> float:
+    """The published ``p_c(d)``, else the four-term series."""
+    return published.get(d, asymptotic_threshold(d))
+
+
+def connection_study(dims: Sequence[int], published: Mapping[int, float], sites: int,
+                     trials: int, seed: int = 0) -> pd.DataFrame:
+    """The connection-probability curves of the chapter's second figure:
+    :func:`~mcutils.percolation.connection_curves` at ``p / p_c(d)`` from 0.4 to 2.2 (and
+    1.1, the value the text quotes), ``p_c(d)`` published or from the series."""
+    rel_p = np.sort(np.r_[np.linspace(0.4, 2.2, 13), 1.1])
+    return connection_curves(dims, [reference_threshold(d, published) for d in dims], sites,
+                             trials, rel_p=rel_p, seed=seed)
+
+
+def record_connection(chapter: ChapterReport, connection: pd.DataFrame,
+                      rel: float = 1.1) -> pd.Series:
+    """Glue the connection probability at ``p = rel p_c`` in the lowest and the highest
+    dimension (``ch02_conn_rel``, ``ch02_conn_low_d``, ``ch02_conn_low``,
+    ``ch02_conn_high_d``, ``ch02_conn_high``); returns it per dimension."""
+    just_above = connection[np.isclose(connection.p_rel, rel)].set_index("d").connection
+    chapter.record("ch02_conn_rel", rel)
+    chapter.record("ch02_conn_low_d", int(just_above.index.min()))
+    chapter.record("ch02_conn_low", float(just_above.iloc[0]))
+    chapter.record("ch02_conn_high_d", int(just_above.index.max()))
+    chapter.record("ch02_conn_high", float(just_above.iloc[-1]))
+    return just_above
+
+
+def threshold_view(table: pd.DataFrame):
+    """The threshold table as the chapter shows it (a formatted pandas ``Styler``)."""
+    cols = ["estimator", "estimate", "ci_lo", "ci_hi", "published", "rel_dev", "ref", "series",
+            "bethe"]
+    return table[cols].style.format({"estimate": "{:.5f}", "ci_lo": "{:.5f}",
+                                     "ci_hi": "{:.5f}", "published": "{:.7f}",
+                                     "rel_dev": "{:+.2%}", "series": "{:.4f}",
+                                     "bethe": "{:.4f}"})
+
+
+def extrapolated_thresholds(input_dims: Mapping[str, int] = INPUT_DIMS) -> pd.DataFrame:
+    """The series and Bethe thresholds at the input dimensions of image datasets."""
+    return pd.DataFrame({name: dict(d=d, series=asymptotic_threshold(d),
+                                    bethe=bethe_threshold(d))
+                         for name, d in input_dims.items()}).T
+
+
+def setup_networks(params: Mapping[str, Any]) -> tuple[dict[str, nn.Module], Any]:
+    """The two networks of the slice study and the images they are probed with.
+
+    The trained one is the default model (:func:`mcutils.zoo.trained_model`, shared with
+    the other chapters), the untrained one the same architecture freshly initialised
+    after reseeding with ``params["seed"]``; both on ``params["device"]``. The images are
+    ``params["eval_subset"]`` test images.
+
+    Returns:
+        ``({"trained": net, "untrained": net}, test_set)``.
+    """
+    p = params
+    net = zoo.trained_model(
+        dataset=p["dataset"], model=p["model"], epochs=p["num_epochs"], lr=p["lr"],
+        batch_size=p["batch_size"], train_subset=p["train_subset"], seed=p["seed"],
+        device=p["device"])
+    runtime.seed_everything(p["seed"])
+    dev = runtime.get_device(p["device"])
+    networks = {"trained": net.to(dev),
+                "untrained": models.build_for_dataset(p["model"], p["dataset"]).to(dev)}
+    test_set = data.load_dataset(p["dataset"], "test", subset=p["eval_subset"], seed=p["seed"])
+    return networks, test_set
+
+
+def matched_length_summary(study: Mapping) -> dict[str, tuple[float, float]]:
+    """The correlation lengths matched to the networks' slices: ``"<model> <kind> d=<d>"``
+    -> (lag-one correlation, length in grid steps), rounded for display."""
+    return {f"{m} {kind} d={d}": (round(v["rho"], 3), round(v["ell"], 2))
+            for (m, kind, d), v in study["lengths"].items()}
 
 
 def _null_key(name: str) -> str:
@@ -169,8 +374,6 @@ def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: 
     ind = nulls[(nulls["null"] == "independent") & nulls["p_conn"].notna()]
     dims = sorted(int(d) for d in ind["d"].unique())
     if len(dims) >= 2 and dims == list(range(dims[0], dims[-1] + 1)):
-        from mcutils.percolation.thresholds import falling_interval
-
         out.append({
             "claim_id": "null_onset_falls",
             "statement": "on the identical grids, the independent-site onset (median p at which "
@@ -326,3 +529,36 @@ def threshold_summary(table: pd.DataFrame, tol: float = 0.01) -> dict:
         deviation_interval(out["pc"][int(d)], r.published)["ci"][1] <= tol
         for d, r in pub.iterrows()))
     return out
+
+
+def findings(chapter: ChapterReport, params: Mapping[str, Any], table: pd.DataFrame,
+             study: Mapping, trios: pd.DataFrame) -> dict:
+    """Record chapter 02's findings: the numbers of :func:`threshold_summary` and
+    :func:`slice_summary` (``ch02_<name>``), the threshold and slice claims, and the
+    fraction of planes in which three same-class images lie in one patch
+    (``ch02_one_patch``, ``ch02_num_trios`` and the claim :data:`ONE_PATCH_CLAIM`,
+    bootstrap over planes). Prints each threshold estimate with its interval.
+
+    Args:
+        chapter: the chapter's report.
+        params: the validated parameters (``seed`` is used).
+        table: the threshold table (:func:`~mcutils.percolation.threshold_table`).
+        study: the result of :func:`slices_vs_nulls`.
+        trios: the table of :func:`~mcutils.percolation.trio_study` (column ``connected``).
+
+    Returns:
+        The one-patch interval.
+    """
+    summary = {**threshold_summary(table), **slice_summary(study)}
+    for name, value in summary.items():
+        chapter.record(f"ch02_{name}", value, digits=5)
+    for claim in threshold_claims(table) + slice_claims(study):
+        chapter.claim(**claim)
+    one_patch = bootstrap_ci(trios.connected.to_numpy(float), seed=params["seed"])
+    chapter.record("ch02_one_patch", one_patch["estimate"])
+    chapter.record("ch02_num_trios", len(trios))
+    chapter.claim(result=one_patch, **ONE_PATCH_CLAIM)
+    for d, iv in summary["pc"].items():
+        print(f"p_c({d}) = {iv['estimate']:.4f} [{iv['ci'][0]:.4f}, {iv['ci'][1]:.4f}], "
+              f"n = {iv['n']}")
+    return one_patch
