@@ -15,16 +15,135 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mcutils.chapters.ch01_input_space import (PairSet, _claim, connect_sets, connected_flags,
+                                               effect_word, pair_table, predict_labels,
+                                               round_columns, two_sample_ci)
+from mcutils.chapters.common import model_params
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
 from mcutils.data import class_pairs
 from mcutils.inputspace.paths import barrier, loss_profiles
 from mcutils.inputspace.synthesis import synthetic_pairs
-from mcutils.chapters.ch01_input_space import (effect_word, two_sample_ci, PairSet, _claim, connect_sets,
-                                               connected_flags, pair_table, predict_labels,
-                                               round_columns)
+from mcutils.params import Param, ParameterSchema
 
-__all__ = ["build_untrained", "untrained_study", "barrier_evolution", "evolution_summary", "sweep_study", "factor_effects", "untrained_claims"]
+__all__ = ["PARAMETERS", "EXPECTED", "CLAIMS", "expected_claims", "build_untrained",
+           "untrained_study", "barrier_evolution", "evolution_summary", "sweep_study",
+           "factor_effects", "untrained_claims"]
+
+
+def check_nonempty_lists(p: Mapping[str, Any]) -> str | None:
+    """seeds, sweep_seeds, sweep_widths and sweep_step_factors must not be empty."""
+    if not p["seeds"] or not p["sweep_seeds"] or not p["sweep_widths"] or not p["sweep_step_factors"]:
+        return ("seeds, sweep_seeds, sweep_widths and sweep_step_factors must be "
+                "non-empty lists")
+    return None
+
+
+def check_sweep_base_seeds(p: Mapping[str, Any]) -> str | None:
+    """The base cell's seeds must include every other cell's seeds."""
+    if not set(p["sweep_seeds"]) <= set(p["sweep_base_seeds"]):
+        return (f"sweep_base_seeds={p['sweep_base_seeds']} must include "
+                f"sweep_seeds={p['sweep_seeds']}")
+    return None
+
+
+def check_connect_tol(p: Mapping[str, Any]) -> str | None:
+    """Paths are built at ``connect_tol``, a witness for every larger tolerance."""
+    if p["connect_tol"] > p["tol"]:
+        return f"connect_tol={p['connect_tol']} must not exceed tol={p['tol']}"
+    return None
+
+
+def check_pixel_box(p: Mapping[str, Any]) -> str | None:
+    """``pixel_box`` is None or ``[low, high]`` with ``low < high``."""
+    box = p["pixel_box"]
+    if box is not None and (len(box) != 2 or not box[0] < box[1]):
+        return f"pixel_box={box!r} must be None or [low, high] with low < high"
+    return None
+
+
+_SYNTH = "synthetic inputs: the paper's feature visualisation in normalised units, shorter and faster"
+PARAMETERS = ParameterSchema("03", {
+    **model_params(seed_help="seed of the trained reference (the checkpoint of chapter 00)"),
+    "model": Param("small_cnn", "untrained architecture studied, tracked in training, "
+                   "and the trained reference"),
+    "seeds": Param([0, 1, 2], "random initialisations of the untrained model (and tracked "
+                   "training runs)", range=(0, None)),
+    "num_classes_used": Param(None, "None: all classes; else the first N classes",
+                              range=(2, None), nullable=True),
+    "pairs_per_class": Param(1, "synthetic pairs per class and seed", range=(1, 100)),
+    "tol": Param(0.01, "main tolerance (nats)", range=(1e-6, 10)),
+    "connect_tol": Param(0.001, "paths are built at this tolerance, a witness for every "
+                         "larger one", range=(1e-6, 10)),
+    "tolerances": Param([0.001, 0.003, 0.01, 0.03, 0.1], "tolerances reported (nats)",
+                        range=(1e-6, 10)),
+    "max_rounds": Param(2, "bypass rounds (1: 2-segment paths, 2: up to 4 segments)",
+                        range=(1, 10)),
+    "num_points": Param(200, "points per straight path (the paper's 200)", range=(3, None)),
+    "synth_steps": Param(200, "maximum Adam steps (paper: 8192)", range=(1, None), group=_SYNTH),
+    "synth_lr": Param(1.0, "Adam learning rate (paper: 0.05)", range=(1e-6, 10)),
+    "synth_stop_loss": Param(0.0005, "stop once the class loss is below this (paper)",
+                             range=(0, 10)),
+    "synth_init_std": Param(0.01, "initial noise around the dataset mean (paper)", range=(0, 1)),
+    "synth_weight_decay": Param(1e-7, "(paper)", range=(0, 1)),
+    "synth_tv_weight": Param(2.5e-7, "smoothness penalty of A only, summed differences (paper)",
+                             range=(0, 1)),
+    "bypass_steps": Param(200, "maximum Adam steps (paper: 4096)", range=(1, None),
+                          group="free optimisation of barrier points: the paper's, shorter "
+                          "and faster"),
+    "bypass_lr": Param(1.0, "(paper: 0.05)", range=(1e-6, 10)),
+    "bypass_stop_loss": Param(0.0005, "(paper)", range=(0, 10)),
+    "bypass_weight_decay": Param(1e-7, "(paper)", range=(0, 1)),
+    "pixel_box": Param(None, "None: inputs may leave [0, 1] (as in the paper); [0.0, 1.0]: "
+                       "they may not", nullable=True),
+    "sweep_model": Param("resnet18_cifar", group="the narrow ResNet: width x optimisation budget"),
+    "sweep_widths": Param([4, 16], "the first is the base width", range=(1, 512)),
+    "sweep_step_factors": Param([1, 4], "multipliers of synth_steps and bypass_steps; the "
+                                "first is the base", range=(0.01, 100)),
+    "sweep_seeds": Param([0], range=(0, None)),
+    "sweep_base_seeds": Param([0, 1, 2, 3, 4], "seeds of the base cell, whose pairs the claim "
+                              "reads (includes sweep_seeds)", range=(0, None)),
+    "track_batches": Param(30, "training batches followed (paper: 30)", range=(1, None),
+                           group="barrier evolution during training (the paper's appendix F.1)"),
+    "track_every": Param(5, "measure before training and after every this many batches",
+                         range=(1, None)),
+    "track_batch_size": Param(512, "(paper)", range=(1, None)),
+    "track_lr": Param(0.001, "Adam (paper)", range=(1e-8, 10)),
+    "track_points": Param(100, "points per straight path (paper: 200)", range=(3, None)),
+    "track_synth_steps": Param(400, "(paper: 4096)", range=(1, None)),
+    "track_synth_stop_loss": Param(0.005, "(paper's appendix script)", range=(0, 10)),
+    "claim_frac": Param(0.9, "claims: at least this fraction of pairs connected", range=(0, 1)),
+    "barrier_frac": Param(0.5, "claim: at least this fraction of straight paths with a barrier "
+                          "of at least tol", range=(0, 1)),
+}, checks=[check_nonempty_lists, check_sweep_base_seeds, check_connect_tol, check_pixel_box])
+
+#: the expected claim ids; ``connected_{model}`` names the chapter's untrained model
+EXPECTED = ["connected_{model}", "straight_barriers", "trained_straighter"]
+
+#: the claims' statements (formatted with the run's values) and the paper's references
+CLAIMS = {
+    "connected_model": dict(
+        statement="untrained {model}: fraction of synthetic pairs connected (< {tol:g} nats) "
+                  "within {rounds} rounds >= {frac:g}",
+        paper="random-init ResNet-18, FVO pairs, free optimisation of B (sec. 4.3, Fig. 7)"),
+    "connected_pooled": dict(
+        statement="all untrained models pooled: fraction connected (< {tol:g} nats) within "
+                  "{rounds} rounds >= {frac:g}",
+        paper="random-init ResNet-18, FVO pairs, free optimisation of B (sec. 4.3, Fig. 7)"),
+    "straight_barriers": dict(
+        statement="straight paths between untrained synthetic pairs have barriers: fraction "
+                  "with a barrier >= {tol:g} nats >= {frac:g}",
+        paper="Fig. 7 (primary loss curve has a barrier)"),
+    "trained_straighter": dict(
+        statement="trained networks connect synthetic pairs by straighter paths: median path "
+                  "length / |C - A|, untrained minus trained, > 0",
+        paper="trained models: small deviation from a linear path (abstract)"),
+}
+
+
+def expected_claims(model: str) -> list[str]:
+    """The ids of the claims chapter 03 expects to reproduce with the untrained ``model``."""
+    return [c.format(model=model) for c in EXPECTED]
 
 
 def _profile_stats(model: nn.Module, ps: PairSet, num_points: int) -> dict[str, list[float]]:
@@ -276,30 +395,27 @@ def untrained_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.9,
     rounds = round_columns(table)
     untrained = table[table[model_col] != trained_label] if trained_label else table
     out: dict[str, dict[str, Any]] = {}
-    paper = "random-init ResNet-18, FVO pairs, free optimisation of B (sec. 4.3, Fig. 7)"
     for model, sub in untrained.groupby(model_col, sort=False):
         iv = stats.bootstrap_ci(connected_flags(sub, tol), seed=seed, strata=sub["seed"].to_numpy())
+        text = CLAIMS["connected_model"]
         out[f"connected_{model}"] = _claim(
-            f"untrained {model}: fraction of synthetic pairs connected (< {tol:g} nats) "
-            f"within {len(rounds) - 1} rounds >= {claim_frac:g}", paper, iv, claim_frac, ">=")
+            text["statement"].format(model=model, tol=tol, rounds=len(rounds) - 1, frac=claim_frac),
+            text["paper"], iv, claim_frac, ">=")
     iv = stats.bootstrap_ci(connected_flags(untrained, tol), seed=seed,
                             strata=untrained[model_col].to_numpy())
+    text = CLAIMS["connected_pooled"]
     out["connected_pooled"] = _claim(
-        f"all untrained models pooled: fraction connected (< {tol:g} nats) within "
-        f"{len(rounds) - 1} rounds >= {claim_frac:g}", paper, iv, claim_frac, ">=")
+        text["statement"].format(tol=tol, rounds=len(rounds) - 1, frac=claim_frac),
+        text["paper"], iv, claim_frac, ">=")
     has = 1.0 - connected_flags(untrained, tol, rounds[0])
     iv = stats.bootstrap_ci(has, seed=seed, strata=untrained[model_col].to_numpy())
-    out["straight_barriers"] = _claim(
-        f"straight paths between untrained synthetic pairs have barriers: fraction with a "
-        f"barrier >= {tol:g} nats >= {barrier_frac:g}",
-        "Fig. 7 (primary loss curve has a barrier)", iv, barrier_frac, ">=")
+    text = CLAIMS["straight_barriers"]
+    out["straight_barriers"] = _claim(text["statement"].format(tol=tol, frac=barrier_frac),
+                                      text["paper"], iv, barrier_frac, ">=")
     if trained_label is not None:
         tr = table[table[model_col] == trained_label]
         if len(tr):
             iv = two_sample_ci(untrained["rel_length"], tr["rel_length"], seed=seed)
-            out["trained_straighter"] = _claim(
-                "trained networks connect synthetic pairs by straighter paths: median path "
-                "length / |C - A|, untrained minus trained, > 0",
-                "trained models: small deviation from a linear path (abstract)", iv, 0.0, ">")
+            text = CLAIMS["trained_straighter"]
+            out["trained_straighter"] = _claim(text["statement"], text["paper"], iv, 0.0, ">")
     return out
-
