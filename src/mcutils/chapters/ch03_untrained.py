@@ -46,6 +46,8 @@ from mcutils.params import Param, ParameterSchema
 from mcutils.zoo import trained_model
 
 __all__ = ["PARAMETERS", "EXPECTED", "CLAIMS", "EFFECT_NAMES", "EVOLUTION_NAMES",
+           "check_nonempty_lists", "check_sweep_base_seeds", "check_connect_tol",
+           "check_pixel_box",
            "StudySettings", "expected_claims", "study_settings", "build_untrained",
            "untrained_study", "synthetic_study", "synthesis_summary", "path_geometry",
            "barrier_evolution", "track_training", "evolution_summary", "evolution_changes",
@@ -54,7 +56,7 @@ __all__ = ["PARAMETERS", "EXPECTED", "CLAIMS", "EFFECT_NAMES", "EVOLUTION_NAMES"
 
 def check_nonempty_lists(p: Mapping[str, Any]) -> str | None:
     """seeds, sweep_seeds, sweep_widths and sweep_step_factors must not be empty."""
-    if not p["seeds"] or not p["sweep_seeds"] or not p["sweep_widths"] or not p["sweep_step_factors"]:
+    if not all(p[n] for n in ("seeds", "sweep_seeds", "sweep_widths", "sweep_step_factors")):
         return ("seeds, sweep_seeds, sweep_widths and sweep_step_factors must be "
                 "non-empty lists")
     return None
@@ -83,7 +85,8 @@ def check_pixel_box(p: Mapping[str, Any]) -> str | None:
     return None
 
 
-_SYNTH = "synthetic inputs: the paper's feature visualisation in normalised units, shorter and faster"
+_SYNTH = ("synthetic inputs: the paper's feature visualisation in normalised units, shorter "
+          "and faster")
 PARAMETERS = ParameterSchema("03", {
     **model_params(seed_help="seed of the trained reference (the checkpoint of chapter 00)"),
     "model": Param("small_cnn", "untrained architecture studied, tracked in training, "
@@ -503,7 +506,7 @@ def evolution_changes(evolution: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-#: glued name -> factor of :func:`~mcutils.chapters.ch03_sweep.factor_effects`, for the effects quoted
+#: glued name -> factor of :func:`~mcutils.chapters.ch03_sweep.factor_effects` (effects quoted)
 EFFECT_NAMES = {"width": "width", "steps": "step_factor", "tol": "tolerance"}
 #: glued name -> protocol of :func:`barrier_evolution`
 EVOLUTION_NAMES = {"fresh": "re-synthesised", "fixed": "fixed at init"}
