@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from mcutils import inputspace as ins
 from mcutils.core.checks import ParameterError
 from mcutils.chapters import ch01_input_space as ch01
+from mcutils.chapters import ch03_sweep
 from mcutils.chapters import ch03_untrained as ch03
 from mcutils.models import build_model
 from mcutils.planted import bump_pairs as planted
@@ -347,11 +348,11 @@ def test_untrained_study_and_sweep_tiny():
     assert (syn["peak"] >= syn["end_loss"] - 1e-6).all()
     assert np.allclose(syn["gap"], (syn["peak"] - syn["end_loss"]).clip(lower=0), atol=1e-6)
     assert (syn["steps_a"] <= 30).all()
-    sweep = ch03.sweep_study("small_cnn", "digits", [2, 4], [1, 2], [0], [0, 1], (1, 8, 8),
+    sweep = ch03_sweep.sweep_study("small_cnn", "digits", [2, 4], [1, 2], [0], [0, 1], (1, 8, 8),
                                 synth, ck, 0.01, num_points=9, model_kwargs=dict(hidden=8))
     assert set(zip(sweep.width, sweep.step_factor)) == {(2, 1), (2, 2), (4, 1), (4, 2)}
     assert (sweep[sweep.step_factor == 2]["steps_a"] <= 60).all()
-    part = ch03.sweep_study("small_cnn", "digits", [2, 4], [1, 2], [0], [0], (1, 8, 8),
+    part = ch03_sweep.sweep_study("small_cnn", "digits", [2, 4], [1, 2], [0], [0], (1, 8, 8),
                                synth, ck, 0.01, num_points=9, model_kwargs=dict(hidden=8),
                                cells=[(2, 1), (4, 1)])
     assert set(zip(part.width, part.step_factor)) == {(2, 1), (4, 1)}
@@ -359,7 +360,7 @@ def test_untrained_study_and_sweep_tiny():
     base = sweep[(sweep.width == 2) & (sweep.step_factor == 1)]
     same = part[part.width == 2]
     assert np.allclose(base[base.target == 0]["round_0"], same["round_0"])
-    eff = ch03.factor_effects(sweep, dict(width=2, step_factor=1), dict(width=4, step_factor=2),
+    eff = ch03_sweep.factor_effects(sweep, dict(width=2, step_factor=1), dict(width=4, step_factor=2),
                                  0.01, 10.0)
     assert list(eff.factor) == ["width", "step_factor", "tolerance"]
     assert eff.set_index("factor").loc["tolerance", "alt_frac"] == 1.0  # 10 nats connects all
@@ -374,13 +375,13 @@ def test_factor_effects_find_the_driver():
                     ok = f == 4  # only the step budget matters
                     rows.append(dict(width=w, step_factor=f, seed=s, target=k, round_0=0.5,
                                      round_1=0.0 if ok else 0.05))
-    eff = ch03.factor_effects(pd.DataFrame(rows), dict(width=4, step_factor=1),
+    eff = ch03_sweep.factor_effects(pd.DataFrame(rows), dict(width=4, step_factor=1),
                                  dict(width=16, step_factor=4), 0.01, 0.1).set_index("factor")
     assert eff.loc["step_factor", "effect"] == "raises"
     assert eff.loc["width", "effect"] == "no clear effect"
     assert eff.loc["tolerance", "effect"] == "raises"
     with pytest.raises(ParameterError):
-        ch03.factor_effects(pd.DataFrame(rows), dict(width=8, step_factor=1), {}, 0.01, 0.1)
+        ch03_sweep.factor_effects(pd.DataFrame(rows), dict(width=8, step_factor=1), {}, 0.01, 0.1)
 
 
 def test_barrier_evolution_tiny():
