@@ -312,3 +312,125 @@ def test_figures_draw_what_they_are_given(digits_mlp):
     fig = ch04.adaptive_figure(_adaptive_rows())
     assert [t.get_text() for t in fig.axes[0].texts] == ["w=0", "w=1"]
     plt.close("all")
+
+
+# ----------------------------------------------------------------------------- setup, records, findings
+class _Recorder(report.ChapterReport):
+    """A chapter report that keeps what it glues (outside a kernel nothing is glued)."""
+
+    def __init__(self):
+        super().__init__("04", expected=ch04.EXPECTED, check=True)
+        self.records: dict = {}
+
+    def record(self, name, value, digits=4):
+        self.records[name] = super().record(name, value, digits)
+        return self.records[name]
+
+
+def _tiny_params(**changes):
+    params = {**ch04.PARAMETERS.defaults(), "dataset": "digits", "model": "mlp", "num_epochs": 1,
+              "train_subset": 300, "seeds": [0, 1], "pairs_per_class": 1, "num_points": 5,
+              "attack_steps": TINY["steps"], "attack_lr": TINY["lr"], "warmup": TINY["warmup"],
+              "drop": 0, "num_boot": 20, "num_inputs": 8, "folds": 2, "adaptive_inputs": 8}
+    params.update(changes)
+    return ch04.PARAMETERS.validate(params)
+
+
+def test_setup_model_and_paper_attack():
+    params = _tiny_params()
+    net, info = ch04.setup_model(params)
+    assert not info["cached"] and info["metrics"]["accuracy"] > 0.1
+    assert next(net.parameters()).device.type == "cpu"
+    again, info2 = ch04.setup_model(params)
+    assert info2["cached"]
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                 again.state_dict().values()))
+    assert ch04.paper_attack(params) == {"steps": 30, "lr": 0.05, "mse_weight": 0.1,
+                                         "hf_weight": 1e-8, "warmup": 2}
+    defaults = ch04.paper_attack(ch04.PARAMETERS.defaults())  # the paper's own values
+    assert defaults == {k: ab.PAPER_ATTACK[k] for k in defaults}
+
+
+def test_record_protocol_and_path_comparison(digits_mlp):
+    net, test = digits_mlp
+    params = _tiny_params()
+    protocol, k_adv = cs.run_protocol(net, test.x, test.y, params["seeds"], 1, 5, TINY,
+                                      progress=False, return_adversarial=True)
+    summary = ab.protocol_summary(protocol, drop=0, n_boot=20)
+    chapter = _Recorder()
+    ch04.record_protocol(chapter, params, net, protocol, summary, summary)
+    rec = chapter.records
+    assert rec["ch04_last_pair"] == 0 and rec["ch04_num_seeds"] == 2
+    assert rec["ch04_pairs_per_seed"] == 10 and rec["ch04_hf_weight"] == "1e-08"
+    assert 0 <= rec["ch04_stopped_frac"] <= 1
+    assert set(rec["ch04_paper_protocol"]) == set(ch04.PAPER_KEYS)
+    from mcutils import attacks
+
+    std = float(attacks.input_normalization(net)[1].flatten()[0])
+    assert rec["ch04_norm_std"] == round(std, 3)
+    chapter = _Recorder()
+    pairs0 = ch04.record_path_comparison(chapter, params, net, test.x, test.y, protocol,
+                                         summary, summary)
+    assert len(pairs0) == 10 and torch.equal(pairs0.a, ab.paper_pairs(test.x, test.y, 1, seed=0).a)
+    rec = chapter.records
+    assert {"ch04_clean_max", "ch04_adv_max", "ch04_wilcoxon_p", "ch04_gap_real_text",
+            "ch04_auroc_gap_all_text", "ch04_rho_text"} <= set(rec)
+    assert 0 <= rec["ch04_wilcoxon_p"] <= 1
+    assert rec["ch04_adv_max"] == pytest.approx(
+        float(protocol[(protocol.kind == "adversarial") & (protocol.seed == 0)]["max"].median()),
+        abs=1e-4)
+    assert rec["ch04_gap_real_text"] == stats.format_interval(summary["median_gap_real"], 3)
+
+
+def test_record_rho_trend(digits_mlp):
+    net, test = digits_mlp
+    pairs = ab.paper_pairs(test.x, test.y, pairs_per_class=1, seed=0)
+    settings = {k: {**TINY, **v} for k, v in cs.sweep_settings([10.0]).items()}
+    rho_df = cs.attack_sweep(net, pairs, settings, num_points=5, progress=False)
+    rho_sweep = ab.rho_curve(ab.sweep_summary(rho_df, "setting", n_boot=20))
+    chapter = _Recorder()
+    ch04.record_rho_trend(chapter, _tiny_params(), rho_df, rho_sweep)
+    rec = chapter.records
+    assert rec["ch04_rho_smallest"] == rho_sweep[0]["setting"]
+    assert rec["ch04_rho_trend_word"] in ch04.TREND_WORDS
+    assert rec["ch04_confidence_word"] in ch04.TREND_WORDS
+    assert rec["ch04_reaches_09"] in ("reaches", "does not reach")
+    assert rec["ch04_auroc_target"] == ch04.AUROC_TARGET
+
+
+def test_findings_prints_key_numbers_and_adds_every_claim(capsys):
+    summary = {k: _iv(0.5, 0.4, 0.6) for k in ab.STATISTICS}
+    summary["median_gap_real"] = _iv(0.1, 0.0, 0.2)
+    summary["auroc_gap"] = _iv(0.8, 0.7, 0.9)
+    rho = [{"setting": "paper", "rho": _iv(0.12345, 0.1, 0.2), "auroc": _iv(0.7, 0.6, 0.8)}]
+    nets = [{"network": "mlp", "auroc": _iv(0.6, 0.5, 0.7)}]
+    chapter = report.ChapterReport("04", expected=ch04.EXPECTED, check=True)
+    ch04.findings(chapter, _tiny_params(), summary=summary, rho_summary=rho, model_summary=nets,
+                  adaptive=_adaptive_rows(), barrier_auroc=_iv(0.7, 0.6, 0.8),
+                  profile_gain=_iv(0.0, -0.1, 0.1))
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "rho sweep: [('paper', 0.123, 0.7)]"
+    assert out[2] == "networks: [('mlp', 0.6)]"
+    assert out[3] == "adaptive: [(0.0, 0.9), (1.0, 0.3)]"
+    assert list(chapter.claims) == [c["id"] for c in ch04.CLAIMS]
+    assert not chapter.failures()
+
+
+def test_attack_specs_and_detectors():
+    params = _tiny_params(eps_linf=0.2, pgd_steps=3)
+    specs = cd.attack_specs(params, ch04.paper_attack(params))
+    assert list(specs) == ["FGSM", "PGD L-inf", "PGD L2", "CW L2", "paper (matched)",
+                           "paper (over-confident)"]
+    assert {s["kind"] for s in specs.values()} == set(cd.ATTACK_KINDS)
+    assert specs["PGD L-inf"] == {"kind": "pgd_linf", "eps": 0.2, "steps": 3}
+    assert specs["paper (over-confident)"]["stop"] is None
+    assert specs["paper (matched)"]["steps"] == 30 and "stop" not in specs["paper (matched)"]
+    assert len(set(cd.DETECTORS)) == len(cd.DETECTORS) == 8
+
+
+def test_extra_protocols_at_tiny_size():
+    params = _tiny_params(seeds=[0])
+    assert cs.extra_protocols(params, TINY) == {}
+    rows = cs.extra_protocols(dict(params, extra_datasets=[["digits", "mlp"]]), TINY)
+    assert list(rows) == ["digits/mlp"] and set(rows["digits/mlp"]) == set(ab.STATISTICS)
+    assert rows["digits/mlp"]["auroc_gap"]["n"] == 10

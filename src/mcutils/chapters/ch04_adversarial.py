@@ -1,16 +1,22 @@
-"""Chapter 04, adversarial examples and input-space barriers: its claims, tables and
-figures.
+"""Chapter 04, adversarial examples and input-space barriers: its parameters, claims,
+records, tables and figures.
 
-The chapter's claims and the paper's numbers they are read against are data
-(:data:`CLAIMS`, near the top); :func:`claim_results` picks each claim's interval from
-the chapter's results and :func:`check_claims` adds them to the chapter's report. The
-tables (:func:`interval_table`, :func:`protocol_table`, :func:`sweep_table`,
-:func:`gain_table`, :func:`adaptive_table`) and figures (:func:`barrier_boxes`,
-:func:`path_profiles`, :func:`sweep_figure`, :func:`detector_figure`,
-:func:`adaptive_figure`) are what the notebook shows. The orchestration is in
-:mod:`mcutils.chapters.ch04_sweep` (sections 1 and 2: the protocol over seeds, the
-attack and network sweeps) and :mod:`mcutils.chapters.ch04_detectors` (section 3: the
-detectors and the adaptive attack); the statistic itself in :mod:`mcutils.advbarriers`.
+:data:`PARAMETERS` is the chapter's parameter schema (its cross-checks
+:func:`check_seeds`, :func:`check_drop`, :func:`check_num_inputs`,
+:func:`check_adaptive_inputs`). :func:`setup_model` loads the chapter's network and
+:func:`paper_attack` reads the paper's attack settings from the parameters;
+:func:`record_protocol`, :func:`record_path_comparison` and :func:`record_rho_trend` glue
+what sections 1 and 2 compute. The chapter's claims and the paper's numbers they are read
+against are data (:data:`CLAIMS`, :data:`EXPECTED`); :func:`claim_results` picks each
+claim's interval from the chapter's results, :func:`check_claims` adds them to the
+chapter's report and :func:`findings` does both and prints the key numbers. The tables
+(:func:`interval_table`, :func:`protocol_table`, :func:`sweep_table`, :func:`gain_table`,
+:func:`adaptive_table`) and figures (:func:`barrier_boxes`, :func:`path_profiles`,
+:func:`sweep_figure`, :func:`detector_figure`, :func:`adaptive_figure`) are what the
+notebook shows. The orchestration is in :mod:`mcutils.chapters.ch04_sweep` (sections 1
+and 2: the protocol over seeds, the attack and network sweeps) and
+:mod:`mcutils.chapters.ch04_detectors` (section 3: the detectors and the adaptive
+attack); the statistic itself in :mod:`mcutils.advbarriers`.
 
 Used by chapter 04.
 """
@@ -26,24 +32,42 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mcutils import inputspace, plotting
+from mcutils import advbarriers, attacks, inputspace, plotting, zoo
 from mcutils.advbarriers import PairSet
+from mcutils.chapters.common import model_params
+from mcutils.core import stats
 from mcutils.core.report import ChapterReport
+from mcutils.core.runtime import get_device
 from mcutils.core.stats import format_interval
+from mcutils.params import Param, ParameterSchema
 
 __all__ = [
+    "AUROC_TARGET",
     "CLAIMS",
     "EXPECTED",
+    "PAPER_KEYS",
+    "PARAMETERS",
+    "TREND_WORDS",
     "adaptive_figure",
     "adaptive_table",
     "barrier_boxes",
+    "check_adaptive_inputs",
     "check_claims",
+    "check_drop",
+    "check_num_inputs",
+    "check_seeds",
     "claim_results",
     "detector_figure",
+    "findings",
     "gain_table",
     "interval_table",
+    "paper_attack",
     "path_profiles",
     "protocol_table",
+    "record_path_comparison",
+    "record_protocol",
+    "record_rho_trend",
+    "setup_model",
     "sweep_figure",
     "sweep_table",
 ]
@@ -93,6 +117,107 @@ CLAIMS: list[dict[str, Any]] = [
 EXPECTED = [c["id"] for c in CLAIMS if c["expected"]]
 
 
+# ----------------------------------------------------------------------------- parameters
+#: Detectors the adaptive attack may be run against (fixed before any result).
+ADAPTIVE_DETECTORS = ("barrier", "barrier_max", "profile", "profile_logits", "logits", "msp",
+                      "margin")
+#: Networks the model sweep may add besides the small CNN.
+SWEEP_NETWORKS = ("wide", "mlp", "untrained", "preresnet20")
+
+
+def _out_of_range(name: str, value: Any, low: float, high: float | None) -> str | None:
+    if value < low or (high is not None and value > high):
+        upper = "inf" if high is None else high
+        return f"{name}={value!r} is out of range; valid range: [{low}, {upper}]"
+    return None
+
+
+def check_drop(p: Mapping[str, Any]) -> str | None:
+    """At least one pair per class is kept: ``drop <= pairs_per_class - 1``."""
+    return _out_of_range("drop", p["drop"], 0, p["pairs_per_class"] - 1)
+
+
+def check_num_inputs(p: Mapping[str, Any]) -> str | None:
+    """Every fold has sources of both halves: ``num_inputs >= 4 * folds``."""
+    return _out_of_range("num_inputs", p["num_inputs"], 4 * p["folds"], None)
+
+
+def check_adaptive_inputs(p: Mapping[str, Any]) -> str | None:
+    """The adaptive study's sources are among the attacked ones: ``adaptive_inputs <=
+    num_inputs``."""
+    return _out_of_range("adaptive_inputs", p["adaptive_inputs"], 8, p["num_inputs"])
+
+
+def check_seeds(p: Mapping[str, Any]) -> str | None:
+    """``seeds`` is a non-empty list of distinct seeds."""
+    seeds = p["seeds"]
+    if not seeds or len(set(seeds)) != len(seeds):
+        return f"seeds={seeds!r} must be a non-empty list of distinct seeds"
+    return None
+
+
+PARAMETERS = ParameterSchema("04", {
+    **model_params(),
+    "seeds": Param([0, 1, 2], "independent draws of the pairs and of the attacked classes",
+                   range=(0, None), group="1. the paper's protocol (its "
+                   "sec4_2_adversarial_attacks.py), normalised input units"),
+    "pairs_per_class": Param(7, "the paper: 7 pairs per class", range=(1, 500)),
+    "num_points": Param(250, "points per straight path, ends included (the paper: 250)",
+                        range=(3, 10000)),
+    "attack_steps": Param(512, "Adam steps at most (the paper: 512)", range=(1, None)),
+    "attack_lr": Param(0.005, "Adam learning rate, normalised units (the paper: 0.005)",
+                       range=(1e-8, 10)),
+    "mse_weight": Param(0.1, "λ, weight of the mean squared deviation, normalised units "
+                        "(the paper: 0.1)", range=(0, None)),
+    "hf_weight": Param(1e-8, "weight of the high-frequency penalty on x - carrier "
+                       "(the paper: 1e-8)", range=(0, None)),
+    "warmup": Param(32, "no stop before step 33 (the paper: i > 32)", range=(0, None)),
+    "drop": Param(2, "pairs per class dropped for the largest |Loss1 - Loss2| "
+                  "(the paper: 2 of 7)", range=(0, None)),
+    "num_boot": Param(1000, "bootstrap resamples of every interval", range=(10, 100000)),
+    "sweep_pairs_per_class": Param(2, "pairs per class of the sweeps", range=(1, 500),
+                                   group="2. where does it hold (one set of pairs, drawn "
+                                   "with `seed`)"),
+    "sweep_points": Param(100, "points per path of the sweeps", range=(3, 10000)),
+    "rho_mse_weights": Param([10.0, 100.0], "λ values of the rho sweep (besides the "
+                             "paper's 0.1)", range=(0, None)),
+    "rho_stop_scales": Param([10.0, 0.3], "stop below s * Loss1 instead of Loss1",
+                             range=(1e-6, 1e6)),
+    "rho_lr_scales": Param([4.0, 10.0], "multiples of the paper's Adam step (larger "
+                           "perturbations)", range=(1e-3, 1e3)),
+    "sweep_sizes": Param([28, 42, 56], "input sizes: the same images upsampled, a network "
+                         "per size", range=(8, 512)),
+    "sweep_networks": Param(["wide", "mlp", "untrained"], "besides small_cnn (gpu adds "
+                            "preresnet20)", choices=SWEEP_NETWORKS),
+    "sweep_epochs": Param(2, "training epochs of every sweep network", range=(1, None)),
+    "sweep_subset": Param(5000, "training images of every sweep network", range=(100, None),
+                          nullable=True),
+    "num_inputs": Param(100, "correctly classified test images attacked in section 3",
+                        range=(8, None), group="3. detectors and the adaptive attack"),
+    "num_refs": Param(3, "K real references per input", range=(1, 50)),
+    "det_points": Param(8, "points per path of the detector's profiles", range=(3, 1000)),
+    "ref_pool": Param(4000, "training images: the first half is the defender's, the rest "
+                      "the attacker's", range=(200, None)),
+    "eps_linf": Param(0.1, "FGSM and PGD L-inf radius (pixels)", range=(1e-4, 1)),
+    "eps_l2": Param(2.0, "PGD L2 radius (pixels)", range=(1e-3, 100)),
+    "pgd_steps": Param(20, "PGD steps", range=(1, None)),
+    "cw_steps": Param(50, "Carlini-Wagner steps", range=(1, None)),
+    "folds": Param(5, "cross-validation folds, disjoint by source", range=(2, 20)),
+    "fpr": Param(0.05, "false-positive rate of the TPR column", range=(0, 1)),
+    "adaptive_inputs": Param(40, "sources of the adaptive study (half train, half test)",
+                             range=(8, None)),
+    "adaptive_steps": Param(64, "Adam steps of the adaptive attack", range=(1, None)),
+    "adaptive_penalties": Param([0.0, 0.1, 1.0], "weights of the detector term (0: the "
+                                "paper's attack)", range=(0, None)),
+    "adaptive_detector": Param("profile_logits", "the deployed detector, fixed before any "
+                               "result", choices=ADAPTIVE_DETECTORS),
+    "eot_draws": Param(1, "reference sets the attacker draws per step (expectation over "
+                       "them)", range=(1, 100)),
+    "extra_datasets": Param([], 'e.g. [["cifar10", "preresnet20"]]: the protocol on other '
+                            "data", group="gpu profile only"),
+}, checks=[check_seeds, check_drop, check_num_inputs, check_adaptive_inputs])
+
+
 # ----------------------------------------------------------------------------- claims
 def claim_results(summary: Mapping[str, Any], barrier_auroc: Mapping[str, Any],
                   profile_gain: Mapping[str, Any], adaptive: pd.DataFrame
@@ -116,6 +241,130 @@ def check_claims(chapter: ChapterReport, results: Mapping[str, Mapping[str, Any]
     for c in CLAIMS:
         chapter.claim(c["id"], c["statement"], c["paper"], results[c["id"]],
                       threshold=c["threshold"], direction=c["direction"])
+
+
+# ----------------------------------------------------------------------------- setup and records
+def setup_model(params: Mapping[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """The chapter's network, the default model (chapter 00's checkpoint, loaded from the
+    cache or trained), on the chapter's device, and its training info."""
+    net, info = zoo.trained_model(
+        dataset=params["dataset"], model=params["model"], epochs=params["num_epochs"],
+        lr=params["lr"], batch_size=params["batch_size"], train_subset=params["train_subset"],
+        seed=params["seed"], device=params["device"], return_info=True)
+    return net.to(get_device(params["device"])), info
+
+
+def paper_attack(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The paper's attack settings (normalised input units) from the chapter's parameters."""
+    return dict(steps=params["attack_steps"], lr=params["attack_lr"],
+                mse_weight=params["mse_weight"], hf_weight=params["hf_weight"],
+                warmup=params["warmup"])
+
+
+#: The statistics of the paper protocol the chapter glues (with and without the drop).
+PAPER_KEYS = ("median_gap_real", "median_gap_adv", "auroc_gap", "rho_median")
+
+
+def record_protocol(chapter: ChapterReport, params: Mapping[str, Any], model: nn.Module,
+                    protocol: pd.DataFrame, summary: Mapping[str, Any],
+                    summary_all: Mapping[str, Any]) -> None:
+    """Glue section 1's settings (in the paper's units and in pixel units, read from the
+    model's first layer) and the attack's behaviour on the ``protocol`` rows
+    (:func:`mcutils.chapters.ch04_sweep.run_protocol`), with the paper's statistics after
+    its drop (``summary``) and over all pairs (``summary_all``)."""
+    p = params
+    std = float(attacks.input_normalization(model)[1].flatten()[0])
+    pixel = attacks.pixel_units(std, p["attack_lr"], p["mse_weight"], p["hf_weight"])
+    adv_rows = protocol[protocol.kind == "adversarial"]
+    for name, value in dict(
+            last_pair=p["pairs_per_class"] - 1, attack_lr=p["attack_lr"],
+            mse_weight=p["mse_weight"], hf_weight=f"{p['hf_weight']:g}", norm_std=round(std, 3),
+            pixel_lr=round(pixel["lr"], 5), pixel_mse_weight=round(pixel["mse_weight"], 3),
+            pixel_hf_weight=f"{pixel['hf_weight']:.2g}", attack_steps=p["attack_steps"],
+            warmup=p["warmup"], num_points=p["num_points"], drop=p["drop"],
+            num_seeds=len(p["seeds"]), pairs_per_seed=int(adv_rows.seed.eq(p["seeds"][0]).sum()),
+            steps_median=float(adv_rows.steps.median()),
+            stopped_frac=float((adv_rows.steps < p["attack_steps"]).mean()),
+            out_of_box=float(adv_rows.out_of_box.median())).items():
+        chapter.record(f"ch04_{name}", value, digits=3)
+    chapter.record("ch04_paper_protocol", {k: summary[k] for k in PAPER_KEYS})
+    chapter.record("ch04_paper_protocol_nodrop", {k: summary_all[k] for k in PAPER_KEYS})
+
+
+def record_path_comparison(chapter: ChapterReport, params: Mapping[str, Any], model: nn.Module,
+                           x: torch.Tensor, y: torch.Tensor, protocol: pd.DataFrame,
+                           summary: Mapping[str, Any], summary_all: Mapping[str, Any]
+                           ) -> PairSet:
+    """Glue the comparison of section 1: the paired Wilcoxon test of the gap of ``A -> K'``
+    against that of ``A -> B`` (all seeds), the median barrier max of the path to the
+    clean source ``K`` against the path to ``K'`` (first seed), and the paper's statistics
+    as text. Returns the first seed's pairs (drawn from the test images ``x``, ``y``)."""
+    p = params
+    first = p["seeds"][0]
+    both = protocol.pivot_table(index=["seed", "unit"], columns="kind", values="gap")
+    wil = stats.wilcoxon_paired(both["adversarial"].to_numpy(), both["within"].to_numpy(),
+                                alternative="greater")
+    pairs0 = advbarriers.paper_pairs(x, y, p["pairs_per_class"], seed=first)
+    clean_prof = inputspace.loss_profiles(model, pairs0.a, pairs0.k, pairs0.cls,
+                                          num_points=p["num_points"])
+    adv0 = protocol[(protocol.kind == "adversarial") & (protocol.seed == first)]
+    chapter.record("ch04_clean_max", float(inputspace.barrier(clean_prof, "max").median()))
+    chapter.record("ch04_adv_max", float(adv0["max"].median()))
+    chapter.record("ch04_wilcoxon_p", float(f"{wil['pvalue']:.3g}"), digits=None)
+    for name, key, summ in (("gap_real", "median_gap_real", summary),
+                            ("gap_adv", "median_gap_adv", summary),
+                            ("auroc_gap", "auroc_gap", summary),
+                            ("auroc_gap_all", "auroc_gap", summary_all),
+                            ("auroc_max", "auroc_max", summary), ("rho", "rho_median", summary)):
+        chapter.record(f"ch04_{name}_text", format_interval(summ[key], 3))
+    return pairs0
+
+
+#: How a paired difference of AUROCs is put in words: above, below, or across 0.
+TREND_WORDS = ("higher", "lower", "not clearly different")
+#: The AUROC the rho sweep is read against (the band of its figure).
+AUROC_TARGET = 0.9
+
+
+def record_rho_trend(chapter: ChapterReport, params: Mapping[str, Any], rho_df: pd.DataFrame,
+                     rho_sweep: Sequence[Mapping[str, Any]]) -> None:
+    """Glue what the rho sweep shows: the paired AUROC difference of the setting with the
+    smallest rho (``rho_sweep``, :func:`mcutils.advbarriers.rho_curve`) and of the
+    over-confident setting against the paper's (rows ``rho_df``), and whether any setting
+    reaches :data:`AUROC_TARGET` with its whole interval."""
+    n_boot, seed = params["num_boot"], params["seed"]
+    smallest = rho_sweep[0]["setting"]
+    trend = advbarriers.setting_difference(rho_df, smallest, "paper", n_boot=n_boot, seed=seed)
+    conf = advbarriers.setting_difference(rho_df, "over-confident", "paper", n_boot=n_boot,
+                                          seed=seed)
+    reaches = any(e["auroc"]["ci"][0] >= AUROC_TARGET for e in rho_sweep)
+    for name, value in dict(rho_trend=trend, rho_smallest=smallest,
+                            rho_trend_text=format_interval(trend),
+                            rho_trend_word=stats.interval_word(trend, *TREND_WORDS),
+                            confidence_diff_text=format_interval(conf),
+                            confidence_word=stats.interval_word(conf, *TREND_WORDS),
+                            reaches_09="reaches" if reaches else "does not reach",
+                            auroc_target=AUROC_TARGET).items():
+        chapter.record(f"ch04_{name}", value)
+
+
+def findings(chapter: ChapterReport, params: Mapping[str, Any], *, summary: Mapping[str, Any],
+             rho_summary: Sequence[Mapping[str, Any]],
+             model_summary: Sequence[Mapping[str, Any]], adaptive: pd.DataFrame,
+             barrier_auroc: Mapping[str, Any], profile_gain: Mapping[str, Any]) -> None:
+    """Print the chapter's key numbers (rounded) and add its claims (:data:`CLAIMS`) to
+    ``chapter``: the paper protocol's ``summary``, the rho and network sweeps' summaries,
+    the ``adaptive`` study, the barrier detector's AUROC and the profile's gain over the
+    logits on the paper's attack. ``params`` (the chapter's parameters) is taken for the
+    common signature of the chapters' ``findings``; every number here is in the results."""
+    r3 = {k: round(summary[k]["estimate"], 3) for k in advbarriers.STATISTICS}
+    print("paper protocol (drop 2 of 7):", r3)
+    print("rho sweep:", [(e["setting"], round(e["rho"]["estimate"], 3),
+                          round(e["auroc"]["estimate"], 3)) for e in rho_summary])
+    print("networks:", [(e["network"], round(e["auroc"]["estimate"], 3)) for e in model_summary])
+    print("adaptive:", [(row.penalty, round(row.auroc_deployed["estimate"], 3))
+                        for row in adaptive.itertuples()])
+    check_claims(chapter, claim_results(summary, barrier_auroc, profile_gain, adaptive))
 
 
 # ----------------------------------------------------------------------------- tables

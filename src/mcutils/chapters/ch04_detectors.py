@@ -3,12 +3,13 @@ ones, and attacked.
 
 * :class:`Sources` and :func:`select_sources`: correctly classified test images with a
   target class and the paper's stopping loss;
-* :func:`attack_suite` runs FGSM, PGD, Carlini-Wagner and the paper's attack on them
+* :func:`attack_specs` gives the chapter's attacks from its parameters, and
+  :func:`attack_suite` runs FGSM, PGD, Carlini-Wagner and the paper's attack on them
   (:data:`ATTACK_KINDS`), :func:`attack_summary` tabulates their success and size;
 * :func:`defender_features` computes what the defender sees
   (:func:`mcutils.detection.connectivity_features`), :func:`detector_table` the
-  cross-validated AUROC and TPR of every detector on every attack (:func:`table_entry`
-  reads one interval);
+  cross-validated AUROC and TPR of every detector on every attack (:data:`DETECTORS`
+  in the chapter's order; :func:`table_entry` reads one interval);
 * :func:`adaptive_study`: the deployed detector against the adaptive attack
   (:class:`mcutils.attacks.DetectorPenalty`) and a detector retrained on it.
 
@@ -37,8 +38,10 @@ from mcutils.core.runtime import model_device as _model_device
 
 __all__ = [
     "ATTACK_KINDS",
+    "DETECTORS",
     "Sources",
     "adaptive_study",
+    "attack_specs",
     "attack_suite",
     "attack_summary",
     "defender_features",
@@ -112,6 +115,26 @@ def select_sources(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, s
 
 
 ATTACK_KINDS = ("fgsm", "pgd_linf", "pgd_l2", "cw", "optim")
+
+
+def attack_specs(params: Mapping[str, Any], paper_attack: Mapping[str, Any]
+                 ) -> dict[str, dict[str, Any]]:
+    """The attacks of section 3 (name -> :func:`attack_suite` spec) from the chapter's
+    parameters: FGSM and PGD at the chapter's radii, Carlini-Wagner, and the paper's
+    attack (``paper_attack``) with matched and with over-confident ends."""
+    return {
+        "FGSM": {"kind": "fgsm", "eps": params["eps_linf"]},
+        "PGD L-inf": {"kind": "pgd_linf", "eps": params["eps_linf"], "steps": params["pgd_steps"]},
+        "PGD L2": {"kind": "pgd_l2", "eps": params["eps_l2"], "steps": params["pgd_steps"]},
+        "CW L2": {"kind": "cw", "steps": params["cw_steps"]},
+        "paper (matched)": {**paper_attack, "kind": "optim"},
+        "paper (over-confident)": {**paper_attack, "kind": "optim", "stop": None},
+    }
+
+
+#: The detectors of the chapter's table, in its column order.
+DETECTORS = ("barrier", "barrier_max", "profile", "profile_logits", "msp", "margin", "logits",
+             "mahalanobis")
 
 
 def attack_suite(model: nn.Module, sources: Sources, specs: Mapping[str, Mapping[str, Any]],

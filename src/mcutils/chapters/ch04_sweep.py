@@ -7,7 +7,8 @@ time sweeps of the attack and of the network.
   (lambda, stopping threshold, step size, over-confident ends) on one set of pairs;
 * :func:`network_specs`, :func:`sweep_model` and :func:`model_sweep`: the networks and
   input sizes of the model sweep, each trained (and cached) on images resized with
-  :func:`upsample`.
+  :func:`upsample`;
+* :func:`extra_protocols`: the protocol on other datasets and models (gpu profile).
 
 Used by chapter 04 (through :mod:`mcutils.chapters.ch04_adversarial`).
 """
@@ -23,17 +24,21 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from mcutils import data, zoo
 from mcutils.advbarriers import (
     PAPER_ATTACK,
     PairSet,
     paired_barriers,
     paper_pairs,
     predict_classes,
+    protocol_summary,
 )
 from mcutils.core.checks import ParameterError
+from mcutils.core.runtime import get_device
 
 __all__ = [
     "attack_sweep",
+    "extra_protocols",
     "model_sweep",
     "network_specs",
     "run_protocol",
@@ -113,6 +118,26 @@ def run_protocol(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seeds: Sequ
     return (out, images) if return_adversarial else out
 
 
+def extra_protocols(params: Mapping[str, Any], attack: Mapping[str, Any]
+                    ) -> dict[str, dict[str, Any]]:
+    """Section 1's protocol on every ``[dataset, model]`` of ``params["extra_datasets"]``
+    (the gpu profile's other data): each model trained (or loaded) with the default
+    model's settings, its :func:`run_protocol` over the chapter's seeds summarised by
+    :func:`~mcutils.advbarriers.protocol_summary`. Keys are ``"dataset/model"``."""
+    p = params
+    rows = {}
+    for extra_dataset, extra_model in p["extra_datasets"]:
+        net = zoo.trained_model(dataset=extra_dataset, model=extra_model, epochs=p["num_epochs"],
+                                lr=p["lr"], batch_size=p["batch_size"], seed=p["seed"],
+                                device=p["device"])
+        test = data.load_dataset(extra_dataset, "test")
+        df = run_protocol(net.to(get_device(p["device"])), test.x, test.y, p["seeds"],
+                          p["pairs_per_class"], p["num_points"], attack)
+        rows[f"{extra_dataset}/{extra_model}"] = protocol_summary(
+            df, drop=p["drop"], n_boot=p["num_boot"], seed=p["seed"])
+    return rows
+
+
 def attack_sweep(model: nn.Module, pairs: PairSet, settings: Mapping[str, Mapping[str, Any]],
                  num_points: int = 250, batch_size: int | None = None,
                  progress: bool = True) -> pd.DataFrame:
@@ -155,7 +180,7 @@ def sweep_model(dataset: str = "fashion-mnist", model: str = "small_cnn", size: 
     Returns:
         The model in eval mode on the CPU.
     """
-    from mcutils import data, training
+    from mcutils import training
     from mcutils.core.runtime import seed_everything
     from mcutils.core.store import code_version, load_or_train
     from mcutils.models import build_for_dataset
