@@ -113,3 +113,16 @@ def test_claims_are_data_and_fill_their_statements():
     plain = ch05_repair.repair_claims(rows, 0.87, 100, 2500)
     assert [c["claim_id"] for c in plain] == [i for i in ids if i not in
                                               ("curve_removes_faults", "path_aware_repaired")]
+
+
+def test_interval_table_quotes_each_method_metric_and_size():
+    rows = _fake_rows(0.05, 0.8, 0.9, 0.7, n=(20, 40), seeds=(0, 1))
+    summary = ch05_repair.sweep_summary(rows)
+    table = ch05_repair.interval_table(summary, [20, 40], ("acc", "asr"))
+    assert table.index.names == ["method", "metric"] and table.columns.name == "n"
+    assert list(table.columns) == [20, 40] and len(table) == 2 * len(summary)
+    from mcutils.core.stats import format_interval
+
+    assert table.loc[("bezier", "asr"), 40] == format_interval(summary["bezier"][40]["asr"])
+    only_acc = ch05_repair.interval_table(summary, [20], ("acc",))
+    assert list(only_acc.index.get_level_values("metric").unique()) == ["acc"]

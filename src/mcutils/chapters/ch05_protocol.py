@@ -27,6 +27,12 @@ never used for a choice. :func:`repair_sweep` runs the comparison over sizes and
 :func:`variant_sweep` compares curve variants at one size;
 :func:`mcutils.chapters.ch05_repair.sweep_summary` turns the rows into Student-t
 intervals over seeds.
+
+The chapter's parameters: :data:`PARAMETERS` (its schema, from which the notebook's
+``parameters`` cell is rendered and which its validation cell calls) and :data:`EXPECTED`
+(the claims asserted by the ``cpu`` profile). :func:`findings` (from
+:mod:`mcutils.chapters.ch05_findings`) records what the chapter glues and its claims; the
+sections are run by :mod:`mcutils.chapters.ch05_study`.
 """
 
 from __future__ import annotations
@@ -44,8 +50,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mcutils.chapters.ch05_findings import findings
+from mcutils.chapters.common import model_params
 from mcutils.core.checks import ParameterError
 from mcutils.core.runtime import OnDevice, model_device
+from mcutils.params import Param, ParameterSchema
 from mcutils.repair import cached_curve, cached_repair, midpoint_noise, select_t
 
 if TYPE_CHECKING:
@@ -54,14 +63,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CURVE_METHODS",
+    "EXPECTED",
     "METHODS",
     "PAPER_BUDGET",
+    "PARAMETERS",
     "DefenderSplit",
     "RepairRun",
     "RepairSetup",
     "Scorer",
     "SweepResult",
     "defender_split",
+    "findings",
     "lr_for_size",
     "repair_budget",
     "repair_sweep",
@@ -75,6 +87,109 @@ METHODS = (*CURVE_METHODS, "fine_tune", "fine_prune", "scratch", "noise")
 #: ``IBM/model-sanitization`` (``backdoor/``) trains 100 epochs (its default) at batch 128
 #: on the bonafide images tiled to 10,000 per epoch: 7,900 steps at every ``n``.
 PAPER_BUDGET = dict(epochs=100, batch_size=128, max_steps=None, epoch_size=10_000)
+
+
+def _extra_seeds_are_new(p: Mapping[str, Any]) -> str | None:
+    """The extra seeds of the Bezier curve must not repeat the sweep's seeds."""
+    if set(p["extra_curve_seeds"]) & set(p["seeds"]):
+        return (f"extra_curve_seeds {p['extra_curve_seeds']} must not repeat seeds "
+                f"{p['seeds']}")
+    return None
+
+
+def _sizes_are_bonafide_sizes(p: Mapping[str, Any]) -> str | None:
+    """Every size at which something is tuned, claimed or run is one of the sweep's sizes."""
+    valid = list(p["bonafide_sizes"])
+    bad = []
+    for name in ("tune_sizes", "claim_small_n", "fault_sizes", "adaptive_sizes", "variant_size"):
+        values = p[name] if isinstance(p[name], (list, tuple)) else [p[name]]
+        bad += [f"{name}={v!r}" for v in values if v not in valid]
+    if bad:
+        return (f"{', '.join(bad)} not among bonafide_sizes; valid values: "
+                f"{', '.join(map(str, valid))}")
+    return None
+
+
+def _variants_are_known(p: Mapping[str, Any]) -> str | None:
+    """Each curve variant changes only ``curve`` (a curve method), ``num_bends`` or
+    ``weight_decay``."""
+    keys = ("curve", "num_bends", "weight_decay")
+    for v in p["variants"]:
+        if not isinstance(v, Mapping):
+            return f"variants: {v!r} is not a mapping of {', '.join(keys)}"
+        bad = sorted(set(v) - set(keys))
+        if bad:
+            return f"variants={bad[0]!r} is not known; valid values: {', '.join(keys)}"
+        if v.get("curve", "bezier") not in CURVE_METHODS:
+            return (f"variant_curves={v['curve']!r} is not known; valid values: "
+                    f"{', '.join(CURVE_METHODS)}")
+    return None
+
+
+#: Chapter 05's parameters: the default model's (here: the training of the tampered ends),
+#: then the protocol's (the cpu profile's values; ``profiles/*.yaml`` override them).
+PARAMETERS = ParameterSchema("05", {
+    **model_params(seed_help="seed of the test split's cut, the tampered ends (seed and "
+                             "seed + 1) and the fault sets"),
+    "seeds": Param([0, 1, 2], "each seed: a bonafide draw and the repairs' training seed",
+                   range=(0, None), group="chapter 05"),
+    "extra_curve_seeds": Param([3, 4], "more seeds of the Bezier curve at the largest n, "
+                               "where its claims are read", range=(0, None)),
+    "backdoor_subset": Param(20000, "training images of each tampered model (None: all)",
+                             range=(100, None), nullable=True),
+    "poison_rate": Param(0.1, "fraction of non-target training images poisoned",
+                         range=(0.001, 1)),
+    "target_class": Param(0, "the label the backdoor sends triggered images to", range=(0, 9)),
+    "trigger_size": Param(3, "white square, one pixel from the bottom-right corner",
+                          range=(1, 8)),
+    "bonafide_sizes": Param([25, 100, 500, 2500], "clean images the defender trains on",
+                            range=(2, 5000)),
+    "val_size": Param(500, "the defender's clean validation split (every choice is made on "
+                      "it)", range=(50, 5000)),
+    "eval_size": Param(1000, "held-out test images: accuracy and attack success, never a "
+                       "choice", range=(100, 5000)),
+    "repair_epochs": Param(50, "budget of every method: epochs over the bonafide images ...",
+                           range=(1, None)),
+    "repair_max_steps": Param(200, "... capped at this many SGD steps (None: no cap)",
+                              range=(1, None), nullable=True),
+    "repair_batch": Param(64, "batch size of every repair", range=(1, None)),
+    "repair_epoch_size": Param(None, "samples per epoch, the images tiled (None: one pass; "
+                               "paper: 10000)", range=(1, None), nullable=True),
+    "weight_decay": Param(0.0001, "the same L2 option for every method (the paper code's "
+                          "default)", range=(0, 1)),
+    "schedule": Param("paper", "learning-rate schedule of the papers' train.py "
+                      "(mcutils.curves.lr_factor)", choices=("cosine", "paper"), nullable=True),
+    "lrs": Param([0.01, 0.03, 0.1], "the learning-rate grid of every method", range=(1e-6, 10)),
+    "tune_sizes": Param([100, 2500], "sizes at which the grid is searched (seed 0); others "
+                        "reuse"),
+    "num_bends": Param(3, "bends including the ends: quadratic Bezier", range=(3, 10)),
+    "num_ts": Param(11, "points of a curve evaluated on the validation split", range=(3, 101)),
+    "t_tolerance": Param(0.02, "the defender's t: nearest 0.5 within this accuracy of the "
+                         "better end", range=(0, 1)),
+    "prune_fraction": Param(0.5, "share of channels fine-pruning silences", range=(0, 0.95)),
+    "claim_small_n": Param(100, 'the "little data" size at which comparisons are claimed'),
+    "asr_max": Param(0.1, "an attack (or fault) success at most this counts as removed",
+                     range=(0, 1)),
+    "max_drop": Param(0.05, "clean accuracy a repair may lose against the better end",
+                      range=(0, 1)),
+    "num_faults": Param(10, "error injection: images whose labels are changed", range=(8, 100)),
+    "num_keep": Param(1000, "images whose labels the injection must keep (disjoint)",
+                      range=(0, 5000)),
+    "fault_steps": Param(300, "steps of the fault sneaking attack", range=(1, None)),
+    "fault_sizes": Param([100, 500], "bonafide sizes of the error-injection sweep"),
+    "fault_methods": Param(["bezier", "fine_tune", "fine_prune", "scratch", "noise"],
+                           "methods of the error-injection sweep", choices=METHODS),
+    "adaptive_steps": Param(300, "the path-aware attacker's SGD steps on poisoned data",
+                            range=(1, None)),
+    "adaptive_lr": Param(0.05, "its learning rate", range=(1e-6, 10)),
+    "adaptive_sizes": Param([100, 2500], "bonafide sizes of the repair against it"),
+    "variant_size": Param(500, "bonafide size of the curve variants"),
+    "variants": Param([{"curve": "polychain"}, {"num_bends": 5}, {"weight_decay": 0.0}],
+                      "each changes curve, num_bends or weight_decay of the Bezier curve"),
+}, checks=[_extra_seeds_are_new, _sizes_are_bonafide_sizes, _variants_are_known])
+
+#: The claims the cpu profile asserts (the others are measured and reported).
+EXPECTED = ["curve_keeps_accuracy", "curve_beats_scratch", "curve_beats_noise"]
 
 
 def repair_budget(n: int, epochs: int, batch_size: int = 64, max_steps: int | None = None,

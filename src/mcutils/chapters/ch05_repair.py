@@ -1,7 +1,8 @@
-"""Chapter 05's findings: the claims it tests, the intervals, tables and figures of its
-repair sweeps.
+"""Chapter 05's claims and statistics: the claims it tests, the intervals, tables and
+figures of its repair sweeps.
 
-Used by chapter 05 only (its notebook). The sweeps come from
+Used by chapter 05 only (its notebook, :mod:`mcutils.chapters.ch05_study` and
+:mod:`mcutils.chapters.ch05_findings`). The sweeps come from
 :mod:`mcutils.chapters.ch05_protocol`, the repair methods from :mod:`mcutils.repair`.
 
 * :data:`CLAIMS`: the claims of Zhao et al. (2020) that the chapter tests, as data
@@ -9,8 +10,8 @@ Used by chapter 05 only (its notebook). The sweeps come from
   :func:`repair_claims` measures them on the sweeps' rows;
 * :func:`sweep_summary`, :func:`paired_seed_difference`, :func:`middle_gap`: Student-t
   intervals over seeds (comparisons paired by seed: one bonafide draw per seed);
-* :func:`per_image_counts`, :func:`share_text`: a table of surviving faults and a
-  percentage for prose;
+* :func:`interval_table`, :func:`per_image_counts`, :func:`share_text`: a summary as a
+  table of quoted intervals, a table of surviving faults and a percentage for prose;
 * :func:`plot_frontier`, :func:`plot_vs_n`: the accuracy-ASR frontier and a metric
   against the bonafide size.
 
@@ -28,11 +29,12 @@ import numpy as np
 import pandas as pd
 
 from mcutils.core.checks import ParameterError
-from mcutils.core.stats import seed_interval
+from mcutils.core.stats import format_interval, seed_interval
 
 __all__ = [
     "CLAIMS",
     "PAPER",
+    "interval_table",
     "middle_gap",
     "paired_seed_difference",
     "per_image_counts",
@@ -200,6 +202,19 @@ def sweep_summary(rows: pd.DataFrame, metrics: Mapping[str, str] | None = None
         out.setdefault(str(method), {})[int(n)] = {
             short: seed_interval(grp[col].to_numpy(float)) for short, col in metrics.items()}
     return out
+
+
+def interval_table(summary: Mapping[str, Mapping[int, Mapping[str, Mapping[str, Any]]]],
+                   sizes: Sequence[int], metrics: Sequence[str] = ("acc", "asr")
+                   ) -> pd.DataFrame:
+    """A :func:`sweep_summary` as the text the chapter prints: one row per method and
+    metric (index ``method``, ``metric``), one column per size ``n``, each cell an
+    interval quoted by :func:`mcutils.core.stats.format_interval`."""
+    table = pd.DataFrame({(m, metric): {n: format_interval(summary[m][n][metric]) for n in sizes}
+                          for m in summary for metric in metrics}).T
+    table.index.names = ["method", "metric"]
+    table.columns.name = "n"
+    return table
 
 
 def paired_seed_difference(rows: pd.DataFrame, method_a: str, method_b: str, n: int,
