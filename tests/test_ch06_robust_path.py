@@ -1,5 +1,6 @@
-"""mcutils.chapters.ch06_robust_path: chapter 06's orchestration at tiny sizes, and negative controls for
-every claim the chapter asserts."""
+"""mcutils.chapters.ch06_robust_path (with ch06_curve_profile, ch06_path_stats and
+ch06_path_figures): chapter 06's schema, orchestration, findings and figures at tiny sizes,
+and negative controls for every claim the chapter asserts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from mcutils import attacks, hessian, models
+from mcutils.chapters import ch06_path_figures as figures
+from mcutils.chapters import ch06_path_stats
 from mcutils.chapters import ch06_robust_path as robustpath
 from mcutils.core import report
 from mcutils.core.checks import ParameterError
@@ -247,11 +250,11 @@ def test_spearman_columns_batched_matches_one_resample_at_a_time():
     b = a + rng.normal(size=(40, 3))
     b[:5, 0] = b[0, 0]  # ties are averaged in both paths
     idx = rng.integers(0, 40, size=(25, 40))
-    batched = robustpath._spearman_columns(a[idx], b[idx])
+    batched = ch06_path_stats._spearman_columns(a[idx], b[idx])
     assert batched.shape == (25,)
-    assert batched == pytest.approx([robustpath._spearman_columns(a[i], b[i]) for i in idx])
+    assert batched == pytest.approx([ch06_path_stats._spearman_columns(a[i], b[i]) for i in idx])
     const = np.ones((40, 3))
-    assert np.isnan(robustpath._spearman_columns(const, b))
+    assert np.isnan(ch06_path_stats._spearman_columns(const, b))
 
 
 def test_control_that_is_the_target_beats_the_eigenvalue():
@@ -311,7 +314,123 @@ def test_interval_text():
         "t=0.5: 0.5 [0.2, n/a]; t=1: n/a"
 
 
-def test_check_settings_names_every_problem():
-    assert robustpath.check_settings(5, [0.25, 0.5], 60, 40, 20) == [0.0, 0.25, 0.5, 0.75, 1.0]
+def test_bad_parameter_fails_fast():
+    scope = {**robustpath.PARAMETERS.defaults(), "num_ts": 1, "bound_eps_l2": [-0.1]}
+    with pytest.raises(ParameterError, match="num_ts.*\n.*bound_eps_l2|bound_eps_l2.*\n.*num_ts"):
+        robustpath.PARAMETERS.validate(scope)
+
+
+def test_schema_cross_checks_name_every_problem():
+    defaults = robustpath.PARAMETERS.defaults()
+    ok = {**defaults, "num_ts": 5, "sample_ts": [0.25, 0.5], "eval_size": 60, "path_size": 40,
+          "paper_batch": 20}
+    assert robustpath.PARAMETERS.validate(ok)["num_ts"] == 5
+    bad = {**ok, "sample_ts": [0.3], "path_size": 80, "paper_batch": 100}
     with pytest.raises(ParameterError, match="(?s)sample_ts.*path_size.*paper_batch"):
-        robustpath.check_settings(5, [0.3], 60, 80, 100)
+        robustpath.PARAMETERS.validate(bad)
+    with pytest.raises(ParameterError, match="paper_batch=30 must be <= path_size=20"):
+        robustpath.PARAMETERS.validate({**ok, "path_size": 20, "paper_batch": 30})
+
+
+def test_parameters_none_only_where_nullable():
+    defaults = robustpath.PARAMETERS.defaults()
+    for name in ("train_subset", "adv_step_size", "adv_subset", "curve_subset"):
+        robustpath.PARAMETERS.validate({**defaults, name: None})
+    with pytest.raises(ParameterError, match="paper_batch=None is not allowed"):
+        robustpath.PARAMETERS.validate({**defaults, "paper_batch": None})
+
+
+# ------------------------------------------------------------- the chapter's run, tiny
+TINY = dict(dataset="digits", model="mlp", num_epochs=1, batch_size=32, train_subset=200,
+            seeds=[0, 1], adv_steps=1, adv_subset=200, curve_steps=3, curve_subset=200,
+            num_ts=3, sample_ts=[0.5], eval_size=20, path_size=10, attack_steps=2,
+            paper_batch=5, bound_eps_l2=[0.5], shared_init_seeds=[0], bn_size=50, n_boot=50)
+
+
+class _Recorder(report.ChapterReport):
+    """A chapter report that keeps what it glues."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.glued: dict = {}
+
+    def record(self, name, value, digits=4):
+        self.glued[name] = super().record(name, value, digits)
+        return self.glued[name]
+
+
+def test_chapter_run_and_findings_at_tiny_size(capsys):
+    params = robustpath.PARAMETERS.validate({**robustpath.PARAMETERS.defaults(), **TINY})
+    eval_set, curve_train, ts = robustpath.load_data(params)
+    assert len(eval_set) == 20 and len(curve_train) == 200 and ts == [0.0, 0.5, 1.0]
+    again, _, _ = robustpath.load_data(params)
+    assert torch.equal(again.x, eval_set.x)  # the evaluation images are a function of seed
+    regular, reg_info = robustpath.regular_end(params)
+    robust, rob_info = robustpath.robust_end(params)
+    assert reg_info["config"]["adversarial"] is None
+    assert rob_info["config"]["adversarial"]["eps"] == params["adv_eps"]
+    assert rob_info["config"]["seed"] == params["robust_seed"]
+    study = robustpath.run_path_study(params, regular, robust, curve_train, eval_set, ts)
+    path, samples = study["path"], study["samples"]
+    assert sorted(path["seed"].unique()) == [0, 1] and "paper_eig" in path
+    assert set(study["bound"]["norm"]) == {"linf", "l2"}
+    shared = robustpath.shared_init_study(params, regular, curve_train, eval_set, ts)
+    assert shared is not None and list(shared["path"]["seed"].unique()) == [0]
+    assert "paper_eig" not in shared["path"]
+    assert robustpath.shared_init_study({**params, "shared_init_seeds": []}, regular,
+                                        curve_train, eval_set, ts) is None
+    barriers = robustpath.barrier_summary(path, samples, n_boot=50)
+    assert barriers["standard"] == robustpath.barrier_interval(path, "loss", relative=True)
+    assert len(barriers["robust_ends"]) == 2
+    correlations = robustpath.per_image_correlations(samples, [0.5], n_boot=50)
+    assert list(correlations) == ["top_eig", "loss", "grad_norm"]
+    assert list(correlations["loss"]) == [0.5]
+    bound_rows = robustpath.bound_shares(study["bound"], n_boot=50)
+    assert list(bound_rows) == ["linf, eps=0.1", "l2, eps=0.5"]
+    chapter = _Recorder("06", params=params, expected=robustpath.EXPECTED, check=False)
+    robustpath.findings(
+        chapter, params, study=study, shared=shared, barriers=barriers,
+        correlations=correlations,
+        controls=robustpath.control_comparison(samples, path, [0.5]),
+        peak=robustpath.peak_coincidence(path),
+        along={m: robustpath.along_path_correlation(path, method=m) for m in ("pearson", "diff")},
+        paper_r=robustpath.along_path_correlation(path, b="paper_eig"), bound_rows=bound_rows)
+    assert list(chapter.claims) == list(robustpath.CLAIMS)
+    for cid in robustpath.CLAIMS:
+        assert chapter.glued[f"ch06_verdict_{cid}"] == chapter.claims[cid]["verdict"]
+    assert chapter.glued["ch06_num_seeds"] == 2 and chapter.glued["ch06_eps"] == 0.1
+    assert len(chapter.glued["ch06_shared_init_barrier"]) == 1
+    assert chapter.glued["ch06_bound_share_text"].startswith("linf, eps=0.1: ")
+    assert "robust_loss" in capsys.readouterr().out  # the per-point means
+
+
+def test_claim_statements_are_filled_from_the_data():
+    out = robustpath.claims(_study(), [0.25, 0.5, 0.75], eps=0.1, n_boot=50)
+    assert [c["claim_id"] for c in out] == list(robustpath.CLAIMS)
+    for c in out:
+        assert "{" not in c["statement"] and c["paper"] == robustpath.CLAIMS[c["claim_id"]]["paper"]
+    bound = next(c for c in out if c["claim_id"] == "second_order_bound")
+    assert "eps=0.1;" in bound["statement"]
+
+
+def test_figures_and_path_means():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    study = _study(n=20)
+    path = study["path"].assign(paper_eig=lambda d: d["top_eig"] / 10)
+    means = figures.path_means(path)
+    assert list(means.index) == TS and means.loc[0.0, "weight_norm"] == pytest.approx(10.01)
+    assert list(figures.path_means(path, ("loss",), digits=1).columns) == ["loss"]
+    fig = figures.plot_path_profiles(path)
+    assert len(fig.axes) == 4 and fig.axes[3].get_yscale() == "log"
+    plt.close(fig)
+    fig = figures.plot_per_image_scatter(study["samples"], t=0.5, seed=1)
+    assert len(fig.axes[0].collections[0].get_offsets()) == 20
+    assert fig.axes[0].get_title() == "one image per dot, t = 0.5, seed 1"
+    plt.close(fig)
+    fig = figures.plot_hessian_quantities(path)
+    assert [a.get_yscale() for a in fig.axes] == ["log", "log"]
+    plt.close(fig)
