@@ -87,7 +87,7 @@ def test_view_marks_and_colours_each_verdict_and_control():
     ch.claim("b", "effect", "p", {"estimate": 0.1, "ci": [0.0, 0.2], "n": 9}, 0.0, ">")
     ch.claim("c", "effect", "p", {"estimate": -0.1, "ci": [-0.2, -0.05], "n": 9}, 0.0, ">")
     html = ch.view().data
-    assert html.startswith('<table class="table mcutils-claims">')
+    assert html.startswith('<table class="table mcutils-table mcutils-claims">')
     assert "\u2713 reproduced (asserted)" in html and "? inconclusive" in html
     assert "\u2717 not reproduced" in html and "\u2717 not reproduced: two balls" in html
     assert html.count("background:") == 4  # three verdicts and one control

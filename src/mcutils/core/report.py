@@ -59,6 +59,8 @@ __all__ = [
     "ChapterReport",
     "ClaimsCheckError",
     "plain",
+    "format_number",
+    "table_view",
     "record",
     "verdict",
     "provenance",
@@ -74,7 +76,8 @@ class ClaimsCheckError(AssertionError):
 
 
 def plain(value: Any, digits: int | None = 4) -> Any:
-    """Convert tensors, NumPy values and nested containers to plain Python, rounded."""
+    """Convert tensors, NumPy values and nested containers to plain Python, rounded; a
+    float with an integral value becomes an int (``150528``, never ``150528.0``)."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
         value = value.item() if value.ndim == 0 else value.tolist()
@@ -87,8 +90,10 @@ def plain(value: Any, digits: int | None = 4) -> Any:
                 for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v, digits) for v in value]
-    if isinstance(value, float) and digits is not None and np.isfinite(value):
-        return round(value, digits)
+    if isinstance(value, float) and np.isfinite(value):
+        if value.is_integer() and abs(value) < 2**53:
+            return int(value)
+        return round(value, digits) if digits is not None else value
     return value
 
 
@@ -227,8 +232,46 @@ def _html_table(rows: list[dict[str, str]], caption: str | None = None) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = "".join("<tr>" + "".join(cell(c, r[c]) for c in cols) + "</tr>" for r in rows)
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return (f'<table class="table mcutils-claims">{cap}<thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table>")
+    return (f'<table class="table mcutils-table mcutils-claims">{cap}<thead><tr>{head}</tr>'
+            f"</thead><tbody>{body}</tbody></table>")
+
+
+def format_number(value: Any, digits: int = 3) -> str:
+    """One number as the book prints it: integers as integers, ``digits`` decimals
+    without scientific notation from 0.001 to 1000, one decimal up to a million,
+    scientific notation outside, an interval ``{"estimate", "ci"}`` as
+    ``"0.830 [0.800, 0.861]"`` (the same decimals for all three)."""
+    if isinstance(value, Mapping) and {"estimate", "ci"} <= set(value):
+        lo, hi = value["ci"]
+        return (f"{format_number(value['estimate'], digits)} [{format_number(lo, digits)}, "
+                f"{format_number(hi, digits)}]")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        return str(value)
+    x = float(value)
+    if not math.isfinite(x):
+        return str(x)
+    if x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    if 1e-3 <= abs(x) < 1e3:
+        return f"{x:.{digits}f}"
+    if 1e3 <= abs(x) < 1e6:
+        return f"{x:.1f}"
+    return f"{x:.{max(digits - 1, 1)}e}"
+
+
+def table_view(frame: pd.DataFrame, caption: str | None = None, digits: int = 3,
+               index: bool = False) -> Any:
+    """A DataFrame as the book shows every table: an HTML table whose numbers and
+    intervals are formatted by :func:`format_number` (verdict columns marked and
+    coloured, as in the claims table), wide tables scrolling instead of cut off."""
+    from IPython.display import HTML
+
+    df = frame.reset_index() if index else frame
+    rows = [{str(c): format_number(v, digits) for c, v in r.items()}
+            for r in df.to_dict("records")]
+    if not rows:
+        return HTML(f"<p>{html.escape(caption or '(empty table)')}</p>")
+    return HTML(_html_table(rows, caption))
 
 
 class ChapterReport:
