@@ -55,3 +55,31 @@ def test_totals_command_writes_the_include(tmp_path):
     out = tmp_path / "gen" / "t.md"
     assert runner.main(["totals", "--chapters-dir", str(tmp_path), "--output", str(out)]) == 0
     assert "| 01 | 1 | 0 | 0 | 0 | 0 |" in out.read_text()
+
+
+def test_page_checks_find_plumbing_missing_captions_and_unbounded_rates(tmp_path):
+    import pytest
+
+    from mcutils.core.checks import ParameterError
+    from mcutils.tooling.pagecheck import bounded_interval_problems, chapter_page_problems
+
+    with pytest.raises(ParameterError, match="make book"):
+        chapter_page_problems(tmp_path)
+    pages = tmp_path / "book" / "chapters"
+    pages.mkdir(parents=True)
+    (pages / "01_a.html").write_text('<figure><figcaption>Fig 1</figcaption></figure>'
+                                     '<table class="mcutils-claims"></table>')
+    (pages / "02_b.html").write_text("chapter.record('x', 1) NBVAL_CHECK_OUTPUT")
+    problems = chapter_page_problems(tmp_path)
+    assert not [p for p in problems if p.startswith("01_a")]
+    assert len([p for p in problems if p.startswith("02_b")]) == 4
+    assert len(chapter_page_problems(tmp_path, figures=False)) == 3
+    _nb(tmp_path / "01_a.ipynb", {"ch01_claims": {
+        "asr": {"statement": "ASR below 0.1", "method": "t over seeds", "estimate": 0.06,
+                "ci": [-0.04, 0.16], "verdict": "inconclusive"},
+        "gap": {"statement": "gap above 0", "method": "bootstrap", "estimate": 2.0,
+                "ci": [1.0, 3.0], "verdict": "reproduced"},
+        "acc": {"statement": "accuracy at least 0.9", "method": "exact binomial",
+                "estimate": 0.95, "ci": [0.9, 0.97], "verdict": "reproduced"}}})
+    bad = bounded_interval_problems(tmp_path)
+    assert len(bad) == 1 and "asr" in bad[0]

@@ -223,6 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "results page")
     to.add_argument("--chapters-dir", default="book/chapters")
     to.add_argument("--output", default="book/_generated/results_totals.md")
+    pg = sub.add_parser("pages", help="check the built chapter pages and the claims' bounds")
+    pg.add_argument("html_dir", nargs="?", default="_build/html")
+    pg.add_argument("--chapters-dir", default="book/chapters")
+    pg.add_argument("--no-figures", action="store_true",
+                    help="do not require a figure caption on every chapter page")
     gd = sub.add_parser("glue-diff", help="compare the glued values of two runs")
     gd.add_argument("before")
     gd.add_argument("after")
@@ -270,6 +275,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.write_text(totals_markdown(verdict_totals(folder)))
         print(f"verdict counts of {folder} -> {out}")
         return 0
+    if args.command == "pages":
+        from mcutils.tooling.pagecheck import bounded_interval_problems, chapter_page_problems
+
+        try:
+            problems = (chapter_page_problems(args.html_dir, figures=not args.no_figures)
+                        + bounded_interval_problems(args.chapters_dir))
+        except ParameterError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for p in problems:
+            print(p)
+        print(f"{len(problems)} problem(s) on the chapter pages")
+        return 1 if problems else 0
     if args.command == "glue-diff":
         from mcutils.tooling.glue import compare, glued
 
