@@ -10,7 +10,8 @@ claim true or false by construction, so a chapter (or a test) can run its check 
   wins. Any path between the balls leaves class 0, so no bypass can connect a pair of
   :func:`two_ball_pairs`, and ``connect`` must say "not connected".
 
-Used by chapter 01's negative control of connectivity and by the tests of the
+Used by chapter 01's negative control of connectivity, chapter 02's control of the
+one-patch check (:mod:`mcutils.chapters.ch02_percolation_checks`) and by the tests of the
 input-space paths (chapters 01 and 03).
 """
 
