@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from mcutils import attacks, hessian, models
 from mcutils.chapters import ch06_path_figures as figures
-from mcutils.chapters import ch06_path_stats
+from mcutils.chapters import ch06_deviations, ch06_path_stats
 from mcutils.chapters import ch06_robust_path as robustpath
 from mcutils.core import report
 from mcutils.core.checks import ParameterError
@@ -165,6 +165,7 @@ def _study(robust_peak: float = 0.375, eig_peak: float | None = None, barrier: f
     rng = np.random.default_rng(0)
     samples, path, bound = [], [], []
     base = rng.lognormal(size=n)
+    robust_u = rng.random(n)  # the ends are one model for every seed: restarts agree
     for s in seeds:
         for t in TS:
             bump_r = barrier * np.exp(-((t - robust_peak) / 0.12) ** 2)
@@ -175,7 +176,7 @@ def _study(robust_peak: float = 0.375, eig_peak: float | None = None, barrier: f
             loss = 0.3 + 0.2 * t + clean_bump * np.exp(-((t - 0.5) / 0.1) ** 2) \
                 + 0.01 * rng.random(n) + control_link * robust
             correct = rng.random(n) < 0.9
-            rcorrect = rng.random(n) < (robust_acc if t == 1.0 else 0.1)
+            rcorrect = robust_u < (robust_acc if t == 1.0 else 0.1)
             grad = rng.lognormal(size=n)
             samples.append(pd.DataFrame(dict(t=t, input=np.arange(n), robust_loss=robust,
                                              robust_correct=rcorrect, loss=loss, correct=correct,
@@ -287,7 +288,12 @@ def test_bound_share_groups_inputs():
     df = pd.DataFrame(dict(t=[0, 1, 0, 1], norm="linf", eps=0.1, input=[0, 0, 1, 1],
                            robust_loss=[1.0, 1.0, 1.0, 3.0], bound=[2.0, 2.0, 2.0, 2.0]))
     res = robustpath.bound_share(df, "linf", 0.1, n_boot=50)
-    assert res["estimate"] == pytest.approx(0.75) and res["n"] == 2
+    # input 1 breaks the bound at t=1, so it fails as a unit: 1 of 2 inputs
+    assert res["estimate"] == pytest.approx(0.5) and res["n"] == 2
+    assert "exact binomial" in res["method"]
+    df["robust_loss"] = 1.0  # all inputs hold: the exact interval does not collapse to [1, 1]
+    res = robustpath.bound_share(df, "linf", 0.1)
+    assert res["estimate"] == 1.0 and res["ci"][0] == pytest.approx(0.158, abs=1e-3)
     with pytest.raises(ParameterError):
         robustpath.bound_share(df, "l2")
 
@@ -434,3 +440,76 @@ def test_figures_and_path_means():
     fig = figures.plot_hessian_quantities(path)
     assert [a.get_yscale() for a in fig.axes] == ["log", "log"]
     plt.close(fig)
+
+
+def test_accuracy_interval_is_exact_over_inputs_and_worst_case_over_restarts():
+    rows = []
+    for s in (0, 1, 2):  # input i resists seed s's attack unless i < s
+        rows += [dict(t=1.0, input=i, seed=s, robust_correct=i >= s) for i in range(40)]
+    res = robustpath.accuracy_interval(pd.DataFrame(rows), 1.0)
+    assert res["n"] == 40 and res["estimate"] == pytest.approx(38 / 40)
+    assert res["per_seed"] == pytest.approx([1.0, 39 / 40, 38 / 40])
+    rows = [dict(t=1.0, input=i, seed=0, robust_correct=True) for i in range(40)]
+    res = robustpath.accuracy_interval(pd.DataFrame(rows), 1.0)
+    assert res["ci"] == pytest.approx([0.912, 1.0], abs=1e-3)  # exact, never [1, 1]
+
+
+def test_along_path_and_peak_intervals_stay_in_range():
+    t = np.linspace(0, 1, 9)
+    rng = np.random.default_rng(0)
+    path = pd.DataFrame(dict(t=np.tile(t, 3), seed=np.repeat([0, 1, 2], 9),
+                             robust_loss=np.tile(np.sin(np.pi * t), 3),
+                             top_eig=np.concatenate([np.sin(np.pi * t) + a * rng.normal(size=9)
+                                                     for a in (0.01, 0.3, 1.0)])))
+    r = robustpath.along_path_correlation(path)
+    assert -1 <= r["ci"][0] <= r["estimate"] <= r["ci"][1] <= 1 and len(r["per_seed"]) == 3
+    peak = robustpath.peak_coincidence(_study(robust_peak=0.25, eig_peak=0.625)["path"])
+    for key in ("robust_loss", "top_eig", "distance"):
+        assert 0 <= peak[key]["ci"][0] and peak[key]["ci"][1] <= 1
+
+
+def test_planted_barrier_path_fails_the_no_barrier_check():
+    """The negative control of ``standard_no_barrier``: the same check on a path with a
+    known barrier is not reproduced; on a flat path it is."""
+    path = robustpath.planted_barrier_path(9)
+    res = robustpath.barrier_interval(path, "loss", relative=True)
+    assert res["n"] == 3 and res["ci"][0] > 10  # the bump rises many times above the ends
+    assert report.verdict(res["ci"], robustpath.THRESHOLDS["standard_tol"], "<=") \
+        == "not reproduced"
+    flat = path.assign(loss=1.0 + 0.001 * path["t"] * path["seed"])
+    res = robustpath.barrier_interval(flat, "loss", relative=True)
+    assert report.verdict(res["ci"], robustpath.THRESHOLDS["standard_tol"], "<=") == "reproduced"
+
+
+def test_shuffled_eigenvalues_fail_the_per_sample_correlation_check():
+    study = _study()
+    good = robustpath.per_sample_correlation(study["samples"], [0.5], n_boot=200)
+    assert report.verdict(good["ci"], 0.5, ">=") == "reproduced"
+    shuffled = robustpath.shuffled_samples(study["samples"], "top_eig", seed=0)
+    assert sorted(shuffled["top_eig"]) == sorted(study["samples"]["top_eig"])
+    res = robustpath.per_sample_correlation(shuffled, [0.5], n_boot=200)
+    assert report.verdict(res["ci"], 0.5, ">=") == "not reproduced"
+
+
+def test_every_asserted_claim_has_a_control_that_is_not_reproduced():
+    out = {c["claim_id"]: c for c in robustpath.claims(_study(), [0.25, 0.5, 0.75], eps=0.1,
+                                                       n_boot=200)}
+    for cid in robustpath.EXPECTED:
+        c = out[cid]
+        assert report.verdict(c["result"]["ci"], c["threshold"], c["direction"]) == "reproduced"
+        ctrl = c["control"]["result"]
+        assert report.verdict(ctrl["ci"], c["threshold"], c["direction"]) == "not reproduced"
+    for c in out.values():
+        assert c["method"] != "not stated"
+    assert out["robust_barrier"]["direction"] == ">"  # an effect: strict
+
+
+def test_deviation_rows_are_filled_from_the_parameters():
+    params = robustpath.PARAMETERS.defaults()
+    rows = ch06_deviations.deviation_rows(params)
+    assert len(rows) == len(robustpath.DEVIATIONS) >= 1
+    for row in rows:
+        assert all(row[k].strip() for k in ("setting", "paper", "source", "ours", "effect"))
+        assert "{" not in row["ours"]
+    curve = next(r for r in rows if r["setting"].startswith("curve training"))
+    assert str(params["curve_steps"]) in curve["ours"] and "train.py:" in curve["source"]
