@@ -274,6 +274,25 @@ def table_view(frame: pd.DataFrame, caption: str | None = None, digits: int = 3,
     return HTML(_html_table(rows, caption))
 
 
+def _budget_reading(claim_id: str, result: Mapping[str, Any],
+                    budgets: Mapping[Any, Mapping[str, Any]]) -> dict[str, Any]:
+    """Check a claim's budget curve and say whether its statistic has settled."""
+    if len(budgets) < 3:
+        raise ValueError(f"claim {claim_id!r}: a budget curve needs at least 3 budgets, "
+                         f"got {len(budgets)}")
+    order = sorted(budgets)
+    if not float(order[-1]) >= 4 * float(order[0]):
+        raise ValueError(f"claim {claim_id!r}: the largest budget ({order[-1]}) must be at "
+                         f"least 4x the smallest ({order[0]})")
+    last, before = budgets[order[-1]], budgets[order[-2]]
+    if [float(v) for v in last["ci"]] != [float(v) for v in result["ci"]]:
+        raise ValueError(f"claim {claim_id!r}: the claim must be read at the largest "
+                         f"budget ({order[-1]})")
+    settled = (float(last["ci"][0]) <= float(before["ci"][1])
+               and float(before["ci"][0]) <= float(last["ci"][1]))
+    return {"budget": float(order[-1]), "settled": bool(settled)}
+
+
 class ChapterReport:
     """The findings of one chapter: glued numbers, claims with verdicts, provenance.
 
@@ -312,7 +331,8 @@ class ChapterReport:
 
     def claim(self, claim_id: str, statement: str, paper: str, result: Mapping[str, Any],
               threshold: float, direction: str, method: str | None = None,
-              control: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              control: Mapping[str, Any] | None = None,
+              budgets: Mapping[Any, Mapping[str, Any]] | None = None) -> dict[str, Any]:
         """Add one claim and compute its verdict.
 
         Args:
@@ -331,6 +351,13 @@ class ChapterReport:
                 ``{"statement": str, "result": interval}``. Its verdict is computed with
                 the same threshold and direction; an expected claim whose control is also
                 ``reproduced`` cannot fail, and counts as a failure of the check.
+            budgets: for a claim that depends on a training or optimisation budget, its
+                statistic at each budget (``{budget: interval}``, at least 3, the largest
+                at least 4x the smallest). The claim is then read at the largest budget
+                (``result`` must be that interval); when the two largest budgets'
+                intervals do not overlap the statistic has not settled, and the verdict
+                is ``inconclusive`` whatever the interval says. Glued as
+                ``chNN_<claim_id>_vs_budget``.
 
         Returns:
             The claim's entry of ``chNN_claims``.
@@ -364,6 +391,14 @@ class ChapterReport:
             entry["control"] = {"statement": str(control["statement"]),
                                 "estimate": float(cres["estimate"]), "ci": cci,
                                 "n": int(cres["n"]), "verdict": verdict(cci, threshold, direction)}
+        if budgets is not None:
+            entry.update(_budget_reading(claim_id, result, budgets))
+            if not entry["settled"]:
+                entry["verdict"] = "inconclusive"
+            record(f"{self.prefix}{claim_id}_vs_budget",
+                   {str(b): {"estimate": float(iv["estimate"]),
+                             "ci": [float(iv["ci"][0]), float(iv["ci"][1])], "n": int(iv["n"])}
+                    for b, iv in sorted(budgets.items())})
         self.claims[claim_id] = entry
         return entry
 
@@ -395,7 +430,9 @@ class ChapterReport:
                 "test": f"{c['direction']} {_fmt(c['threshold'])}",
                 "method": c.get("method", "not stated"),
                 "verdict": c["verdict"] + (" (asserted)" if c["expected"] and self.check
-                                           else ""),
+                                           else "")
+                           + (" (not settled: still moving with the budget)"
+                              if c.get("settled") is False else ""),
                 "control": (f"{c['control']['verdict']}: {c['control']['statement']}"
                             if "control" in c else "none"),
             })
