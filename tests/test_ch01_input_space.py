@@ -13,6 +13,7 @@ import torch
 
 from mcutils.chapters import ch01_input_space as ch01
 from mcutils.chapters import ch01_input_space_controls as ctl
+from mcutils.chapters import ch01_input_space_deviations as devs
 from mcutils.chapters import ch01_input_space_figures as figs
 from mcutils.chapters import ch01_input_space_paths as paths
 from mcutils.core import report
@@ -247,10 +248,10 @@ def test_findings_carry_controls_and_deviations(planted_run, controls):
     assert not any("cannot fail" in m for m in chapter.failures())
     assert all(c["method"] != "not stated" for c in chapter.claims.values())
     rows = chapter.recorded["ch01_deviations"]
-    assert [r["setting"] for r in rows] == [r["setting"] for r in ctl.DEVIATIONS]
+    assert [r["setting"] for r in rows] == [r["setting"] for r in devs.DEVIATIONS]
     assert all(r["source"] and r["paper"] and r["ours"] and r["effect"] for r in rows)
     measured = {r["setting"]: r["measured"] for r in rows}
     assert measured["rounds of bypass"].startswith("real pairs connected after rounds 0..2")
     assert measured["claim of near-straight paths"] == "not measured"
     with pytest.raises(ValueError, match="unknown settings"):
-        ctl.record_deviations(chapter, {"no such setting": "x"})
+        devs.record_deviations(chapter, {"no such setting": "x"})

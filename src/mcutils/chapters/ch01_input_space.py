@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mcutils.chapters.ch01_input_space_deviations import measured_effects, record_deviations
 from mcutils.chapters.common import model_params
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
@@ -95,8 +96,8 @@ PARAMETERS = ParameterSchema("01", {
     "seeds": Param([0, 1], "sampling seeds: pairs, interpolation points and synthesis noise",
                    range=(0, None)),
     "num_test": Param(3000, "test images from which the pairs are drawn", range=(20, None)),
-    "num_pairs_per_class": Param(4, "real same-class pairs per class and seed", range=(1, None)),
-    "num_other_pairs_per_class": Param(2, "pairs per class and seed for each other kind",
+    "num_pairs_per_class": Param(14, "real same-class pairs per class and seed", range=(1, None)),
+    "num_other_pairs_per_class": Param(4, "pairs per class and seed for each other kind",
                                        range=(1, None)),
     "num_points": Param(100, "points of each straight-path loss profile in the figures",
                         range=(3, None)),
@@ -612,9 +613,8 @@ def findings(chapter: Any, params: Mapping[str, Any], *, straight: Any,
             "result"}}`` (:func:`mcutils.chapters.ch01_input_space_controls.control_results`).
 
     It also glues the deviations table
-    (:func:`mcutils.chapters.ch01_input_space_controls.record_deviations`).
+    (:func:`mcutils.chapters.ch01_input_space_deviations.record_deviations`).
     """
-    from mcutils.chapters.ch01_input_space_controls import measured_effects, record_deviations
 
     tol, tolerances, seed = params["tol"], params["tolerances"], params["seeds"][0]
     rec = chapter.record
