@@ -241,10 +241,18 @@ def _table(kind_rows):
 
 
 def test_connectivity_claims_reproduced_on_supporting_data():
-    rows = [("real-real", 0.5, 0.0, 1, 1.01)] * 30 + [("real-real", 0.0, 0.0, 0, 1.0)] * 30
-    rows += [(k, 0.0, 0.0, 0, 1.0) for k in ch01.KINDS[1:] for _ in range(30)]
-    v = ch01.claim_verdicts(ch01.connectivity_claims(_table(rows), 0.01))
+    rows = [("real-real", 0.5, 0.0, 1, 1.01)] * 40 + [("real-real", 0.0, 0.0, 0, 1.0)] * 40
+    rows += [(k, 0.0, 0.0, 0, 1.0) for k in ch01.KINDS[1:] for _ in range(80)]
+    claims = ch01.connectivity_claims(_table(rows), 0.01)
+    v = ch01.claim_verdicts(claims)
     assert v == {k: "reproduced" for k in v}
+    assert claims["real_connected"]["method"] == "exact binomial (Clopper-Pearson) over 80 pairs"
+    assert claims["near_linear"]["method"].startswith("hierarchical bootstrap (class -> pair)")
+    # exact intervals: 30 of 30 connected is not enough for "at least 0.95" (lower 0.884)
+    few = [(k, 0.0, 0.0, 0, 1.0) for k in ch01.KINDS for _ in range(30)]
+    few = ch01.connectivity_claims(_table(few), 0.01)
+    assert few["real_connected"]["result"]["ci"][0] == pytest.approx(0.884, abs=1e-3)
+    assert ch01.claim_verdicts(few)["real_connected"] == "inconclusive"
 
 
 def test_connectivity_claims_negative_controls():

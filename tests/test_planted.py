@@ -3,6 +3,7 @@ connectivity: connect() joins a bypassable barrier and refuses a disconnected re
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -51,3 +52,23 @@ def test_connect_says_not_connected_on_a_disconnected_region():
                               "result": stats.fraction_interval(res.connected)})
     assert entry["control"]["verdict"] == "not reproduced"
     assert not any("cannot fail" in m for m in ch.failures())
+
+
+def test_detour_pairs_force_long_connected_paths():
+    """The negative control of "nearly straight": every path connected around the planted
+    wide bump is at least detour_min_length times its chord (> 1.05), so the check
+    'median path length / |C - A| <= 1.05' fails on these pairs."""
+    model, a, c, t = planted.detour_pairs(6, seed=1)
+    assert torch.allclose(0.5 * (a + c), torch.full_like(a, 0.5))  # one midpoint for all
+    bound = planted.detour_min_length(model, a, c, tol=0.01)
+    assert (bound > 1.1).all()
+    res = connect(model, a, c, t, max_rounds=2, tol=0.01, steps=60, lr=0.05, num_points=None,
+                  stop_loss=None, box=None, deviation_weight=0.1, tv_weight=0.0)
+    assert (res.linear_barriers > 1.0).all()  # the bump is on every straight line
+    from mcutils.inputspace.geometry import relative_path_length
+    rel = relative_path_length(res.vertices)
+    assert res.connected.all() and (rel >= bound).all()
+    iv = stats.bootstrap_ci(rel.numpy(), np.median, n_boot=50)
+    assert report.verdict(iv["ci"], 1.05, "<=") == "not reproduced"
+    with pytest.raises(ValueError, match="num_pairs"):
+        planted.detour_pairs(0)
