@@ -350,7 +350,8 @@ def test_parameters_none_only_where_nullable():
 TINY = dict(dataset="digits", model="mlp", num_epochs=1, batch_size=32, train_subset=200,
             seeds=[0, 1], adv_steps=1, adv_subset=200, curve_steps=3, curve_subset=200,
             num_ts=3, sample_ts=[0.5], eval_size=20, path_size=10, attack_steps=2,
-            paper_batch=5, bound_eps_l2=[0.5], shared_init_seeds=[0], bn_size=50, n_boot=50)
+            paper_batch=5, bound_eps_l2=[0.5], shared_init_seeds=[0], bn_size=50, n_boot=50,
+            curve_budgets=[2, 3, 8])
 
 
 class _Recorder(report.ChapterReport):
@@ -393,6 +394,13 @@ def test_chapter_run_and_findings_at_tiny_size(capsys):
     assert list(correlations["loss"]) == [0.5]
     bound_rows = robustpath.bound_shares(study["bound"], n_boot=50)
     assert list(bound_rows) == ["linf, eps=0.1", "l2, eps=0.5"]
+    from mcutils.chapters import ch06_budget
+
+    budget = ch06_budget.run_budget_study(params, regular, robust, curve_train, eval_set, ts)
+    assert sorted(budget["robust"]) == [2, 3, 8] and sorted(budget["standard"]) == [2, 3, 8]
+    # the chapter's own 3-step curves are the budget curve's 3-step point (one cache)
+    assert budget["robust"][3]["per_seed"] == pytest.approx(
+        list(robustpath.barrier_heights(path, "robust_loss", relative=True)), abs=0.05)
     chapter = _Recorder("06", params=params, expected=robustpath.EXPECTED, check=False)
     robustpath.findings(
         chapter, params, study=study, shared=shared, barriers=barriers,
@@ -400,8 +408,13 @@ def test_chapter_run_and_findings_at_tiny_size(capsys):
         controls=robustpath.control_comparison(samples, path, [0.5]),
         peak=robustpath.peak_coincidence(path),
         along={m: robustpath.along_path_correlation(path, method=m) for m in ("pearson", "diff")},
-        paper_r=robustpath.along_path_correlation(path, b="paper_eig"), bound_rows=bound_rows)
+        paper_r=robustpath.along_path_correlation(path, b="paper_eig"), bound_rows=bound_rows,
+        budget=budget)
     assert list(chapter.claims) == list(robustpath.CLAIMS)
+    barrier = chapter.claims["robust_barrier"]
+    assert barrier["budget"] == 8 and barrier["ci"] == budget["robust"][8]["ci"]
+    assert chapter.glued["ch06_robust_barrier_settled"] in ("has settled", "is still moving")
+    assert set(chapter.glued["ch06_robust_barrier_vs_budget"]) == {"2", "3", "8"}
     for cid in robustpath.CLAIMS:
         assert chapter.glued[f"ch06_verdict_{cid}"] == chapter.claims[cid]["verdict"]
     assert chapter.glued["ch06_num_seeds"] == 2 and chapter.glued["ch06_eps"] == 0.1
@@ -513,3 +526,35 @@ def test_deviation_rows_are_filled_from_the_parameters():
         assert "{" not in row["ours"]
     curve = next(r for r in rows if r["setting"].startswith("curve training"))
     assert str(params["curve_steps"]) in curve["ours"] and "train.py:" in curve["source"]
+
+
+def test_budget_curve_rejects_bad_budgets_and_single_seeds():
+    from mcutils.chapters import ch06_budget
+
+    a, b, data = _tiny(), _tiny(seed=1), _data()
+    kw = dict(x=data.x[:4], y=data.y[:4], ts=[0.0, 0.5, 1.0], eps=0.1)
+    with pytest.raises(ParameterError, match="budgets"):
+        ch06_budget.barrier_vs_budget(a, b, data, seeds=[0, 1], budgets=[2, 4], **kw)
+    with pytest.raises(ParameterError, match="seeds"):
+        ch06_budget.barrier_vs_budget(a, b, data, seeds=[0], budgets=[1, 2, 4], **kw)
+    with pytest.raises(ParameterError, match="ts"):
+        ch06_budget.barrier_vs_budget(a, b, data, seeds=[0, 1], budgets=[1, 2, 4],
+                                      **{**kw, "ts": [0.2, 0.5, 1.0]})
+    defaults = robustpath.PARAMETERS.defaults()
+    with pytest.raises(ParameterError, match="4x the smallest"):
+        robustpath.PARAMETERS.validate({**defaults, "curve_budgets": [300, 600, 900]})
+    with pytest.raises(ParameterError, match="needs at least 2"):
+        robustpath.PARAMETERS.validate({**defaults, "seeds": [0]})
+
+
+def test_robust_path_rises_with_the_attack():
+    from mcutils.chapters import ch06_budget
+    from mcutils.curves import CurveModel
+
+    a, b, data = _tiny(), _tiny(seed=1), _data()
+    curve = CurveModel(a, a, b)
+    rows = ch06_budget.robust_path(curve, [0.0, 0.5, 1.0], data.x, data.y, eps=0.2,
+                                   attack_steps=3)
+    assert list(rows["t"]) == [0.0, 0.5, 1.0]
+    assert (rows["robust_loss"] >= rows["loss"] - 1e-6).all()  # PGD never lowers the loss
+

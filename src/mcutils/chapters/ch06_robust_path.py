@@ -152,6 +152,17 @@ def _paper_batch_within_path_size(p: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _budget_curve(p: Mapping[str, Any]) -> str | None:
+    """``curve_budgets``: at least 3 increasing step counts, the largest >= 4x the smallest."""
+    b = list(p["curve_budgets"])
+    if len(b) < 3 or b != sorted(set(b)) or b[-1] < 4 * b[0]:
+        return (f"curve_budgets={b} must hold at least 3 increasing step counts, the largest "
+                "at least 4x the smallest")
+    if len(p["seeds"]) < 2:
+        return f"seeds={p['seeds']}: the budget curve's interval over seeds needs at least 2"
+    return None
+
+
 PARAMETERS = ParameterSchema("06", {
     **model_params(seed_help="the regular end (chapter 00's model) and the choice of "
                              "evaluation images"),
@@ -168,6 +179,8 @@ PARAMETERS = ParameterSchema("06", {
     "adv_subset": Param(20000, "training images for PGD training (None: all)",
                         range=(1, None), nullable=True),
     "curve_steps": Param(300, "SGD steps that train the curve's middle bend", range=(1, None)),
+    "curve_budgets": Param([150, 300, 600], "curve steps of the barrier's budget curve "
+                           "(the claim is read at the largest)", range=(1, None)),
     "curve_lr": Param(0.05, "the curve's SGD learning rate", range=(1e-6, 10)),
     "curve_weight_decay": Param(0.0001, "the paper's wd: penalty wd/2 ||w(t)||^2",
                                 range=(0, 1)),
@@ -189,7 +202,8 @@ PARAMETERS = ParameterSchema("06", {
     "bn_size": Param(2000, "training images for BatchNorm statistics at each t",
                      range=(1, None)),
     "n_boot": Param(2000, "bootstrap resamples", range=(10, 100000)),
-}, checks=[_sample_ts_on_grid, _path_size_within_eval_size, _paper_batch_within_path_size])
+}, checks=[_sample_ts_on_grid, _path_size_within_eval_size, _paper_batch_within_path_size,
+           _budget_curve])
 """Chapter 06's parameters: the default model's, the two ends, the curve, the grid and the
 evaluation; ``sample_ts`` must lie on the grid, ``path_size <= eval_size`` and
 ``paper_batch <= path_size``."""
@@ -338,7 +352,8 @@ false by construction (computed by :func:`claims`)."""
 
 def claims(study: Mapping[str, pd.DataFrame], sample_ts: Sequence[float], eps: float,
            thresholds: Mapping[str, float] | None = None, n_boot: int = 2000,
-           seed: int = 0) -> list[dict[str, Any]]:
+           seed: int = 0, budget: Mapping[int, Mapping[str, Any]] | None = None
+           ) -> list[dict[str, Any]]:
     """The chapter's claims, ready for :meth:`mcutils.core.report.ChapterReport.claim`.
 
     Args:
@@ -349,10 +364,14 @@ def claims(study: Mapping[str, pd.DataFrame], sample_ts: Sequence[float], eps: f
             ``robust_accuracy``, ``barrier_margin``, ``correlation``, ``bound_share``,
             ``along_path``) and ``peak_distance`` (default: the largest step of the grid).
         n_boot, seed: bootstrap settings.
+        budget: the robustness-loss barrier at each curve budget
+            (:func:`mcutils.chapters.ch06_budget.barrier_vs_budget`'s ``"robust"``): the
+            barrier claim is then read at the largest budget, and is inconclusive while
+            the statistic still moves (``budgets=`` of the claim).
 
     Returns:
         A list of dicts with ``claim_id, statement, paper, result, threshold, direction,
-        method``, in the order of :data:`CLAIMS`, and ``control`` for the claims of
+        method`` (and ``budgets`` for the barrier when ``budget`` is given), in the order of :data:`CLAIMS`, and ``control`` for the claims of
         :data:`CONTROL_STATEMENTS` (their negative controls: a planted barrier, the
         regular end's robust accuracy, eigenvalues shuffled across inputs).
     """
@@ -408,6 +427,12 @@ def claims(study: Mapping[str, pd.DataFrame], sample_ts: Sequence[float], eps: f
         if cid in CONTROL_STATEMENTS:
             row["control"] = {"statement": CONTROL_STATEMENTS[cid],
                               "result": control_results[cid]}
+        if cid == "robust_barrier" and budget is not None:
+            largest = max(budget)
+            row.update(result=budget[largest], budgets=dict(budget),
+                       method=budget[largest].get("method", "not stated")
+                       + f"; read at {largest} curve steps, the largest of the budget curve")
+            row["statement"] += f" (curves of {largest} steps)"
         out.append(row)
     return out
 
@@ -496,7 +521,8 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *,
              barriers: Mapping[str, Any], correlations: Mapping[str, Any],
              controls: Mapping[str, Mapping[str, Any]], peak: Mapping[str, Any],
              along: Mapping[str, Any], paper_r: Mapping[str, Any],
-             bound_rows: Mapping[str, Any]) -> None:
+             bound_rows: Mapping[str, Any],
+             budget: Mapping[str, Mapping[int, Any]] | None = None) -> None:
     """Record chapter 06's glued numbers, its claims (:func:`claims`) and their verdicts,
     and print the per-point means of the path.
 
@@ -511,6 +537,8 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *,
         along: :func:`along_path_correlation` by method (``"pearson"``, ``"diff"``).
         paper_r: :func:`along_path_correlation` with the paper's quantity.
         bound_rows: :func:`bound_shares`.
+        budget: :func:`mcutils.chapters.ch06_budget.barrier_vs_budget` (the barrier claim
+            is read at its largest budget).
     """
     p, path, text = params, study["path"], interval_text
     for name, key in (("eps", "adv_eps"), ("attack_steps", "attack_steps")):
@@ -567,10 +595,18 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *,
                    barrier_heights(shared["path"], "robust_loss", relative=True).tolist())
     chapter.record("ch06_independent_barrier",
                    barrier_heights(path, "robust_loss", relative=True).tolist())
-    for c in claims(study, p["sample_ts"], eps=p["adv_eps"], n_boot=p["n_boot"], seed=p["seed"]):
+    if budget is not None:
+        chapter.record("ch06_standard_barrier_vs_budget", budget["standard"])
+        chapter.record("ch06_budget_largest", max(budget["robust"]))
+        chapter.record("ch06_curve_budgets", sorted(budget["robust"]))
+    for c in claims(study, p["sample_ts"], eps=p["adv_eps"], n_boot=p["n_boot"], seed=p["seed"],
+                    budget=None if budget is None else budget["robust"]):
         cid = c.pop("claim_id")
         entry = chapter.claim(cid, **c)
         chapter.record(f"ch06_verdict_{cid}", entry["verdict"])
+        if "settled" in entry:
+            chapter.record(f"ch06_{cid}_settled",
+                           "has settled" if entry["settled"] else "is still moving")
         if "control" in entry:
             chapter.record(f"ch06_control_{cid}_text",
                            f"{text(entry['control'])}, {entry['control']['verdict']}")

@@ -395,7 +395,7 @@ class ChapterReport:
             entry.update(_budget_reading(claim_id, result, budgets))
             if not entry["settled"]:
                 entry["verdict"] = "inconclusive"
-            record(f"{self.prefix}{claim_id}_vs_budget",
+            self.record(f"{self.prefix}{claim_id}_vs_budget",
                    {str(b): {"estimate": float(iv["estimate"]),
                              "ci": [float(iv["ci"][0]), float(iv["ci"][1])], "n": int(iv["n"])}
                     for b, iv in sorted(budgets.items())})
