@@ -8,10 +8,12 @@ claim true or false by construction, so a chapter (or a test) can run its check 
   :func:`mcutils.inputspace.connect` must connect the pairs of :func:`bump_pairs`.
 * :class:`TwoBalls`: class 0 is the union of two disjoint balls; outside them class 1
   wins. Any path between the balls leaves class 0, so no bypass can connect a pair of
-  :func:`two_ball_pairs`, and ``connect`` must say "not connected".
+  :func:`two_ball_pairs`, and ``connect`` must say "not connected". :func:`one_ball_pairs`
+  puts both ends of every pair in one ball instead: a convex region, whose straight
+  paths have no barrier at all (the loss is convex along any segment inside it).
 
-Used by chapter 01's negative control of connectivity and by the tests of the
-input-space paths (chapters 01 and 03).
+Used by the negative controls of connectivity and barriers (chapters 01 and 03) and by
+the tests of the input-space paths.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 
 from mcutils.core.checks import check_positive
 
-__all__ = ["Bump", "TwoBalls", "bump_pairs", "two_ball_pairs"]
+__all__ = ["Bump", "TwoBalls", "bump_pairs", "one_ball_pairs", "two_ball_pairs"]
 
 
 class Bump(nn.Module):
@@ -93,3 +95,17 @@ def two_ball_pairs(num_pairs: int = 4, seed: int = 0
         return 0.15 * u / u.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
     return (TwoBalls(p, q), p + jitter(), q + jitter(),
             torch.zeros(num_pairs, dtype=torch.long))
+
+
+def one_ball_pairs(num_pairs: int = 4, seed: int = 0
+                   ) -> tuple[TwoBalls, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The :class:`TwoBalls` of :func:`two_ball_pairs` with ``num_pairs`` pairs of class 0
+    whose two ends lie in the *same* ball, ``(model, a, c, targets)``.
+
+    Inside one ball the class-0 loss ``softplus(sharpness * (|x - p| - radius))`` is a
+    convex function of ``x`` (a convex increasing function of a convex one), so along
+    the straight segment between two such points it never exceeds the worse endpoint:
+    the straight path has no barrier, by construction.
+    """
+    model, a, _, t = two_ball_pairs(2 * num_pairs, seed)
+    return model, a[:num_pairs], a[num_pairs:], t[:num_pairs]
