@@ -26,6 +26,7 @@ def tiny_params(**changes):
     """The chapter's defaults at a tiny size: digits, two classes, a few steps."""
     p = ch03.PARAMETERS.defaults()
     p.update(dataset="digits", num_epochs=1, batch_size=32, train_subset=64, seeds=[0],
+             pairs_per_class=1,
              num_classes_used=2, num_points=9, synth_steps=5, bypass_steps=3, max_rounds=1,
              tolerances=[0.01, 0.1], sweep_model="small_cnn", sweep_widths=[2, 4],
              sweep_step_factors=[1, 2], sweep_seeds=[0], sweep_base_seeds=[0, 1],
@@ -165,7 +166,7 @@ def test_the_chapter_at_a_tiny_size(capsys):
         assert f"ch03_effect_{key}_ci" in glued
     for key in ("fresh", "fixed"):
         assert not math.isnan(glued[f"ch03_evo_{key}_start"])
-    assert len(glued) == 77  # with finish()'s three, the notebook's 80
+    assert len(glued) == 78  # with finish()'s three, the notebook's 81
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("untrained small_cnn: connected at 0.01 after rounds 0..1:")
     assert out[1].startswith("narrow ResNet base cell: connected")
