@@ -72,3 +72,12 @@ def test_detour_pairs_force_long_connected_paths():
     assert report.verdict(iv["ci"], 1.05, "<=") == "not reproduced"
     with pytest.raises(ValueError, match="num_pairs"):
         planted.detour_pairs(0)
+
+
+def test_one_ball_pairs_have_no_straight_path_barrier():
+    """The negative control of "straight paths have barriers": pairs inside one ball (a
+    convex region) have none, and connect() finds none at round 0."""
+    model, a, c, t = planted.one_ball_pairs(8)
+    assert (model(a).argmax(1) == 0).all() and (model(c).argmax(1) == 0).all()
+    res = connect(model, a, c, t, max_rounds=0, tol=1e-4, num_points=50)
+    assert (res.linear_barriers < 1e-4).all() and res.connected.all()

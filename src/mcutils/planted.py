@@ -8,15 +8,18 @@ claim true or false by construction, so a chapter (or a test) can run its check 
   :func:`mcutils.inputspace.connect` must connect the pairs of :func:`bump_pairs`.
 * :class:`TwoBalls`: class 0 is the union of two disjoint balls; outside them class 1
   wins. Any path between the balls leaves class 0, so no bypass can connect a pair of
-  :func:`two_ball_pairs`, and ``connect`` must say "not connected".
+  :func:`two_ball_pairs`, and ``connect`` must say "not connected". :func:`one_ball_pairs`
+  puts both ends of every pair in one ball instead: a convex region, whose straight
+  paths have no barrier at all (the loss is convex along any segment inside it).
 * :func:`detour_pairs`: many pairs whose chords all pass next to one :class:`Bump`, so
   wide that every connecting path must leave the chord by a known distance: a claim that
   connecting paths are nearly straight is false on them by construction
   (:func:`detour_min_length`).
 
-Used by chapter 01's negative control of connectivity, chapter 02's control of the
-one-patch check (:mod:`mcutils.chapters.ch02_percolation_checks`) and by the tests of the
-input-space paths (chapters 01 and 03).
+Used by the negative controls of connectivity, barriers and straightness (chapters 01
+and 03), chapter 02's control of the one-patch check
+(:mod:`mcutils.chapters.ch02_percolation_checks`) and by the tests of the input-space
+paths.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from torch import nn
 
 from mcutils.core.checks import check_positive
 
-__all__ = ["Bump", "TwoBalls", "bump_pairs", "two_ball_pairs", "detour_pairs",
-           "detour_min_length"]
+__all__ = ["Bump", "TwoBalls", "bump_pairs", "one_ball_pairs", "two_ball_pairs",
+           "detour_pairs", "detour_min_length"]
 
 
 class Bump(nn.Module):
@@ -155,3 +158,17 @@ def _class0_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of class 0 for each input (the loss the bypass lowers)."""
     logits = model(x)
     return torch.logsumexp(logits, dim=1) - logits[:, 0]
+
+
+def one_ball_pairs(num_pairs: int = 4, seed: int = 0
+                   ) -> tuple[TwoBalls, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The :class:`TwoBalls` of :func:`two_ball_pairs` with ``num_pairs`` pairs of class 0
+    whose two ends lie in the *same* ball, ``(model, a, c, targets)``.
+
+    Inside one ball the class-0 loss ``softplus(sharpness * (|x - p| - radius))`` is a
+    convex function of ``x`` (a convex increasing function of a convex one), so along
+    the straight segment between two such points it never exceeds the worse endpoint:
+    the straight path has no barrier, by construction.
+    """
+    model, a, _, t = two_ball_pairs(2 * num_pairs, seed)
+    return model, a[:num_pairs], a[num_pairs:], t[:num_pairs]
