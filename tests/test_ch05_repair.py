@@ -174,3 +174,14 @@ def test_asserted_claims_pass_and_their_controls_fail():
     # a claim without a control in CLAIMS gets none; without control rows none at all
     assert "control" not in claims["curve_removes_backdoor"]
     assert not any("control" in c for c in ch05_repair.repair_claims(good, 0.87, 100, 2500))
+
+
+def test_claim_interval_never_collapses_when_seeds_agree():
+    """Three seeds with the same count (the defender chose the same end model) keep the
+    test images' uncertainty: at least the exact binomial interval of the pooled counts."""
+    from mcutils.core.stats import binomial_interval
+
+    same = ch05_repair.claim_interval([0.85, 0.85, 0.85], total=1000, shift=-0.85)
+    pooled = binomial_interval(2550, 3000)["ci"]
+    assert same["ci"][0] == pytest.approx(pooled[0] - 0.85)
+    assert same["ci"][1] == pytest.approx(pooled[1] - 0.85) and same["ci"][0] < 0 < same["ci"][1]

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from mcutils.core.checks import ParameterError
-from mcutils.core.stats import format_interval, seed_interval, seed_rate_interval
+from mcutils.core.stats import (binomial_interval, format_interval, seed_interval,
+                                seed_rate_interval)
 
 __all__ = [
     "CLAIMS",
@@ -152,7 +153,11 @@ def claim_interval(values: Any, total: int | None = None, shift: float = 0.0,
         difference: ``values`` are paired differences in [-1, 1].
 
     A rate gets :func:`mcutils.core.stats.seed_rate_interval` on the seeds' counts (a
-    Student-t interval on the logit scale, inside [0, 1], estimate the pooled rate); a
+    Student-t interval on the logit scale, inside [0, 1], estimate the pooled rate),
+    widened where needed to the exact binomial interval of the pooled counts
+    (:func:`mcutils.core.stats.binomial_interval`), so that seeds which agree exactly
+    (a defender's rule that picks the same end model every time) still leave the test
+    images' uncertainty; a
     paired difference a Student-t interval over seeds
     (:func:`mcutils.core.stats.seed_interval`) clipped to its bounds [-1, 1].
     """
@@ -170,11 +175,15 @@ def claim_interval(values: Any, total: int | None = None, shift: float = 0.0,
         raise ParameterError(f"a rate needs the number of images behind it (total={total})")
     k = np.clip(np.rint(v * total), 0, total).astype(int)
     res = seed_rate_interval(k, [int(total)] * len(k))
+    if len(k) > 1:  # seeds that agree exactly must not give a zero-width interval
+        pooled = binomial_interval(int(k.sum()), int(total) * len(k))["ci"]
+        res["ci"] = [min(res["ci"][0], pooled[0]), max(res["ci"][1], pooled[1])]
     res["estimate"] += shift
     res["ci"] = [c + shift for c in res["ci"]]
     res["per_seed"] = [float(x) + shift for x in res["per_seed"]]
     res["method"] = (f"logit-scale Student-t over {len(k)} seeds of counts on {total} "
-                     "images each (pooled rate)"
+                     "images each (pooled rate), at least the exact binomial interval of the "
+                     "pooled counts"
                      + (", minus the better end's accuracy" if shift else ""))
     return res
 
