@@ -126,3 +126,62 @@ def test_interval_table_quotes_each_method_metric_and_size():
     assert table.loc[("bezier", "asr"), 40] == format_interval(summary["bezier"][40]["asr"])
     only_acc = ch05_repair.interval_table(summary, [20], ("acc",))
     assert list(only_acc.index.get_level_values("metric").unique()) == ["acc"]
+
+
+def test_claim_interval_fits_the_statistic():
+    """A rate over seeds stays inside [0, 1] and keeps its per-seed values (the t-interval
+    of 0, 0, 0.3 would leave [0, 1]); a paired difference stays inside [-1, 1]."""
+    rate = ch05_repair.claim_interval([0.0, 0.0, 0.3], total=1000)
+    assert 0 <= rate["ci"][0] <= rate["estimate"] <= rate["ci"][1] <= 1
+    assert rate["per_seed"] == [0.0, 0.0, 0.3] and rate["n"] == 3 and "logit" in rate["method"]
+    rel = ch05_repair.claim_interval([0.8, 0.82, 0.81], total=1000, shift=-0.85)
+    assert rel["estimate"] == pytest.approx(0.81 - 0.85)
+    assert rel["ci"][1] < 0 and rel["per_seed"][0] == pytest.approx(-0.05)
+    diff = ch05_repair.claim_interval([0.9, -0.9, 0.95], difference=True)
+    assert -1 <= diff["ci"][0] < diff["ci"][1] <= 1 and "paired" in diff["method"]
+    with pytest.raises(ParameterError):
+        ch05_repair.claim_interval([0.5, 0.5])
+
+
+def _control_rows(untrained_acc, redraw_acc, n=(100, 2500), seeds=(0, 1, 2, 3, 4)):
+    rows = [dict(method="untrained", n=nn_, seed=s, accuracy=untrained_acc + 0.01 * s, asr=0.1)
+            for nn_ in n for s in seeds]
+    rows += [dict(method="noise (redraw)", n=100, seed=s, accuracy=redraw_acc[s], asr=0.5)
+             for s in range(3)]
+    return pd.DataFrame(rows)
+
+
+def test_asserted_claims_pass_and_their_controls_fail():
+    """The checks of the asserted claims pass on data where the claims hold, and the same
+    checks on their controls (an untrained network in place of the curve, a second draw of
+    the noisy midpoint) are not reproduced."""
+    from mcutils.chapters.ch05_protocol import EXPECTED
+    from mcutils.core.report import verdict
+
+    good = _fake_rows(curve_asr=0.02, curve_acc=0.86, other_asr=0.9, other_acc=0.5,
+                      seeds=(0, 1, 2, 3, 4))
+    noise = good[(good.method == "noise") & (good.n == 100)].set_index("seed").accuracy
+    # the redrawn noise: the baseline's accuracies in another order (no effect on average)
+    ctrl = _control_rows(0.1, {0: noise[1], 1: noise[2], 2: noise[0]})
+    claims = {c["claim_id"]: c for c in ch05_repair.repair_claims(
+        good, 0.87, 100, 2500, control_rows=ctrl)}
+    for cid in EXPECTED:
+        c = claims[cid]
+        assert verdict(c["result"]["ci"], c["threshold"], c["direction"]) == "reproduced", cid
+        cres = c["control"]["result"]
+        assert verdict(cres["ci"], c["threshold"], c["direction"]) != "reproduced", (cid, cres)
+        assert c["method"] == c["result"]["method"] and "per_seed" in cres
+    # a claim without a control in CLAIMS gets none; without control rows none at all
+    assert "control" not in claims["curve_removes_backdoor"]
+    assert not any("control" in c for c in ch05_repair.repair_claims(good, 0.87, 100, 2500))
+
+
+def test_claim_interval_never_collapses_when_seeds_agree():
+    """Three seeds with the same count (the defender chose the same end model) keep the
+    test images' uncertainty: at least the exact binomial interval of the pooled counts."""
+    from mcutils.core.stats import binomial_interval
+
+    same = ch05_repair.claim_interval([0.85, 0.85, 0.85], total=1000, shift=-0.85)
+    pooled = binomial_interval(2550, 3000)["ci"]
+    assert same["ci"][0] == pytest.approx(pooled[0] - 0.85)
+    assert same["ci"][1] == pytest.approx(pooled[1] - 0.85) and same["ci"][0] < 0 < same["ci"][1]

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from mcutils.chapters import ch05_findings, ch05_protocol, ch05_study  # noqa: E402
+from mcutils.chapters import ch05_controls, ch05_findings, ch05_protocol, ch05_study  # noqa: E402
 from mcutils.core.checks import ParameterError  # noqa: E402
 from mcutils.core.report import ChapterReport  # noqa: E402
 
@@ -112,9 +112,17 @@ def test_the_chapter_end_to_end_at_tiny_size():
     assert list(variant.table.columns) == ["acc", "asr"] and len(variant.table) == 2
     chapter = _Recorder("05", params=p, expected=ch05_protocol.EXPECTED, check=False)
     t_chosen = bd.rows[bd.rows.method.isin(ch05_protocol.CURVE_METHODS)]
+    controls = ch05_controls.control_rows(p, ends.backdoored, split, ends.scorer)
+    assert set(controls.method) == {"untrained", "noise (redraw)"}
+    assert sorted(controls[controls.method == "untrained"].seed.unique()) == [0, 1]
     ch05_protocol.findings(chapter, p, ends=ends, backdoor=bd, t_chosen=t_chosen, faults=fs,
-                           aware=aware, variants=variant)
+                           aware=aware, variants=variant, controls=controls)
     got = chapter.recorded
+    dev = ChapterReport("05").deviations(ch05_controls.DEVIATIONS)
+    assert len(dev) == len(ch05_controls.DEVIATIONS) >= 1 and dev.source.str.contains(":").all()
+    for cid in ch05_protocol.EXPECTED:
+        assert "control" in chapter.claims[cid] and chapter.claims[cid]["method"] != "not stated"
+    assert chapter.claims["curve_keeps_accuracy"]["control"]["verdict"] != "reproduced"
     for key in [*ch05_findings.SWEEP_NUMBERS, *ch05_findings.FAULT_NUMBERS]:
         assert f"ch05_{key}" in got
     assert got["ch05_fault_bezier_fs"] != "n/a" and got["ch05_large_n"] == 20

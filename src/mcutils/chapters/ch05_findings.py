@@ -4,6 +4,7 @@ recorded from the results of its sections.
 * :func:`findings` records the glued numbers (settings, budget, the sweeps' intervals,
   paired comparisons and their readings) and the claims of
   :data:`mcutils.chapters.ch05_repair.CLAIMS`;
+* the deviations table (:data:`mcutils.chapters.ch05_controls.DEVIATIONS`);
 * :data:`SWEEP_NUMBERS`, :data:`FAULT_NUMBERS`: which intervals of the backdoor and
   error-injection sweeps the prose quotes; :data:`READINGS`: the sentences chosen by an
   interval (:func:`mcutils.core.stats.interval_word`).
@@ -19,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from mcutils.chapters.ch05_controls import DEVIATIONS
 from mcutils.chapters.ch05_repair import (middle_gap, paired_seed_difference, repair_claims,
                                           share_text)
 from mcutils.core.report import ChapterReport
@@ -174,7 +176,8 @@ def _record_aware(chapter: ChapterReport, params: Mapping[str, Any], backdoor: A
 
 
 def findings(chapter: ChapterReport, params: Mapping[str, Any], *, ends: Any, backdoor: Any,
-             t_chosen: pd.DataFrame, faults: Any, aware: Any, variants: Any) -> None:
+             t_chosen: pd.DataFrame, faults: Any, aware: Any, variants: Any,
+             controls: pd.DataFrame | None = None) -> None:
     """Record everything chapter 05 glues and the claims it tests.
 
     Args:
@@ -186,6 +189,9 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, ends: Any, ba
         faults: the error injection (:class:`mcutils.chapters.ch05_study.FaultStudy`).
         aware: the path-aware attacker (:class:`mcutils.chapters.ch05_study.AwareStudy`).
         variants: the curve variants (:class:`mcutils.chapters.ch05_study.VariantStudy`).
+        controls: the negative controls' rows
+            (:func:`mcutils.chapters.ch05_controls.control_rows`); without them the
+            asserted claims carry no control.
     """
     small_n, large_n = params["claim_small_n"], max(params["bonafide_sizes"])
     chapter.record("ch05_sweep", backdoor.summary)
@@ -196,7 +202,10 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, ends: Any, ba
     size = params["variant_size"]
     chapter.record("ch05_variant_size", size)
     chapter.record("ch05_variants", {v: s[size] for v, s in variants.summary.items()})
+    totals = {**ends.scorer.totals, "fault_success": params["num_faults"]}
     for c in repair_claims(backdoor.rows, ends.accuracy, small_n, large_n,
                            fault_rows=faults.sweep.rows, aware_rows=aware.sweep.rows,
-                           asr_max=params["asr_max"], max_drop=params["max_drop"]):
+                           asr_max=params["asr_max"], max_drop=params["max_drop"],
+                           totals=totals, control_rows=controls):
         chapter.claim(**c)
+    chapter.deviations(DEVIATIONS)

@@ -296,6 +296,16 @@ class Scorer:
                 raise ParameterError(f"faults lacks {sorted(missing)}")
             self.faults = {k: faults[k] for k in ("x", "y_fault", "y_true")}
 
+    @property
+    def totals(self) -> dict[str, int]:
+        """Images behind each rate it returns (for intervals from counts)."""
+        out = {"accuracy": len(self.x)}
+        if self.x_trig is not None:
+            out["asr"] = len(self.x_trig)
+        if self.faults is not None:
+            out["fault_success"] = out["fault_restored"] = len(self.faults["x"])
+        return out
+
     @torch.inference_mode()
     def _pred(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         dev = model_device(net)

@@ -6,8 +6,9 @@ Used by chapter 05 only (its notebook, :mod:`mcutils.chapters.ch05_study` and
 :mod:`mcutils.chapters.ch05_protocol`, the repair methods from :mod:`mcutils.repair`.
 
 * :data:`CLAIMS`: the claims of Zhao et al. (2020) that the chapter tests, as data
-  (statement, the paper's finding, what is measured and the threshold);
-  :func:`repair_claims` measures them on the sweeps' rows;
+  (statement, the paper's finding, what is measured, the threshold and, for an asserted
+  claim, its negative control); :func:`repair_claims` measures them on the sweeps' rows
+  with an interval that fits the statistic (:func:`claim_interval`);
 * :func:`sweep_summary`, :func:`paired_seed_difference`, :func:`middle_gap`: Student-t
   intervals over seeds (comparisons paired by seed: one bonafide draw per seed);
 * :func:`interval_table`, :func:`per_image_counts`, :func:`share_text`: a summary as a
@@ -29,11 +30,13 @@ import numpy as np
 import pandas as pd
 
 from mcutils.core.checks import ParameterError
-from mcutils.core.stats import format_interval, seed_interval
+from mcutils.core.stats import (binomial_interval, format_interval, seed_interval,
+                                seed_rate_interval)
 
 __all__ = [
     "CLAIMS",
     "PAPER",
+    "claim_interval",
     "interval_table",
     "middle_gap",
     "paired_seed_difference",
@@ -58,7 +61,9 @@ PAPER = "Zhao et al. (2020)"
 #: (``difference``: ``(a, b)`` for ``a - b``). ``threshold`` is a number or the name of a
 #: :func:`repair_claims` argument (``"-max_drop"``: its negative). ``statement`` is
 #: filled with ``small_n``, ``large_n``, ``n`` (the claim's size), ``asr_max``,
-#: ``max_drop`` and ``threshold``.
+#: ``max_drop`` and ``threshold``. ``control`` (asserted claims) is the same check on rows
+#: where the claim is false by construction (:func:`mcutils.chapters.ch05_controls.control_rows`):
+#: ``method`` or ``difference`` replaced, with the control's ``statement``.
 CLAIMS: list[dict[str, Any]] = [
     dict(claim_id="curve_removes_backdoor", rows="sweep", n="large", method="bezier",
          metric="asr", threshold="asr_max", direction="<=",
@@ -70,7 +75,10 @@ CLAIMS: list[dict[str, Any]] = [
          metric="accuracy", relative=True, threshold="-max_drop", direction=">=",
          statement="with {large_n} bonafide images the Bezier curve at the defender's t "
                    "loses at most {max_drop} clean accuracy against the better end",
-         paper="clean accuracy close to the ends' inside the path"),
+         paper="clean accuracy close to the ends' inside the path",
+         control=dict(method="untrained",
+                      statement="an untrained network (same architecture, one per seed) "
+                                "in place of the curve")),
     dict(claim_id="curve_removes_backdoor_small_n", rows="sweep", n="small", method="bezier",
          metric="asr", threshold="asr_max", direction="<=",
          statement="with {small_n} bonafide images the Bezier curve at the defender's t "
@@ -105,12 +113,18 @@ CLAIMS: list[dict[str, Any]] = [
          difference=("bezier", "scratch"), metric="accuracy", threshold=0.0, direction=">",
          statement="with {small_n} bonafide images the Bezier curve has a higher clean "
                    "accuracy than training from scratch (paired difference > 0)",
-         paper="path connection outperforms scratch with limited bonafide data"),
+         paper="path connection outperforms scratch with limited bonafide data",
+         control=dict(difference=("untrained", "scratch"),
+                      statement="an untrained network (same architecture, one per seed) "
+                                "in place of the curve, against scratch training")),
     dict(claim_id="curve_beats_noise", rows="sweep", n="small",
          difference=("bezier", "noise"), metric="accuracy", threshold=0.0, direction=">",
          statement="with {small_n} bonafide images the Bezier curve has a higher clean "
                    "accuracy than the noisy midpoint (paired difference > 0)",
-         paper="path connection outperforms noise with limited bonafide data"),
+         paper="path connection outperforms noise with limited bonafide data",
+         control=dict(difference=("noise (redraw)", "noise"),
+                      statement="a second draw of the noisy midpoint in place of the curve, "
+                                "against the noisy midpoint (no effect by construction)")),
     dict(claim_id="curve_removes_faults", rows="faults", n="largest", method="bezier",
          metric="fault_success", threshold="asr_max", direction="<=",
          statement="with {n} bonafide images the Bezier curve between two faulted models "
@@ -124,14 +138,67 @@ CLAIMS: list[dict[str, Any]] = [
 ]
 
 
+def claim_interval(values: Any, total: int | None = None, shift: float = 0.0,
+                   difference: bool = False) -> dict[str, Any]:
+    """The interval of one claim's statistic over seeds, by its kind, with the per-seed
+    values (``"per_seed"``) and the method (``"method"``).
+
+    Args:
+        values: one value per seed: a rate (accuracy, attack or fault success) measured on
+            ``total`` images, or (``difference``) a difference of two such rates paired by
+            seed.
+        total: images behind each seed's rate; each rate is ``k / total``.
+        shift: added to the estimate, the interval and the per-seed values (``-end
+            accuracy`` for an accuracy relative to a fixed reference model).
+        difference: ``values`` are paired differences in [-1, 1].
+
+    A rate gets :func:`mcutils.core.stats.seed_rate_interval` on the seeds' counts (a
+    Student-t interval on the logit scale, inside [0, 1], estimate the pooled rate),
+    widened where needed to the exact binomial interval of the pooled counts
+    (:func:`mcutils.core.stats.binomial_interval`), so that seeds which agree exactly
+    (a defender's rule that picks the same end model every time) still leave the test
+    images' uncertainty; a
+    paired difference a Student-t interval over seeds
+    (:func:`mcutils.core.stats.seed_interval`) clipped to its bounds [-1, 1].
+    """
+    v = np.asarray(values, dtype=float)
+    if difference:
+        res = seed_interval(v)
+        lo, hi = res["ci"]
+        if np.isfinite(lo) and np.isfinite(hi):
+            res["ci"] = [max(lo, -1.0), min(hi, 1.0)]
+        res["per_seed"] = [float(x) for x in v]
+        res["method"] = (f"paired Student-t over {len(v)} seeds of the difference of two "
+                         "rates, clipped to [-1, 1]")
+        return res
+    if total is None or total < 1:
+        raise ParameterError(f"a rate needs the number of images behind it (total={total})")
+    k = np.clip(np.rint(v * total), 0, total).astype(int)
+    res = seed_rate_interval(k, [int(total)] * len(k))
+    if len(k) > 1:  # seeds that agree exactly must not give a zero-width interval
+        pooled = binomial_interval(int(k.sum()), int(total) * len(k))["ci"]
+        res["ci"] = [min(res["ci"][0], pooled[0]), max(res["ci"][1], pooled[1])]
+    res["estimate"] += shift
+    res["ci"] = [c + shift for c in res["ci"]]
+    res["per_seed"] = [float(x) + shift for x in res["per_seed"]]
+    res["method"] = (f"logit-scale Student-t over {len(k)} seeds of counts on {total} "
+                     "images each (pooled rate), at least the exact binomial interval of the "
+                     "pooled counts"
+                     + (", minus the better end's accuracy" if shift else ""))
+    return res
+
+
 def repair_claims(rows: pd.DataFrame, end_accuracy: float, small_n: int, large_n: int,
                   fault_rows: pd.DataFrame | None = None,
                   aware_rows: pd.DataFrame | None = None, asr_max: float = 0.1,
-                  max_drop: float = 0.05) -> list[dict[str, Any]]:
+                  max_drop: float = 0.05, totals: Mapping[str, int] | None = None,
+                  control_rows: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     """The claims of :data:`CLAIMS` measured, as arguments of
     :meth:`mcutils.core.report.ChapterReport.claim` (``claim_id``, ``statement``, ``paper``,
-    ``result``, ``threshold``, ``direction``). Every interval is a Student-t interval over
-    seeds; comparisons between methods are paired by seed (one bonafide draw per seed).
+    ``result``, ``threshold``, ``direction``, ``method`` and, where :data:`CLAIMS` gives
+    one and ``control_rows`` are given, ``control``). Each interval is formed over seeds
+    by :func:`claim_interval`: a rate from the seeds' counts, a comparison between
+    methods paired by seed (one bonafide draw per seed).
 
     Args:
         rows: the backdoor sweep (:attr:`mcutils.chapters.ch05_protocol.SweepResult.rows`).
@@ -145,15 +212,30 @@ def repair_claims(rows: pd.DataFrame, end_accuracy: float, small_n: int, large_n
         asr_max: the attack success (or fault success) below which a tampering counts as
             removed.
         max_drop: the clean accuracy a repair may lose against ``end_accuracy``.
+        totals: images behind each seed's rate, per column (``accuracy``, ``asr``,
+            ``fault_success``); default 1,000 each.
+        control_rows: rows of the negative controls (methods ``"untrained"``, ``"noise
+            (redraw)"``: :func:`mcutils.chapters.ch05_controls.control_rows`), read with the
+            rows of the claim's sweep.
     """
     frames = {"sweep": rows, "faults": fault_rows, "aware": aware_rows}
     settings = dict(asr_max=asr_max, max_drop=max_drop)
+    totals = {"accuracy": 1000, "asr": 1000, "fault_success": 1000, **dict(totals or {})}
 
     def at(df: pd.DataFrame, method: str, n: int, col: str) -> np.ndarray:
         v = df[(df.method == method) & (df.n == n)][col].to_numpy(float)
         if len(v) == 0:
             raise ParameterError(f"no rows for method {method!r} at n={n}")
         return v
+
+    def measure(df: pd.DataFrame, spec: Mapping[str, Any], n: int) -> dict[str, Any]:
+        metric = spec["metric"]
+        if "difference" in spec:
+            a, b = spec["difference"]
+            d = paired_seed_difference(df, a, b, n, metric)
+            return claim_interval(d["per_seed"], difference=True)
+        shift = -end_accuracy if spec.get("relative") else 0.0
+        return claim_interval(at(df, spec["method"], n, metric), totals[metric], shift)
 
     out = []
     for spec in CLAIMS:
@@ -166,41 +248,54 @@ def repair_claims(rows: pd.DataFrame, end_accuracy: float, small_n: int, large_n
         if isinstance(threshold, str):
             threshold = (-settings[threshold[1:]] if threshold.startswith("-")
                          else settings[threshold])
-        if "difference" in spec:
-            result = paired_seed_difference(df, *spec["difference"], n, spec["metric"])
-        else:
-            values = at(df, spec["method"], n, spec["metric"])
-            result = seed_interval(values - end_accuracy if spec.get("relative") else values)
+        result = measure(df, spec, n)
         statement = spec["statement"].format(small_n=small_n, large_n=large_n, n=n,
                                              threshold=threshold, **settings)
-        out.append(dict(claim_id=spec["claim_id"], statement=statement,
-                        paper=f"{PAPER}: {spec['paper']}", result=result,
-                        threshold=threshold, direction=spec["direction"]))
+        claim = dict(claim_id=spec["claim_id"], statement=statement,
+                     paper=f"{PAPER}: {spec['paper']}", result=result,
+                     threshold=threshold, direction=spec["direction"],
+                     method=result["method"])
+        if "control" in spec and control_rows is not None:
+            ctrl = {k: v for k, v in spec.items() if k not in ("method", "difference")}
+            ctrl.update({k: v for k, v in spec["control"].items() if k != "statement"})
+            cres = measure(pd.concat([df, control_rows], ignore_index=True), ctrl, n)
+            claim["control"] = {"statement": spec["control"]["statement"], "result": cres}
+        out.append(claim)
     return out
 
 
-def sweep_summary(rows: pd.DataFrame, metrics: Mapping[str, str] | None = None
+def sweep_summary(rows: pd.DataFrame, metrics: Mapping[str, str] | None = None,
+                  totals: Mapping[str, int] | None = None
                   ) -> dict[str, dict[int, dict[str, dict[str, Any]]]]:
-    """Student-t intervals over seeds: ``{method: {n: {short: interval}}}``.
+    """Intervals over seeds: ``{method: {n: {short: interval}}}``.
 
     Args:
         rows: :attr:`mcutils.chapters.ch05_protocol.SweepResult.rows` (or any frame with
             ``method``, ``n``, ``seed``).
         metrics: short name -> column (default ``{"acc": "accuracy", "asr": "asr"}``,
             the columns present).
+        totals: images behind each seed's rate, per column (a
+            :attr:`mcutils.chapters.ch05_protocol.Scorer.totals`): such a column gets
+            :func:`claim_interval` (inside [0, 1], with the per-seed values); a column
+            without a total a Student-t interval over seeds.
 
-    The keys ``n`` are Python ints; each interval is ``{"estimate", "ci", "n"}`` from
-    :func:`mcutils.core.stats.seed_interval` (``n`` = number of seeds).
+    The keys ``n`` are Python ints; ``n`` of each interval is the number of seeds.
     """
     metrics = dict(metrics or {k: v for k, v in (("acc", "accuracy"), ("asr", "asr"))
                                if v in rows.columns})
     missing = [c for c in metrics.values() if c not in rows.columns]
     if missing:
         raise ParameterError(f"rows lack the columns {missing}")
+    totals = dict(totals or {})
+
+    def iv(values: np.ndarray, col: str) -> dict[str, Any]:
+        return (claim_interval(values, totals[col]) if col in totals
+                else seed_interval(values))
+
     out: dict[str, dict[int, dict[str, dict[str, Any]]]] = {}
     for (method, n), grp in rows.groupby(["method", "n"], sort=False):
         out.setdefault(str(method), {})[int(n)] = {
-            short: seed_interval(grp[col].to_numpy(float)) for short, col in metrics.items()}
+            short: iv(grp[col].to_numpy(float), col) for short, col in metrics.items()}
     return out
 
 
@@ -227,7 +322,8 @@ def paired_seed_difference(rows: pd.DataFrame, method_a: str, method_b: str, n: 
     common = a.index.intersection(b.index)
     if len(common) == 0:
         raise ParameterError(f"no common seeds for {method_a!r} and {method_b!r} at n={n}")
-    return seed_interval((a[common] - b[common]).to_numpy(float))
+    d = (a[common] - b[common]).to_numpy(float)
+    return {**seed_interval(d), "per_seed": [float(x) for x in d]}
 
 
 def plot_frontier(summary: Mapping[str, Mapping[int, Mapping[str, Mapping[str, Any]]]],

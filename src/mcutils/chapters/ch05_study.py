@@ -175,7 +175,8 @@ def backdoor_sweep(params: Mapping[str, Any], setup: RepairSetup, split: Defende
     done = [sweep] + ([extra] if extra is not None else [])
     rows = pd.concat([r.rows for r in done], ignore_index=True)
     profiles = pd.concat([r.profiles for r in done])
-    return BackdoorSweep(sweep, extra, rows, profiles, sweep_summary(rows), budget_table(p),
+    return BackdoorSweep(sweep, extra, rows, profiles, sweep_summary(rows, totals=scorer.totals),
+                         budget_table(p),
                          dict(PAPER_BUDGET))
 
 
@@ -237,7 +238,7 @@ def fault_study(params: Mapping[str, Any], clean: Sequence[nn.Module], split: De
                          scorer, methods=p["fault_methods"], sizes=p["fault_sizes"],
                          seeds=p["seeds"], lr_table=lr_table)
     summary = sweep_summary(sweep.rows, {"acc": "accuracy", "fs": "fault_success",
-                                         "restored": "fault_restored"})
+                                         "restored": "fault_restored"}, scorer.totals)
     return FaultStudy(faulted, pd.DataFrame([info for _, info in faulted]), sweep, summary,
                       interval_table(summary, p["fault_sizes"], ("acc", "fs", "restored")))
 
@@ -281,7 +282,7 @@ def path_aware_study(params: Mapping[str, Any], ends: TamperedEnds, setup: Repai
     sweep = repair_sweep(setup.replace(ends=aware), split, ends.scorer,
                          methods=["bezier"], sizes=p["adaptive_sizes"], seeds=p["seeds"],
                          lr_table=lr_table)
-    return AwareStudy(aware, scores, sweep, sweep_summary(sweep.rows))
+    return AwareStudy(aware, scores, sweep, sweep_summary(sweep.rows, totals=ends.scorer.totals))
 
 
 def plot_aware_vs_plain(plain: Mapping[str, Any], aware: Mapping[str, Any], sizes: Sequence[int],
@@ -318,7 +319,7 @@ def curve_variants(params: Mapping[str, Any], setup: RepairSetup, split: Defende
     p, size = params, params["variant_size"]
     rows = variant_sweep(setup, split, scorer, p["variants"], size,
                          p["seeds"], lr_table)
-    summary = sweep_summary(rows.assign(method=rows.variant))
+    summary = sweep_summary(rows.assign(method=rows.variant), totals=scorer.totals)
     table = pd.DataFrame({v: {k: stats.format_interval(s[size][k]) for k in ("acc", "asr")}
                           for v, s in summary.items()}).T
     return VariantStudy(rows, summary, table)
