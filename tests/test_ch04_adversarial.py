@@ -456,6 +456,8 @@ def test_record_protocol_and_path_comparison(digits_mlp):
         float(protocol[(protocol.kind == "adversarial") & (protocol.seed == 0)]["max"].median()),
         abs=1e-4)
     assert rec["ch04_gap_real_text"] == stats.format_interval(summary["median_gap_real"], 3)
+    assert rec["ch04_auroc_max_word"] == stats.interval_word(
+        summary["auroc_max"], "lies above", "lies below", "includes", threshold=0.5)
 
 
 def test_record_rho_trend(digits_mlp):

@@ -319,7 +319,8 @@ def record_path_comparison(chapter: ChapterReport, params: Mapping[str, Any], mo
     """Glue the comparison of section 1: the paired Wilcoxon test of the gap of ``A -> K'``
     against that of ``A -> B`` (all seeds), the median barrier max of the path to the
     clean source ``K`` against the path to ``K'`` (first seed), and the paper's statistics
-    as text. Returns the first seed's pairs (drawn from the test images ``x``, ``y``)."""
+    as text, with whether the AUROCs' intervals lie above chance (``ch04_auroc_gap_word``,
+    ``ch04_auroc_max_word``). Returns the first seed's pairs (drawn from the test images ``x``, ``y``)."""
     p = params
     first = p["seeds"][0]
     both = protocol.pivot_table(index=["seed", "unit"], columns="kind", values="gap")
@@ -338,6 +339,9 @@ def record_path_comparison(chapter: ChapterReport, params: Mapping[str, Any], mo
                             ("auroc_gap_all", "auroc_gap", summary_all),
                             ("auroc_max", "auroc_max", summary), ("rho", "rho_median", summary)):
         chapter.record(f"ch04_{name}_text", format_interval(summ[key], 3))
+    for name, key in (("auroc_gap", "auroc_gap"), ("auroc_max", "auroc_max")):
+        chapter.record(f"ch04_{name}_word", stats.interval_word(
+            summary[key], "lies above", "lies below", "includes", threshold=0.5))
     return pairs0
 
 
