@@ -151,6 +151,40 @@ def test_protocol_summary_over_seeds_with_negative_controls():
         ab.protocol_summary(one, method="mean")
 
 
+def test_protocol_summary_hierarchical_over_seeds_classes_and_units():
+    df = _synthetic()
+    hier = ab.protocol_summary(df, drop=2, n_boot=300, method="hierarchical")
+    flat = ab.protocol_summary(df, drop=2, n_boot=300)
+    assert set(hier) == set(ab.STATISTICS)
+    for k in ("median_gap_real", "auroc_gap"):
+        assert hier[k]["estimate"] == pytest.approx(flat[k]["estimate"])  # same statistic
+        assert hier[k]["n"] == flat[k]["n"]  # n counts the units A
+        assert "hierarchical bootstrap over 3 seed(s) -> 3 classes" in hier[k]["method"]
+    assert 0 <= hier["auroc_gap"]["ci"][0] <= hier["auroc_gap"]["ci"][1] <= 1
+    assert report.verdict(hier["auroc_gap"]["ci"], 0.5, ">") == "reproduced"
+    assert report.verdict(hier["median_gap_real"]["ci"], math.log(2), "<=") == "reproduced"
+    # the attack's success is a fraction of independent attacks: exact binomial, never [1, 1]
+    succ = hier["success"]
+    assert succ["estimate"] == 1.0 and succ["ci"][1] == 1.0 and succ["ci"][0] < 1.0
+    assert succ["method"].startswith("exact binomial")
+    # a strong seed effect widens the hierarchical interval beyond the within-seed one
+    shifted = pd.concat([_synthetic(seeds=(s,), real_gap=0.3 * s) for s in range(3)])
+    h = ab.protocol_summary(shifted, drop=2, n_boot=300, method="hierarchical")
+    f = ab.protocol_summary(shifted, drop=2, n_boot=300)
+    width = {k: v["median_gap_real"]["ci"][1] - v["median_gap_real"]["ci"][0]
+             for k, v in (("h", h), ("f", f))}
+    assert width["h"] > width["f"]
+    # negative control: contradicting data are not reproduced
+    swapped = ab.protocol_summary(_synthetic(adv_gap=0.0, real_gap=1.0), drop=2, n_boot=300,
+                                  method="hierarchical", keys=["auroc_gap", "median_gap_real"])
+    assert set(swapped) == {"auroc_gap", "median_gap_real"}
+    assert report.verdict(swapped["auroc_gap"]["ci"], 0.5, ">") == "not reproduced"
+    assert report.verdict(swapped["median_gap_real"]["ci"], math.log(2), "<=") == \
+        "not reproduced"
+    with pytest.raises(ParameterError, match="not known"):
+        ab.protocol_summary(df, keys=["mean_gap"])
+
+
 def test_sweep_summary_per_setting():
     df = pd.concat([_synthetic(seeds=(0,), adv_gap=1.0).assign(setting="far"),
                     _synthetic(seeds=(0,), adv_gap=0.0).assign(setting="near")])

@@ -15,6 +15,7 @@ import torch
 from mcutils import advbarriers as ab
 from mcutils import data, detection, training
 from mcutils.chapters import ch04_adversarial as ch04
+from mcutils.chapters import ch04_controls as cc
 from mcutils.chapters import ch04_detectors as cd
 from mcutils.chapters import ch04_sweep as cs
 from mcutils.core import report, stats
@@ -256,6 +257,19 @@ def test_check_claims_reads_each_claim_s_interval_with_negative_controls():
                         "adaptive_evades": "reproduced"}
     assert chapter.claims["within_low"]["statement"] == ch04.CLAIMS[0]["statement"]
     assert not chapter.failures()
+    assert chapter.claims["barrier_detects"]["method"] == ch04.METHODS["barrier_detects"]
+    # with negative controls: a control that is also reproduced fails the check
+    ctl = {"within_low": {"statement": "planted", "result": _iv(5.0, 4.0, 6.0)},
+           "adv_gap_higher": {"statement": "relabelled", "result": _iv(0.5, 0.4, 0.6)}}
+    withc = report.ChapterReport("04", expected=ch04.EXPECTED, check=True)
+    ch04.check_claims(withc, results, ctl)
+    assert withc.claims["within_low"]["control"]["verdict"] == "not reproduced"
+    assert withc.claims["adv_gap_higher"]["control"]["verdict"] == "inconclusive"
+    assert "control" not in withc.claims["adv_gap_high"] and not withc.failures()
+    passing = dict(ctl, adv_gap_higher={"statement": "x", "result": _iv(0.7, 0.6, 0.8)})
+    weak = report.ChapterReport("04", expected=ch04.EXPECTED, check=True)
+    ch04.check_claims(weak, results, passing)
+    assert len(weak.failures()) == 1 and "control" in weak.failures()[0]
     # negative control: contradicting results fail the expected claims
     bad = dict(results, within_low=_iv(2.0, 1.5, 2.5), adv_gap_higher=_iv(0.3, 0.2, 0.4))
     other = report.ChapterReport("04", expected=ch04.EXPECTED, check=True)
@@ -263,6 +277,68 @@ def test_check_claims_reads_each_claim_s_interval_with_negative_controls():
     assert len(other.failures()) == 2
     with pytest.raises(ValueError, match="no result"):
         ch04.check_claims(report.ChapterReport("04"), {"within_low": _iv(0, 0, 0)})
+
+
+class _Flat(torch.nn.Module):
+    """Logits that do not depend on the input: every straight path is flat (gap 0)."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.linspace(0, 1, num_classes))
+
+    def forward(self, x):
+        return self.bias.expand(len(x), -1) + 0 * x.flatten(1)[:, :1]
+
+
+def test_negative_controls_fail_where_the_claims_hold(digits_mlp):
+    """The checks of the asserted claims pass on data where the claims hold (flat paths;
+    adversarial rows with higher gaps) and fail on each control's data."""
+    _, test = digits_mlp
+    flat = _Flat()
+    params = _tiny_params(pairs_per_class=3, num_points=9, num_boot=200)
+    claims = {c["id"]: c for c in ch04.CLAIMS}
+    kw = dict(drop=0, n_boot=200, method="hierarchical")
+
+    def verdict(claim_id, iv):
+        c = claims[claim_id]
+        return report.verdict(iv["ci"], c["threshold"], c["direction"])
+
+    within = cc.planted_barrier_rows(flat, test.x, test.y, [0, 1], 3, 9, height=30.0)
+    assert set(within.kind) == {"within"} and len(within) == 2 * 10 * 3
+    no_barrier = ab.protocol_summary(within.assign(gap=0.0), keys=["median_gap_real"], **kw)
+    assert verdict("within_low", no_barrier["median_gap_real"]) == "reproduced"
+    planted = ab.protocol_summary(within, keys=["median_gap_real"], **kw)
+    assert planted["median_gap_real"]["estimate"] > 20
+    assert verdict("within_low", planted["median_gap_real"]) == "not reproduced"
+    # relabelled: the adversarial rows are real within-class paths
+    protocol = within.assign(gap=0.0)
+    relabelled = cc.relabelled_rows(flat, protocol, test.x, test.y, 3, 9)
+    assert (relabelled.groupby(["seed", "kind"]).size() == 30).all()
+    auroc = ab.protocol_summary(relabelled, keys=["auroc_gap"], **kw)["auroc_gap"]
+    assert auroc["estimate"] == pytest.approx(0.5)
+    assert verdict("adv_gap_higher", auroc) == "not reproduced"
+    higher = relabelled.assign(gap=np.where(relabelled.kind == "adversarial", 1.0, 0.0))
+    good = ab.protocol_summary(higher, keys=["auroc_gap"], **kw)["auroc_gap"]
+    assert verdict("adv_gap_higher", good) == "reproduced"
+    # the chapter's function: both controls, each not reproduced, in the claim's shape
+    controls = cc.negative_controls(flat, protocol, test.x, test.y, params)
+    assert set(controls) == set(ch04.EXPECTED)
+    for cid, ctl in controls.items():
+        assert set(ctl) == {"statement", "result"} and ctl["statement"]
+        assert verdict(cid, ctl["result"]) != "reproduced", cid
+    with pytest.raises(ParameterError, match="pairs_per_class"):
+        cc.relabelled_rows(flat, protocol, test.x, test.y, 2, 9)
+
+
+def test_deviations_are_complete_rows():
+    keys = {"setting", "paper", "source", "ours", "effect"}
+    assert len(cc.DEVIATIONS) >= 5
+    for row in cc.DEVIATIONS:
+        assert keys <= set(row) and all(str(row[k]).strip() for k in keys), row
+    assert any("sec4_2_adversarial_attacks.py:" in r["source"] for r in cc.DEVIATIONS)
+    chapter = report.ChapterReport("04")
+    df = cc.deviations(chapter)
+    assert list(df.setting) == [r["setting"] for r in cc.DEVIATIONS]
 
 
 def test_tables_format_every_interval():
@@ -380,6 +456,8 @@ def test_record_protocol_and_path_comparison(digits_mlp):
         float(protocol[(protocol.kind == "adversarial") & (protocol.seed == 0)]["max"].median()),
         abs=1e-4)
     assert rec["ch04_gap_real_text"] == stats.format_interval(summary["median_gap_real"], 3)
+    assert rec["ch04_auroc_max_word"] == stats.interval_word(
+        summary["auroc_max"], "lies above", "lies below", "includes", threshold=0.5)
 
 
 def test_record_rho_trend(digits_mlp):

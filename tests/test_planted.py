@@ -81,3 +81,25 @@ def test_one_ball_pairs_have_no_straight_path_barrier():
     assert (model(a).argmax(1) == 0).all() and (model(c).argmax(1) == 0).all()
     res = connect(model, a, c, t, max_rounds=0, tol=1e-4, num_points=50)
     assert (res.linear_barriers < 1e-4).all() and res.connected.all()
+
+
+def test_midpoint_barrier_plants_a_known_barrier_and_keeps_the_ends():
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    a, c = torch.rand(4, 1, 4, 4), torch.rand(4, 1, 4, 4) + 1.0
+    cls = torch.tensor([0, 1, 2, 0])
+    model = planted.midpoint_barrier(base, a, c, cls, height=30.0)
+    ts = torch.linspace(0, 1, 51).view(1, -1, 1, 1, 1)
+    pts = ((1 - ts) * a.unsqueeze(1) + ts * c.unsqueeze(1)).reshape(-1, 1, 4, 4)
+    with torch.no_grad():
+        loss = F.cross_entropy(model(pts), cls.repeat_interleave(51), reduction="none").view(4, 51)
+        plain = F.cross_entropy(base(pts), cls.repeat_interleave(51), reduction="none").view(4, 51)
+    gap = loss.max(1).values - torch.maximum(loss[:, 0], loss[:, -1])
+    assert (gap > 20).all()  # a barrier of about the planted height on every path
+    # the ends keep their loss up to the tails of the other paths' bumps
+    assert torch.allclose(loss[:, [0, -1]], plain[:, [0, -1]], atol=0.05)
+    assert (loss[:, 25] > plain[:, 25] + 20).all()  # the midpoint carries it
+    with pytest.raises(ValueError, match="distinct"):
+        planted.midpoint_barrier(base, a, a, cls)
+    with pytest.raises(ValueError, match="one class per"):
+        planted.midpoint_barrier(base, a, c, cls[:2])

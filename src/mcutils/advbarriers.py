@@ -300,6 +300,11 @@ def _unit_table(df: pd.DataFrame) -> np.ndarray:
     return tab
 
 
+def _unit_classes(df: pd.DataFrame) -> np.ndarray:
+    """The class of each unit of :func:`_unit_table` (in the order of its rows)."""
+    return df.groupby("unit").cls.first().sort_index().to_numpy()
+
+
 def _median(v: np.ndarray) -> float:
     v = v[~np.isnan(v)]
     return float(np.median(v)) if len(v) else float("nan")
@@ -342,8 +347,27 @@ def _unit_bootstrap(tab: np.ndarray, key: str, n_boot: int, seed: int) -> dict[s
                               n_boot=n_boot, seed=seed)
 
 
+def _hierarchical(tab: np.ndarray, seeds: np.ndarray, classes: np.ndarray, key: str,
+                  n_boot: int, seed: int) -> dict[str, Any]:
+    """One statistic of :func:`protocol_summary`'s ``"hierarchical"`` method."""
+    units = f"{len(np.unique(seeds))} seed(s) -> {len(np.unique(classes))} classes -> " \
+            f"{len(tab)} real images A"
+    if key == "success":
+        succ = tab[:, _UNIT_COLUMNS.index("success")]
+        succ = succ[~np.isnan(succ)]
+        if len(succ) == 0:
+            return {**stats.interval(np.nan, np.nan, np.nan, 0), "method": "no attacks"}
+        return {**stats.binomial_interval(int(succ.sum()), len(succ)),
+                "method": f"exact binomial (Clopper-Pearson) over {len(succ)} attacks"}
+    out = stats.hierarchical_bootstrap_ci(
+        np.arange(len(tab), dtype=float), [seeds, classes],
+        lambda idx: _stat_of_units(tab[idx.astype(int)], key), n_boot=n_boot, seed=seed)
+    return {**out, "n": len(tab), "method": f"hierarchical bootstrap over {units}"}
+
+
 def protocol_summary(df: pd.DataFrame, drop: int = 2, n_boot: int = 1000, seed: int = 0,
-                     method: str = "pooled") -> dict[str, dict[str, Any]]:
+                     method: str = "pooled", keys: Sequence[str] = STATISTICS
+                     ) -> dict[str, dict[str, Any]]:
     """The paper's statistics, each as an interval ``{"estimate", "ci", "n"}``.
 
     Rows are first post-processed per seed with :func:`drop_unmatched` (``drop`` pairs
@@ -355,29 +379,46 @@ def protocol_summary(df: pd.DataFrame, drop: int = 2, n_boot: int = 1000, seed: 
       pairs for one trained model, so their units are exchangeable;
     * ``"seeds"``: the mean of the per-seed statistics with a Student-t interval over
       the seeds (:func:`mcutils.core.stats.seed_interval`); ``n`` counts the seeds (this is
-      the right interval when seeds also retrain the model).
+      the right interval when seeds also retrain the model);
+    * ``"hierarchical"``: the statistic of all seeds' units together, with a
+      hierarchical bootstrap (:func:`mcutils.core.stats.hierarchical_bootstrap_ci`) that
+      resamples seeds, then classes within a seed, then units ``A`` within a class, so
+      that differences between seeds and between classes widen the interval; ``n``
+      counts the units. ``success`` (a fraction of independent attacks) gets the exact
+      binomial interval (:func:`mcutils.core.stats.binomial_interval`) instead. Each
+      interval carries its ``"method"``.
 
     Statistics: ``median_gap_real`` / ``median_gap_adv`` (medians of the gap over
     within-class / real-adversarial paths), ``median_max_real`` / ``median_max_adv``,
     ``auroc_gap`` / ``auroc_max`` (AUROC of telling real-adversarial from within-class
     paths by the gap / the max), ``rho_median`` (median ``||K' - K|| / ||K' - A||``),
-    ``l2_median`` and ``success`` (fraction of ``K'`` classified as the target).
+    ``l2_median`` and ``success`` (fraction of ``K'`` classified as the target);
+    ``keys`` picks some of them (default: all).
     """
-    if method not in ("pooled", "seeds"):
-        raise ParameterError(f"method={method!r} is not known; valid values: pooled, seeds")
+    unknown = set(keys) - set(STATISTICS)
+    if unknown:
+        raise ParameterError(f"statistics {sorted(unknown)} are not known; valid values: "
+                             f"{STATISTICS}")
+    if method not in ("pooled", "seeds", "hierarchical"):
+        raise ParameterError(f"method={method!r} is not known; valid values: pooled, seeds, "
+                             "hierarchical")
     if "seed" not in df.columns:
         df = df.assign(seed=0)
     seeds = sorted(df.seed.unique().tolist())
-    tabs = {s: _unit_table(drop_unmatched(df[df.seed == s], drop)) for s in seeds}
+    kept = {s: drop_unmatched(df[df.seed == s], drop) for s in seeds}
+    tabs = {s: _unit_table(kept[s]) for s in seeds}
     if method == "seeds":
         return {k: stats.seed_interval([_stat_of_units(tabs[s], k) for s in seeds])
-                for k in STATISTICS}
+                for k in keys}
     tab = np.concatenate([tabs[s] for s in seeds])
     strata = np.concatenate([np.full(len(tabs[s]), s) for s in seeds])
+    if method == "hierarchical":
+        classes = np.concatenate([_unit_classes(kept[s]) for s in seeds])
+        return {k: _hierarchical(tab, strata, classes, k, n_boot, seed) for k in keys}
     return {k: stats.bootstrap_ci(np.arange(len(tab)),
                                   lambda idx, k=k: _stat_of_units(tab[idx], k),
                                   n_boot=n_boot, seed=seed, strata=strata)
-            for k in STATISTICS}
+            for k in keys}
 
 
 def sweep_summary(df: pd.DataFrame, by: str = "setting", drop: int = 0, n_boot: int = 1000,

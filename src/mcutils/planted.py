@@ -15,11 +15,15 @@ claim true or false by construction, so a chapter (or a test) can run its check 
   wide that every connecting path must leave the chord by a known distance: a claim that
   connecting paths are nearly straight is false on them by construction
   (:func:`detour_min_length`).
+* :class:`PlantedBarrier`: any classifier with a known barrier planted on given straight
+  paths: the logit of each path's class is lowered by a Gaussian bump at the path's
+  midpoint, so the path rises over a barrier of about ``height`` nats while its ends
+  keep their loss. :func:`midpoint_barrier` plants one on the paths ``a -> c``.
 
 Used by the negative controls of connectivity, barriers and straightness (chapters 01
 and 03), chapter 02's control of the one-patch check
-(:mod:`mcutils.chapters.ch02_percolation_checks`) and by the tests of the input-space
-paths.
+(:mod:`mcutils.chapters.ch02_percolation_checks`), chapter 04's control of flat
+within-class paths, and by the tests of the input-space paths.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from torch import nn
 
 from mcutils.core.checks import check_positive
 
-__all__ = ["Bump", "TwoBalls", "bump_pairs", "one_ball_pairs", "two_ball_pairs",
-           "detour_pairs", "detour_min_length"]
+__all__ = ["Bump", "PlantedBarrier", "TwoBalls", "bump_pairs", "midpoint_barrier",
+           "one_ball_pairs", "two_ball_pairs", "detour_pairs", "detour_min_length"]
 
 
 class Bump(nn.Module):
@@ -172,3 +176,53 @@ def one_ball_pairs(num_pairs: int = 4, seed: int = 0
     """
     model, a, _, t = two_ball_pairs(2 * num_pairs, seed)
     return model, a[:num_pairs], a[num_pairs:], t[:num_pairs]
+
+
+class PlantedBarrier(nn.Module):
+    """``model`` with Gaussian bumps subtracted from chosen logits: around each centre
+    ``centres[i]`` the logit of class ``classes[i]`` is lowered by
+    ``height * exp(-||x - centres[i]||^2 / (2 widths[i]^2))``.
+
+    A straight path through a centre then has a barrier in the loss of that class (at
+    least ``height`` minus the model's own logit margin there), while inputs a few widths
+    away from every centre are scored as by ``model``.
+    """
+
+    def __init__(self, model: nn.Module, centres: torch.Tensor, widths: torch.Tensor,
+                 classes: torch.Tensor, height: float = 50.0):
+        super().__init__()
+        check_positive(height=height)
+        widths = torch.as_tensor(widths, dtype=torch.float32)
+        classes = torch.as_tensor(classes, dtype=torch.long)
+        if not (len(centres) == len(widths) == len(classes)) or len(centres) == 0:
+            raise ValueError("need one width and one class per centre, and a centre")
+        if (widths <= 0).any():
+            raise ValueError("widths must be positive")
+        self.model = model
+        self.register_buffer("centres", centres.detach().reshape(len(centres), -1).clone())
+        self.register_buffer("widths", widths.clone())
+        self.register_buffer("classes", classes.clone())
+        self.height = float(height)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.model(x)
+        flat = x.reshape(len(x), -1).to(self.centres.dtype)
+        d2 = torch.cdist(flat, self.centres).pow(2)  # [batch, centres]
+        bumps = self.height * torch.exp(-d2 / (2 * self.widths.pow(2)))
+        onehot = nn.functional.one_hot(self.classes, z.shape[1]).to(z.dtype)
+        return z - bumps.to(z.dtype) @ onehot
+
+
+def midpoint_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor,
+                     classes: torch.Tensor, height: float = 50.0,
+                     relative_width: float = 0.1) -> PlantedBarrier:
+    """:class:`PlantedBarrier` with a bump at the midpoint of every path ``a[i] -> c[i]``
+    in the logit of ``classes[i]``, of width ``relative_width`` times the path's length
+    (the ends are ``0.5 / relative_width`` widths away, so their loss is unchanged)."""
+    check_positive(relative_width=relative_width)
+    if a.shape != c.shape or len(a) != len(classes):
+        raise ValueError("a and c must have one shape, with one class per path")
+    length = (c - a).reshape(len(a), -1).norm(dim=1)
+    if (length <= 0).any():
+        raise ValueError("every path needs two distinct ends")
+    return PlantedBarrier(model, 0.5 * (a + c), relative_width * length, classes, height)

@@ -9,7 +9,9 @@ records, tables and figures.
 what sections 1 and 2 compute. The chapter's claims and the paper's numbers they are read
 against are data (:data:`CLAIMS`, :data:`EXPECTED`); :func:`claim_results` picks each
 claim's interval from the chapter's results, :func:`check_claims` adds them to the
-chapter's report and :func:`findings` does both and prints the key numbers. The tables
+chapter's report (with the negative controls of
+:mod:`mcutils.chapters.ch04_controls`) and :func:`findings` does both, glues the deviations
+table and prints the key numbers. The tables
 (:func:`interval_table`, :func:`protocol_table`, :func:`sweep_table`, :func:`gain_table`,
 :func:`adaptive_table`) and figures (:func:`barrier_boxes`, :func:`path_profiles`,
 :func:`sweep_figure`, :func:`detector_figure`, :func:`adaptive_figure`) are what the
@@ -34,6 +36,7 @@ from torch import nn
 
 from mcutils import advbarriers, attacks, inputspace, plotting, zoo
 from mcutils.advbarriers import PairSet
+from mcutils.chapters import ch04_controls
 from mcutils.chapters.common import model_params
 from mcutils.core import stats
 from mcutils.core.report import ChapterReport
@@ -45,6 +48,7 @@ __all__ = [
     "AUROC_TARGET",
     "CLAIMS",
     "EXPECTED",
+    "METHODS",
     "PAPER_KEYS",
     "PARAMETERS",
     "TREND_WORDS",
@@ -115,6 +119,16 @@ CLAIMS: list[dict[str, Any]] = [
 
 #: The claims the chapter expects to hold at this scale (its report checks them).
 EXPECTED = [c["id"] for c in CLAIMS if c["expected"]]
+
+#: How the intervals of the detection claims are formed (the protocol's intervals carry
+#: their method, :func:`mcutils.advbarriers.protocol_summary` with ``"hierarchical"``).
+METHODS = {
+    "barrier_detects": "bootstrap over sources of the out-of-fold AUROC (cross-validation "
+                       "folds disjoint by source; a source keeps its adversarial examples)",
+    "profile_adds": "paired bootstrap over sources (both detectors on the same out-of-fold "
+                    "rows)",
+    "adaptive_evades": "bootstrap over the test half's sources",
+}
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -232,15 +246,22 @@ def claim_results(summary: Mapping[str, Any], barrier_auroc: Mapping[str, Any],
             "adaptive_evades": adaptive.iloc[-1].auroc_deployed}
 
 
-def check_claims(chapter: ChapterReport, results: Mapping[str, Mapping[str, Any]]) -> None:
+def check_claims(chapter: ChapterReport, results: Mapping[str, Mapping[str, Any]],
+                 controls: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Add every claim of :data:`CLAIMS` to ``chapter`` with its interval from
-    ``results`` (claim id -> interval, as :func:`claim_results` gives)."""
+    ``results`` (claim id -> interval, as :func:`claim_results` gives), the interval's
+    method (its ``"method"``, else :data:`METHODS`) and, for the claims in ``controls``
+    (:func:`mcutils.chapters.ch04_controls.negative_controls`), the negative control."""
     missing = [c["id"] for c in CLAIMS if c["id"] not in results]
     if missing:
         raise ValueError(f"no result for the claims {missing}")
+    controls = controls or {}
     for c in CLAIMS:
-        chapter.claim(c["id"], c["statement"], c["paper"], results[c["id"]],
-                      threshold=c["threshold"], direction=c["direction"])
+        res = results[c["id"]]
+        chapter.claim(c["id"], c["statement"], c["paper"], res,
+                      threshold=c["threshold"], direction=c["direction"],
+                      method=res.get("method") or METHODS.get(c["id"]),
+                      control=controls.get(c["id"]))
 
 
 # ----------------------------------------------------------------------------- setup and records
@@ -298,7 +319,8 @@ def record_path_comparison(chapter: ChapterReport, params: Mapping[str, Any], mo
     """Glue the comparison of section 1: the paired Wilcoxon test of the gap of ``A -> K'``
     against that of ``A -> B`` (all seeds), the median barrier max of the path to the
     clean source ``K`` against the path to ``K'`` (first seed), and the paper's statistics
-    as text. Returns the first seed's pairs (drawn from the test images ``x``, ``y``)."""
+    as text, with whether the AUROCs' intervals lie above chance (``ch04_auroc_gap_word``,
+    ``ch04_auroc_max_word``). Returns the first seed's pairs (drawn from the test images ``x``, ``y``)."""
     p = params
     first = p["seeds"][0]
     both = protocol.pivot_table(index=["seed", "unit"], columns="kind", values="gap")
@@ -317,6 +339,9 @@ def record_path_comparison(chapter: ChapterReport, params: Mapping[str, Any], mo
                             ("auroc_gap_all", "auroc_gap", summary_all),
                             ("auroc_max", "auroc_max", summary), ("rho", "rho_median", summary)):
         chapter.record(f"ch04_{name}_text", format_interval(summ[key], 3))
+    for name, key in (("auroc_gap", "auroc_gap"), ("auroc_max", "auroc_max")):
+        chapter.record(f"ch04_{name}_word", stats.interval_word(
+            summary[key], "lies above", "lies below", "includes", threshold=0.5))
     return pairs0
 
 
@@ -351,12 +376,17 @@ def record_rho_trend(chapter: ChapterReport, params: Mapping[str, Any], rho_df: 
 def findings(chapter: ChapterReport, params: Mapping[str, Any], *, summary: Mapping[str, Any],
              rho_summary: Sequence[Mapping[str, Any]],
              model_summary: Sequence[Mapping[str, Any]], adaptive: pd.DataFrame,
-             barrier_auroc: Mapping[str, Any], profile_gain: Mapping[str, Any]) -> None:
+             barrier_auroc: Mapping[str, Any], profile_gain: Mapping[str, Any],
+             controls: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Print the chapter's key numbers (rounded) and add its claims (:data:`CLAIMS`) to
     ``chapter``: the paper protocol's ``summary``, the rho and network sweeps' summaries,
     the ``adaptive`` study, the barrier detector's AUROC and the profile's gain over the
-    logits on the paper's attack. ``params`` (the chapter's parameters) is taken for the
-    common signature of the chapters' ``findings``; every number here is in the results."""
+    logits on the paper's attack, with the asserted claims' negative ``controls``
+    (:func:`mcutils.chapters.ch04_controls.negative_controls`); glue the deviations table
+    (:func:`mcutils.chapters.ch04_controls.deviations`). ``params`` (the chapter's
+    parameters) is taken for the common signature of the chapters' ``findings``; every
+    number here is in the results."""
+
     r3 = {k: round(summary[k]["estimate"], 3) for k in advbarriers.STATISTICS}
     print("paper protocol (drop 2 of 7):", r3)
     print("rho sweep:", [(e["setting"], round(e["rho"]["estimate"], 3),
@@ -364,7 +394,9 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, summary: Mapp
     print("networks:", [(e["network"], round(e["auroc"]["estimate"], 3)) for e in model_summary])
     print("adaptive:", [(row.penalty, round(row.auroc_deployed["estimate"], 3))
                         for row in adaptive.itertuples()])
-    check_claims(chapter, claim_results(summary, barrier_auroc, profile_gain, adaptive))
+    check_claims(chapter, claim_results(summary, barrier_auroc, profile_gain, adaptive),
+                 controls)
+    ch04_controls.deviations(chapter)
 
 
 # ----------------------------------------------------------------------------- tables
