@@ -86,6 +86,17 @@ def test_seed_rate_interval_stays_in_unit_range():
         assert len(iv["per_seed"]) == 3
     t = stats.seed_interval([0.06, 0.0, 0.12])
     assert t["ci"][0] < 0  # the old interval leaves the range; the new one does not
-    assert np.isnan(stats.seed_rate_interval([3], [50])["ci"][0])
+    one = stats.seed_rate_interval([3], [50])  # one seed: the exact interval of its images
+    assert one["ci"] == pytest.approx(stats.binomial_interval(3, 50)["ci"])
     with pytest.raises(ValueError):
         stats.seed_rate_interval([3, 60], [50, 50])
+    with pytest.raises(ValueError):
+        stats.seed_rate_interval([2.5, 3], [50, 50])
+
+
+def test_seed_rate_interval_never_collapses_when_seeds_agree():
+    same = stats.seed_rate_interval([17, 17, 17], [20, 20, 20])
+    pooled = stats.binomial_interval(51, 60)["ci"]
+    assert same["ci"][0] <= pooled[0] < same["estimate"] < pooled[1] <= same["ci"][1]
+    zero = stats.seed_rate_interval([0, 0, 0], [10, 10, 10])
+    assert zero["ci"][0] == 0 and zero["ci"][1] >= stats.binomial_interval(0, 30)["ci"][1] > 0

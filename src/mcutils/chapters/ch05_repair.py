@@ -30,8 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mcutils.core.checks import ParameterError
-from mcutils.core.stats import (binomial_interval, format_interval, seed_interval,
-                                seed_rate_interval)
+from mcutils.core.stats import format_interval, seed_interval, seed_rate_interval
 
 __all__ = [
     "CLAIMS",
@@ -153,11 +152,10 @@ def claim_interval(values: Any, total: int | None = None, shift: float = 0.0,
         difference: ``values`` are paired differences in [-1, 1].
 
     A rate gets :func:`mcutils.core.stats.seed_rate_interval` on the seeds' counts (a
-    Student-t interval on the logit scale, inside [0, 1], estimate the pooled rate),
-    widened where needed to the exact binomial interval of the pooled counts
-    (:func:`mcutils.core.stats.binomial_interval`), so that seeds which agree exactly
-    (a defender's rule that picks the same end model every time) still leave the test
-    images' uncertainty; a
+    Student-t interval on the logit scale, inside [0, 1], estimate the pooled rate, at
+    least the exact binomial interval of the pooled counts, so that seeds which agree
+    exactly, as a defender's rule that picks the same end model every time, still leave
+    the test images' uncertainty); a
     paired difference a Student-t interval over seeds
     (:func:`mcutils.core.stats.seed_interval`) clipped to its bounds [-1, 1].
     """
@@ -174,10 +172,7 @@ def claim_interval(values: Any, total: int | None = None, shift: float = 0.0,
     if total is None or total < 1:
         raise ParameterError(f"a rate needs the number of images behind it (total={total})")
     k = np.clip(np.rint(v * total), 0, total).astype(int)
-    res = seed_rate_interval(k, [int(total)] * len(k))
-    if len(k) > 1:  # seeds that agree exactly must not give a zero-width interval
-        pooled = binomial_interval(int(k.sum()), int(total) * len(k))["ci"]
-        res["ci"] = [min(res["ci"][0], pooled[0]), max(res["ci"][1], pooled[1])]
+    res = seed_rate_interval(k, [int(total)] * len(k))  # never narrower than the pooled
     res["estimate"] += shift
     res["ci"] = [c + shift for c in res["ci"]]
     res["per_seed"] = [float(x) + shift for x in res["per_seed"]]

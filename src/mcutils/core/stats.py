@@ -395,24 +395,30 @@ def hierarchical_bootstrap_ci(values: Any, levels: Sequence[Any],
 def seed_rate_interval(successes: Sequence[int], totals: Sequence[int],
                        level: float = 0.95) -> Interval:
     """A rate (accuracy, attack success) measured on a few seeds, with an interval that
-    stays inside [0, 1]: a Student-t interval over the seeds on the logit scale, mapped
-    back. Each seed's rate is ``(k + 0.5) / (n + 1)`` on the logit scale, so 0 and 1 are
-    finite. The estimate is the pooled rate ``sum k / sum n``; ``per_seed`` lists each
-    seed's rate (a handful of seeds should be shown, not only summarised).
+    stays inside [0, 1] and never collapses to a point.
+
+    Over two or more seeds: a Student-t interval over the seeds on the logit scale, mapped
+    back (each seed's rate is ``(k + 0.5) / (n + 1)`` on the logit scale, so 0 and 1 are
+    finite), widened where needed to the exact binomial interval of the pooled counts, so
+    seeds that agree exactly still carry the uncertainty of their images. With one seed,
+    the exact binomial interval alone. The estimate is the pooled rate ``sum k / sum n``;
+    ``per_seed`` lists each seed's rate (a handful of seeds should be shown, not only
+    summarised).
     """
     k = np.asarray(_to_numpy(successes), dtype=float)
     n = np.asarray(_to_numpy(totals), dtype=float)
     if k.shape != n.shape or k.ndim != 1 or len(k) == 0 or (n <= 0).any() \
-            or (k < 0).any() or (k > n).any():
-        raise ValueError("need one count of successes and one positive total per seed, "
-                         "with 0 <= successes <= total")
-    est = float(k.sum() / n.sum())
-    out = interval(est, np.nan, np.nan, len(k))
+            or (k < 0).any() or (k > n).any() or (k != np.rint(k)).any() \
+            or (n != np.rint(n)).any():
+        raise ValueError("need one integer count of successes and one positive integer total "
+                         "per seed, with 0 <= successes <= total")
+    pooled = binomial_interval(int(k.sum()), int(n.sum()), level)
+    out = interval(pooled["estimate"], *pooled["ci"], len(k))
     if len(k) > 1:
         z = np.log((k + 0.5) / (n - k + 0.5))
         half = _sps.t.ppf(0.5 + level / 2, len(z) - 1) * z.std(ddof=1) / np.sqrt(len(z))
         lo, hi = (float(1 / (1 + np.exp(-v))) for v in (z.mean() - half, z.mean() + half))
-        out["ci"] = [min(lo, est), max(hi, est)]
+        out["ci"] = [min(lo, pooled["ci"][0]), max(hi, pooled["ci"][1])]
     out["per_seed"] = [float(v) for v in k / n]
     return out
 
