@@ -71,6 +71,7 @@ $(MATHJAX):
 
 html: setup mathjax
 	rm -rf _build/html
+	$(PY) -m mcutils.book totals
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 	$(PY) -m mcutils.book offline _build/html
 	@echo "Book: $(abspath _build/html/index.html)"

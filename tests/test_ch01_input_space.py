@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from mcutils.chapters import ch01_input_space as ch01
+from mcutils.chapters import ch01_input_space_controls as ctl
+from mcutils.chapters import ch01_input_space_deviations as devs
 from mcutils.chapters import ch01_input_space_figures as figs
 from mcutils.chapters import ch01_input_space_paths as paths
 from mcutils.core import report
@@ -169,6 +171,11 @@ class _Capture(report.ChapterReport):
         self.recorded[name] = super().record(name, value, digits)
         return self.recorded[name]
 
+    def deviations(self, rows, reason=None):
+        df = super().deviations(rows, reason)
+        self.recorded["ch01_deviations"] = df.to_dict("records")
+        return df
+
 
 def test_findings_records_the_glued_numbers_and_claims(planted_run, capsys):
     model, sets, p, results, variant = planted_run
@@ -196,3 +203,55 @@ def test_findings_records_the_glued_numbers_and_claims(planted_run, capsys):
         "one_round", "near_linear"}
     assert chapter.claims["synthetic_connected"]["verdict"] == "inconclusive"  # no such pairs
     assert "real pairs: 3;" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ controls, deviations
+
+
+@pytest.fixture(scope="module")
+def controls():
+    p = _params(bypass_steps=60, bypass_lr=0.05, max_rounds=2)
+    return p, ctl.planted_controls(p, num_pairs=8, num_detour=6)
+
+
+def test_planted_controls_fail_every_claim(controls):
+    """The chapter's checks, run by the chapter's code on the planted pairs, are not
+    reproduced: no two-ball pair connects, and the detour paths are long."""
+    p, tables = controls
+    assert set(tables) == {"two_balls", "detour"}
+    assert ch01.connected_flags(tables["two_balls"], p["tol"]).sum() == 0
+    detour = tables["detour"]
+    assert (detour["rel_length"] >= detour["min_rel_length"]).all()
+    results = ctl.control_results(tables, p["tol"])
+    claims = ch01.connectivity_claims(tables["two_balls"].assign(kind="real-real"), p["tol"])
+    assert set(results) == set(claims)
+    for cid, c in claims.items():
+        iv = results[cid]["result"]
+        assert report.verdict(iv["ci"], c["threshold"], c["direction"]) == "not reproduced", cid
+    assert results["real_connected"]["result"]["ci"][1] == pytest.approx(0.369, abs=1e-3)  # 0/8
+
+
+def test_findings_carry_controls_and_deviations(planted_run, controls):
+    model, sets, p, results, variant = planted_run
+    sp = paths.straight_paths(model, sets, ["zero"], p["num_points"], p["tol"], p["connect_tol"])
+    table = ch01.pair_table(results, sets, ["seed", "kind"])
+    vtable = ch01.pair_table(variant, sets, ["seed", "kind"])
+    synthesis = dict(reached=1.0, steps_median=3, steps_max=5, loss_max=1e-4, outside=0.0,
+                     tv_ratio={"estimate": 0.5, "ci": [0.4, 0.6], "n": 3})
+    chapter = _Capture("01", params=p, expected=ch01.EXPECTED, check=True)
+    ch01.findings(chapter, p, straight=sp, synthesis=synthesis, results=results,
+                  deviation=None, table=table, summary=ch01.kind_summary(table, p["tol"]),
+                  curve=ch01.tolerance_curve(table, p["tolerances"]), variant_table=vtable,
+                  variant_diff=paths.variant_difference(ch01.bypassed(table), vtable),
+                  controls=ctl.control_results(controls[1], controls[0]["tol"]))
+    assert all(c["control"]["verdict"] == "not reproduced" for c in chapter.claims.values())
+    assert not any("cannot fail" in m for m in chapter.failures())
+    assert all(c["method"] != "not stated" for c in chapter.claims.values())
+    rows = chapter.recorded["ch01_deviations"]
+    assert [r["setting"] for r in rows] == [r["setting"] for r in devs.DEVIATIONS]
+    assert all(r["source"] and r["paper"] and r["ours"] and r["effect"] for r in rows)
+    measured = {r["setting"]: r["measured"] for r in rows}
+    assert measured["rounds of bypass"].startswith("real pairs connected after rounds 0..2")
+    assert measured["claim of near-straight paths"] == "not measured"
+    with pytest.raises(ValueError, match="unknown settings"):
+        devs.record_deviations(chapter, {"no such setting": "x"})

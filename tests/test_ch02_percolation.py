@@ -119,8 +119,15 @@ def tiny():
 def test_findings_records_every_number_and_claim(tiny, capsys):
     table, study, trios, _ = tiny
     chapter = report.ChapterReport("02", expected=ch02.expected_claims([2, 3]))
-    one_patch = ch02.findings(chapter, {"seed": 0}, table=table, study=study, trios=trios)
+    params = {"seed": 0, "growth_runs": 3, "growth_clusters": [10, 20],
+              "growth_tmax": [16, 16], "plane_points": 9, "plane_margin": 1.0}
+    one_patch = ch02.findings(chapter, params, table=table, study=study, trios=trios)
     assert one_patch["estimate"] == 1.0  # a half-space is convex: one patch always
+    assert one_patch["ci"][0] < 1.0  # exact: 2 of 2 planes is not [1, 1]
+    for cid in ("pc_d2", "pc_d3", "pc_falls", "one_patch"):  # every claim's control fails
+        assert chapter.claims[cid]["control"]["verdict"] != "reproduced", cid
+        assert chapter.claims[cid]["method"] != "not stated", cid
+    assert not chapter.failures() or all("control" not in f for f in chapter.failures())
     assert {"pc_d2", "pc_d3", "pc_falls", "percolation_trained", "null_onset_falls",
             "one_patch"} <= set(chapter.claims)
     assert chapter.claims["one_patch"]["statement"] == ch02.ONE_PATCH_CLAIM["statement"]
@@ -160,3 +167,26 @@ def test_setup_networks_on_digits():
     assert all(torch.equal(a, b) for a, b in zip(networks["untrained"].state_dict().values(),
                                                  again["untrained"].state_dict().values()))
     assert torch.isfinite(trained.detach()).all()
+
+
+def test_controls_fail_where_the_claims_cannot_hold():
+    from mcutils.chapters import ch02_percolation_checks as checks
+    from mcutils.core.report import verdict
+
+    ctl = checks.trio_control(6, n=21, margin=1.0, seed=0)  # two disjoint balls
+    assert ctl["estimate"] == 0.0 and ctl["n"] == 6
+    assert verdict(ctl["ci"], ch02.ONE_PATCH_CLAIM["threshold"], ">=") == "not reproduced"
+    table = perc.threshold_table([3], runs=3, clusters=200, t_max=32, seed=0)
+    tree = checks.threshold_controls(table, {"growth_runs": 3, "growth_clusters": 200,
+                                             "growth_tmax": 32, "seed": 0})
+    dev = perc.deviation_interval(tree[3], perc.PUBLISHED_THRESHOLDS[3][0])
+    assert verdict(dev["ci"], 0.01, "<=") == "not reproduced"
+
+
+def test_deviations_table_rows_are_complete():
+    from mcutils.chapters import ch02_percolation_checks as checks
+
+    chapter = report.ChapterReport("02")
+    df = checks.deviations(chapter)
+    assert len(df) == len(checks.DEVIATIONS) >= 1
+    assert all(df.source.str.contains("JVrabel/input_space_mode_connectivity"))

@@ -26,6 +26,7 @@ def tiny_params(**changes):
     """The chapter's defaults at a tiny size: digits, two classes, a few steps."""
     p = ch03.PARAMETERS.defaults()
     p.update(dataset="digits", num_epochs=1, batch_size=32, train_subset=64, seeds=[0],
+             pairs_per_class=1,
              num_classes_used=2, num_points=9, synth_steps=5, bypass_steps=3, max_rounds=1,
              tolerances=[0.01, 0.1], sweep_model="small_cnn", sweep_widths=[2, 4],
              sweep_step_factors=[1, 2], sweep_seeds=[0], sweep_base_seeds=[0, 1],
@@ -131,7 +132,7 @@ def test_the_chapter_at_a_tiny_size(capsys):
     assert len(syn["untrained"]) == 2 and len(syn["trained"]) == 2
     assert set(syn["trained"].state) == {"trained"} and set(syn["pairs"]) == {0}
     assert len(syn["end_losses"]) == 4 and 0 <= syn["reached"] <= 1
-    assert len(syn["boxed_loss"]) == 2 and syn["ratio_iv"]["n"] == 2
+    assert len(syn["boxed_loss"]) == 2 and syn["ratio_iv"]["n"] == 1  # seeds (hierarchical)
     summary = ch03.synthesis_summary(syn, params).splitlines()
     assert len(summary) == 3 and summary[0].startswith("untrained small_cnn: 2 synthetic pairs")
     sweep, base, alternatives = ch03_sweep.run_sweep(params, cfg)
@@ -153,6 +154,11 @@ def test_the_chapter_at_a_tiny_size(capsys):
     assert set(claims) == {"connected_small_cnn", "connected_pooled", "straight_barriers",
                            "trained_straighter"}  # the sweep's model is the untrained one here
     assert list(chapter.claims) == list(claims)
+    for cid in ch03.expected_claims("small_cnn"):  # every asserted claim: a method, a control
+        entry = chapter.claims[cid]
+        assert entry["method"] != "not stated" and entry["control"]["n"] >= 1
+    assert chapter.claims["connected_small_cnn"]["control"]["verdict"] == "not reproduced"
+    assert glued["ch03_control_connected_any_tol"] == 0.0
     assert glued["ch03_model"] == "small_cnn" and glued["ch03_num_seeds"] == 1
     assert glued["ch03_resnet_pairs"] == 4 and glued["ch03_sweep_base_num_seeds"] == 2
     assert glued["ch03_track_batches"] == 2 and len(glued["ch03_untrained_by_round"]) == 2
@@ -160,7 +166,7 @@ def test_the_chapter_at_a_tiny_size(capsys):
         assert f"ch03_effect_{key}_ci" in glued
     for key in ("fresh", "fixed"):
         assert not math.isnan(glued[f"ch03_evo_{key}_start"])
-    assert len(glued) == 73  # with finish()'s three, the notebook's 76
+    assert len(glued) == 78  # with finish()'s three, the notebook's 81
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("untrained small_cnn: connected at 0.01 after rounds 0..1:")
     assert out[1].startswith("narrow ResNet base cell: connected")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from mcutils import attacks, hessian, models
 from mcutils.chapters import ch06_path_figures as figures
-from mcutils.chapters import ch06_path_stats
+from mcutils.chapters import ch06_deviations, ch06_path_stats
 from mcutils.chapters import ch06_robust_path as robustpath
 from mcutils.core import report
 from mcutils.core.checks import ParameterError
@@ -165,6 +165,7 @@ def _study(robust_peak: float = 0.375, eig_peak: float | None = None, barrier: f
     rng = np.random.default_rng(0)
     samples, path, bound = [], [], []
     base = rng.lognormal(size=n)
+    robust_u = rng.random(n)  # the ends are one model for every seed: restarts agree
     for s in seeds:
         for t in TS:
             bump_r = barrier * np.exp(-((t - robust_peak) / 0.12) ** 2)
@@ -175,7 +176,7 @@ def _study(robust_peak: float = 0.375, eig_peak: float | None = None, barrier: f
             loss = 0.3 + 0.2 * t + clean_bump * np.exp(-((t - 0.5) / 0.1) ** 2) \
                 + 0.01 * rng.random(n) + control_link * robust
             correct = rng.random(n) < 0.9
-            rcorrect = rng.random(n) < (robust_acc if t == 1.0 else 0.1)
+            rcorrect = robust_u < (robust_acc if t == 1.0 else 0.1)
             grad = rng.lognormal(size=n)
             samples.append(pd.DataFrame(dict(t=t, input=np.arange(n), robust_loss=robust,
                                              robust_correct=rcorrect, loss=loss, correct=correct,
@@ -287,7 +288,12 @@ def test_bound_share_groups_inputs():
     df = pd.DataFrame(dict(t=[0, 1, 0, 1], norm="linf", eps=0.1, input=[0, 0, 1, 1],
                            robust_loss=[1.0, 1.0, 1.0, 3.0], bound=[2.0, 2.0, 2.0, 2.0]))
     res = robustpath.bound_share(df, "linf", 0.1, n_boot=50)
-    assert res["estimate"] == pytest.approx(0.75) and res["n"] == 2
+    # input 1 breaks the bound at t=1, so it fails as a unit: 1 of 2 inputs
+    assert res["estimate"] == pytest.approx(0.5) and res["n"] == 2
+    assert "exact binomial" in res["method"]
+    df["robust_loss"] = 1.0  # all inputs hold: the exact interval does not collapse to [1, 1]
+    res = robustpath.bound_share(df, "linf", 0.1)
+    assert res["estimate"] == 1.0 and res["ci"][0] == pytest.approx(0.158, abs=1e-3)
     with pytest.raises(ParameterError):
         robustpath.bound_share(df, "l2")
 
@@ -344,7 +350,8 @@ def test_parameters_none_only_where_nullable():
 TINY = dict(dataset="digits", model="mlp", num_epochs=1, batch_size=32, train_subset=200,
             seeds=[0, 1], adv_steps=1, adv_subset=200, curve_steps=3, curve_subset=200,
             num_ts=3, sample_ts=[0.5], eval_size=20, path_size=10, attack_steps=2,
-            paper_batch=5, bound_eps_l2=[0.5], shared_init_seeds=[0], bn_size=50, n_boot=50)
+            paper_batch=5, bound_eps_l2=[0.5], shared_init_seeds=[0], bn_size=50, n_boot=50,
+            curve_budgets=[2, 3, 8])
 
 
 class _Recorder(report.ChapterReport):
@@ -387,6 +394,13 @@ def test_chapter_run_and_findings_at_tiny_size(capsys):
     assert list(correlations["loss"]) == [0.5]
     bound_rows = robustpath.bound_shares(study["bound"], n_boot=50)
     assert list(bound_rows) == ["linf, eps=0.1", "l2, eps=0.5"]
+    from mcutils.chapters import ch06_budget
+
+    budget = ch06_budget.run_budget_study(params, regular, robust, curve_train, eval_set, ts)
+    assert sorted(budget["robust"]) == [2, 3, 8] and sorted(budget["standard"]) == [2, 3, 8]
+    # the chapter's own 3-step curves are the budget curve's 3-step point (one cache)
+    assert budget["robust"][3]["per_seed"] == pytest.approx(
+        list(robustpath.barrier_heights(path, "robust_loss", relative=True)), abs=0.05)
     chapter = _Recorder("06", params=params, expected=robustpath.EXPECTED, check=False)
     robustpath.findings(
         chapter, params, study=study, shared=shared, barriers=barriers,
@@ -394,8 +408,13 @@ def test_chapter_run_and_findings_at_tiny_size(capsys):
         controls=robustpath.control_comparison(samples, path, [0.5]),
         peak=robustpath.peak_coincidence(path),
         along={m: robustpath.along_path_correlation(path, method=m) for m in ("pearson", "diff")},
-        paper_r=robustpath.along_path_correlation(path, b="paper_eig"), bound_rows=bound_rows)
+        paper_r=robustpath.along_path_correlation(path, b="paper_eig"), bound_rows=bound_rows,
+        budget=budget)
     assert list(chapter.claims) == list(robustpath.CLAIMS)
+    barrier = chapter.claims["robust_barrier"]
+    assert barrier["budget"] == 8 and barrier["ci"] == budget["robust"][8]["ci"]
+    assert chapter.glued["ch06_robust_barrier_settled"] in ("has settled", "is still moving")
+    assert set(chapter.glued["ch06_robust_barrier_vs_budget"]) == {"2", "3", "8"}
     for cid in robustpath.CLAIMS:
         assert chapter.glued[f"ch06_verdict_{cid}"] == chapter.claims[cid]["verdict"]
     assert chapter.glued["ch06_num_seeds"] == 2 and chapter.glued["ch06_eps"] == 0.1
@@ -434,3 +453,108 @@ def test_figures_and_path_means():
     fig = figures.plot_hessian_quantities(path)
     assert [a.get_yscale() for a in fig.axes] == ["log", "log"]
     plt.close(fig)
+
+
+def test_accuracy_interval_is_exact_over_inputs_and_worst_case_over_restarts():
+    rows = []
+    for s in (0, 1, 2):  # input i resists seed s's attack unless i < s
+        rows += [dict(t=1.0, input=i, seed=s, robust_correct=i >= s) for i in range(40)]
+    res = robustpath.accuracy_interval(pd.DataFrame(rows), 1.0)
+    assert res["n"] == 40 and res["estimate"] == pytest.approx(38 / 40)
+    assert res["per_seed"] == pytest.approx([1.0, 39 / 40, 38 / 40])
+    rows = [dict(t=1.0, input=i, seed=0, robust_correct=True) for i in range(40)]
+    res = robustpath.accuracy_interval(pd.DataFrame(rows), 1.0)
+    assert res["ci"] == pytest.approx([0.912, 1.0], abs=1e-3)  # exact, never [1, 1]
+
+
+def test_along_path_and_peak_intervals_stay_in_range():
+    t = np.linspace(0, 1, 9)
+    rng = np.random.default_rng(0)
+    path = pd.DataFrame(dict(t=np.tile(t, 3), seed=np.repeat([0, 1, 2], 9),
+                             robust_loss=np.tile(np.sin(np.pi * t), 3),
+                             top_eig=np.concatenate([np.sin(np.pi * t) + a * rng.normal(size=9)
+                                                     for a in (0.01, 0.3, 1.0)])))
+    r = robustpath.along_path_correlation(path)
+    assert -1 <= r["ci"][0] <= r["estimate"] <= r["ci"][1] <= 1 and len(r["per_seed"]) == 3
+    peak = robustpath.peak_coincidence(_study(robust_peak=0.25, eig_peak=0.625)["path"])
+    for key in ("robust_loss", "top_eig", "distance"):
+        assert 0 <= peak[key]["ci"][0] and peak[key]["ci"][1] <= 1
+
+
+def test_planted_barrier_path_fails_the_no_barrier_check():
+    """The negative control of ``standard_no_barrier``: the same check on a path with a
+    known barrier is not reproduced; on a flat path it is."""
+    path = robustpath.planted_barrier_path(9)
+    res = robustpath.barrier_interval(path, "loss", relative=True)
+    assert res["n"] == 3 and res["ci"][0] > 10  # the bump rises many times above the ends
+    assert report.verdict(res["ci"], robustpath.THRESHOLDS["standard_tol"], "<=") \
+        == "not reproduced"
+    flat = path.assign(loss=1.0 + 0.001 * path["t"] * path["seed"])
+    res = robustpath.barrier_interval(flat, "loss", relative=True)
+    assert report.verdict(res["ci"], robustpath.THRESHOLDS["standard_tol"], "<=") == "reproduced"
+
+
+def test_shuffled_eigenvalues_fail_the_per_sample_correlation_check():
+    study = _study()
+    good = robustpath.per_sample_correlation(study["samples"], [0.5], n_boot=200)
+    assert report.verdict(good["ci"], 0.5, ">=") == "reproduced"
+    shuffled = robustpath.shuffled_samples(study["samples"], "top_eig", seed=0)
+    assert sorted(shuffled["top_eig"]) == sorted(study["samples"]["top_eig"])
+    res = robustpath.per_sample_correlation(shuffled, [0.5], n_boot=200)
+    assert report.verdict(res["ci"], 0.5, ">=") == "not reproduced"
+
+
+def test_every_asserted_claim_has_a_control_that_is_not_reproduced():
+    out = {c["claim_id"]: c for c in robustpath.claims(_study(), [0.25, 0.5, 0.75], eps=0.1,
+                                                       n_boot=200)}
+    for cid in robustpath.EXPECTED:
+        c = out[cid]
+        assert report.verdict(c["result"]["ci"], c["threshold"], c["direction"]) == "reproduced"
+        ctrl = c["control"]["result"]
+        assert report.verdict(ctrl["ci"], c["threshold"], c["direction"]) == "not reproduced"
+    for c in out.values():
+        assert c["method"] != "not stated"
+    assert out["robust_barrier"]["direction"] == ">"  # an effect: strict
+
+
+def test_deviation_rows_are_filled_from_the_parameters():
+    params = robustpath.PARAMETERS.defaults()
+    rows = ch06_deviations.deviation_rows(params)
+    assert len(rows) == len(robustpath.DEVIATIONS) >= 1
+    for row in rows:
+        assert all(row[k].strip() for k in ("setting", "paper", "source", "ours", "effect"))
+        assert "{" not in row["ours"]
+    curve = next(r for r in rows if r["setting"].startswith("curve training"))
+    assert str(params["curve_steps"]) in curve["ours"] and "train.py:" in curve["source"]
+
+
+def test_budget_curve_rejects_bad_budgets_and_single_seeds():
+    from mcutils.chapters import ch06_budget
+
+    a, b, data = _tiny(), _tiny(seed=1), _data()
+    kw = dict(x=data.x[:4], y=data.y[:4], ts=[0.0, 0.5, 1.0], eps=0.1)
+    with pytest.raises(ParameterError, match="budgets"):
+        ch06_budget.barrier_vs_budget(a, b, data, seeds=[0, 1], budgets=[2, 4], **kw)
+    with pytest.raises(ParameterError, match="seeds"):
+        ch06_budget.barrier_vs_budget(a, b, data, seeds=[0], budgets=[1, 2, 4], **kw)
+    with pytest.raises(ParameterError, match="ts"):
+        ch06_budget.barrier_vs_budget(a, b, data, seeds=[0, 1], budgets=[1, 2, 4],
+                                      **{**kw, "ts": [0.2, 0.5, 1.0]})
+    defaults = robustpath.PARAMETERS.defaults()
+    with pytest.raises(ParameterError, match="4x the smallest"):
+        robustpath.PARAMETERS.validate({**defaults, "curve_budgets": [300, 600, 900]})
+    with pytest.raises(ParameterError, match="needs at least 2"):
+        robustpath.PARAMETERS.validate({**defaults, "seeds": [0]})
+
+
+def test_robust_path_rises_with_the_attack():
+    from mcutils.chapters import ch06_budget
+    from mcutils.curves import CurveModel
+
+    a, b, data = _tiny(), _tiny(seed=1), _data()
+    curve = CurveModel(a, a, b)
+    rows = ch06_budget.robust_path(curve, [0.0, 0.5, 1.0], data.x, data.y, eps=0.2,
+                                   attack_steps=3)
+    assert list(rows["t"]) == [0.0, 0.5, 1.0]
+    assert (rows["robust_loss"] >= rows["loss"] - 1e-6).all()  # PGD never lowers the loss
+

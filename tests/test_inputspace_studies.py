@@ -241,10 +241,18 @@ def _table(kind_rows):
 
 
 def test_connectivity_claims_reproduced_on_supporting_data():
-    rows = [("real-real", 0.5, 0.0, 1, 1.01)] * 30 + [("real-real", 0.0, 0.0, 0, 1.0)] * 30
-    rows += [(k, 0.0, 0.0, 0, 1.0) for k in ch01.KINDS[1:] for _ in range(30)]
-    v = ch01.claim_verdicts(ch01.connectivity_claims(_table(rows), 0.01))
+    rows = [("real-real", 0.5, 0.0, 1, 1.01)] * 40 + [("real-real", 0.0, 0.0, 0, 1.0)] * 40
+    rows += [(k, 0.0, 0.0, 0, 1.0) for k in ch01.KINDS[1:] for _ in range(80)]
+    claims = ch01.connectivity_claims(_table(rows), 0.01)
+    v = ch01.claim_verdicts(claims)
     assert v == {k: "reproduced" for k in v}
+    assert claims["real_connected"]["method"] == "exact binomial (Clopper-Pearson) over 80 pairs"
+    assert claims["near_linear"]["method"].startswith("hierarchical bootstrap (class -> pair)")
+    # exact intervals: 30 of 30 connected is not enough for "at least 0.95" (lower 0.884)
+    few = [(k, 0.0, 0.0, 0, 1.0) for k in ch01.KINDS for _ in range(30)]
+    few = ch01.connectivity_claims(_table(few), 0.01)
+    assert few["real_connected"]["result"]["ci"][0] == pytest.approx(0.884, abs=1e-3)
+    assert ch01.claim_verdicts(few)["real_connected"] == "inconclusive"
 
 
 def test_connectivity_claims_negative_controls():
@@ -284,9 +292,9 @@ def test_two_sample_ci_and_effect_word():
 
 
 def _untrained_table(connected: bool, barrier: bool, models=("small_cnn", "resnet18_cifar")):
-    rows = []
+    rows = []  # 40 pairs per model: an exact interval of 40/40 reaches 0.912 >= 0.9
     for m in models:
-        for s in (0, 1):
+        for s in (0, 1, 2, 3):
             for k in range(10):
                 rows.append(dict(model=m, seed=s, pair=k, target=k, kind="synthetic",
                                  round_0=0.5 if barrier else 0.0,

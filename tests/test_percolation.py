@@ -377,6 +377,20 @@ def test_falling_interval_and_its_negative_control():
     assert verdict(perc.falling_interval(flat)["ci"], 0.0, ">=") == "not reproduced"
     with pytest.raises(ParameterError, match="consecutive"):
         perc.falling_interval({2: falling[4], 4: falling[5]})
+    shuffled = perc.shuffled_dims(falling, seed=0)  # its negative control: no trend
+    assert {d: len(v) for d, v in shuffled.items()} == {d: len(v) for d, v in falling.items()}
+    assert sorted(np.concatenate(list(shuffled.values()))) == sorted(
+        np.concatenate(list(falling.values())))
+    assert verdict(perc.falling_interval(shuffled)["ci"], 0.0, ">") != "reproduced"
+
+
+def test_bethe_control_fails_the_within_check_and_matches_its_own_threshold():
+    tree = perc.bethe_control([3], runs=4, clusters=200, t_max=32, seed=0)[3]
+    assert tree["n"] == 4
+    bad = perc.deviation_interval(tree, perc.PUBLISHED_THRESHOLDS[3][0])
+    assert verdict(bad["ci"], 0.01, "<=") == "not reproduced"  # p_c(Z^3) is not 1/5
+    good = perc.deviation_interval(tree, 1 / 5)  # the claim that holds on the tree
+    assert verdict(good["ci"], 0.02, "<=") == "reproduced"
 
 
 # ----------------------------------------------------------------------------- fields

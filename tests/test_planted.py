@@ -3,6 +3,7 @@ connectivity: connect() joins a bypassable barrier and refuses a disconnected re
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -73,3 +74,32 @@ def test_midpoint_barrier_plants_a_known_barrier_and_keeps_the_ends():
         planted.midpoint_barrier(base, a, a, cls)
     with pytest.raises(ValueError, match="one class per"):
         planted.midpoint_barrier(base, a, c, cls[:2])
+
+
+def test_detour_pairs_force_long_connected_paths():
+    """The negative control of "nearly straight": every path connected around the planted
+    wide bump is at least detour_min_length times its chord (> 1.05), so the check
+    'median path length / |C - A| <= 1.05' fails on these pairs."""
+    model, a, c, t = planted.detour_pairs(6, seed=1)
+    assert torch.allclose(0.5 * (a + c), torch.full_like(a, 0.5))  # one midpoint for all
+    bound = planted.detour_min_length(model, a, c, tol=0.01)
+    assert (bound > 1.1).all()
+    res = connect(model, a, c, t, max_rounds=2, tol=0.01, steps=60, lr=0.05, num_points=None,
+                  stop_loss=None, box=None, deviation_weight=0.1, tv_weight=0.0)
+    assert (res.linear_barriers > 1.0).all()  # the bump is on every straight line
+    from mcutils.inputspace.geometry import relative_path_length
+    rel = relative_path_length(res.vertices)
+    assert res.connected.all() and (rel >= bound).all()
+    iv = stats.bootstrap_ci(rel.numpy(), np.median, n_boot=50)
+    assert report.verdict(iv["ci"], 1.05, "<=") == "not reproduced"
+    with pytest.raises(ValueError, match="num_pairs"):
+        planted.detour_pairs(0)
+
+
+def test_one_ball_pairs_have_no_straight_path_barrier():
+    """The negative control of "straight paths have barriers": pairs inside one ball (a
+    convex region) have none, and connect() finds none at round 0."""
+    model, a, c, t = planted.one_ball_pairs(8)
+    assert (model(a).argmax(1) == 0).all() and (model(c).argmax(1) == 0).all()
+    res = connect(model, a, c, t, max_rounds=0, tol=1e-4, num_points=50)
+    assert (res.linear_barriers < 1e-4).all() and res.connected.all()

@@ -93,3 +93,28 @@ def test_plain_converts_nested_values():
 
     out = report.plain({"a": torch.tensor(1.234567), 2: [np.float32(0.5), np.int64(3)]})
     assert out == {"a": 1.2346, 2: [0.5, 3]}
+
+
+def test_plain_writes_integral_floats_as_integers():
+    out = report.plain({"pixels": 150528.0, "zero": 0.0, "near": 0.99999, "nan": float("nan")})
+    assert out["pixels"] == 150528 and isinstance(out["pixels"], int)
+    assert out["zero"] == 0 and isinstance(out["zero"], int)
+    assert out["near"] == 1.0 and isinstance(out["near"], float)  # rounded, not integral
+    assert out["nan"] != out["nan"]
+
+
+def test_format_number_and_table_view():
+    f = report.format_number
+    assert f(150528.0) == "150528" and f(3) == "3"
+    assert f(0.8312) == "0.831" and f(12.3456) == "12.346"
+    assert f(0.000012) == "1.20e-05" and f(1234.56) == "1234.6" and f(2.5e7) == "25000000" and f(2.5e17) == "2.50e+17"
+    assert f({"estimate": 0.83, "ci": [0.8, 0.861], "n": 9}) == "0.830 [0.800, 0.861]"
+    assert f(float("nan")) == "nan" and f(True) == "True" and f("word") == "word"
+    import pandas as pd
+
+    view = report.table_view(pd.DataFrame({"method": ["a"], "acc": [0.91234],
+                                           "verdict": ["reproduced"]}), caption="cap")
+    html = view.data
+    assert "<table" in html and "0.912" in html and "<caption>cap</caption>" in html
+    assert "background" in html  # the verdict cell is coloured
+    assert "(empty" in report.table_view(pd.DataFrame({"a": []})).data

@@ -87,7 +87,7 @@ def test_view_marks_and_colours_each_verdict_and_control():
     ch.claim("b", "effect", "p", {"estimate": 0.1, "ci": [0.0, 0.2], "n": 9}, 0.0, ">")
     ch.claim("c", "effect", "p", {"estimate": -0.1, "ci": [-0.2, -0.05], "n": 9}, 0.0, ">")
     html = ch.view().data
-    assert html.startswith('<table class="table mcutils-claims">')
+    assert html.startswith('<table class="table mcutils-table mcutils-claims">')
     assert "\u2713 reproduced (asserted)" in html and "? inconclusive" in html
     assert "\u2717 not reproduced" in html and "\u2717 not reproduced: two balls" in html
     assert html.count("background:") == 4  # three verdicts and one control
@@ -102,3 +102,36 @@ def test_verdict_counts_line():
     assert ch.verdict_counts() == ("1 reproduced, 1 not reproduced, 1 inconclusive; "
                                    "1 of 2 asserted claims with a control")
     assert _chapter(expected=()).verdict_counts() == "no claims; 0 of 0 asserted claims with a control"
+
+
+def _iv(est, lo, hi, n=3):
+    return {"estimate": est, "ci": [lo, hi], "n": n}
+
+
+def test_budget_curve_reads_the_largest_budget_and_flags_an_unsettled_statistic():
+    chapter = report.ChapterReport("99", check=True, expected=["settled", "moving"])
+    settled = {300: _iv(0.1, 0.0, 0.2), 1200: _iv(0.35, 0.3, 0.45), 3000: _iv(0.4, 0.33, 0.47)}
+    c = chapter.claim("settled", "barrier above 0.1", "paper", settled[3000], 0.1, ">",
+                      budgets=settled)
+    assert c["verdict"] == "reproduced" and c["settled"] and c["budget"] == 3000
+    moving = {300: _iv(0.0, -0.1, 0.1), 1200: _iv(0.2, 0.15, 0.25), 3000: _iv(0.4, 0.35, 0.45)}
+    c = chapter.claim("moving", "barrier above 0.1", "paper", moving[3000], 0.1, ">",
+                      budgets=moving)
+    # the interval alone would say reproduced; the curve has not settled
+    assert c["verdict"] == "inconclusive" and c["settled"] is False
+    assert "not settled" in chapter.table().set_index("claim")["verdict"].iloc[1]
+    assert chapter.failures() == ["ch99_moving: expected reproduced, got inconclusive "
+                                  "(0.4 [0.35, 0.45] vs > 0.1)"]
+
+
+def test_budget_curve_rejects_too_few_or_too_close_budgets_and_another_reading():
+    chapter = report.ChapterReport("99")
+    two = {300: _iv(0.1, 0, 0.2), 3000: _iv(0.4, 0.3, 0.5)}
+    with pytest.raises(ValueError, match="at least 3"):
+        chapter.claim("a", "s", "p", two[3000], 0.1, ">", budgets=two)
+    close = {1000: _iv(0.1, 0, 0.2), 2000: _iv(0.1, 0, 0.2), 3000: _iv(0.4, 0.3, 0.5)}
+    with pytest.raises(ValueError, match="4x"):
+        chapter.claim("b", "s", "p", close[3000], 0.1, ">", budgets=close)
+    ok = {300: _iv(0.1, 0, 0.2), 1200: _iv(0.1, 0, 0.2), 3000: _iv(0.4, 0.3, 0.5)}
+    with pytest.raises(ValueError, match="largest"):
+        chapter.claim("c", "s", "p", ok[300], 0.1, ">", budgets=ok)

@@ -8,15 +8,22 @@ claim true or false by construction, so a chapter (or a test) can run its check 
   :func:`mcutils.inputspace.connect` must connect the pairs of :func:`bump_pairs`.
 * :class:`TwoBalls`: class 0 is the union of two disjoint balls; outside them class 1
   wins. Any path between the balls leaves class 0, so no bypass can connect a pair of
-  :func:`two_ball_pairs`, and ``connect`` must say "not connected".
-
+  :func:`two_ball_pairs`, and ``connect`` must say "not connected". :func:`one_ball_pairs`
+  puts both ends of every pair in one ball instead: a convex region, whose straight
+  paths have no barrier at all (the loss is convex along any segment inside it).
+* :func:`detour_pairs`: many pairs whose chords all pass next to one :class:`Bump`, so
+  wide that every connecting path must leave the chord by a known distance: a claim that
+  connecting paths are nearly straight is false on them by construction
+  (:func:`detour_min_length`).
 * :class:`PlantedBarrier`: any classifier with a known barrier planted on given straight
   paths: the logit of each path's class is lowered by a Gaussian bump at the path's
   midpoint, so the path rises over a barrier of about ``height`` nats while its ends
   keep their loss. :func:`midpoint_barrier` plants one on the paths ``a -> c``.
 
-Used by chapter 01's negative control of connectivity, chapter 04's negative control of
-flat within-class paths, and by the tests of the input-space paths (chapters 01 and 03).
+Used by the negative controls of connectivity, barriers and straightness (chapters 01
+and 03), chapter 02's control of the one-patch check
+(:mod:`mcutils.chapters.ch02_percolation_checks`), chapter 04's control of flat
+within-class paths (:func:`midpoint_barrier`) and by the tests of the input-space paths.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from torch import nn
 from mcutils.core.checks import check_positive
 
 __all__ = ["Bump", "PlantedBarrier", "TwoBalls", "bump_pairs", "midpoint_barrier",
-           "two_ball_pairs"]
+           "one_ball_pairs", "two_ball_pairs", "detour_pairs", "detour_min_length"]
 
 
 class Bump(nn.Module):
@@ -149,3 +156,73 @@ def midpoint_barrier(model: nn.Module, a: torch.Tensor, c: torch.Tensor,
     if (length <= 0).any():
         raise ValueError("every path needs two distinct ends")
     return PlantedBarrier(model, 0.5 * (a + c), relative_width * length, classes, height)
+
+
+def detour_pairs(num_pairs: int = 20, seed: int = 0
+                 ) -> tuple[Bump, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A :class:`Bump` (default width and height) and ``num_pairs`` pairs of class 0 on
+    1x4x4 images whose chords all have their midpoint at the same point, next to (not on)
+    the bump's centre, as ``(model, a, c, targets)``.
+
+    The ends are ``p + u`` and ``q - u`` with constant images ``p = 0.2``, ``q = 0.8`` and
+    a random zero-mean ``u`` of norm 0.15 per pair, so every chord's midpoint is
+    ``(p + q) / 2``; the bump sits at distance 0.05 * sqrt(2) from it. A path whose loss
+    stays within ``tol`` of its worse end must avoid a ball around the bump, so its length
+    is at least :func:`detour_min_length` times the chord's.
+    """
+    if not isinstance(num_pairs, int) or num_pairs < 1:
+        raise ValueError(f"num_pairs={num_pairs!r} must be a positive integer")
+    d = (1, 4, 4)
+    p, q = torch.full(d, 0.2), torch.full(d, 0.8)
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(num_pairs, *d, generator=gen)
+    u = u - u.mean(dim=(1, 2, 3), keepdim=True)
+    u = 0.15 * u / u.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    off = torch.zeros(d)
+    off[0, 0, 0], off[0, 0, 1] = 0.05, -0.05
+    return Bump(0.5 * (p + q) + off), p + u, q - u, torch.zeros(num_pairs, dtype=torch.long)
+
+
+def detour_min_length(model: Bump, a: torch.Tensor, c: torch.Tensor, tol: float) -> torch.Tensor:
+    """A lower bound on ``path length / |C - A|`` of any path from ``a[i]`` to ``c[i]`` whose
+    class-0 loss stays below the worse end's plus ``tol`` (a *connected* path).
+
+    Such a path avoids the ball around the bump's centre ``m`` where the loss is at least
+    that high (radius ``r``, from the bump's formula). It crosses the hyperplane through
+    the chord's midpoint ``M`` orthogonal to the chord at a point ``X`` with
+    ``|X - M| >= h = r - |m - M|``, so its length is at least
+    ``|X - A| + |C - X| >= 2 sqrt((L / 2)^2 + h^2)`` with ``L = |C - A|``.
+
+    Returns:
+        ``[pairs]`` the bound (1 where the ball does not reach the chord's midpoint).
+    """
+    with torch.no_grad():
+        end = torch.stack([_class0_loss(model, a), _class0_loss(model, c)]).max(0).values
+        # class-0 loss is softplus(bump - 3); it reaches end + tol where bump >= b_tol
+        b_tol = 3.0 + torch.log(torch.expm1(end + tol))
+        ratio = (b_tol / model.height).clamp(1e-12, 1.0)
+        r = model.width * torch.sqrt(-2 * torch.log(ratio))
+        mid = 0.5 * (a + c)
+        h = (r - (mid - model.m).flatten(1).norm(dim=1)).clamp_min(0)
+        half = 0.5 * (c - a).flatten(1).norm(dim=1)
+    return torch.sqrt(1 + (h / half) ** 2)
+
+
+def _class0_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of class 0 for each input (the loss the bypass lowers)."""
+    logits = model(x)
+    return torch.logsumexp(logits, dim=1) - logits[:, 0]
+
+
+def one_ball_pairs(num_pairs: int = 4, seed: int = 0
+                   ) -> tuple[TwoBalls, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The :class:`TwoBalls` of :func:`two_ball_pairs` with ``num_pairs`` pairs of class 0
+    whose two ends lie in the *same* ball, ``(model, a, c, targets)``.
+
+    Inside one ball the class-0 loss ``softplus(sharpness * (|x - p| - radius))`` is a
+    convex function of ``x`` (a convex increasing function of a convex one), so along
+    the straight segment between two such points it never exceeds the worse endpoint:
+    the straight path has no barrier, by construction.
+    """
+    model, a, _, t = two_ball_pairs(2 * num_pairs, seed)
+    return model, a[:num_pairs], a[num_pairs:], t[:num_pairs]

@@ -9,9 +9,9 @@ tolerance curves, the intervals behind its claims, and its findings.
 * :func:`connect_sets`, :func:`split_result`: one connectivity run for many pair sets;
 * :func:`pair_table`, :func:`round_columns`, :func:`connected_flags`, :func:`bypassed`,
   :func:`tolerance_curve`, :func:`kind_summary`: per-pair tables and their summaries;
-* :func:`two_sample_ci`, :func:`effect_word`, :func:`connectivity_claims`,
-  :func:`claim_verdicts` (with the data :data:`CLAIM_KINDS` and :data:`PAPER`): the
-  claims;
+* :func:`two_sample_ci`, :func:`effect_word`, :func:`fraction_result` (exact),
+  :func:`median_result` (hierarchical), :func:`one_round_flags`, :func:`connectivity_claims`,
+  :func:`claim_verdicts` (with :data:`CLAIM_KINDS` and :data:`PAPER`): the claims;
 * :func:`findings` records what the chapter glues and its claims.
 
 Each is tested at a tiny size in ``tests/test_inputspace_studies.py`` and
@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mcutils.chapters.ch01_input_space_deviations import measured_effects, record_deviations
 from mcutils.chapters.common import model_params
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
@@ -55,8 +56,9 @@ __all__ = ["PARAMETERS", "EXPECTED", "seeds_given", "connect_tol_within_tol",
            "imagenet_needs_folder", "KINDS", "PairSet", "predict_labels", "make_pair_sets",
            "merge_sets", "synthesis_summary", "split_result", "connect_sets", "round_columns",
            "pair_table", "connected_flags", "bypassed", "tolerance_curve", "kind_summary",
-           "two_sample_ci", "effect_word", "CLAIM_KINDS", "PAPER", "connectivity_claims",
-           "claim_verdicts", "findings"]
+           "two_sample_ci", "effect_word", "CLAIM_KINDS", "PAPER", "fraction_result",
+           "median_result", "one_round_flags", "connectivity_claims", "claim_verdicts",
+           "findings"]
 
 
 KINDS = ("real-real", "real-interpolated", "real-synthetic", "synthetic-synthetic")
@@ -94,8 +96,8 @@ PARAMETERS = ParameterSchema("01", {
     "seeds": Param([0, 1], "sampling seeds: pairs, interpolation points and synthesis noise",
                    range=(0, None)),
     "num_test": Param(3000, "test images from which the pairs are drawn", range=(20, None)),
-    "num_pairs_per_class": Param(4, "real same-class pairs per class and seed", range=(1, None)),
-    "num_other_pairs_per_class": Param(2, "pairs per class and seed for each other kind",
+    "num_pairs_per_class": Param(14, "real same-class pairs per class and seed", range=(1, None)),
+    "num_other_pairs_per_class": Param(4, "pairs per class and seed for each other kind",
                                        range=(1, None)),
     "num_points": Param(100, "points of each straight-path loss profile in the figures",
                         range=(3, None)),
@@ -380,8 +382,8 @@ def tolerance_curve(table: pd.DataFrame, tolerances: Sequence[float], by: str | 
         table: a :func:`pair_table`.
         tolerances: the tolerances (nats).
         by: grouping column(s).
-        n_boot: bootstrap resamples over pairs for each interval.
-        seed: bootstrap seed.
+        n_boot, seed: unused (kept for callers); the intervals are exact
+            (Clopper-Pearson) binomial intervals over pairs.
 
     Returns:
         Rows ``(*by, round, tol, estimate, lo, hi, n)``.
@@ -392,7 +394,7 @@ def tolerance_curve(table: pd.DataFrame, tolerances: Sequence[float], by: str | 
         key_t = key if isinstance(key, tuple) else (key,)
         for r, col in enumerate(round_columns(sub)):
             for tol in tolerances:
-                iv = stats.bootstrap_ci(connected_flags(sub, tol, col), n_boot=n_boot, seed=seed)
+                iv = stats.fraction_interval(connected_flags(sub, tol, col))
                 rows.append({**dict(zip(by, key_t)), "round": r, "tol": float(tol),
                              "estimate": iv["estimate"], "lo": iv["ci"][0], "hi": iv["ci"][1],
                              "n": iv["n"]})
@@ -403,7 +405,8 @@ def kind_summary(table: pd.DataFrame, tol: float, by: str | Sequence[str] = "kin
                  seed: int = 0) -> pd.DataFrame:
     """Per group: pairs, median straight-path barrier, the fraction with a straight-path
     barrier of at least ``tol`` and the fraction connected after the last round (each
-    with a bootstrap interval over pairs), and the connected fraction after each round."""
+    with an exact binomial interval over pairs), and the connected fraction after each
+    round. ``seed`` is unused (kept for callers)."""
     by = [by] if isinstance(by, str) else list(by)
     rounds = round_columns(table)
     rows = []
@@ -411,8 +414,8 @@ def kind_summary(table: pd.DataFrame, tol: float, by: str | Sequence[str] = "kin
         key_t = key if isinstance(key, tuple) else (key,)
         bar = 1.0 - connected_flags(sub, tol, rounds[0])
         fin = connected_flags(sub, tol, rounds[-1])
-        ib = stats.bootstrap_ci(bar, seed=seed)
-        ic = stats.bootstrap_ci(fin, seed=seed)
+        ib = stats.fraction_interval(bar)
+        ic = stats.fraction_interval(fin)
         row = {**dict(zip(by, key_t)), "pairs": len(sub),
                "median_linear_barrier": float(sub[rounds[0]].median()),
                "barrier_frac": ib["estimate"], "barrier_frac_ci": ib["ci"],
@@ -455,9 +458,41 @@ def effect_word(iv: Mapping[str, Any], up: str = "higher", down: str = "lower",
 
 
 def _claim(statement: str, paper: str, result: Mapping, threshold: float,
-           direction: str) -> dict[str, Any]:
-    return dict(statement=statement, paper=paper, result=dict(result), threshold=float(threshold),
-                direction=direction)
+           direction: str, method: str | None = None) -> dict[str, Any]:
+    out = dict(statement=statement, paper=paper, result=dict(result), threshold=float(threshold),
+               direction=direction)
+    if method is not None:
+        out["method"] = method
+    return out
+
+
+def fraction_result(flags: Any, units: str = "pairs") -> tuple[dict[str, Any], str]:
+    """A fraction of independent 0/1 outcomes with its exact (Clopper-Pearson) interval,
+    and the method's name; no outcome gives ``[nan, nan]`` (inconclusive)."""
+    flags = np.asarray(flags, dtype=float)
+    if not len(flags):
+        return stats.interval(math.nan, math.nan, math.nan, 0), "no units"
+    return (stats.fraction_interval(flags.astype(int)),
+            f"exact binomial (Clopper-Pearson) over {len(flags)} {units}")
+
+
+def median_result(values: Any, classes: Any, seed: int = 0) -> tuple[dict[str, Any], str]:
+    """The median of per-pair values with a hierarchical bootstrap interval (classes,
+    then pairs within each drawn class), and the method's name.
+
+    Pairs of one class share its region of input space, so they are resampled as a
+    cluster; the sampling seeds only redraw pairs from the same model and test images,
+    so they are not a level of their own. ``n`` is the number of pairs.
+    """
+    values = np.asarray(values, dtype=float)
+    if not len(values):
+        return stats.interval(math.nan, math.nan, math.nan, 0), "no units"
+    classes = np.asarray(classes)
+    iv = stats.hierarchical_bootstrap_ci(values, [classes], np.median, seed=seed)
+    k = iv["n"]
+    iv["n"] = len(values)
+    return iv, (f"hierarchical bootstrap (class -> pair) of the median over {len(values)} "
+                f"pairs in {k} classes")
 
 
 #: kind of pair -> (claim id, how the claim names the pairs)
@@ -486,41 +521,54 @@ def connectivity_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.9
 
     * ``real_connected``, ``interpolated_connected``, ``real_synthetic_connected``,
       ``synthetic_connected``: the fraction of pairs of each kind connected after the
-      last round is at least ``claim_frac`` (bootstrap over pairs);
+      last round is at least ``claim_frac`` (exact binomial interval over pairs,
+      :func:`fraction_result`);
     * ``one_round``: of the real pairs with a straight-path barrier of at least ``tol``,
-      the fraction connected after one round is at least ``one_round_frac``;
+      the fraction connected after one round is at least ``one_round_frac`` (exact);
     * ``near_linear``: the median relative path length of the real pairs that needed a
-      bypass is at most ``max_rel_length``.
+      bypass is at most ``max_rel_length`` (hierarchical bootstrap over classes and
+      pairs, :func:`median_result`).
+
+    All are claims of a level (``>=``, ``<=``). :mod:`mcutils.chapters.ch01_input_space_controls`
+    runs the same checks on planted pairs where they are false by construction.
 
     Returns:
-        ``{claim_id: {"statement", "paper", "result", "threshold", "direction"}}``, the
-        arguments of :meth:`mcutils.core.report.ChapterReport.claim`. A claim without any unit
+        ``{claim_id: {"statement", "paper", "result", "threshold", "direction",
+        "method"}}``, the arguments of :meth:`mcutils.core.report.ChapterReport.claim`. A claim without any unit
         gets the interval ``[nan, nan]`` (inconclusive).
     """
     rounds = round_columns(table)
     out: dict[str, dict[str, Any]] = {}
-    nan_iv = stats.interval(math.nan, math.nan, math.nan, 0)
     for kind, (cid, label) in CLAIM_KINDS.items():
         sub = table[table["kind"] == kind]
-        iv = stats.bootstrap_ci(connected_flags(sub, tol), seed=seed) if len(sub) else nan_iv
+        iv, method = fraction_result(connected_flags(sub, tol) if len(sub) else [])
         out[cid] = _claim(f"{label}: fraction connected (barrier < {tol:g} nats) within "
                           f"{len(rounds) - 1} rounds >= {claim_frac:g}", PAPER[cid], iv,
-                          claim_frac, ">=")
+                          claim_frac, ">=", method)
     real = table[table["kind"] == "real-real"]
-    had = real[(1.0 - connected_flags(real, tol, rounds[0])) > 0] if len(real) else real
-    iv = (stats.bootstrap_ci(connected_flags(had, tol, rounds[min(1, len(rounds) - 1)]), seed=seed)
-          if len(had) else nan_iv)
+    iv, method = fraction_result(one_round_flags(real, tol), "pairs with a straight-path barrier")
     out["one_round"] = _claim(
         f"one bypass round connects real pairs with a straight-path barrier >= {tol:g}: "
-        f"fraction >= {one_round_frac:g}", PAPER["one_round"], iv, one_round_frac, ">=")
-    bent = real[real["rounds_needed"] != 0] if len(real) else real
-    bent = bent[bent["vertices"] > 2]
-    iv = (stats.bootstrap_ci(bent["rel_length"].to_numpy(float), np.median, seed=seed)
-          if len(bent) else nan_iv)
+        f"fraction >= {one_round_frac:g}", PAPER["one_round"], iv, one_round_frac, ">=", method)
+    bent = bypassed(real) if len(real) else real
+    iv, method = median_result(bent["rel_length"] if len(bent) else [],
+                               bent["target"] if len(bent) else [], seed=seed)
     out["near_linear"] = _claim(
         f"bypassed real paths are nearly straight: median path length / |C - A| <= "
-        f"{max_rel_length:g}", PAPER["near_linear"], iv, max_rel_length, "<=")
+        f"{max_rel_length:g}", PAPER["near_linear"], iv, max_rel_length, "<=", method)
     return out
+
+
+def one_round_flags(table: pd.DataFrame, tol: float) -> np.ndarray:
+    """Of the pairs of ``table`` whose straight path has a barrier of at least ``tol``:
+    ``1.0`` where one bypass round connected them, else ``0.0``."""
+    if not len(table):
+        return np.zeros(0)
+    rounds = round_columns(table)
+    had = table[connected_flags(table, tol, rounds[0]) == 0]
+    if not len(had):
+        return np.zeros(0)
+    return connected_flags(had, tol, rounds[min(1, len(rounds) - 1)])
 
 
 def claim_verdicts(claims: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
@@ -529,7 +577,6 @@ def claim_verdicts(claims: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
 
     return {cid: verdict(c["result"]["ci"], c["threshold"], c["direction"])
             for cid, c in claims.items()}
-
 
 
 # ------------------------------------------------------------------ findings
@@ -541,17 +588,12 @@ def bypassed(table: pd.DataFrame) -> pd.DataFrame:
     return table[(table["rounds_needed"] != 0) & (table["vertices"] > 2)]
 
 
-def _median_ci(values: pd.Series, seed: int) -> dict[str, Any]:
-    if not len(values):
-        return stats.interval(math.nan, math.nan, math.nan, 0)
-    return stats.bootstrap_ci(values.to_numpy(float), np.median, seed=seed)
-
-
 def findings(chapter: Any, params: Mapping[str, Any], *, straight: Any,
              synthesis: Mapping[str, Any], results: Mapping[Hashable, ConnectResult],
              deviation: Mapping[str, Any] | None, table: pd.DataFrame, summary: pd.DataFrame,
              curve: pd.DataFrame, variant_table: pd.DataFrame,
-             variant_diff: Mapping[str, Any]) -> None:
+             variant_diff: Mapping[str, Any],
+             controls: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Record what chapter 01 glues and its claims, and print its key numbers.
 
     Args:
@@ -567,7 +609,13 @@ def findings(chapter: Any, params: Mapping[str, Any], *, straight: Any,
             :func:`tolerance_curve`.
         variant_table: the :func:`pair_table` of the early-stopped variant.
         variant_diff: :func:`mcutils.chapters.ch01_input_space_paths.variant_difference`.
+        controls: the negative controls of the claims, ``{claim_id: {"statement",
+            "result"}}`` (:func:`mcutils.chapters.ch01_input_space_controls.control_results`).
+
+    It also glues the deviations table
+    (:func:`mcutils.chapters.ch01_input_space_deviations.record_deviations`).
     """
+
     tol, tolerances, seed = params["tol"], params["tolerances"], params["seeds"][0]
     rec = chapter.record
     real_tab = table[table["kind"] == "real-real"]
@@ -575,10 +623,10 @@ def findings(chapter: Any, params: Mapping[str, Any], *, straight: Any,
                    for c in round_columns(real_tab)]
     first = next((r for r in results.values() if r.bypass_history), None)
     rec("ch01_straight_frac_real", float(connected_flags(real_tab, tol, "round_0").mean()))
-    rec("ch01_straight_frac_tol_min",
-        float(connected_flags(real_tab, min(tolerances), "round_0").mean()))
-    rec("ch01_straight_frac_tol_max",
-        float(connected_flags(real_tab, max(tolerances), "round_0").mean()))
+    rec_min = rec("ch01_straight_frac_tol_min",
+                  float(connected_flags(real_tab, min(tolerances), "round_0").mean()))
+    rec_max = rec("ch01_straight_frac_tol_max",
+                  float(connected_flags(real_tab, max(tolerances), "round_0").mean()))
     rec("ch01_round1_frac_tol_min",
         float(connected_flags(table, min(tolerances), "round_1").mean()))
     rec("ch01_bypass_final_loss",
@@ -588,12 +636,12 @@ def findings(chapter: Any, params: Mapping[str, Any], *, straight: Any,
     rec("ch01_rel_deviation_l2", math.nan if deviation is None else deviation["median"])
 
     barriers = straight.barriers
-    connected_iv = stats.bootstrap_ci(connected_flags(real_tab, tol), seed=seed)
-    barrier_iv = stats.bootstrap_ci((barriers >= tol).float().numpy(), seed=seed)
+    connected_iv = fraction_result(connected_flags(real_tab, tol))[0]
+    barrier_iv = fraction_result((barriers >= tol).int().numpy())[0]
     real_bent = bypassed(table)
     real_bent = real_bent[real_bent["kind"] == "real-real"]
-    rel_iv = _median_ci(real_bent["rel_length"], seed)
-    dev_iv = _median_ci(real_bent["chord_deviation"], seed)
+    rel_iv = median_result(real_bent["rel_length"], real_bent["target"], seed)[0]
+    dev_iv = median_result(real_bent["chord_deviation"], real_bent["target"], seed)[0]
     loose_tol = max(tolerances)
     rec("ch01_tol", tol)
     rec("ch01_loose_tol", loose_tol)
@@ -643,6 +691,9 @@ def findings(chapter: Any, params: Mapping[str, Any], *, straight: Any,
     print(f"connected at {tol:g} after rounds 0..{params['max_rounds']} (real): {real_rounds}")
     print(f"bypassed real paths: median length ratio {rel_iv['estimate']:.3f}, chord deviation "
           f"{dev_iv['estimate']:.3f}")
+    rec("ch01_bypassed_real", len(real_bent))
     for cid, c in connectivity_claims(table, tol, params["claim_frac"], params["one_round_frac"],
                                       params["max_rel_length"], seed=seed).items():
-        chapter.claim(cid, **c)
+        chapter.claim(cid, **c, control=(controls or {}).get(cid))
+    record_deviations(chapter, measured_effects(params, straight.agreement, real_rounds,
+                                                (rec_min, rec_max), tv_ratio))

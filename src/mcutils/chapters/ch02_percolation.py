@@ -15,10 +15,12 @@ it glues.
   :meth:`mcutils.core.report.ChapterReport.claim`; :func:`slice_summary`,
   :func:`threshold_summary` the numbers it glues; :func:`onset_table`,
   :func:`match_table` its tables;
-* :func:`findings` records what the chapter glues and its claims (the one-patch claim's
-  words are :data:`ONE_PATCH_CLAIM`).
+* :func:`findings` records what the chapter glues, its claims with their negative
+  controls and its deviations table (the one-patch claim's words are
+  :data:`ONE_PATCH_CLAIM`).
 
-Its figures are in :mod:`mcutils.chapters.ch02_percolation_figures`. Used by chapter 02.
+Its figures are in :mod:`mcutils.chapters.ch02_percolation_figures`, its controls and
+deviations in :mod:`mcutils.chapters.ch02_percolation_checks`. Used by chapter 02.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ import torch
 from torch import nn
 
 from mcutils import data, models, zoo
+from mcutils.chapters.ch02_percolation_checks import deviations, threshold_controls, trio_control
 from mcutils.chapters.common import model_params
 from mcutils.core import runtime
 from mcutils.core.checks import ParameterError
 from mcutils.core.report import ChapterReport
-from mcutils.core.stats import bootstrap_ci, grouped_bootstrap_ci, interval
+from mcutils.core.stats import fraction_interval, interval
 from mcutils.params import Param, ParameterSchema
 from mcutils.percolation.lattice import connection_curves
 from mcutils.percolation.networks import (NULL_NAMES, fraction_intervals, joined_when_inside,
@@ -45,7 +48,7 @@ from mcutils.percolation.networks import (NULL_NAMES, fraction_intervals, joined
 from mcutils.percolation.thresholds import (ESTIMATORS, PUBLISHED_THRESHOLDS,
                                             asymptotic_threshold, bethe_threshold,
                                             check_per_dim, deviation_interval,
-                                            falling_interval)
+                                            falling_interval, shuffled_dims)
 
 __all__ = ["PARAMETERS", "EXPECTED", "ONE_PATCH_CLAIM", "INPUT_DIMS", "check_threshold_lists",
            "check_slice_lists", "expected_claims", "record_published", "reference_threshold",
@@ -116,7 +119,7 @@ PARAMETERS = ParameterSchema("02", {
                               "matching", range=(1, None)),
     "eval_subset": Param(2000, "test images from which pairs and centres are drawn",
                          range=(10, None)),
-    "num_trios": Param(8, "planes through three same-class images", range=(1, None)),
+    "num_trios": Param(40, "planes through three same-class images", range=(1, None)),
     "plane_points": Param(41, "points per axis of those planes", range=(3, 1001)),
     "plane_margin": Param(2.0, "the planes extend this far beyond the triangle of the three "
                           "images", range=(0, 100)),
@@ -305,7 +308,7 @@ def slices_vs_nulls(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
     out["joined"] = fraction_intervals(early, "model", joined_when_inside(early), seed=seed)
     out["null_joined"] = fraction_intervals(nearly, "null", joined_when_inside(nearly), seed=seed)
     d0 = min(int(d) for d in dims)
-    out["line"] = {name: bootstrap_ci(part["line_in_class"].to_numpy(float), seed=seed)
+    out["line"] = {name: fraction_interval(part["line_in_class"].to_numpy(float) > 0.5)
                    for name, part in anch[anch.d == d0].groupby("model")}
     out["match"], out["span_match"] = {}, {}
     for name in tables:
@@ -331,16 +334,19 @@ def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: 
     * ``percolation_<model>``: the model's anchor-connection onset follows the
       independent-site null on the identical grids: the mean over ``d >= 2`` of
       ``|log(onset ratio)|`` is at most ``log_tol`` (a factor 2 by default);
-    * ``convex_<model>``: the anchors are joined as soon as both are inside, in at least
-      ``joined_min`` of the anchored slices (``d`` as in the matching) whose anchors are
-      inside early (column ``early``: before the independent-site onset); a cluster
-      bootstrap over pairs, whose slices at different ``d`` share their anchors;
+    * ``convex_<model>``: in at least ``joined_min`` of the pairs, every anchored slice
+      (``d`` as in the matching) whose anchors are inside early (column ``early``: before
+      the independent-site onset) joins them as soon as both are inside. The pair is the
+      independent unit (its slices at different ``d`` share their anchors), so the
+      interval is exact (Clopper-Pearson) over pairs; its control is the same check on
+      the independent-site null's fields, which have no convex structure;
     * ``null_onset_falls``: the independent-site onset falls with every added
-      dimension on the identical grids.
+      dimension on the identical grids; its control deals the same fields out to the
+      dimensions at random (:func:`~mcutils.percolation.shuffled_dims`).
 
     Returns:
         A list of dicts with ``claim_id``, ``statement``, ``paper``, ``result``,
-        ``threshold`` and ``direction``.
+        ``threshold``, ``direction``, ``method`` and (where there is one) ``control``.
     """
     out = []
     slices = study["slices"]
@@ -354,35 +360,51 @@ def slice_claims(study: Mapping, log_tol: float = float(np.log(2)), joined_min: 
             "paper": "percolation of a random set in high dimension explains the "
                      "connectivity of same-class inputs (Vrabel et al. 2025; no number)",
             "result": match["distance"]["independent"], "threshold": log_tol,
-            "direction": "<="})
+            "direction": "<=",
+            "method": "percentile bootstrap over slices and null fields, resampled per d"})
         part = slices[(slices.model == name) & (slices.kind == "anchored")
                       & slices.d.isin(dims) & slices.early]
         flag = joined_when_inside(part)
         ok = ~np.isnan(flag)
-        if ok.sum() >= 2:
-            res = grouped_bootstrap_ci(flag[ok], part["unit"].to_numpy()[ok])
+        per_pair = pd.Series(flag[ok]).groupby(part["unit"].to_numpy()[ok]).min()
+        if len(per_pair) >= 2:
+            nul = study["nulls"]
+            nul = nul[(nul["null"] == "independent") & nul.d.isin(dims) & nul.early]
+            nflag = joined_when_inside(nul)
+            nflag = nflag[~np.isnan(nflag)]
             out.append({
                 "claim_id": f"convex_{name}",
                 "statement": f"{name} network: two same-class images are joined as soon as "
                              f"both are inside their low-loss set, as for a convex class "
-                             f"region (fraction of the slices, d = {dims[0]}..{dims[-1]}, whose "
-                             f"images are inside before the independent-site onset)",
+                             f"region (fraction of the pairs whose every slice, d = "
+                             f"{dims[0]}..{dims[-1]}, with both images inside before the "
+                             f"independent-site onset does so)",
                 "paper": "alternative to percolation raised in issue 13 (not a claim of the "
                          "paper)",
-                "result": res, "threshold": joined_min, "direction": ">="})
+                "result": fraction_interval(per_pair.to_numpy() > 0.5),
+                "threshold": joined_min, "direction": ">=",
+                "method": f"exact binomial (Clopper-Pearson) over {len(per_pair)} pairs",
+                "control": {"statement": "independent-site fields on the same grids, anchors "
+                                         "inside early (no convex structure)",
+                            "result": fraction_interval(nflag > 0.5)} if len(nflag) else None})
     nulls = study["nulls"]
     ind = nulls[(nulls["null"] == "independent") & nulls["p_conn"].notna()]
     dims = sorted(int(d) for d in ind["d"].unique())
     if len(dims) >= 2 and dims == list(range(dims[0], dims[-1] + 1)):
+        fields = {d: g["p_conn"].to_numpy(float) for d, g in ind.groupby("d")}
         out.append({
             "claim_id": "null_onset_falls",
             "statement": "on the identical grids, the independent-site onset (median p at which "
                          f"the anchors join) falls with every added dimension, d = "
                          f"{dims[0]}..{dims[-1]} (smallest drop, bootstrap over null fields)",
             "paper": "the finite-size reference of issue 13 (not a claim of the paper)",
-            "result": falling_interval({d: g["p_conn"].to_numpy(float)
-                                        for d, g in ind.groupby("d")}, statistic=np.median),
-            "threshold": 0.0, "direction": ">"})
+            "result": falling_interval(fields, statistic=np.median),
+            "threshold": 0.0, "direction": ">",
+            "method": "percentile bootstrap over null fields, resampled per d",
+            "control": {"statement": "the same fields dealt out to the dimensions at random "
+                                     "(no trend by construction)",
+                        "result": falling_interval(shuffled_dims(fields),
+                                                   statistic=np.median)}})
     return out
 
 
@@ -461,19 +483,25 @@ def match_table(study: Mapping, span: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["model", "null"])
 
 
-def threshold_claims(table: pd.DataFrame, tol: float = 0.01) -> list[dict]:
+def threshold_claims(table: pd.DataFrame, tol: float = 0.01,
+                     controls: Mapping[int, Mapping] | None = None, seed: int = 0) -> list[dict]:
     """The chapter's threshold claims, ready for :meth:`mcutils.core.report.ChapterReport.claim`.
 
     * ``pc_d<d>`` for every dimension with a published value: the 95% interval of the
       estimate lies within ``tol`` (relative) of it (:func:`~mcutils.percolation.deviation_interval`, ``<=``);
+      its control is the same check of ``controls[d]``, the estimate on the Bethe
+      lattice of the same coordination (:func:`~mcutils.percolation.bethe_control`),
+      where there is one;
     * ``pc_falls``: the threshold falls with every added dimension
-      (:func:`~mcutils.percolation.falling_interval` over the growth runs, ``>= 0``), when the table has at
-      least two consecutive dimensions with runs.
+      (:func:`~mcutils.percolation.falling_interval` over the growth runs, ``> 0``), when the table has at
+      least two consecutive dimensions with runs; its control deals the same runs out to
+      the dimensions at random (:func:`~mcutils.percolation.shuffled_dims`, ``seed``).
 
     Returns:
         A list of dicts with ``claim_id``, ``statement``, ``paper``, ``result``,
-        ``threshold`` and ``direction``.
+        ``threshold``, ``direction``, ``method`` and ``control``.
     """
+    controls = controls or {}
     out = []
     for d, row in table.iterrows():
         if np.isnan(row["published"]):
@@ -481,13 +509,22 @@ def threshold_claims(table: pd.DataFrame, tol: float = 0.01) -> list[dict]:
         res = interval(row["estimate"], row["ci_lo"], row["ci_hi"], row["n"])
         how = ("independent growth runs" if row["estimator"] == "growth"
                else "spanning crossing")
+        method = (f"Student-t over {int(row['n'])} independent growth runs, as |relative "
+                  "deviation|" if row["estimator"] == "growth" else
+                  "normal approximation of the spanning crossing, as |relative deviation|")
+        control = None
+        if d in controls:
+            z = 2 * int(d)
+            control = {"statement": f"the same estimator and check on the Bethe lattice of "
+                                    f"coordination {z} (p_c = 1/{z - 1} by construction)",
+                       "result": deviation_interval(controls[d], row["published"])}
         out.append({
             "claim_id": f"pc_d{d}",
             "statement": f"our p_c({d}) is within {tol:.0%} of the published value "
                          f"(|relative deviation|, 95% interval over {how})",
             "paper": f"{row['published']:.7g} ({row['ref']})",
             "result": deviation_interval(res, row["published"]),
-            "threshold": tol, "direction": "<="})
+            "threshold": tol, "direction": "<=", "method": method, "control": control})
     samples = {d: v for d, v in table.attrs.get("samples", {}).items() if v is not None}
     dims = sorted(samples)
     run = [d for d in dims if d - 1 in samples or d + 1 in samples]
@@ -498,7 +535,12 @@ def threshold_claims(table: pd.DataFrame, tol: float = 0.01) -> list[dict]:
                          "(smallest drop between consecutive d, bootstrap over runs)",
             "paper": "theory: p_c(d) ~ 1/(2d - 1) for large d (Gaunt, Sykes and Ruskin 1976)",
             "result": falling_interval({d: samples[d] for d in run}),
-            "threshold": 0.0, "direction": ">"})
+            "threshold": 0.0, "direction": ">",
+            "method": "percentile bootstrap over growth runs, resampled per d",
+            "control": {"statement": "the same runs dealt out to the dimensions at random "
+                                    "(no trend by construction)",
+                        "result": falling_interval(shuffled_dims({d: samples[d] for d in run},
+                                                                 seed=seed))}})
     return out
 
 
@@ -534,14 +576,20 @@ def threshold_summary(table: pd.DataFrame, tol: float = 0.01) -> dict:
 def findings(chapter: ChapterReport, params: Mapping[str, Any], table: pd.DataFrame,
              study: Mapping, trios: pd.DataFrame) -> dict:
     """Record chapter 02's findings: the numbers of :func:`threshold_summary` and
-    :func:`slice_summary` (``ch02_<name>``), the threshold and slice claims, and the
-    fraction of planes in which three same-class images lie in one patch
-    (``ch02_one_patch``, ``ch02_num_trios`` and the claim :data:`ONE_PATCH_CLAIM`,
-    bootstrap over planes). Prints each threshold estimate with its interval.
+    :func:`slice_summary` (``ch02_<name>``), the threshold and slice claims with their
+    negative controls, the fraction of planes in which three same-class images lie in one
+    patch (``ch02_one_patch``, ``ch02_num_trios`` and the claim :data:`ONE_PATCH_CLAIM`,
+    exact interval over planes, with the planted two-ball planes as its control) and the
+    deviations table. Prints each threshold estimate with its interval.
+
+    The controls glue ``ch02_control_pc_min_dev`` (the smallest relative deviation of
+    a Bethe-lattice estimate from the published ``p_c(d)``) and
+    ``ch02_one_patch_control`` (the fraction of two-ball planes in one patch).
 
     Args:
         chapter: the chapter's report.
-        params: the validated parameters (``seed`` is used).
+        params: the validated parameters (``seed``, ``growth_runs``,
+            ``growth_clusters``, ``growth_tmax``, ``plane_points`` and ``plane_margin``).
         table: the threshold table (:func:`~mcutils.percolation.threshold_table`).
         study: the result of :func:`slices_vs_nulls`.
         trios: the table of :func:`~mcutils.percolation.trio_study` (column ``connected``).
@@ -552,12 +600,25 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], table: pd.DataFr
     summary = {**threshold_summary(table), **slice_summary(study)}
     for name, value in summary.items():
         chapter.record(f"ch02_{name}", value, digits=5)
-    for claim in threshold_claims(table) + slice_claims(study):
+    controls = threshold_controls(table, params)
+    claims = threshold_claims(table, controls=controls, seed=params["seed"])
+    for claim in claims + slice_claims(study):
         chapter.claim(**claim)
-    one_patch = bootstrap_ci(trios.connected.to_numpy(float), seed=params["seed"])
+    devs = [c["control"]["result"]["estimate"] for c in claims
+            if c["claim_id"].startswith("pc_d") and c["control"]]
+    chapter.record("ch02_control_pc_min_dev", min(devs) if devs else float("nan"))
+    one_patch = fraction_interval(trios.connected.to_numpy(bool))
+    control = trio_control(len(trios), n=params["plane_points"], margin=params["plane_margin"],
+                           seed=params["seed"])
     chapter.record("ch02_one_patch", one_patch["estimate"])
+    chapter.record("ch02_one_patch_control", control["estimate"])
     chapter.record("ch02_num_trios", len(trios))
-    chapter.claim(result=one_patch, **ONE_PATCH_CLAIM)
+    chapter.claim(result=one_patch, **ONE_PATCH_CLAIM,
+                  method=f"exact binomial (Clopper-Pearson) over {len(trios)} planes",
+                  control={"statement": "planes through a planted class region of two "
+                                        "disjoint balls, two images in one ball and one in "
+                                        "the other", "result": control})
+    deviations(chapter)
     for d, iv in summary["pc"].items():
         print(f"p_c({d}) = {iv['estimate']:.4f} [{iv['ci'][0]:.4f}, {iv['ci'][1]:.4f}], "
               f"n = {iv['n']}")

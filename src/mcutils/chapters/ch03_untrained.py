@@ -34,7 +34,10 @@ from torch import nn
 
 from mcutils.chapters.ch01_input_space import (PairSet, _claim, connect_sets, connected_flags,
                                                effect_word, pair_table, predict_labels,
-                                               round_columns, two_sample_ci)
+                                               round_columns)
+from mcutils.chapters.ch03_verdicts import (deviation_rows, fraction_with_seeds,
+                                            measured_effects, planted_controls,
+                                            shuffled_groups, straighter_interval)
 from mcutils.chapters.common import model_params
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
@@ -91,11 +94,11 @@ PARAMETERS = ParameterSchema("03", {
     **model_params(seed_help="seed of the trained reference (the checkpoint of chapter 00)"),
     "model": Param("small_cnn", "untrained architecture studied, tracked in training, "
                    "and the trained reference"),
-    "seeds": Param([0, 1, 2], "random initialisations of the untrained model (and tracked "
+    "seeds": Param([0, 1, 2, 3, 4], "random initialisations of the untrained model (and tracked "
                    "training runs)", range=(0, None)),
     "num_classes_used": Param(None, "None: all classes; else the first N classes",
                               range=(2, None), nullable=True),
-    "pairs_per_class": Param(1, "synthetic pairs per class and seed", range=(1, 100)),
+    "pairs_per_class": Param(2, "synthetic pairs per class and seed", range=(1, 100)),
     "tol": Param(0.01, "main tolerance (nats)", range=(1e-6, 10)),
     "connect_tol": Param(0.001, "paths are built at this tolerance, a witness for every "
                          "larger one", range=(1e-6, 10)),
@@ -327,48 +330,72 @@ def evolution_summary(df: pd.DataFrame, metric: str = "max_loss") -> pd.DataFram
 
 def untrained_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.9,
                      barrier_frac: float = 0.5, model_col: str = "model",
-                     trained_label: str | None = None, seed: int = 0
+                     trained_label: str | None = None, seed: int = 0,
+                     controls: Mapping[str, Any] | None = None
                      ) -> dict[str, dict[str, Any]]:
     """The claims of chapter 03 from the synthetic pairs of its untrained networks.
 
     ``table`` holds synthetic pairs with a ``model`` column (one label per untrained
-    architecture, plus ``trained_label`` for the trained network) and a ``seed`` column.
+    architecture, plus ``trained_label`` for the trained network) and ``seed`` and
+    ``target`` columns.
 
     * ``connected_<model>`` per untrained model and ``connected_pooled``: the fraction
-      connected (barrier < ``tol``) after the last round is at least ``claim_frac``;
-      the interval is a bootstrap over pairs stratified by seed (per model) or by model
-      (pooled), so each keeps its share of pairs;
+      connected (barrier < ``tol``) after the last round is at least ``claim_frac``,
+      with an exact (Clopper-Pearson) interval over pairs and each seed's fraction
+      (:func:`~mcutils.chapters.ch03_verdicts.fraction_with_seeds`);
     * ``straight_barriers``: the fraction of untrained pairs whose straight path has a
-      barrier of at least ``tol`` is at least ``barrier_frac``;
+      barrier of at least ``tol`` is at least ``barrier_frac`` (exact interval);
     * ``trained_straighter`` (with ``trained_label``): the median relative path length
-      of untrained minus trained pairs is at least 0 (independent-sample bootstrap).
+      of untrained minus trained pairs is above 0 (strict), with a hierarchical
+      bootstrap (seed -> class -> pair) of each group
+      (:func:`~mcutils.chapters.ch03_verdicts.straighter_interval`); its control is
+      the same check with the pairs shuffled between the groups.
+
+    ``controls`` (from :func:`~mcutils.chapters.ch03_verdicts.planted_controls`) gives the
+    connectivity claims (``"connected"``) and ``straight_barriers`` (``"barrier"``) their
+    negative controls. Each claim carries ``method`` and, where it has one, ``control``.
     """
     rounds = round_columns(table)
     untrained = table[table[model_col] != trained_label] if trained_label else table
+    ctl = dict(controls or {})
     out: dict[str, dict[str, Any]] = {}
     for model, sub in untrained.groupby(model_col, sort=False):
-        iv = stats.bootstrap_ci(connected_flags(sub, tol), seed=seed, strata=sub["seed"].to_numpy())
+        iv = fraction_with_seeds(connected_flags(sub, tol), sub["seed"])
         text = CLAIMS["connected_model"]
         out[f"connected_{model}"] = _claim(
             text["statement"].format(model=model, tol=tol, rounds=len(rounds) - 1, frac=claim_frac),
             text["paper"], iv, claim_frac, ">=")
-    iv = stats.bootstrap_ci(connected_flags(untrained, tol), seed=seed,
-                            strata=untrained[model_col].to_numpy())
+        out[f"connected_{model}"].update(method=iv["method"], control=ctl.get("connected"))
+    iv = stats.fraction_interval(connected_flags(untrained, tol).astype(int))
     text = CLAIMS["connected_pooled"]
     out["connected_pooled"] = _claim(
         text["statement"].format(tol=tol, rounds=len(rounds) - 1, frac=claim_frac),
         text["paper"], iv, claim_frac, ">=")
+    out["connected_pooled"].update(
+        method=f"exact binomial (Clopper-Pearson) over {len(untrained)} pairs of "
+               f"{untrained[model_col].nunique()} model(s)", control=ctl.get("connected"))
     has = 1.0 - connected_flags(untrained, tol, rounds[0])
-    iv = stats.bootstrap_ci(has, seed=seed, strata=untrained[model_col].to_numpy())
+    iv = stats.fraction_interval(has.astype(int))
     text = CLAIMS["straight_barriers"]
     out["straight_barriers"] = _claim(text["statement"].format(tol=tol, frac=barrier_frac),
                                       text["paper"], iv, barrier_frac, ">=")
+    out["straight_barriers"].update(
+        method=f"exact binomial (Clopper-Pearson) over {len(untrained)} pairs",
+        control=ctl.get("barrier"))
     if trained_label is not None:
         tr = table[table[model_col] == trained_label]
         if len(tr):
-            iv = two_sample_ci(untrained["rel_length"], tr["rel_length"], seed=seed)
+            iv = straighter_interval(untrained, tr, seed=seed)
             text = CLAIMS["trained_straighter"]
             out["trained_straighter"] = _claim(text["statement"], text["paper"], iv, 0.0, ">")
+            shuffled = straighter_interval(*shuffled_groups(untrained, tr, seed=seed), seed=seed)
+            out["trained_straighter"].update(method=iv["method"], control=dict(
+                statement="the same check with the pairs shuffled between untrained and "
+                          "trained (exchangeable groups: no difference by construction)",
+                result=shuffled))
+    for claim in out.values():
+        if claim["control"] is None:
+            del claim["control"]
     return out
 
 
@@ -414,7 +441,8 @@ def synthetic_study(params: Mapping[str, Any], cfg: StudySettings) -> dict[str, 
         every untrained synthetic input), ``reached`` (the fraction below
         ``synth_stop_loss``), ``boxed_loss`` (class losses when the first seed's inputs
         are kept inside [0, 1]) and ``ratio_iv`` (median of highest straight-path loss
-        over worse endpoint loss, with a bootstrap interval over pairs).
+        over worse endpoint loss, with a hierarchical bootstrap interval: seed -> class
+        -> pair).
     """
     p = params
     seeds, model = p["seeds"], p["model"]
@@ -439,8 +467,9 @@ def synthetic_study(params: Mapping[str, Any], cfg: StudySettings) -> dict[str, 
         lr=p["synth_lr"], stop_loss=p["synth_stop_loss"], init_std=p["synth_init_std"],
         weight_decay=p["synth_weight_decay"], space="normalized", box=(0.0, 1.0),
         generator=torch.Generator().manual_seed(seeds[0]))
-    ratio_iv = stats.bootstrap_ci((untrained["peak"] / untrained["end_loss"]).to_numpy(float),
-                                  np.median, seed=seeds[0])
+    ratio_iv = stats.hierarchical_bootstrap_ci(
+        (untrained["peak"] / untrained["end_loss"]).to_numpy(float),
+        [untrained["seed"].to_numpy(), untrained["target"].to_numpy()], np.median, seed=seeds[0])
     return dict(untrained=untrained, trained=trained, pairs=made, end_losses=end_losses,
                 reached=reached, boxed_loss=boxed_loss, ratio_iv=ratio_iv)
 
@@ -460,14 +489,17 @@ def synthesis_summary(study: Mapping[str, Any], params: Mapping[str, Any]) -> st
 
 
 def path_geometry(both: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Median relative path length and chord deviation per model, with bootstrap
-    intervals over pairs: rows ``(model, statistic, median, lo, hi, pairs)``."""
+    """Median relative path length and chord deviation per model, with hierarchical
+    bootstrap intervals (seed -> class -> pair): rows ``(model, statistic, median, lo,
+    hi, pairs)``."""
     rows = []
     for name, sub in both.groupby("model", sort=False):
+        levels = [sub["seed"].to_numpy(), sub["target"].to_numpy()]
         for col in ["rel_length", "chord_deviation"]:
-            iv = stats.bootstrap_ci(sub[col].to_numpy(float), np.median, seed=seed)
+            iv = stats.hierarchical_bootstrap_ci(sub[col].to_numpy(float), levels, np.median,
+                                                 seed=seed)
             rows.append(dict(model=name, statistic=col, median=iv["estimate"], lo=iv["ci"][0],
-                             hi=iv["ci"][1], pairs=iv["n"]))
+                             hi=iv["ci"][1], pairs=len(sub)))
     return pd.DataFrame(rows)
 
 
@@ -527,9 +559,12 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, synthetic: Ma
         evo: :func:`evolution_summary` of ``max_loss`` and ``end_loss``, by metric.
         changes: the :func:`evolution_changes`.
 
-    Prints the connected fractions by round and the sweep's effects, and returns the
-    claims (:func:`untrained_claims`: the untrained model, the narrow ResNet's base
-    cell, pooled, and the trained reference).
+    Runs the negative controls on planted classifiers
+    (:func:`~mcutils.chapters.ch03_verdicts.planted_controls`), glues the deviations
+    table (:func:`~mcutils.chapters.ch03_verdicts.deviation_rows`), prints the connected
+    fractions by round and the sweep's effects, and returns the claims
+    (:func:`untrained_claims`: the untrained model, the narrow ResNet's base cell,
+    pooled, and the trained reference, each with its interval method and control).
     """
     p, rec = params, chapter.record
     model, tol, seed0 = p["model"], p["tol"], p["seeds"][0]
@@ -541,8 +576,12 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, synthetic: Ma
                         & (sweep["step_factor"] == base["step_factor"])]
     resnet_base = resnet_base.assign(model=p["sweep_model"])
     claim_table = pd.concat([untrained, resnet_base, trained], ignore_index=True)
+    cfg = study_settings(p)
+    ctl = planted_controls(cfg.connect, p["connect_tol"], tol, p["tolerances"],
+                           num_connected=len(untrained),
+                           num_barrier=len(untrained) + len(resnet_base), seed=seed0)
     claims = untrained_claims(claim_table, tol, p["claim_frac"], p["barrier_frac"],
-                              trained_label=f"trained {model}", seed=seed0)
+                              trained_label=f"trained {model}", seed=seed0, controls=ctl)
     rel_diff = claims["trained_straighter"]["result"]
     untr_rel, tr_rel = untrained["rel_length"], trained["rel_length"]
     eff = effects.set_index("factor")
@@ -633,6 +672,14 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, synthetic: Ma
     rec("ch03_evo_fixed_gap_change_ci", gap["ci"], digits=3)
     rec("ch03_connected_by_model", {k: round(v["result"]["estimate"], 3)
                                     for k, v in claims.items() if k.startswith("connected_")})
+    rec("ch03_connected_per_seed", claims[f"connected_{model}"]["result"].get("per_seed", []),
+        digits=3)
+    rec("ch03_control_connected", ctl["connected"]["result"])
+    rec("ch03_control_connected_any_tol", ctl["connected_any_tol"])
+    rec("ch03_control_barrier", ctl["barrier"]["result"])
+    rec("ch03_straighter_control", claims["trained_straighter"]["control"]["result"])
+    chapter.deviations(deviation_rows(p, cfg.info.shape, len(untrained), len(cfg.classes),
+                                      measured_effects(effects)))
     print(f"untrained {model}: connected at {tol:g} after rounds 0..{p['max_rounds']}: "
           f"{by_round}")
     print(f"narrow ResNet base cell: connected {resnet_connected:.3f}; "

@@ -19,7 +19,14 @@ ball), with a ``seed`` column for several curves.
 * :func:`bound_share` and :func:`bound_shares`: the share of inputs within the
   second-order bound, per ball;
 * :func:`accuracy_interval`: a (robust) accuracy at one ``t``;
+* :func:`shuffled_samples` and :func:`planted_barrier_path`: data on which a claim is
+  false by construction, for the chapter's negative controls (inputs shuffled against
+  each other; a path through :class:`mcutils.planted.Bump`'s known barrier);
 * :func:`interval_text`: intervals as text for prose and tables.
+
+Intervals fit the statistic: means over a few seeds are Student-t intervals with the
+per-seed values (``"per_seed"``), clipped to the statistic's range where it has one
+(correlations on Fisher's z scale); shares of inputs are exact binomial intervals.
 
 Used by chapter 06.
 """
@@ -46,11 +53,14 @@ __all__ = [
     "bound_share",
     "bound_shares",
     "control_comparison",
+    "correlation_seed_interval",
     "interval_text",
     "peak_coincidence",
     "per_image_correlations",
     "per_sample_correlation",
     "per_sample_correlations",
+    "planted_barrier_path",
+    "shuffled_samples",
 ]
 
 CONTROLS = ("loss", "grad_norm", "weight_norm")
@@ -82,10 +92,25 @@ def barrier_heights(path: pd.DataFrame, column: str = "robust_loss",
     return pd.Series(out, name=f"{column}_barrier", dtype=float)
 
 
+def _seed_values(values: Sequence[float], what: str, bounds: tuple[float, float] | None = None
+                 ) -> stats.Interval:
+    """Student-t interval over seeds with the per-seed values and the method; with
+    ``bounds`` the interval is clipped to the statistic's range."""
+    vals = [float(v) for v in values]
+    out = stats.seed_interval(vals)
+    method = f"Student-t over {out['n']} seeds ({what})"
+    if bounds is not None and np.isfinite(out["ci"]).all():
+        out["ci"] = [max(out["ci"][0], bounds[0]), min(out["ci"][1], bounds[1])]
+        method += f", clipped to [{bounds[0]:g}, {bounds[1]:g}]"
+    return {**out, "per_seed": vals, "method": method}
+
+
 def barrier_interval(path: pd.DataFrame, column: str = "robust_loss",
                      relative: bool = False) -> stats.Interval:
-    """Student-t interval over seeds of :func:`barrier_heights`."""
-    return stats.seed_interval(barrier_heights(path, column, relative).to_numpy())
+    """Student-t interval over seeds of :func:`barrier_heights`, with the per-seed
+    heights (``"per_seed"``) and the method."""
+    return _seed_values(barrier_heights(path, column, relative).to_numpy(),
+                        "one curve per seed")
 
 
 def barrier_summary(path: pd.DataFrame, samples: pd.DataFrame, n_boot: int = 2000,
@@ -191,7 +216,8 @@ def control_comparison(samples: pd.DataFrame, path: pd.DataFrame,
         A dict keyed by control. Each value holds ``"path"`` (an interval),
         ``"per_sample"`` (an interval, or None) and ``"per_seed"`` (the per-seed
         differences, as lists under ``"path"`` and ``"per_sample"``). Intervals are
-        Student-t over seeds; positive means the eigenvalue wins.
+        Student-t over seeds (clipped to [-2, 2], the range of the difference);
+        positive means the eigenvalue wins.
     """
     out: dict[str, dict[str, Any]] = {}
     seeds = _per_seed(path)
@@ -211,8 +237,9 @@ def control_comparison(samples: pd.DataFrame, path: pd.DataFrame,
                 rho_k = [_spearman_columns(mt[:, [j]], mk[:, [j]]) for j in range(mt.shape[1])]
                 sample_diff.append(float(np.mean(rho_k) - np.mean(rho_c)))
         out[control] = {
-            "path": stats.seed_interval(path_diff),
-            "per_sample": stats.seed_interval(sample_diff) if sample_diff else None,
+            "path": _seed_values(path_diff, "paired difference per curve", (-2.0, 2.0)),
+            "per_sample": (_seed_values(sample_diff, "paired difference per curve", (-2.0, 2.0))
+                           if sample_diff else None),
             "per_seed": {"path": path_diff, "per_sample": sample_diff},
         }
     return out
@@ -227,7 +254,8 @@ def peak_coincidence(path: pd.DataFrame, a: str = "robust_loss", b: str = "top_e
         ``b`` (key ``b``), ``"distance"`` (the interval of the absolute difference of the
         two argmax t), ``"interior"`` (the share of seeds whose ``a`` peak is strictly
         inside the path) and ``"per_seed"`` (a list of dicts with ``"seed"``, ``a`` and
-        ``b``). Intervals are Student-t over seeds.
+        ``b``). Intervals are Student-t over seeds, clipped to [0, 1] (the range of
+        ``t``).
     """
     rows = []
     for s, g in _per_seed(path):
@@ -237,14 +265,17 @@ def peak_coincidence(path: pd.DataFrame, a: str = "robust_loss", b: str = "top_e
                      "interior": bool(0 < int(np.argmax(g[a].to_numpy(float))) < len(t) - 1)})
     ta = np.array([r[a] for r in rows])
     tb = np.array([r[b] for r in rows])
-    return {a: stats.seed_interval(ta), b: stats.seed_interval(tb),
-            "distance": stats.seed_interval(np.abs(ta - tb)),
+    what = "argmax t per curve"
+    return {a: _seed_values(ta, what, (0.0, 1.0)), b: _seed_values(tb, what, (0.0, 1.0)),
+            "distance": _seed_values(np.abs(ta - tb), "|difference of argmax t| per curve",
+                                     (0.0, 1.0)),
             "interior": float(np.mean([r["interior"] for r in rows])), "per_seed": rows}
 
 
 def along_path_correlation(path: pd.DataFrame, a: str = "robust_loss", b: str = "top_eig",
                            method: str = "pearson", seed: int = 0) -> stats.Interval:
-    """The paper's along-path correlation, per seed, as a Student-t interval over seeds.
+    """The paper's along-path correlation, per seed, as a Student-t interval over seeds
+    on Fisher's z scale (``arctanh``), mapped back, so it stays in [-1, 1].
 
     ``method="pearson"``: Pearson ``r`` over the points (the paper's PCC);
     ``"diff"`` / ``"detrend"``: :func:`mcutils.core.stats.trend_robust_correlation`'s
@@ -266,15 +297,35 @@ def along_path_correlation(path: pd.DataFrame, a: str = "robust_loss", b: str = 
                                                          seed=seed)["estimate"])
     if not np.isfinite(values).any():  # too few points for the trend-robust variants
         return stats.interval(np.nan, np.nan, np.nan, len(values))
-    return stats.seed_interval(values)
+    return correlation_seed_interval(values)
+
+
+def correlation_seed_interval(values: Sequence[float]) -> stats.Interval:
+    """Correlations over a few seeds: a Student-t interval of Fisher's ``z = arctanh(r)``
+    mapped back with ``tanh`` (so it stays in [-1, 1]); the estimate is the mean ``r``,
+    and ``"per_seed"`` lists the values."""
+    r = np.asarray(values, dtype=float)
+    r = r[np.isfinite(r)]
+    z = np.arctanh(np.clip(r, -0.999999, 0.999999))
+    zi = stats.seed_interval(z) if len(z) else stats.interval(np.nan, np.nan, np.nan, 0)
+    ci = [float(np.tanh(v)) for v in zi["ci"]]
+    est = float(r.mean()) if len(r) else float("nan")
+    if np.isfinite(ci).all():
+        ci = [min(ci[0], est), max(ci[1], est)]
+    return {**stats.interval(est, ci[0], ci[1], len(r)), "per_seed": r.tolist(),
+            "method": f"Student-t over {len(r)} seeds on Fisher's z scale"}
 
 
 def bound_share(bound: pd.DataFrame, norm: str | None = None, eps: float | None = None,
                 n_boot: int = 2000, seed: int = 0) -> stats.Interval:
-    """Share of inputs whose PGD robustness loss does not exceed the second-order bound.
+    """Share of inputs whose PGD robustness loss does not exceed the second-order bound
+    at any of their rows.
 
-    Rows are grouped by input (one input at several ``t`` and seeds is one unit) and the
-    interval is a cluster bootstrap over inputs. Filter with ``norm`` / ``eps``.
+    An input is one unit: it counts as a success when the bound holds at every ``t``
+    and seed where it was checked, so the share is a fraction of independent inputs and
+    its interval is exact (Clopper-Pearson; all inputs holding gives a lower bound below
+    1). Filter with ``norm`` / ``eps``. ``n_boot`` and ``seed`` are accepted for the
+    callers' sake and unused.
     """
     sub = bound
     if norm is not None:
@@ -283,8 +334,11 @@ def bound_share(bound: pd.DataFrame, norm: str | None = None, eps: float | None 
         sub = sub[np.isclose(sub["eps"], eps)]
     if sub.empty:
         raise ParameterError(f"no bound rows for norm={norm!r}, eps={eps!r}")
-    holds = (sub["robust_loss"] <= sub["bound"] * (1 + 1e-6) + 1e-9).to_numpy(float)
-    return stats.grouped_bootstrap_ci(holds, sub["input"].to_numpy(), n_boot=n_boot, seed=seed)
+    holds = (sub["robust_loss"] <= sub["bound"] * (1 + 1e-6) + 1e-9).to_numpy(bool)
+    per_input = pd.Series(holds).groupby(sub["input"].to_numpy()).all()
+    out = stats.binomial_interval(int(per_input.sum()), len(per_input))
+    return {**out, "method": f"exact binomial (Clopper-Pearson) over {len(per_input)} inputs; "
+                             "an input counts when the bound holds at all its points"}
 
 
 def bound_shares(bound: pd.DataFrame, n_boot: int = 2000, seed: int = 0
@@ -298,11 +352,58 @@ def bound_shares(bound: pd.DataFrame, n_boot: int = 2000, seed: int = 0
 
 def accuracy_interval(samples: pd.DataFrame, t: float, column: str = "robust_correct",
                       n_boot: int = 2000, seed: int = 0) -> stats.Interval:
-    """Accuracy (or robust accuracy) at ``t``, averaged over seeds, bootstrapped over inputs."""
+    """Accuracy (or robust accuracy) at ``t`` as a share of independent inputs.
+
+    An input counts when it is correct under every seed's attack: at a fixed ``t`` the
+    model is the same for all seeds at the ends (and close to it inside), so the seeds
+    are random restarts of one attack and the worst case over them is the stronger
+    attack. The interval is exact (Clopper-Pearson) over inputs; ``"per_seed"`` lists
+    each seed's own accuracy. ``n_boot`` and ``seed`` are accepted for the callers' sake
+    and unused.
+    """
     m = _matrix(samples, column, [t])
     if m.size == 0:
         raise ParameterError(f"no per-input {column!r} at t={t}")
-    return stats.bootstrap_ci(m, lambda z: float(z.mean()), n_boot=n_boot, seed=seed)
+    ok = m.min(axis=1) > 0.5
+    out = stats.binomial_interval(int(ok.sum()), len(ok))
+    return {**out, "per_seed": m.mean(axis=0).tolist(),
+            "method": f"exact binomial (Clopper-Pearson) over {len(ok)} inputs; an input "
+                      f"counts when it resists all {m.shape[1]} attack restarts"}
+
+
+def shuffled_samples(samples: pd.DataFrame, column: str = "top_eig", seed: int = 0
+                     ) -> pd.DataFrame:
+    """``samples`` with ``column`` permuted across inputs within each (seed, ``t``): the
+    negative control of a per-input correlation, which breaks every link between the
+    column and the others while keeping its distribution."""
+    rng = np.random.default_rng(seed)
+    out = samples.copy()
+    keys = ["seed", "t"] if "seed" in out else ["t"]
+    for _, idx in out.groupby(keys).groups.items():
+        vals = out.loc[idx, column].to_numpy()
+        out.loc[idx, column] = vals[rng.permutation(len(vals))]
+    return out
+
+
+def planted_barrier_path(num_ts: int = 9, column: str = "loss") -> pd.DataFrame:
+    """A path table (``t``, ``seed``, ``column``) with a known barrier: the loss of class 0
+    along the straight segments of :func:`mcutils.planted.bump_pairs`, one pair per
+    "seed". The segments pass next to the planted bump, so the loss inside the path rises
+    many times above both ends: a check of "no barrier" must fail on it."""
+    import torch
+
+    from mcutils.planted import bump_pairs
+
+    model, a, c, y = bump_pairs()
+    ts = torch.linspace(0, 1, int(num_ts))
+    rows = []
+    with torch.no_grad():
+        for i in range(len(a)):
+            xs = (1 - ts).view(-1, 1, 1, 1) * a[i] + ts.view(-1, 1, 1, 1) * c[i]
+            loss = torch.nn.functional.cross_entropy(model(xs), y[i].expand(len(ts)),
+                                                     reduction="none")
+            rows += [{"t": float(t), "seed": i, column: float(v)} for t, v in zip(ts, loss)]
+    return pd.DataFrame(rows)
 
 
 

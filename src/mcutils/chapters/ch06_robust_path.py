@@ -28,9 +28,13 @@ the input Hessian are measured.
   description (:func:`along_path_correlation`) and the share of inputs within the
   second-order bound (:func:`bound_share`);
 * :func:`claims` assembles the chapter's claims (statements and paper references in
-  :data:`CLAIMS`, interval, threshold, direction) so that their negative controls are
-  unit tests;
-* :func:`findings` records what the chapter glues and its claims.
+  :data:`CLAIMS`, interval, threshold, direction, method) with the negative control of
+  each asserted claim (:data:`CONTROL_STATEMENTS`: a planted barrier, the regular end,
+  shuffled eigenvalues), run on the chapter's data;
+* :data:`DEVIATIONS` and :func:`deviations` (of
+  :mod:`mcutils.chapters.ch06_deviations`, re-exported): the departures from the paper's
+  code;
+* :func:`findings` records what the chapter glues, its claims and its deviations.
 
 Used by chapter 06.
 """
@@ -63,7 +67,10 @@ from mcutils.chapters.ch06_path_stats import (
     per_image_correlations,
     per_sample_correlation,
     per_sample_correlations,
+    planted_barrier_path,
+    shuffled_samples,
 )
+from mcutils.chapters.ch06_deviations import DEVIATIONS, deviations
 from mcutils.chapters.common import model_params
 from mcutils.core.checks import ParameterError
 from mcutils.core.report import ChapterReport
@@ -75,6 +82,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CLAIMS",
     "CONTROLS",
+    "CONTROL_STATEMENTS",
+    "DEVIATIONS",
     "EXPECTED",
     "PARAMETERS",
     "THRESHOLDS",
@@ -87,6 +96,7 @@ __all__ = [
     "bound_shares",
     "claims",
     "control_comparison",
+    "deviations",
     "findings",
     "interval_text",
     "load_data",
@@ -95,11 +105,13 @@ __all__ = [
     "per_image_correlations",
     "per_sample_correlation",
     "per_sample_correlations",
+    "planted_barrier_path",
     "profile_curve",
     "regular_end",
     "robust_end",
     "run_path_study",
     "shared_init_study",
+    "shuffled_samples",
     "weight_norm",
 ]
 
@@ -140,6 +152,17 @@ def _paper_batch_within_path_size(p: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _budget_curve(p: Mapping[str, Any]) -> str | None:
+    """``curve_budgets``: at least 3 increasing step counts, the largest >= 4x the smallest."""
+    b = list(p["curve_budgets"])
+    if len(b) < 3 or b != sorted(set(b)) or b[-1] < 4 * b[0]:
+        return (f"curve_budgets={b} must hold at least 3 increasing step counts, the largest "
+                "at least 4x the smallest")
+    if len(p["seeds"]) < 2:
+        return f"seeds={p['seeds']}: the budget curve's interval over seeds needs at least 2"
+    return None
+
+
 PARAMETERS = ParameterSchema("06", {
     **model_params(seed_help="the regular end (chapter 00's model) and the choice of "
                              "evaluation images"),
@@ -156,6 +179,8 @@ PARAMETERS = ParameterSchema("06", {
     "adv_subset": Param(20000, "training images for PGD training (None: all)",
                         range=(1, None), nullable=True),
     "curve_steps": Param(300, "SGD steps that train the curve's middle bend", range=(1, None)),
+    "curve_budgets": Param([150, 300, 600], "curve steps of the barrier's budget curve "
+                           "(the claim is read at the largest)", range=(1, None)),
     "curve_lr": Param(0.05, "the curve's SGD learning rate", range=(1e-6, 10)),
     "curve_weight_decay": Param(0.0001, "the paper's wd: penalty wd/2 ||w(t)||^2",
                                 range=(0, 1)),
@@ -177,7 +202,8 @@ PARAMETERS = ParameterSchema("06", {
     "bn_size": Param(2000, "training images for BatchNorm statistics at each t",
                      range=(1, None)),
     "n_boot": Param(2000, "bootstrap resamples", range=(10, 100000)),
-}, checks=[_sample_ts_on_grid, _path_size_within_eval_size, _paper_batch_within_path_size])
+}, checks=[_sample_ts_on_grid, _path_size_within_eval_size, _paper_batch_within_path_size,
+           _budget_curve])
 """Chapter 06's parameters: the default model's, the two ends, the curve, the grid and the
 evaluation; ``sample_ts`` must lie on the grid, ``path_size <= eval_size`` and
 ``paper_batch <= path_size``."""
@@ -265,13 +291,13 @@ CLAIMS: dict[str, dict[str, str]] = {
     },
     "robust_end": {
         "statement": ("the adversarially trained end is robust: its PGD robust accuracy "
-                      "(bootstrap over test inputs, the attacks of all seeds averaged)"),
+                      "(share of test inputs that resist the attack of every seed)"),
         "paper": "robust end: PGD adversarial training (the paper's setup)",
     },
     "robust_barrier": {
         "statement": ("a robustness-loss barrier: the largest PGD loss inside the path "
-                      "exceeds the worse end by a margin (relative to it; t-interval over "
-                      "seeds)"),
+                      "exceeds the worse end by more than a margin (relative to it; "
+                      "t-interval over seeds)"),
         "paper": "robustness-loss barrier between regular and robust models (Fig. 4)",
     },
     "per_sample_correlation": {
@@ -299,12 +325,12 @@ CLAIMS: dict[str, dict[str, str]] = {
     },
     "along_path_pcc": {
         "statement": ("description, not a test: Pearson r of robustness loss and mean top "
-                      "eigenvalue over the points of the path (t-interval over seeds)"),
+                      "eigenvalue over the points of the path (mean over seeds)"),
         "paper": "PCC in the titles of Fig. 4 (CIFAR-10 VGG)",
     },
     "second_order_bound": {
         "statement": ("the paper's second-order bound holds on the PGD robustness loss (L-inf "
-                      "ball, eps={eps:g}; share of inputs, cluster bootstrap over inputs)"),
+                      "ball, eps={eps:g}; share of inputs within it at every point)"),
         "paper": ("second-order bound of the robustness loss by the top eigenvalue (its "
                   "theoretical justification)"),
     },
@@ -313,10 +339,21 @@ CLAIMS: dict[str, dict[str, str]] = {
 filled by :func:`claims` with the weakest controls and the radius) and what the paper
 says."""
 
+CONTROL_STATEMENTS = {
+    "standard_no_barrier": ("the same barrier check on a path with a known barrier (the "
+                            "planted bump of mcutils.planted.bump_pairs, one segment per pair)"),
+    "robust_end": "the same attack on the regular end (t = 0), which had no adversarial training",
+    "per_sample_correlation": ("the same correlation with the eigenvalues shuffled across "
+                               "inputs (within each seed and t)"),
+}
+"""The negative control of each asserted claim: the same check on data where the claim is
+false by construction (computed by :func:`claims`)."""
+
 
 def claims(study: Mapping[str, pd.DataFrame], sample_ts: Sequence[float], eps: float,
            thresholds: Mapping[str, float] | None = None, n_boot: int = 2000,
-           seed: int = 0) -> list[dict[str, Any]]:
+           seed: int = 0, budget: Mapping[int, Mapping[str, Any]] | None = None
+           ) -> list[dict[str, Any]]:
     """The chapter's claims, ready for :meth:`mcutils.core.report.ChapterReport.claim`.
 
     Args:
@@ -327,10 +364,16 @@ def claims(study: Mapping[str, pd.DataFrame], sample_ts: Sequence[float], eps: f
             ``robust_accuracy``, ``barrier_margin``, ``correlation``, ``bound_share``,
             ``along_path``) and ``peak_distance`` (default: the largest step of the grid).
         n_boot, seed: bootstrap settings.
+        budget: the robustness-loss barrier at each curve budget
+            (:func:`mcutils.chapters.ch06_budget.barrier_vs_budget`'s ``"robust"``): the
+            barrier claim is then read at the largest budget, and is inconclusive while
+            the statistic still moves (``budgets=`` of the claim).
 
     Returns:
-        A list of dicts with ``claim_id, statement, paper, result, threshold, direction``,
-        in the order of :data:`CLAIMS`.
+        A list of dicts with ``claim_id, statement, paper, result, threshold, direction,
+        method`` (and ``budgets`` for the barrier when ``budget`` is given), in the order of :data:`CLAIMS`, and ``control`` for the claims of
+        :data:`CONTROL_STATEMENTS` (their negative controls: a planted barrier, the
+        regular end's robust accuracy, eigenvalues shuffled across inputs).
     """
     samples, path, bound = study["samples"], study["path"], study["bound"]
     grid = np.unique(path["t"].to_numpy(float))
@@ -344,15 +387,28 @@ def claims(study: Mapping[str, pd.DataFrame], sample_ts: Sequence[float], eps: f
     per_image = {c: v["per_sample"] for c, v in controls.items() if v["per_sample"] is not None}
     worst_image = min(per_image, key=lambda c: per_image[c]["estimate"])
     peak = peak_coincidence(path)
+    corr_method = (f"percentile bootstrap over {{n}} inputs ({n_boot} resamples), resampled "
+                   "jointly across seeds and t")
+    per_sample = per_sample_correlation(samples, sample_ts, n_boot=n_boot, seed=seed)
+    control_results = {
+        "standard_no_barrier": barrier_interval(planted_barrier_path(len(grid)), "loss",
+                                                relative=True),
+        "robust_end": accuracy_interval(samples, 0.0),
+        "per_sample_correlation": per_sample_correlation(
+            shuffled_samples(samples, "top_eig", seed=seed), sample_ts, n_boot=n_boot,
+            seed=seed),
+    }
+    for cid in ("per_sample_correlation",):
+        for res in (per_sample, control_results[cid]):
+            res["method"] = corr_method.format(n=res["n"])
     tests = {  # claim id -> (interval, threshold, direction)
         "standard_no_barrier": (barrier_interval(path, "loss", relative=True),
                                 th["standard_tol"], "<="),
         "robust_end": (accuracy_interval(samples, 1.0, n_boot=n_boot, seed=seed),
                        th["robust_accuracy"], ">="),
         "robust_barrier": (barrier_interval(path, "robust_loss", relative=True),
-                           th["barrier_margin"], ">="),
-        "per_sample_correlation": (per_sample_correlation(samples, sample_ts, n_boot=n_boot,
-                                                          seed=seed), th["correlation"], ">="),
+                           th["barrier_margin"], ">"),
+        "per_sample_correlation": (per_sample, th["correlation"], ">="),
         "beats_controls_path": (controls[worst]["path"], 0.0, ">"),
         "beats_controls_per_input": (per_image[worst_image], 0.0, ">"),
         "peak_coincidence": (peak["distance"], th["peak_distance"], "<="),
@@ -360,10 +416,25 @@ def claims(study: Mapping[str, pd.DataFrame], sample_ts: Sequence[float], eps: f
         "second_order_bound": (bound_share(bound, "linf", eps, n_boot=n_boot, seed=seed),
                                th["bound_share"], ">="),
     }
-    return [{"claim_id": cid,
-             "statement": text["statement"].format(worst=worst, worst_image=worst_image, eps=eps),
-             "paper": text["paper"], "result": tests[cid][0], "threshold": tests[cid][1],
-             "direction": tests[cid][2]} for cid, text in CLAIMS.items()]
+    out = []
+    for cid, text in CLAIMS.items():
+        res = tests[cid][0]
+        row = {"claim_id": cid,
+               "statement": text["statement"].format(worst=worst, worst_image=worst_image,
+                                                     eps=eps),
+               "paper": text["paper"], "result": res, "threshold": tests[cid][1],
+               "direction": tests[cid][2], "method": res.get("method", "not stated")}
+        if cid in CONTROL_STATEMENTS:
+            row["control"] = {"statement": CONTROL_STATEMENTS[cid],
+                              "result": control_results[cid]}
+        if cid == "robust_barrier" and budget is not None:
+            largest = max(budget)
+            row.update(result=budget[largest], budgets=dict(budget),
+                       method=budget[largest].get("method", "not stated")
+                       + f"; read at {largest} curve steps, the largest of the budget curve")
+            row["statement"] += f" (curves of {largest} steps)"
+        out.append(row)
+    return out
 
 
 # ------------------------------------------------------------------ the chapter's run
@@ -450,7 +521,8 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *,
              barriers: Mapping[str, Any], correlations: Mapping[str, Any],
              controls: Mapping[str, Mapping[str, Any]], peak: Mapping[str, Any],
              along: Mapping[str, Any], paper_r: Mapping[str, Any],
-             bound_rows: Mapping[str, Any]) -> None:
+             bound_rows: Mapping[str, Any],
+             budget: Mapping[str, Mapping[int, Any]] | None = None) -> None:
     """Record chapter 06's glued numbers, its claims (:func:`claims`) and their verdicts,
     and print the per-point means of the path.
 
@@ -465,6 +537,8 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *,
         along: :func:`along_path_correlation` by method (``"pearson"``, ``"diff"``).
         paper_r: :func:`along_path_correlation` with the paper's quantity.
         bound_rows: :func:`bound_shares`.
+        budget: :func:`mcutils.chapters.ch06_budget.barrier_vs_budget` (the barrier claim
+            is read at its largest budget).
     """
     p, path, text = params, study["path"], interval_text
     for name, key in (("eps", "adv_eps"), ("attack_steps", "attack_steps")):
@@ -521,8 +595,21 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *,
                    barrier_heights(shared["path"], "robust_loss", relative=True).tolist())
     chapter.record("ch06_independent_barrier",
                    barrier_heights(path, "robust_loss", relative=True).tolist())
-    for c in claims(study, p["sample_ts"], eps=p["adv_eps"], n_boot=p["n_boot"], seed=p["seed"]):
-        chapter.claim(**c)
-        chapter.record(f"ch06_verdict_{c['claim_id']}", chapter.claims[c["claim_id"]]["verdict"])
+    if budget is not None:
+        chapter.record("ch06_standard_barrier_vs_budget", budget["standard"])
+        chapter.record("ch06_budget_largest", max(budget["robust"]))
+        chapter.record("ch06_curve_budgets", sorted(budget["robust"]))
+    for c in claims(study, p["sample_ts"], eps=p["adv_eps"], n_boot=p["n_boot"], seed=p["seed"],
+                    budget=None if budget is None else budget["robust"]):
+        cid = c.pop("claim_id")
+        entry = chapter.claim(cid, **c)
+        chapter.record(f"ch06_verdict_{cid}", entry["verdict"])
+        if "settled" in entry:
+            chapter.record(f"ch06_{cid}_settled",
+                           "has settled" if entry["settled"] else "is still moving")
+        if "control" in entry:
+            chapter.record(f"ch06_control_{cid}_text",
+                           f"{text(entry['control'])}, {entry['control']['verdict']}")
+    deviations(chapter, p)
     print(path_means(path, ("loss", "robust_loss", "robust_accuracy", "top_eig"), digits=3)
           .to_string())

@@ -59,6 +59,8 @@ __all__ = [
     "ChapterReport",
     "ClaimsCheckError",
     "plain",
+    "format_number",
+    "table_view",
     "record",
     "verdict",
     "provenance",
@@ -74,7 +76,8 @@ class ClaimsCheckError(AssertionError):
 
 
 def plain(value: Any, digits: int | None = 4) -> Any:
-    """Convert tensors, NumPy values and nested containers to plain Python, rounded."""
+    """Convert tensors, NumPy values and nested containers to plain Python, rounded; a
+    float with an integral value becomes an int (``150528``, never ``150528.0``)."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
         value = value.item() if value.ndim == 0 else value.tolist()
@@ -87,8 +90,10 @@ def plain(value: Any, digits: int | None = 4) -> Any:
                 for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v, digits) for v in value]
-    if isinstance(value, float) and digits is not None and np.isfinite(value):
-        return round(value, digits)
+    if isinstance(value, float) and np.isfinite(value):
+        if value.is_integer() and abs(value) < 2**53:
+            return int(value)
+        return round(value, digits) if digits is not None else value
     return value
 
 
@@ -227,8 +232,65 @@ def _html_table(rows: list[dict[str, str]], caption: str | None = None) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = "".join("<tr>" + "".join(cell(c, r[c]) for c in cols) + "</tr>" for r in rows)
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return (f'<table class="table mcutils-claims">{cap}<thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table>")
+    return (f'<table class="table mcutils-table mcutils-claims">{cap}<thead><tr>{head}</tr>'
+            f"</thead><tbody>{body}</tbody></table>")
+
+
+def format_number(value: Any, digits: int = 3) -> str:
+    """One number as the book prints it: integers as integers, ``digits`` decimals
+    without scientific notation from 0.001 to 1000, one decimal up to a million,
+    scientific notation outside, an interval ``{"estimate", "ci"}`` as
+    ``"0.830 [0.800, 0.861]"`` (the same decimals for all three)."""
+    if isinstance(value, Mapping) and {"estimate", "ci"} <= set(value):
+        lo, hi = value["ci"]
+        return (f"{format_number(value['estimate'], digits)} [{format_number(lo, digits)}, "
+                f"{format_number(hi, digits)}]")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        return str(value)
+    x = float(value)
+    if not math.isfinite(x):
+        return str(x)
+    if x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    if 1e-3 <= abs(x) < 1e3:
+        return f"{x:.{digits}f}"
+    if 1e3 <= abs(x) < 1e6:
+        return f"{x:.1f}"
+    return f"{x:.{max(digits - 1, 1)}e}"
+
+
+def table_view(frame: pd.DataFrame, caption: str | None = None, digits: int = 3,
+               index: bool = False) -> Any:
+    """A DataFrame as the book shows every table: an HTML table whose numbers and
+    intervals are formatted by :func:`format_number` (verdict columns marked and
+    coloured, as in the claims table), wide tables scrolling instead of cut off."""
+    from IPython.display import HTML
+
+    df = frame.reset_index() if index else frame
+    rows = [{str(c): format_number(v, digits) for c, v in r.items()}
+            for r in df.to_dict("records")]
+    if not rows:
+        return HTML(f"<p>{html.escape(caption or '(empty table)')}</p>")
+    return HTML(_html_table(rows, caption))
+
+
+def _budget_reading(claim_id: str, result: Mapping[str, Any],
+                    budgets: Mapping[Any, Mapping[str, Any]]) -> dict[str, Any]:
+    """Check a claim's budget curve and say whether its statistic has settled."""
+    if len(budgets) < 3:
+        raise ValueError(f"claim {claim_id!r}: a budget curve needs at least 3 budgets, "
+                         f"got {len(budgets)}")
+    order = sorted(budgets)
+    if not float(order[-1]) >= 4 * float(order[0]):
+        raise ValueError(f"claim {claim_id!r}: the largest budget ({order[-1]}) must be at "
+                         f"least 4x the smallest ({order[0]})")
+    last, before = budgets[order[-1]], budgets[order[-2]]
+    if [float(v) for v in last["ci"]] != [float(v) for v in result["ci"]]:
+        raise ValueError(f"claim {claim_id!r}: the claim must be read at the largest "
+                         f"budget ({order[-1]})")
+    settled = (float(last["ci"][0]) <= float(before["ci"][1])
+               and float(before["ci"][0]) <= float(last["ci"][1]))
+    return {"budget": float(order[-1]), "settled": bool(settled)}
 
 
 class ChapterReport:
@@ -269,7 +331,8 @@ class ChapterReport:
 
     def claim(self, claim_id: str, statement: str, paper: str, result: Mapping[str, Any],
               threshold: float, direction: str, method: str | None = None,
-              control: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              control: Mapping[str, Any] | None = None,
+              budgets: Mapping[Any, Mapping[str, Any]] | None = None) -> dict[str, Any]:
         """Add one claim and compute its verdict.
 
         Args:
@@ -288,6 +351,13 @@ class ChapterReport:
                 ``{"statement": str, "result": interval}``. Its verdict is computed with
                 the same threshold and direction; an expected claim whose control is also
                 ``reproduced`` cannot fail, and counts as a failure of the check.
+            budgets: for a claim that depends on a training or optimisation budget, its
+                statistic at each budget (``{budget: interval}``, at least 3, the largest
+                at least 4x the smallest). The claim is then read at the largest budget
+                (``result`` must be that interval); when the two largest budgets'
+                intervals do not overlap the statistic has not settled, and the verdict
+                is ``inconclusive`` whatever the interval says. Glued as
+                ``chNN_<claim_id>_vs_budget``.
 
         Returns:
             The claim's entry of ``chNN_claims``.
@@ -321,6 +391,14 @@ class ChapterReport:
             entry["control"] = {"statement": str(control["statement"]),
                                 "estimate": float(cres["estimate"]), "ci": cci,
                                 "n": int(cres["n"]), "verdict": verdict(cci, threshold, direction)}
+        if budgets is not None:
+            entry.update(_budget_reading(claim_id, result, budgets))
+            if not entry["settled"]:
+                entry["verdict"] = "inconclusive"
+            self.record(f"{self.prefix}{claim_id}_vs_budget",
+                   {str(b): {"estimate": float(iv["estimate"]),
+                             "ci": [float(iv["ci"][0]), float(iv["ci"][1])], "n": int(iv["n"])}
+                    for b, iv in sorted(budgets.items())})
         self.claims[claim_id] = entry
         return entry
 
@@ -352,7 +430,9 @@ class ChapterReport:
                 "test": f"{c['direction']} {_fmt(c['threshold'])}",
                 "method": c.get("method", "not stated"),
                 "verdict": c["verdict"] + (" (asserted)" if c["expected"] and self.check
-                                           else ""),
+                                           else "")
+                           + (" (not settled: still moving with the budget)"
+                              if c.get("settled") is False else ""),
                 "control": (f"{c['control']['verdict']}: {c['control']['statement']}"
                             if "control" in c else "none"),
             })

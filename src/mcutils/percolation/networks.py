@@ -40,7 +40,7 @@ from torch import nn
 
 from mcutils.core.checks import ParameterError
 from mcutils.core.runtime import planned_inference
-from mcutils.core.stats import bootstrap_ci, interval
+from mcutils.core.stats import fraction_interval, interval
 from mcutils.training import predict
 from mcutils.percolation.fields import (
     lag_correlation,
@@ -470,12 +470,13 @@ def joined_when_inside(df: pd.DataFrame) -> np.ndarray:
 
 def fraction_intervals(df: pd.DataFrame, by: str, flag: np.ndarray | pd.Series, seed: int = 0
                        ) -> dict[str, dict[int, dict]]:
-    """Mean of a 0/1 ``flag`` per group and ``d`` with a bootstrap interval over units
-    (rows whose flag is NaN are left out)."""
+    """Mean of a 0/1 ``flag`` per group and ``d`` with an exact (Clopper-Pearson)
+    interval over units, the slices or fields of one group and ``d`` being independent
+    (rows whose flag is NaN are left out; ``seed`` is kept for callers and unused)."""
     tmp = df.assign(_flag=np.asarray(flag, float)).dropna(subset=["_flag"])
     out: dict[str, dict[int, dict]] = {}
     for (g, d), part in tmp.groupby([by, "d"]):
-        out.setdefault(str(g), {})[int(d)] = bootstrap_ci(part["_flag"].to_numpy(), seed=seed)
+        out.setdefault(str(g), {})[int(d)] = fraction_interval(part["_flag"].to_numpy() > 0.5)
     return out
 
 

@@ -12,7 +12,12 @@
   spanning curves, :func:`mcutils.percolation.estimate_threshold`);
 * the checks of the chapter's claims: :func:`deviation_interval` (is an estimate within
   a relative tolerance of the published value?) and :func:`falling_interval` (does the
-  threshold fall with ``d``?).
+  threshold fall with ``d``?);
+* their negative controls, data on which each check must fail by construction:
+  :func:`bethe_control` (the same estimator on the Bethe lattice of the same
+  coordination, whose threshold ``1/(2d - 1)`` lies 11 to 44% below the published
+  ``p_c(d)`` for ``d = 2..8``) and :func:`shuffled_dims` (the same samples with their
+  dimension labels shuffled, so nothing falls with ``d``).
 
 Used by chapter 02.
 """
@@ -27,17 +32,19 @@ import pandas as pd
 
 from mcutils.core.checks import ParameterError
 from mcutils.core.stats import interval, seed_interval
-from mcutils.percolation.growth import growth_threshold
+from mcutils.percolation.growth import bethe, growth_threshold
 from mcutils.percolation.lattice import estimate_threshold
 
 __all__ = [
     "ESTIMATORS",
     "PUBLISHED_THRESHOLDS",
     "asymptotic_threshold",
+    "bethe_control",
     "bethe_threshold",
     "check_per_dim",
     "deviation_interval",
     "falling_interval",
+    "shuffled_dims",
     "threshold_table",
 ]
 
@@ -240,3 +247,52 @@ def falling_interval(samples: Mapping[int, np.ndarray], n_boot: int = 2000, seed
         reps[b] = np.min(m[:-1] - m[1:])
     lo, hi = np.quantile(reps, [0.025, 0.975])
     return interval(est, lo, hi, min(len(v) for v in vals.values()))
+
+
+def bethe_control(dims: Sequence[int], runs: int = 8, clusters: int | Sequence[int] = 300,
+                  t_max: int | Sequence[int] = 64, fit_width: float = 0.04, fit_steps: int = 6,
+                  seed: int = 0) -> dict[int, dict]:
+    """The negative control of the claim "our ``p_c(d)`` is within a tolerance of the
+    published value": the same growth estimator, with the same runs, clusters and
+    generations, on the Bethe lattice whose coordination ``2d`` is that of ``Z^d``.
+
+    That tree's threshold is ``1/(2d - 1)`` exactly, below the published ``p_c(d)`` of
+    ``Z^d`` by 11% (``d = 8``) to 44% (``d = 2``), so a check of its estimate against the
+    published ``p_c(d)`` must fail; one that passed would mean the check, or the
+    estimator, cannot tell the two lattices apart.
+
+    Args:
+        dims: dimensions ``d`` (coordination ``2d``).
+        runs, clusters, t_max, fit_width, fit_steps: as in :func:`threshold_table`
+            (``clusters`` and ``t_max``: one value, or one per dimension).
+        seed: dimension ``d`` uses the seed ``[seed, d, 1]`` (not the lattice's own).
+
+    Returns:
+        ``{d: interval}``: a Student-t interval over the runs' roots
+        (:func:`mcutils.core.stats.seed_interval`), as the chapter's estimates.
+    """
+    dims = [int(d) for d in dims]
+    cl, tm = _per_dim(clusters, dims, "clusters"), _per_dim(t_max, dims, "t_max")
+    out = {}
+    for d, c, t in zip(dims, cl, tm):
+        res = growth_threshold(bethe(2 * d), runs=runs, clusters=int(c), t_max=int(t),
+                               seed=[seed, d, 1], fit_width=fit_width, fit_steps=fit_steps)
+        out[d] = seed_interval(res["estimates"])
+    return out
+
+
+def shuffled_dims(samples: Mapping[int, np.ndarray], seed: int = 0) -> dict[int, np.ndarray]:
+    """The negative control of "the quantity falls with every added dimension": the same
+    samples pooled and dealt out again at random to the same dimensions, each keeping its
+    number of samples. By construction nothing then depends on ``d``, so
+    :func:`falling_interval` of the result must not be above zero.
+
+    Args:
+        samples: ``d -> independent samples`` (threshold runs or null fields).
+        seed: seed of the shuffle.
+    """
+    dims = sorted(int(d) for d in samples)
+    vals = [np.asarray(samples[d], float) for d in dims]
+    pool = np.random.default_rng(seed).permutation(np.concatenate(vals))
+    cuts = np.cumsum([len(v) for v in vals])[:-1]
+    return dict(zip(dims, np.split(pool, cuts)))

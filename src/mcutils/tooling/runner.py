@@ -219,6 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     pa = sub.add_parser("params", help="check each parameters cell against its chapter's schema")
     pa.add_argument("--write", action="store_true", help="rewrite the cells that differ")
     pa.add_argument("--chapters", nargs="*", default=None, help="chapter numbers (default: all)")
+    to = sub.add_parser("totals", help="count the verdicts of the executed chapters for the "
+                        "results page")
+    to.add_argument("--chapters-dir", default="book/chapters")
+    to.add_argument("--output", default="book/_generated/results_totals.md")
+    pg = sub.add_parser("pages", help="check the built chapter pages and the claims' bounds")
+    pg.add_argument("html_dir", nargs="?", default="_build/html")
+    pg.add_argument("--chapters-dir", default="book/chapters")
+    pg.add_argument("--no-figures", action="store_true",
+                    help="do not require a figure caption on every chapter page")
+    gd = sub.add_parser("glue-diff", help="compare the glued values of two runs")
+    gd.add_argument("before")
+    gd.add_argument("after")
+    gd.add_argument("--chapters", nargs="*", default=None)
     pr = sub.add_parser("prose", help="list numbers typed into the chapters' prose")
     pr.add_argument("--chapters", nargs="*", default=None, help="chapter numbers (default: all)")
     off = sub.add_parser("offline", help="list scripts built pages load from the network")
@@ -250,6 +263,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{purpose:9} threads={threads} {dev} arch={arch} shape={shape}: "
                   f"{'channels_last' if cl else 'default layout'}, batch {bs}")
         print(f"{len(plans)} stored plan(s)")
+        return 0
+    if args.command == "totals":
+        from mcutils.tooling.glue import totals_markdown, verdict_totals
+
+        root = repo_root()
+        folder, out = Path(args.chapters_dir), Path(args.output)
+        folder = folder if folder.is_absolute() else root / folder
+        out = out if out.is_absolute() else root / out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(totals_markdown(verdict_totals(folder)))
+        print(f"verdict counts of {folder} -> {out}")
+        return 0
+    if args.command == "pages":
+        from mcutils.tooling.pagecheck import bounded_interval_problems, chapter_page_problems
+
+        try:
+            problems = (chapter_page_problems(args.html_dir, figures=not args.no_figures)
+                        + bounded_interval_problems(args.chapters_dir))
+        except ParameterError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for p in problems:
+            print(p)
+        print(f"{len(problems)} problem(s) on the chapter pages")
+        return 1 if problems else 0
+    if args.command == "glue-diff":
+        from mcutils.tooling.glue import compare, glued
+
+        chosen = None if args.chapters is None else [str(c).zfill(2) for c in args.chapters]
+        for nb in sorted(Path(args.before).glob("[0-9][0-9]_*.ipynb")):
+            other = Path(args.after) / nb.name
+            if (chosen and nb.name[:2] not in chosen) or not other.exists():
+                continue
+            r = compare(glued(nb), glued(other))
+            print(f"chapter {nb.name[:2]}: {r['same']} of {r['compared']} glued values identical;"
+                  f" largest number difference {r['worst']:.3g} ({r['worst_name']}); differing"
+                  f" in words: {r['words'] or 'none'}; only before: {r['only_before'] or 'none'};"
+                  f" only after: {r['only_after'] or 'none'}")
         return 0
     if args.command == "params":
         from mcutils.tooling.notebooks import parameter_cell_drift
