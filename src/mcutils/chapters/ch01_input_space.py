@@ -533,9 +533,9 @@ def connectivity_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.9
     runs the same checks on planted pairs where they are false by construction.
 
     Returns:
-        ``{claim_id: {"statement", "paper", "result", "threshold", "direction",
-        "method"}}``, the arguments of :meth:`mcutils.core.report.ChapterReport.claim`. A claim without any unit
-        gets the interval ``[nan, nan]`` (inconclusive).
+        ``{claim_id: {"statement", "paper", "result", "threshold", "direction", "method"}}``,
+        the arguments of :meth:`mcutils.core.report.ChapterReport.claim`. A claim without
+        any unit gets the interval ``[nan, nan]`` (inconclusive).
     """
     rounds = round_columns(table)
     out: dict[str, dict[str, Any]] = {}
