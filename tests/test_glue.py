@@ -80,6 +80,10 @@ def test_page_checks_find_plumbing_missing_captions_and_unbounded_rates(tmp_path
         "gap": {"statement": "gap above 0", "method": "bootstrap", "estimate": 2.0,
                 "ci": [1.0, 3.0], "verdict": "reproduced"},
         "acc": {"statement": "accuracy at least 0.9", "method": "exact binomial",
-                "estimate": 0.95, "ci": [0.9, 0.97], "verdict": "reproduced"}}})
+                "estimate": 0.95, "ci": [0.9, 0.97], "verdict": "reproduced"},
+        "gain": {"statement": "paired AUROC difference > 0", "method": "paired bootstrap",
+                 "estimate": -0.02, "ci": [-0.1, 0.1], "verdict": "inconclusive"},
+        "wide": {"statement": "ASR lower than fine-tuning (paired difference)", "method": "t",
+                 "estimate": 0.5, "ci": [-1.2, 1.4], "verdict": "inconclusive"}}})
     bad = bounded_interval_problems(tmp_path)
-    assert len(bad) == 1 and "asr" in bad[0]
+    assert len(bad) == 2 and "asr" in bad[0] and "wide" in bad[1] and "[-1, 1]" in bad[1]

@@ -26,6 +26,8 @@ from mcutils.tooling.glue import _literal, glued
 __all__ = ["chapter_page_problems", "bounded_interval_problems"]
 
 _BOUNDED = re.compile(r"\b(fraction|rate|accuracy|ASR|AUROC|binomial|connected)\b", re.IGNORECASE)
+# a difference of two bounded statistics lies in [-1, 1], not [0, 1]
+_DIFFERENCE = re.compile(r"\b(difference|minus|loses|than|against)\b", re.IGNORECASE)
 
 
 def chapter_page_problems(html_dir: str | Path, figures: bool = True) -> list[str]:
@@ -65,10 +67,12 @@ def bounded_interval_problems(chapters_dir: str | Path) -> list[str]:
         if text is None:
             continue
         for cid, c in _literal(text).items():
-            if not _BOUNDED.search(f"{c.get('statement', '')} {c.get('method', '')}"):
+            words = f"{c.get('statement', '')} {c.get('method', '')}"
+            if not _BOUNDED.search(words):
                 continue
+            low = -1.0 if _DIFFERENCE.search(words) else 0.0
             values = [c["estimate"], *c["ci"]]
-            if any(v == v and not 0 <= v <= 1 for v in values):
+            if any(v == v and not low <= v <= 1 for v in values):  # v == v: not NaN
                 problems.append(f"{nb.name}: {cid} is bounded, but its interval "
-                                f"{c['estimate']} {c['ci']} leaves [0, 1]")
+                                f"{c['estimate']} {c['ci']} leaves [{low:g}, 1]")
     return problems
