@@ -15,6 +15,7 @@ from mcutils.chapters import ch02_percolation as ch02
 from mcutils.chapters import ch02_percolation_figures as fig02
 from mcutils.core import report
 from mcutils.core.checks import ParameterError
+from _toy_models import Halfspace
 
 matplotlib.use("Agg")
 
@@ -88,16 +89,7 @@ def test_published_connection_and_extrapolation():
     matplotlib.pyplot.close("all")
 
 
-class _Halfspace(nn.Module):
-    """Logits (-z, z) with z = first pixel - 0.5: class 1 where the first pixel > 0.5."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, x):
-        z = (x.flatten(1)[:, :1] - 0.5) * self.scale
-        return torch.cat([-z, z], 1)
+_Halfspace = Halfspace
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from mcutils.core import stats
 from mcutils.core.checks import ParameterError
 from mcutils.core.report import verdict
 from mcutils.percolation import growth
+from _toy_models import Halfspace
 
 # ----------------------------------------------------------------------------- lattices
 
@@ -503,16 +504,7 @@ def test_null_fields_validation():
 # ----------------------------------------------------------------------------- networks
 
 
-class _Halfspace(nn.Module):
-    """Logits (-z, z) with z = first pixel - 0.5: class 1 where the first pixel > 0.5."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, x):
-        z = (x.flatten(1)[:, :1] - 0.5) * self.scale
-        return torch.cat([-z, z], 1)
+_Halfspace = Halfspace
 
 
 def test_anchored_and_random_grids_geometry():
