@@ -89,7 +89,6 @@ def test_published_connection_and_extrapolation():
     matplotlib.pyplot.close("all")
 
 
-_Halfspace = Halfspace
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +97,7 @@ def tiny():
     torch.manual_seed(0)
     x = torch.rand(60, 1, 2, 2)
     y = (x.flatten(1)[:, 0] > 0.5).long()
-    nets = {"trained": _Halfspace(),
+    nets = {"trained": Halfspace(),
             "untrained": nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(),
                                        nn.Linear(8, 2))}
     table = perc.threshold_table([2, 3], runs=3, clusters=[10, 20], t_max=[16, 16], seed=0)

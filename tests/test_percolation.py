@@ -504,7 +504,6 @@ def test_null_fields_validation():
 # ----------------------------------------------------------------------------- networks
 
 
-_Halfspace = Halfspace
 
 
 def test_anchored_and_random_grids_geometry():
@@ -528,7 +527,7 @@ def test_anchored_and_random_grids_geometry():
 
 
 def test_grid_losses_restore_the_callers_mode_and_device():
-    model = _Halfspace().train()
+    model = Halfspace().train()
     grid = perc.anchored_grid(torch.full((1, 2, 2), 0.7), torch.full((1, 2, 2), 0.9), d=2)
     loss, label = perc.grid_losses(model, grid, 1, batch_size=7)
     assert model.training  # train mode restored
@@ -548,7 +547,7 @@ def test_grid_losses_restore_the_callers_mode_and_device():
 def test_same_class_pairs_restores_mode_and_spreads_classes():
     x = torch.rand(40, 1, 2, 2)
     y = (x.flatten(1)[:, 0] > 0.5).long()
-    model = _Halfspace().train()
+    model = Halfspace().train()
     i, j = perc.same_class_pairs(model, x, y, num_pairs=5, seed=0)
     assert model.training
     assert len(i) == 5 and torch.all(i != j) and torch.all(y[i] == y[j])
@@ -559,7 +558,7 @@ def test_same_class_pairs_restores_mode_and_spreads_classes():
 def test_slice_study_on_a_linear_model_is_convex_like():
     torch.manual_seed(0)
     x = torch.rand(60, 1, 2, 2)
-    model = _Halfspace().train()
+    model = Halfspace().train()
     y = (x.flatten(1)[:, 0] > 0.5).long()
     df = perc.slice_study(model, x, y, dims=[1, 2, 3], anchored=3, unanchored=[2, 2, 0],
                           n=9, seed=0)
@@ -620,7 +619,7 @@ def test_plane_same_patch_and_trios():
     torch.manual_seed(0)
     x = torch.rand(30, 1, 2, 2)
     y = (x.flatten(1)[:, 0] > 0.5).long()
-    model = _Halfspace().train()
+    model = Halfspace().train()
     table, planes = perc.trio_study(model, x, y, num_trios=4, n=13, margin=1.0, seed=0)
     assert model.training and len(table) == 4 and len(planes) == 4
     assert table.connected.all()  # a half-space is convex: one patch always
@@ -692,7 +691,7 @@ def test_slices_vs_nulls_orchestration_on_tiny_models():
     torch.manual_seed(0)
     x = torch.rand(60, 1, 2, 2)
     y = (x.flatten(1)[:, 0] > 0.5).long()
-    nets = {"lin": _Halfspace(), "mlp": nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(),
+    nets = {"lin": Halfspace(), "mlp": nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(),
                                                       nn.Linear(8, 2))}
     study = ch02.slices_vs_nulls(nets, x, y, dims=[1, 2, 3], anchored=[4, 4, 4],
                                  unanchored=[0, 3, 3], null_count=[30, 30, 30], seed=0,
