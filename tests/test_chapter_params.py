@@ -101,3 +101,13 @@ def test_every_profile_passes_the_schema(chapter, profile):
                                               profile, declared=sch.defaults()))
     scope["device"] = "cpu"  # "cuda" is checked on GPU machines only
     sch.validate(scope)
+
+
+def test_runner_refuses_a_bad_override_before_any_chapter_starts(tmp_path):
+    from mcutils.tooling import runner
+
+    with pytest.raises(ParameterError, match="chapter 01: invalid parameters") as err:
+        runner.execute("smoke", ["00", "01"], output=tmp_path / "out",
+                       overrides={"tol": -1.0, "num_epochs": 0})
+    assert "num_epochs=0" in str(err.value) and "tol=-1.0" in str(err.value)
+    assert not (tmp_path / "out" / "00_preliminaries.ipynb").exists()  # nothing ran

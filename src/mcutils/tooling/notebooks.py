@@ -21,7 +21,7 @@ from mcutils.core.paths import repo_root
 from mcutils.core.profiles import load_profile
 
 __all__ = ["chapters", "chapter_plan", "set_environ", "restore_environ", "chapter_parameters", "notebook_defaults", "notebook_cells",
-           "parameter_cell_drift"]
+           "parameter_cell_drift", "check_plan"]
 
 
 def chapters(root: Path | None = None) -> dict[str, Path]:
@@ -150,7 +150,40 @@ def chapter_plan(profile: str, selected: Sequence[str] | None, overrides: dict[s
                                  f"{', '.join(selected)}")
         for c in selected:
             plan[c].update({k: v for k, v in overrides.items() if k in declared[c]})
+    if Path(root).resolve() == _PACKAGE_REPO:  # the book's own chapters (not a test's)
+        check_plan(plan)
     return available, plan
+
+
+#: the repository this package lives in (src/mcutils/tooling/notebooks.py -> the root)
+_PACKAGE_REPO = Path(__file__).resolve().parents[3]
+
+
+def check_plan(plan: Mapping[str, Mapping[str, Any]]) -> None:
+    """Check every planned chapter's parameters against its schema before any kernel
+    starts, so a bad value in a profile or an override fails in seconds, not when its
+    chapter's turn comes. CUDA devices are left to :func:`mcutils.tooling.preflight.preflight`,
+    which says what is missing on a machine without them.
+
+    Raises:
+        ParameterError: every bad parameter of every chapter, in one message.
+    """
+    from mcutils.chapters import MODULES, schema
+
+    problems = []
+    for chapter, params in plan.items():
+        if chapter not in MODULES:
+            continue
+        sch = schema(chapter)
+        values = {**sch.defaults(), **params}
+        if str(values.get("device", "")).startswith("cuda"):
+            values["device"] = "cpu"
+        try:
+            sch.validate(values)
+        except ParameterError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ParameterError("\n".join(problems))
 
 
 def set_environ(updates: Mapping[str, str]) -> dict[str, str | None]:
