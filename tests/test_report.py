@@ -118,3 +118,17 @@ def test_format_number_and_table_view():
     assert "<table" in html and "0.912" in html and "<caption>cap</caption>" in html
     assert "background" in html  # the verdict cell is coloured
     assert "(empty" in report.table_view(pd.DataFrame({"a": []})).data
+
+
+def test_figure_is_glued_under_a_chapter_figure_name_and_closed():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chapter = report.ChapterReport("07")
+    fig, _ = plt.subplots()
+    assert chapter.figure("ch07_fig_paths", fig) is fig
+    assert not plt.fignum_exists(fig.number)  # closed: shown once, where its caption is
+    with pytest.raises(ValueError, match="ch07_fig_"):
+        chapter.figure("ch07_paths", plt.figure())

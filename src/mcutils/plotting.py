@@ -15,9 +15,14 @@ import numpy as np
 import seaborn as sns
 import torch
 
-__all__ = ["set_theme", "image_grid", "confusion_matrix", "profile_plot", "PALETTE"]
+__all__ = ["set_theme", "image_grid", "confusion_matrix", "profile_plot", "PALETTE", "MAX_WIDTH"]
 
 PALETTE = "colorblind"
+
+
+#: the widest figure, in inches, that the book's text column shows at the theme's font
+#: size (about 780 px); wider figures shrink their text below legibility
+MAX_WIDTH = 8.0
 
 
 def set_theme() -> None:
