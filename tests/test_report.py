@@ -128,7 +128,7 @@ def test_figure_is_glued_under_a_chapter_figure_name_and_closed():
 
     chapter = report.ChapterReport("07")
     fig, _ = plt.subplots()
-    assert chapter.figure("ch07_fig_paths", fig) is fig
+    assert chapter.figure("ch07_fig_paths", fig) is None  # a cell ending with it shows nothing
     assert not plt.fignum_exists(fig.number)  # closed: shown once, where its caption is
     with pytest.raises(ValueError, match="ch07_fig_"):
         chapter.figure("ch07_paths", plt.figure())

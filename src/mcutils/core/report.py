@@ -467,10 +467,11 @@ class ChapterReport:
               HTML(_html_table(df.to_dict("records")) if clean else f"<p>{html.escape(reason)}</p>"))
         return df
 
-    def figure(self, name: str, fig: Any) -> Any:
+    def figure(self, name: str, fig: Any) -> None:
         """Glue a matplotlib figure under ``name`` (``chNN_fig_...``) for a numbered,
         captioned ``{glue:figure}`` in the chapter's prose, and close it, so it is shown
-        once, where the caption is. Returns the figure."""
+        once, where the caption is (nothing is returned, so a cell that ends with this
+        call shows nothing itself)."""
         if not name.startswith(f"{self.prefix}fig_"):
             raise ValueError(f"figure names start with {self.prefix}fig_ (got {name!r})")
         _glue(name, fig)
@@ -480,7 +481,6 @@ class ChapterReport:
             plt.close(fig)
         except ImportError:  # pragma: no cover - matplotlib is a dependency
             pass
-        return fig
 
     def verdict_counts(self) -> str:
         """One line for the results page: how many claims got each verdict, and how many
