@@ -5,7 +5,7 @@ The tables are those of :func:`mcutils.chapters.ch06_robust_path.path_study`
 
 * :func:`path_means` is the per-point means over seeds, as the chapter prints them;
 * :func:`plot_path_profiles` draws clean and PGD accuracy, robustness loss and mean top
-  eigenvalue along the path, one line per seed;
+  eigenvalue along the path, one line per seed, in two rows;
 * :func:`plot_per_image_scatter` draws one image per dot at one ``t`` and seed: top
   eigenvalue against robustness loss;
 * :func:`plot_hessian_quantities` draws the book's per-image eigenvalue beside the
@@ -38,19 +38,27 @@ def path_means(path: pd.DataFrame, columns: Sequence[str] = PATH_COLUMNS,
 
 
 def plot_path_profiles(path: pd.DataFrame) -> Figure:
-    """Four panels along the path, one line per seed: clean accuracy, PGD accuracy,
-    robustness loss (with the mean clean loss dashed) and mean top eigenvalue (log)."""
+    """Four panels along the path in two rows, one line per seed: clean accuracy, PGD
+    accuracy, robustness loss (with the mean clean loss dashed) and mean top eigenvalue
+    (log), at most :data:`mcutils.plotting.MAX_WIDTH` wide."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    panels = [("accuracy", "clean accuracy"), ("robust_accuracy", "PGD accuracy"),
-              ("robust_loss", "robustness loss"), ("top_eig", "mean top eigenvalue")]
-    for ax, (column, title) in zip(axes, panels, strict=True):
+    from mcutils.plotting import MAX_WIDTH
+
+    fig, grid = plt.subplots(2, 2, figsize=(MAX_WIDTH, 6.0), sharex=True)
+    axes = list(grid.flat)
+    panels = [("accuracy", "clean accuracy"), ("robust_accuracy", "robust accuracy (PGD)"),
+              ("robust_loss", "robustness loss (nats)"),
+              ("top_eig", "mean top input-Hessian eigenvalue")]
+    for ax, (column, label) in zip(axes, panels, strict=True):
         sns.lineplot(path, x="t", y=column, units="seed", estimator=None, hue="seed",
                      palette="deep", marker="o", ax=ax, legend=ax is axes[0])
-        ax.set_title(title)
-    axes[2].plot(path.groupby("t")["loss"].mean(), "k--", lw=1, label="clean loss (mean)")
+        ax.set_ylabel(label)
+        ax.set_xlabel("position on the curve, t")
+    axes[0].legend(title="curve seed")
+    axes[2].plot(path.groupby("t")["loss"].mean(), "k--", lw=1,
+                 label="clean loss, mean over seeds")
     axes[2].legend()
     axes[3].set_yscale("log")
     fig.tight_layout()
@@ -64,11 +72,14 @@ def plot_per_image_scatter(samples: pd.DataFrame, t: float, seed: int) -> Figure
     import seaborn as sns
 
     mid = samples[(samples["t"] == t) & (samples["seed"] == seed)]
+    mid = mid.assign(clean=mid["correct"].map({True: "correct", False: "wrong"}))
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.scatterplot(mid, x="top_eig", y="robust_loss", hue="correct", s=12, ax=ax)
+    sns.scatterplot(mid, x="top_eig", y="robust_loss", hue="clean",
+                    hue_order=["correct", "wrong"], s=12, ax=ax)
     ax.set_xscale("log")
-    ax.set_xlabel("top eigenvalue of the input Hessian")
-    ax.set_ylabel("robustness loss")
+    ax.set_xlabel("top input-Hessian eigenvalue (log scale)")
+    ax.set_ylabel("robustness loss (nats)")
+    ax.legend(title="clean prediction")
     ax.set_title(f"one image per dot, t = {t}, seed {seed}")
     fig.tight_layout()
     return fig
@@ -80,14 +91,20 @@ def plot_hessian_quantities(path: pd.DataFrame) -> Figure:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, ax = plt.subplots(1, 2, figsize=(11, 3.6))
+    from mcutils.plotting import MAX_WIDTH
+
+    fig, ax = plt.subplots(1, 2, figsize=(MAX_WIDTH, 3.6))
     sns.lineplot(path, x="t", y="top_eig", units="seed", estimator=None, hue="seed",
                  palette="deep", marker="o", ax=ax[0])
-    ax[0].set_title("mean per-image top eigenvalue (this book)")
+    ax[0].set_title("this book: per image")
+    ax[0].set_ylabel("mean top input-Hessian eigenvalue")
     sns.lineplot(path, x="t", y="paper_eig", units="seed", estimator=None, hue="seed",
-                 palette="deep", marker="s", ax=ax[1])
-    ax[1].set_title("the paper's batch-level quantity")
+                 palette="deep", marker="s", ax=ax[1], legend=False)
+    ax[1].set_title("the paper: per batch")
+    ax[1].set_ylabel("paper's batch-level eigenvalue")
+    ax[0].legend(title="curve seed")
     for a in ax:
         a.set_yscale("log")
+        a.set_xlabel("position on the curve, t")
     fig.tight_layout()
     return fig
