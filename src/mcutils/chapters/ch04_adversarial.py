@@ -47,6 +47,7 @@ from mcutils.params import Param, ParameterSchema
 __all__ = [
     "AUROC_TARGET",
     "CLAIMS",
+    "DETECTOR_LABELS",
     "EXPECTED",
     "METHODS",
     "PAPER_KEYS",
@@ -468,7 +469,8 @@ def barrier_boxes(kept: pd.DataFrame):
     long = kept.melt(id_vars=["kind"], value_vars=["max", "gap"], var_name="statistic",
                      value_name="loss")
     long["statistic"] = long.statistic.map({"max": "barrier max", "gap": "barrier gap"})
-    long["kind"] = long.kind.map({"within": "within-class", "adversarial": "real-adversarial"})
+    long["kind"] = long.kind.map({"within": "within-class paths",
+                                  "adversarial": "real-adversarial paths"})
     fig, ax = plt.subplots(figsize=(6.5, 4))
     sns.boxplot(data=long, x="statistic", y="loss", hue="kind", ax=ax, fliersize=2)
     ax.set_yscale("symlog", linthresh=1e-3)
@@ -488,20 +490,23 @@ def path_profiles(model: nn.Module, pairs: PairSet, k_adv: torch.Tensor, pairs_p
     show = torch.arange(0, len(pairs), pairs_per_class)  # pair 0 of every class
     ends = {"A to B (within-class)": pairs.b[show], "A to K' (real-adversarial)": k_adv[show],
             "A to K (clean source)": pairs.k[show]}
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(plotting.MAX_WIDTH, 3.2), sharey=True)
     for ax, (title, end) in zip(axes, ends.items()):
         prof = inputspace.loss_profiles(model, pairs.a[show], end, pairs.cls[show],
                                         num_points=num_points)
         plotting.profile_plot(prof, ax=ax)
-        ax.set_title(title)
+        ax.set_title(title, fontsize="small")
         ax.set_yscale("symlog", linthresh=1e-2)
-    axes[0].set_ylabel("loss of the class of A")
+        ax.set_xlabel("position on the path (0: A)")
+        ax.set_ylabel("")
+    axes[0].set_ylabel("loss of the class of A (nats)")
     fig.tight_layout()
     return fig
 
 
 def sweep_figure(entries: Sequence[Mapping[str, Any]], x: Sequence[float], xlabel: str,
-                 annotate: str | None = None, target: float = 0.9, size: tuple = (11, 3.8)):
+                 annotate: str | None = None, target: float = 0.9,
+                 size: tuple = (plotting.MAX_WIDTH, 3.4)):
     """Median real-adversarial gap and AUROC of the gap against ``x`` (log scale), with
     95% intervals; points labelled by their ``annotate`` entry; the band where the AUROC
     reaches ``target``."""
@@ -519,11 +524,24 @@ def sweep_figure(entries: Sequence[Mapping[str, Any]], x: Sequence[float], xlabe
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
-    axes[1].axhspan(target, 1.0, color="tab:green", alpha=0.15, label=f"AUROC >= {target:g}")
-    axes[1].axhline(0.5, color="grey", lw=0.8, ls="--")
-    axes[1].legend(loc="lower left")
+    axes[1].axhspan(target, 1.0, color="tab:green", alpha=0.15, label=f"AUROC ≥ {target:g}")
+    axes[1].axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")
+    axes[1].legend(loc="best", fontsize="small")
     fig.tight_layout()
     return fig
+
+
+#: Legend entries of :func:`detector_figure`: each detector's features, in words.
+DETECTOR_LABELS = {
+    "barrier": "barrier gap",
+    "barrier_max": "barrier max",
+    "profile": "loss profile",
+    "profile_logits": "loss profile + logits",
+    "msp": "max. softmax probability",
+    "margin": "logit margin",
+    "logits": "sorted logits",
+    "mahalanobis": "Mahalanobis score",
+}
 
 
 def detector_figure(table: pd.DataFrame, detectors: Sequence[str], target: float = 0.9):
@@ -533,19 +551,20 @@ def detector_figure(table: pd.DataFrame, detectors: Sequence[str], target: float
     plot_df = table.assign(est=[v["estimate"] for v in table.auroc],
                            lo=[v["ci"][0] for v in table.auroc],
                            hi=[v["ci"][1] for v in table.auroc])
-    fig, ax = plt.subplots(figsize=(11, 3.8))
+    fig, ax = plt.subplots(figsize=(plotting.MAX_WIDTH, 4.6))
     attacks_order = list(dict.fromkeys(plot_df.attack))
     width = 0.8 / len(detectors)
     for j, det in enumerate(detectors):
         sub = plot_df[plot_df.detector == det].set_index("attack").loc[attacks_order]
         xs = np.arange(len(attacks_order)) - 0.4 + (j + 0.5) * width
         ax.errorbar(xs, sub.est, yerr=[sub.est - sub.lo, sub.hi - sub.est], fmt="o", ms=3,
-                    capsize=2, label=det)
-    ax.set_xticks(range(len(attacks_order)), attacks_order, rotation=15)
+                    capsize=2, label=DETECTOR_LABELS.get(det, det))
+    ax.set_xticks(range(len(attacks_order)), attacks_order, rotation=15, fontsize="small")
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.axhspan(target, 1.0, color="tab:green", alpha=0.1)
-    ax.set_ylabel("AUROC (5-fold, by source)")
-    ax.legend(ncol=4, fontsize=7, loc="lower right")
+    ax.set_ylabel("AUROC (cross-validated by source)")
+    ax.legend(ncol=4, fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.22),
+              frameon=False)
     fig.tight_layout()
     return fig
 
@@ -555,21 +574,23 @@ def adaptive_figure(adaptive: pd.DataFrame):
     retrained detector (left), the attack's success (right)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(plotting.MAX_WIDTH, 3.4))
     rows = adaptive.to_dict("records")
     l2 = np.array([v["estimate"] for v in adaptive.l2])
-    for key, label in (("auroc_deployed", "deployed"), ("auroc_retrained", "retrained")):
+    for key, label in (("auroc_deployed", "deployed detector"),
+                       ("auroc_retrained", "retrained detector")):
         _errorbars(axes[0], l2, rows, key, fmt="o-", label=label)
     for x_, w in zip(l2, adaptive.penalty):
-        axes[0].annotate(f"w={w:g}", (x_, 0.5), fontsize=7)
+        axes[0].annotate(f"w={w:g}", (x_, 0.5), fontsize=7, xytext=(3, -10),
+                         textcoords="offset points")
     axes[0].axhline(0.5, color="grey", lw=0.8, ls="--")
     axes[0].set_xlabel("median L2 perturbation (pixels)")
     axes[0].set_ylabel("AUROC on the test half")
-    axes[0].legend()
+    axes[0].legend(fontsize="small")
     succ = np.array([v["estimate"] for v in adaptive.success])
     axes[1].plot(l2, succ, "o-")
     axes[1].set_xlabel("median L2 perturbation (pixels)")
-    axes[1].set_ylabel("attack success (target reached)")
+    axes[1].set_ylabel("fraction reaching the target")
     axes[1].set_ylim(0, 1.05)
     fig.tight_layout()
     return fig
