@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import seaborn as sns
 import torch
@@ -71,6 +72,7 @@ def plot_rounds(both: pd.DataFrame, curve: pd.DataFrame, tol: float, max_rounds:
     long = both.melt(id_vars=["model", "seed", "pair"], value_vars=rcols, var_name="round",
                      value_name="barrier")
     long["round"] = long["round"].str.slice(6).astype(int)
+    long["model"] = long["model"].replace({model: f"untrained {model}"})
     fig, axes = plt.subplots(2, 1, figsize=(plotting.MAX_WIDTH, 7.2))
     sns.boxplot(data=long, x="round", y="barrier", hue="model", ax=axes[0], fliersize=2)
     axes[0].set_yscale("symlog", linthresh=1e-4)
@@ -83,8 +85,9 @@ def plot_rounds(both: pd.DataFrame, curve: pd.DataFrame, tol: float, max_rounds:
     palette = sns.color_palette("viridis", max_rounds + 1)
     for (name, r), sub in curve.groupby(["model", "round"]):
         ls = "-" if name == model else ":"
+        label = f"untrained {name}" if name == model else name
         axes[1].plot(sub["tol"], sub["estimate"], ls=ls, marker="o", ms=3, color=palette[r],
-                     label=f"{name}, round {r}")
+                     label=f"{label}, round {r}")
         axes[1].fill_between(sub["tol"], sub["lo"], sub["hi"], color=palette[r], alpha=0.1)
     axes[1].set_xscale("log")
     axes[1].axvline(tol, color="k", ls="--", lw=1)
@@ -96,8 +99,11 @@ def plot_rounds(both: pd.DataFrame, curve: pd.DataFrame, tol: float, max_rounds:
     return fig
 
 
-def plot_path_lengths(both: pd.DataFrame) -> plt.Figure:
-    """The connecting path's length relative to ``|C - A|`` of every pair, per model."""
+def plot_path_lengths(both: pd.DataFrame, model: str | None = None) -> plt.Figure:
+    """The connecting path's length relative to ``|C - A|`` of every pair, per model
+    (``model``, if given, labelled as the untrained one)."""
+    if model is not None:
+        both = both.assign(model=both["model"].replace({model: f"untrained {model}"}))
     fig, ax = plt.subplots(figsize=(plotting.MAX_WIDTH, 3.2))
     sns.stripplot(data=both, x="rel_length", y="model", ax=ax, size=4, alpha=0.7)
     ax.set_xlabel("path length relative to the straight line |C - A|")
@@ -145,6 +151,7 @@ def plot_evolution(evo: Mapping[str, pd.DataFrame], num_runs: int) -> plt.Figure
             ax.fill_between(sub["step"], sub["lo"].clip(lower=sub["estimate"].min() / 10),
                             sub["hi"], alpha=0.15)
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     axes[1].set_xlabel("training batches")
     axes[0].set_ylabel("highest straight-path\nloss (nats)")
