@@ -34,7 +34,7 @@ from mcutils import backdoor, curves, data, faults, zoo
 from mcutils.chapters.ch05_protocol import (METHODS, PAPER_BUDGET, DefenderSplit, RepairSetup,
                                             Scorer, SweepResult, defender_split, repair_budget,
                                             repair_sweep, variant_sweep)
-from mcutils.chapters.ch05_repair import interval_table, plot_vs_n, sweep_summary
+from mcutils.chapters.ch05_repair import interval_table, method_label, plot_vs_n, sweep_summary
 from mcutils.core import stats
 
 __all__ = [
@@ -184,17 +184,29 @@ def plot_curve_profiles(profiles: pd.DataFrame, ends: Sequence[nn.Module], setup
                         split: DefenderSplit, params: Mapping[str, Any]):
     """The clean validation accuracy along each trained curve (mean over seeds, one line
     per size), with the straight line between ``ends`` (BatchNorm statistics on the
-    largest bonafide set) as its own panel. Returns the figure."""
+    largest bonafide set) as its own panel, at most :data:`mcutils.plotting.MAX_WIDTH`
+    wide with its legend. Returns the figure."""
     import seaborn as sns
+
+    from mcutils.plotting import MAX_WIDTH
 
     line = curves.evaluate_curve(
         curves.linear_path(*ends), list(setup.ts), data.TensorLoader(split.val, 128),
         bn_loader=data.TensorLoader(split.bonafide(max(params["bonafide_sizes"])),
                                     params["repair_batch"]))
     prof = pd.concat([profiles, line.assign(method="straight line", n=0, seed=0)])
-    g = sns.relplot(prof, x="t", y="accuracy", hue="n", col="method", kind="line", marker="o",
-                    height=3.2, aspect=1.1, palette="viridis", errorbar=None)
+    # for the figure only: the methods in words, the straight line's n (none) in words
+    sizes = sorted(int(n) for n in profiles.n.unique())
+    prof = prof.assign(method=prof.method.map(method_label),
+                       bonafide=prof.n.map(lambda n: str(int(n)) if n else "none"))
+    ncols = prof.method.nunique()
+    height = min(3.2, (MAX_WIDTH - 1.4) / ncols)  # room for the legend
+    g = sns.relplot(prof, x="t", y="accuracy", hue="bonafide",
+                    hue_order=[str(n) for n in sizes] + ["none"], col="method", kind="line",
+                    marker="o", height=height, aspect=1.0, palette="viridis", errorbar=None)
     g.set_titles("{col_name}")
+    g.set_axis_labels("curve parameter t", "clean validation accuracy")
+    g.legend.set_title("bonafide images")
     return g.figure
 
 
@@ -294,7 +306,7 @@ def plot_aware_vs_plain(plain: Mapping[str, Any], aware: Mapping[str, Any], size
                                                         for n in sizes},
                       "Bezier repair, path-aware attacker": {n: aware["bezier"][n]["asr"]
                                                              for n in sizes}},
-                     ylabel="ASR of the repaired model", floor=floor)
+                     ylabel="attack success rate after repair", floor=floor)
 
 
 @dataclass
