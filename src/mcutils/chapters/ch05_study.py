@@ -184,8 +184,8 @@ def plot_curve_profiles(profiles: pd.DataFrame, ends: Sequence[nn.Module], setup
                         split: DefenderSplit, params: Mapping[str, Any]):
     """The clean validation accuracy along each trained curve (mean over seeds, one line
     per size), with the straight line between ``ends`` (BatchNorm statistics on the
-    largest bonafide set) as its own panel, at most :data:`mcutils.plotting.MAX_WIDTH`
-    wide with its legend. Returns the figure."""
+    largest bonafide set) as its own panel, two panels a row, at most
+    :data:`mcutils.plotting.MAX_WIDTH` wide. Returns the figure."""
     import seaborn as sns
 
     from mcutils.plotting import MAX_WIDTH
@@ -199,14 +199,21 @@ def plot_curve_profiles(profiles: pd.DataFrame, ends: Sequence[nn.Module], setup
     sizes = sorted(int(n) for n in profiles.n.unique())
     prof = prof.assign(method=prof.method.map(method_label),
                        bonafide=prof.n.map(lambda n: str(int(n)) if n else "none"))
-    ncols = prof.method.nunique()
-    height = min(3.2, (MAX_WIDTH - 1.4) / ncols)  # room for the legend
+    # two panels a row, the legend in the free slot (or below the grid)
+    panels = prof.method.nunique()
     g = sns.relplot(prof, x="t", y="accuracy", hue="bonafide",
-                    hue_order=[str(n) for n in sizes] + ["none"], col="method", kind="line",
-                    marker="o", height=height, aspect=1.0, palette="viridis", errorbar=None)
+                    hue_order=[str(n) for n in sizes] + ["none"], col="method", col_wrap=2,
+                    kind="line", marker="o", height=0.9 * MAX_WIDTH / 2 / 1.4, aspect=1.4,
+                    palette="viridis", errorbar=None, facet_kws={"legend_out": False})
     g.set_titles("{col_name}")
     g.set_axis_labels("curve parameter t", "clean validation accuracy")
-    g.legend.set_title("bonafide images")
+    g.tight_layout()
+    if panels % 2:
+        sns.move_legend(g, "center", bbox_to_anchor=(0.75, 0.5 / -(-panels // 2)),
+                        title="bonafide images", frameon=False)
+    else:
+        sns.move_legend(g, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(sizes) + 1,
+                        title="bonafide images", frameon=False)
     return g.figure
 
 
