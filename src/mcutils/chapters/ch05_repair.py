@@ -34,9 +34,11 @@ from mcutils.core.stats import format_interval, seed_interval, seed_rate_interva
 
 __all__ = [
     "CLAIMS",
+    "METHOD_LABELS",
     "PAPER",
     "claim_interval",
     "interval_table",
+    "method_label",
     "middle_gap",
     "paired_seed_difference",
     "per_image_counts",
@@ -46,6 +48,25 @@ __all__ = [
     "share_text",
     "sweep_summary",
 ]
+
+#: The methods' names in words, for figure legends and panel titles (a name not listed
+#: is shown as it is).
+METHOD_LABELS = {
+    "bezier": "Bezier curve",
+    "bezier (middle)": "Bezier curve, middle",
+    "polychain": "polygonal chain",
+    "polychain (middle)": "polygonal chain, middle",
+    "fine_tune": "fine-tuning",
+    "fine_prune": "fine-pruning",
+    "scratch": "training from scratch",
+    "noise": "noisy midpoint",
+}
+
+
+def method_label(method: str) -> str:
+    """``method`` in words (:data:`METHOD_LABELS`), for a figure."""
+    return METHOD_LABELS.get(method, method)
+
 
 #: The paper whose claims chapter 05 tests (prefixed to every claim's ``paper``).
 PAPER = "Zhao et al. (2020)"
@@ -323,8 +344,8 @@ def paired_seed_difference(rows: pd.DataFrame, method_a: str, method_b: str, n: 
 
 def plot_frontier(summary: Mapping[str, Mapping[int, Mapping[str, Mapping[str, Any]]]],
                   methods: Sequence[str] | None = None, x: str = "asr", y: str = "acc",
-                  floor: float | None = None, ncols: int = 4, xlabel: str = "ASR",
-                  ylabel: str = "clean accuracy"):
+                  floor: float | None = None, ncols: int = 2,
+                  xlabel: str = "attack success rate", ylabel: str = "clean test accuracy"):
     """The accuracy-ASR frontier: one panel per ``n``, one point per method with its 95%
     intervals over seeds on both axes (from :func:`sweep_summary`).
 
@@ -333,7 +354,8 @@ def plot_frontier(summary: Mapping[str, Mapping[int, Mapping[str, Mapping[str, A
         methods: which methods, in legend order (default: all).
         x, y: the interval names on the axes.
         floor: a vertical line at this ``x`` (the trigger floor: the ASR of clean models).
-        ncols: panels per row.
+        ncols: panels per row (the figure is at most
+            :data:`mcutils.plotting.MAX_WIDTH` wide whatever ``ncols``).
         xlabel, ylabel: axis labels.
 
     Returns:
@@ -342,12 +364,15 @@ def plot_frontier(summary: Mapping[str, Mapping[int, Mapping[str, Mapping[str, A
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    from mcutils.plotting import MAX_WIDTH
+
     methods = list(methods or summary)
     sizes = sorted({n for m in methods for n in summary[m]})
     ncols = min(ncols, len(sizes))
     nrows = math.ceil(len(sizes) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.1 * nrows), squeeze=False,
-                             sharex=True, sharey=True)
+    width = min(3.3, MAX_WIDTH / ncols)  # of one panel, in inches
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 0.94 * width * nrows),
+                             squeeze=False, sharex=True, sharey=True)
     colors = dict(zip(methods, sns.color_palette("tab10", len(methods))))
     markers = dict(zip(methods, "osD^vP*Xhp<>"))
     for ax, n in zip(axes.flat, sizes):
@@ -363,18 +388,20 @@ def plot_frontier(summary: Mapping[str, Mapping[int, Mapping[str, Mapping[str, A
                 return [[iv["estimate"] - lo], [hi - iv["estimate"]]]
 
             ax.errorbar(px["estimate"], py["estimate"], xerr=err(px), yerr=err(py),
-                        fmt=markers[m], color=colors[m], label=m, capsize=2, ms=5)
+                        fmt=markers[m], color=colors[m], label=method_label(m), capsize=2,
+                        ms=5)
         if floor is not None:
             ax.axvline(floor, color="grey", ls=":", lw=1)
-        ax.set_title(f"n = {n}")
+        ax.set_title(f"{n} bonafide images")
         ax.set_xlabel(xlabel)
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
     for ax in list(axes.flat)[len(sizes):]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(methods), 5), fontsize=8,
-               bbox_to_anchor=(0.5, -0.02 - 0.05 * math.ceil(len(methods) / 5)))
+    legend_cols = min(len(methods), 3)
+    fig.legend(handles, labels, loc="upper center", ncol=legend_cols, fontsize=8,
+               bbox_to_anchor=(0.5, 0.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -404,7 +431,8 @@ def middle_gap(profiles: pd.DataFrame, method: str, n: int, t: float = 0.5
     return seed_interval(gap.to_numpy(float))
 
 
-def plot_vs_n(series: Mapping[str, Mapping[int, Mapping[str, Any]]], ylabel: str = "ASR",
+def plot_vs_n(series: Mapping[str, Mapping[int, Mapping[str, Any]]],
+              ylabel: str = "attack success rate",
               ax: Any = None, floor: float | None = None):
     """One line per label: an interval (``{"estimate", "ci", "n"}``) at each bonafide size,
     drawn with its 95% interval, sizes on a log axis.
@@ -421,7 +449,7 @@ def plot_vs_n(series: Mapping[str, Mapping[int, Mapping[str, Any]]], ylabel: str
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.4))
+        _, ax = plt.subplots(figsize=(5, 3.4))  # within mcutils.plotting.MAX_WIDTH
     for label, per_n in series.items():
         ns = sorted(per_n)
         est = np.array([per_n[n]["estimate"] for n in ns], dtype=float)
@@ -432,7 +460,7 @@ def plot_vs_n(series: Mapping[str, Mapping[int, Mapping[str, Any]]], ylabel: str
     if floor is not None:
         ax.axhline(floor, color="grey", ls=":", lw=1, label="trigger floor")
     ax.set_xscale("log")
-    ax.set_xlabel("bonafide images n")
+    ax.set_xlabel("bonafide images (n, log scale)")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     return ax

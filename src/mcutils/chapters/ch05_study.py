@@ -34,7 +34,7 @@ from mcutils import backdoor, curves, data, faults, zoo
 from mcutils.chapters.ch05_protocol import (METHODS, PAPER_BUDGET, DefenderSplit, RepairSetup,
                                             Scorer, SweepResult, defender_split, repair_budget,
                                             repair_sweep, variant_sweep)
-from mcutils.chapters.ch05_repair import interval_table, plot_vs_n, sweep_summary
+from mcutils.chapters.ch05_repair import interval_table, method_label, plot_vs_n, sweep_summary
 from mcutils.core import stats
 
 __all__ = [
@@ -184,17 +184,36 @@ def plot_curve_profiles(profiles: pd.DataFrame, ends: Sequence[nn.Module], setup
                         split: DefenderSplit, params: Mapping[str, Any]):
     """The clean validation accuracy along each trained curve (mean over seeds, one line
     per size), with the straight line between ``ends`` (BatchNorm statistics on the
-    largest bonafide set) as its own panel. Returns the figure."""
+    largest bonafide set) as its own panel, two panels a row, at most
+    :data:`mcutils.plotting.MAX_WIDTH` wide. Returns the figure."""
     import seaborn as sns
+
+    from mcutils.plotting import MAX_WIDTH
 
     line = curves.evaluate_curve(
         curves.linear_path(*ends), list(setup.ts), data.TensorLoader(split.val, 128),
         bn_loader=data.TensorLoader(split.bonafide(max(params["bonafide_sizes"])),
                                     params["repair_batch"]))
     prof = pd.concat([profiles, line.assign(method="straight line", n=0, seed=0)])
-    g = sns.relplot(prof, x="t", y="accuracy", hue="n", col="method", kind="line", marker="o",
-                    height=3.2, aspect=1.1, palette="viridis", errorbar=None)
+    # for the figure only: the methods in words, the straight line's n (none) in words
+    sizes = sorted(int(n) for n in profiles.n.unique())
+    prof = prof.assign(method=prof.method.map(method_label),
+                       bonafide=prof.n.map(lambda n: str(int(n)) if n else "none"))
+    # two panels a row, the legend in the free slot (or below the grid)
+    panels = prof.method.nunique()
+    g = sns.relplot(prof, x="t", y="accuracy", hue="bonafide",
+                    hue_order=[str(n) for n in sizes] + ["none"], col="method", col_wrap=2,
+                    kind="line", marker="o", height=0.9 * MAX_WIDTH / 2 / 1.4, aspect=1.4,
+                    palette="viridis", errorbar=None, facet_kws={"legend_out": False})
     g.set_titles("{col_name}")
+    g.set_axis_labels("curve parameter t", "clean validation accuracy")
+    g.tight_layout()
+    if panels % 2:
+        sns.move_legend(g, "center", bbox_to_anchor=(0.75, 0.5 / -(-panels // 2)),
+                        title="bonafide images", frameon=False)
+    else:
+        sns.move_legend(g, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(sizes) + 1,
+                        title="bonafide images", frameon=False)
     return g.figure
 
 
@@ -294,7 +313,7 @@ def plot_aware_vs_plain(plain: Mapping[str, Any], aware: Mapping[str, Any], size
                                                         for n in sizes},
                       "Bezier repair, path-aware attacker": {n: aware["bezier"][n]["asr"]
                                                              for n in sizes}},
-                     ylabel="ASR of the repaired model", floor=floor)
+                     ylabel="attack success rate after repair", floor=floor)
 
 
 @dataclass
