@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.colors import ListedColormap
+from matplotlib.ticker import MaxNLocator
 
 from mcutils import plotting
 from mcutils.chapters.ch02_percolation import onset_table, reference_threshold
@@ -72,11 +73,11 @@ def plot_connection_curves(connection: pd.DataFrame) -> plt.Figure:
         sns.lineplot(data=connection, x=x, y="connection", hue="d", marker="o",
                      palette="viridis", ax=ax, legend="brief" if ax is axes[1] else False)
     axes[0].set_xlabel("site occupation probability p")
-    axes[1].set_xlabel("occupation relative to the threshold, p / p_c(d)")
+    axes[1].set_xlabel("relative occupation p / p_c(d)")
     axes[1].axvline(1.0, color="k", ls=":", lw=1)
     axes[0].set_ylabel("probability that two open\nsites are connected")
     if axes[1].get_legend() is not None:
-        axes[1].get_legend().set_title("lattice dimension d")
+        axes[1].get_legend().set_title("dimension d", prop={"size": 9})
     fig.tight_layout()
     return fig
 
@@ -135,11 +136,11 @@ def plot_thresholds(table: pd.DataFrame, published: Mapping[int, float],
 def _source_label(source: str) -> str:
     """A legend entry in words for a source of :func:`onset_table` (a network or a null)."""
     names = {"trained": "trained network", "untrained": "untrained network",
-             "independent": "independent sites (null)", "convex": "convex set, a ball (null)"}
+             "independent": "null: independent sites", "convex": "null: convex set (ball)"}
     if source in names:
         return names[source]
     if source.startswith("correlated_"):
-        return f"correlated field matched to the {source[len('correlated_'):]} network (null)"
+        return f"null: correlated field, {source[len('correlated_'):]}"
     return source
 
 
@@ -161,14 +162,17 @@ def plot_onsets(study: Mapping) -> plt.Figure:
                         fmt=fmt, color=color, capsize=3, ms=5, label=_source_label(source))
         ax.set_yscale("log")
         ax.set_xlabel("slice dimension d")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"onset: {kind}", fontsize=11)
     axes[0].set_ylabel("low-loss fraction p at the onset\n(median, 95% interval)")
     handles, labels = axes[0].get_legend_handles_labels()
     if not handles:
         handles, labels = axes[1].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
+        order = sorted(range(len(labels)), key=lambda k: (labels[k].startswith("null"), k))
+        fig.legend([handles[k] for k in order], [labels[k] for k in order],
+                   loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig
 
 
