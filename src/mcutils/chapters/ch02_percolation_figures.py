@@ -172,7 +172,7 @@ def plot_onsets(study: Mapping) -> plt.Figure:
         order = sorted(range(len(labels)), key=lambda k: (labels[k].startswith("null"), k))
         fig.legend([handles[k] for k in order], [labels[k] for k in order],
                    loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
@@ -185,8 +185,8 @@ def plot_slice_fields(study: Mapping, per_model: int = 3) -> plt.Figure:
     logs = [np.log10(study["fields"][m][key]["loss"] + 1e-6).T for m, key in shown]
     ncols = max(min(len(shown), per_model), 1)
     nrows = max(-(-len(shown) // ncols), 1)
-    panel = min(2.3, (plotting.MAX_WIDTH - 1.2) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols + 1.2, panel * nrows + 0.7),
+    panel = min(2.2, (plotting.MAX_WIDTH - 1.4) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols + 1.4, panel * nrows + 0.7),
                              squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
