@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.colors import ListedColormap
+from matplotlib.ticker import MaxNLocator
 
 from mcutils import plotting
 from mcutils.chapters.ch02_percolation import onset_table, reference_threshold
@@ -48,7 +49,8 @@ def plot_lattices(side: int, p_c: float, seed: int = 0,
     (seeded by ``seed``), opened at each of ``ps`` (``None``: at ``p_c``); open sites
     grey, the largest cluster coloured."""
     field = np.random.default_rng(seed).random((side, side))
-    fig, axes = plt.subplots(1, len(ps), figsize=(11 * len(ps) / 3, 3.9), squeeze=False)
+    width = min(plotting.MAX_WIDTH, 2.7 * len(ps))
+    fig, axes = plt.subplots(1, len(ps), figsize=(width, width / len(ps) + 0.8), squeeze=False)
     cmap = ListedColormap(["white", "0.72", _palette()[3]])
     for ax, p in zip(axes[0], ps):
         p = p_c if p is None else p
@@ -56,8 +58,8 @@ def plot_lattices(side: int, p_c: float, seed: int = 0,
         biggest = largest_cluster(clusters(lattice)[0])
         ax.imshow(lattice.astype(int) + biggest, cmap=cmap, vmin=0, vmax=2,
                   interpolation="nearest")
-        ax.set_title(f"p = {p:.3f}\nlargest cluster: {biggest.sum() / lattice.sum():.0%} "
-                     "of open sites")
+        ax.set_title(f"open with probability p = {p:.3f}\nlargest cluster: "
+                     f"{biggest.sum() / lattice.sum():.0%} of open sites", fontsize=9)
         ax.axis("off")
     fig.tight_layout()
     return fig
@@ -66,14 +68,16 @@ def plot_lattices(side: int, p_c: float, seed: int = 0,
 def plot_connection_curves(connection: pd.DataFrame) -> plt.Figure:
     """The curves of :func:`~mcutils.chapters.ch02_percolation.connection_study`, against
     the occupation ``p`` (left) and against ``p / p_c(d)`` (right), one line per ``d``."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(plotting.MAX_WIDTH, 3.6), sharey=True)
     for ax, x in zip(axes, ["p", "p_rel"]):
         sns.lineplot(data=connection, x=x, y="connection", hue="d", marker="o",
                      palette="viridis", ax=ax, legend="brief" if ax is axes[1] else False)
-    axes[0].set_xlabel("occupation p")
-    axes[1].set_xlabel("p / p_c(d)")
+    axes[0].set_xlabel("site occupation probability p")
+    axes[1].set_xlabel("relative occupation p / p_c(d)")
     axes[1].axvline(1.0, color="k", ls=":", lw=1)
-    axes[0].set_ylabel("P(two open sites connected)")
+    axes[0].set_ylabel("probability that two open\nsites are connected")
+    if axes[1].get_legend() is not None:
+        axes[1].get_legend().set_title("dimension d", prop={"size": 9})
     fig.tight_layout()
     return fig
 
@@ -84,15 +88,21 @@ def plot_growth_profiles(dims: Sequence[int], published: Mapping[int, float], cl
     ``p_c(d)`` (published, else the series) for each of ``dims``
     (:func:`~mcutils.percolation.growth_profile`, seed ``[seed, d]``)."""
     palette = _palette()
-    fig, axes = plt.subplots(1, len(dims), figsize=(5.5 * len(dims), 3.8), squeeze=False)
-    for ax, d in zip(axes[0], dims):
+    ncols = min(len(dims), 2)
+    nrows = -(-len(dims) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(plotting.MAX_WIDTH if ncols > 1 else 4.8, 3.6 * nrows))
+    for ax in axes.flat[len(dims):]:
+        ax.set_visible(False)
+    for ax, d in zip(axes.flat, dims):
         pc_ref = reference_threshold(d, published)
         prof = growth_profile(d, [pc_ref * 0.97, pc_ref, pc_ref * 1.03], clusters, t_max,
                               seed=[seed, d])
-        for k, lab in enumerate(["0.97 p_c", "p_c (published)", "1.03 p_c"]):
+        for k, lab in enumerate(["p = 0.97 p_c(d), below", "p = p_c(d), published",
+                                 "p = 1.03 p_c(d), above"]):
             ax.loglog(prof["t"][1:], prof["n"][k, 1:], label=lab, color=palette[k])
-        ax.set_xlabel("chemical distance t")
-        ax.set_ylabel("N(t), sites per cluster")
+        ax.set_xlabel("chemical distance t (generations)")
+        ax.set_ylabel("sites in generation t,\nmean per cluster N(t)")
         ax.set_title(f"d = {d}")
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -107,18 +117,31 @@ def plot_thresholds(table: pd.DataFrame, published: Mapping[int, float],
     palette = _palette()
     ds = np.arange(2, max_dim + 1)
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    ax.plot(ds, bethe_threshold(ds), "--", color="0.5", label="1/(2d-1)")
-    ax.plot(ds, asymptotic_threshold(ds), "-", color="0.3", lw=1, label="series, 4 terms")
+    ax.plot(ds, bethe_threshold(ds), "--", color="0.5", label="Bethe lattice bound 1/(2d-1)")
+    ax.plot(ds, asymptotic_threshold(ds), "-", color="0.3", lw=1,
+            label="series expansion, four terms")
     ax.plot(list(published), list(published.values()), "s", mfc="none", ms=9,
-            color=palette[1], label="published")
+            color=palette[1], label="published value")
     ax.errorbar(table.index, table.estimate,
                 yerr=[table.estimate - table.ci_lo, table.ci_hi - table.estimate],
-                fmt="o", color=palette[0], capsize=3, ms=4, label="this chapter (95% interval)")
+                fmt="o", color=palette[0], capsize=3, ms=4,
+                label="this chapter's estimate (95% interval)")
     ax.set_yscale("log")
-    ax.set_xlabel("dimension d")
-    ax.set_ylabel("site-percolation threshold p_c(d)")
+    ax.set_xlabel("lattice dimension d")
+    ax.set_ylabel("site-percolation threshold p_c(d)\n(fraction of open sites)")
     ax.legend()
     return fig
+
+
+def _source_label(source: str) -> str:
+    """A legend entry in words for a source of :func:`onset_table` (a network or a null)."""
+    names = {"trained": "trained network", "untrained": "untrained network",
+             "independent": "null: independent sites", "convex": "null: convex set (ball)"}
+    if source in names:
+        return names[source]
+    if source.startswith("correlated_"):
+        return f"null: correlated field, {source[len('correlated_'):]}"
+    return source
 
 
 def plot_onsets(study: Mapping) -> plt.Figure:
@@ -127,7 +150,7 @@ def plot_onsets(study: Mapping) -> plt.Figure:
     dimension: anchors join (left), an unanchored slice spans (right); one line per
     network and null."""
     palette = _palette()
-    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(plotting.MAX_WIDTH, 4.6), sharey=True)
     styles = {"trained": (palette[0], "o-"), "untrained": (palette[1], "o-"),
               "independent": ("k", "s--"), "convex": (palette[2], "^--")}
     for ax, kind in zip(axes, ["anchors join", "unanchored slice spans"]):
@@ -136,32 +159,50 @@ def plot_onsets(study: Mapping) -> plt.Figure:
             color, fmt = styles.get(source, (palette[4] if "untrained" in source
                                              else palette[3], "d:"))
             ax.errorbar(part.d, part.onset, yerr=[part.onset - part.lo, part.hi - part.onset],
-                        fmt=fmt, color=color, capsize=3, ms=5, label=source)
+                        fmt=fmt, color=color, capsize=3, ms=5, label=_source_label(source))
         ax.set_yscale("log")
         ax.set_xlabel("slice dimension d")
-        ax.set_title(f"onset: {kind}")
-    axes[0].set_ylabel("low-loss fraction p (median, 95% interval)")
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"onset: {kind}", fontsize=11)
+    axes[0].set_ylabel("low-loss fraction p at the onset\n(median, 95% interval)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not handles:
+        handles, labels = axes[1].get_legend_handles_labels()
+    if handles:
+        order = sorted(range(len(labels)), key=lambda k: (labels[k].startswith("null"), k))
+        fig.legend([handles[k] for k in order], [labels[k] for k in order],
+                   loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
 def plot_slice_fields(study: Mapping, per_model: int = 3) -> plt.Figure:
     """``log10`` of the anchors' loss on the first ``per_model`` anchored ``d = 2`` slices
-    of each network that kept them, anchors marked (dark: low loss)."""
+    of each network that kept them (one row per network, one colour scale for all),
+    anchors marked (dark: low loss)."""
     shown = [(m, ("anchored", 2, k)) for m in study["fields"] for k in range(per_model)
              if ("anchored", 2, k) in study["fields"][m]]
-    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(2.6 * max(len(shown), 1), 2.9),
-                             squeeze=False)
-    for ax, (m, key) in zip(axes[0], shown):
-        f = study["fields"][m][key]
-        ax.imshow(np.log10(f["loss"] + 1e-6).T, origin="lower", cmap="magma_r")
-        for a in f["anchors"]:
-            ax.plot(a[0], a[1], "o", mfc="white", mec="k", ms=8)
-        ax.set_title(f"{m}, pair {key[2]}", fontsize=9)
+    logs = [np.log10(study["fields"][m][key]["loss"] + 1e-6).T for m, key in shown]
+    ncols = max(min(len(shown), per_model), 1)
+    nrows = max(-(-len(shown) // ncols), 1)
+    panel = min(2.2, (plotting.MAX_WIDTH - 1.4) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols + 1.4, panel * nrows + 0.7),
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle("log10 loss of the anchors' class on d = 2 slices (dark: low)", fontsize=10)
-    fig.tight_layout()
+    vmin = min((float(v.min()) for v in logs), default=0.0)
+    vmax = max((float(v.max()) for v in logs), default=1.0)
+    image = None
+    for ax, (m, key), values in zip(axes.flat, shown, logs):
+        image = ax.imshow(values, origin="lower", cmap="magma_r", vmin=vmin, vmax=vmax)
+        for a in study["fields"][m][key]["anchors"]:
+            ax.plot(a[0], a[1], "o", mfc="white", mec="k", ms=8)
+        ax.set_title(f"{m} network, pair {key[2]}", fontsize=9)
+    fig.suptitle("loss of the anchors' class on two-dimensional slices (dark: low)",
+                 fontsize=10)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8).set_label(
+            "log10 cross-entropy of the\nanchors' class (nats)", fontsize=8)
     return fig
 
 
@@ -181,8 +222,8 @@ def plot_trio_plane(plane: Mapping[str, Any], trio: Any, classes: Sequence[str]
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[k]) for k in present]
     ax.legend(handles, [classes[k] for k in present], fontsize=7, loc="upper right")
     ax.grid(False)
-    ax.set_xlabel("towards image 2")
-    ax.set_ylabel("towards image 3")
+    ax.set_xlabel("coefficient of (image 2 - image 1)")
+    ax.set_ylabel("coefficient of (image 3 - image 1)")
     ax.set_title(f"three '{classes[int(trio.cls)]}' images: "
                  f"{'one patch' if trio.connected else 'not one patch'}")
     return fig
