@@ -74,7 +74,7 @@ html: setup mathjax
 	$(PY) -m mcutils.book totals
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 	$(PY) -m mcutils.book offline _build/html
-	$(PY) -m mcutils.book pages _build/html --no-figures
+	$(PY) -m mcutils.book pages _build/html
 	@echo "Book: $(abspath _build/html/index.html)"
 
 # fails if a built page loads a script (or style sheet) from the network
