@@ -25,15 +25,19 @@ one target class per pair, on whatever device the model lives on.
 * :func:`~mcutils.inputspace.path_length`, :func:`~mcutils.inputspace.relative_path_length`, :func:`~mcutils.inputspace.detour_angle`,
   :func:`~mcutils.inputspace.chord_deviation`: how far a piecewise path is from the straight line.
 
+* :func:`~mcutils.inputspace.learn_input_curve`: learned Bezier and polychain curves between
+  inputs (the weight-space curve fitting in input space), with :func:`curve_profiles`
+  and :func:`curve_geometry` to check them (chapter 07).
+
 The package is split by concept: :mod:`~mcutils.inputspace.paths`,
-:mod:`~mcutils.inputspace.bypass`, :mod:`~mcutils.inputspace.synthesis` and
+:mod:`~mcutils.inputspace.bypass`, :mod:`~mcutils.inputspace.learned`, :mod:`~mcutils.inputspace.synthesis` and
 :mod:`~mcutils.inputspace.geometry`; every public name is importable from here.
 :mod:`mcutils.chapters.ch01_input_space` and :mod:`mcutils.chapters.ch03_untrained` hold
 the orchestration of chapters 01 and 03.
 Pairing (:func:`mcutils.data.loading.matched_pairs`) and image folders
 (:func:`mcutils.data.formats.load_image_folder`) live in :mod:`mcutils.data`.
 
-Used by chapters 01, 03 and 04.
+Used by chapters 01, 03, 04 and 07.
 """
 
 from mcutils.data import load_image_folder, matched_pairs
@@ -54,6 +58,13 @@ from mcutils.inputspace.geometry import (
     path_length,
     relative_deviation,
     relative_path_length,
+)
+from mcutils.inputspace.learned import (
+    InputCurve,
+    curve_geometry,
+    curve_points,
+    curve_profiles,
+    learn_input_curve,
 )
 from mcutils.inputspace.paths import (
     BarrierRecorder,
@@ -115,4 +126,9 @@ __all__ = [
     "FVO_PAPER_EVOLUTION",
     "BYPASS_PAPER",
     "FREE_PAPER",
+    "InputCurve",
+    "learn_input_curve",
+    "curve_points",
+    "curve_profiles",
+    "curve_geometry",
 ]
