@@ -27,11 +27,12 @@ MODULES = {
     "04": "ch04_adversarial",
     "05": "ch05_protocol",
     "06": "ch06_robust_path",
+    "07": "ch07_learned_curves",
 }
 
 
 def schema(chapter: str) -> ParameterSchema:
-    """The parameter schema of ``chapter`` ("00" to "06")."""
+    """The parameter schema of ``chapter`` ("00" to "07")."""
     if chapter not in MODULES:
         raise KeyError(f"no chapter {chapter!r}; chapters: {', '.join(MODULES)}")
     module = importlib.import_module(f"{__name__}.{MODULES[chapter]}")
