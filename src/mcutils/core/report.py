@@ -322,6 +322,7 @@ class ChapterReport:
         self.start = time.perf_counter()
         self.finished = False
         self.provenance: dict[str, Any] | None = None
+        self.summary_text: str | None = None
 
     def record(self, name: str, value: Any, digits: int | None = 4) -> Any:
         """Glue ``value`` under ``name`` (which must start with ``chNN_``); returns it plain."""
@@ -540,6 +541,7 @@ class ChapterReport:
             parts.append("\n")
         parts.append(f"**With the gpu profile:** {str(gpu).strip()}\n")
         text = "".join(parts)
+        self.summary_text = text
         _glue(f"{self.prefix}summary", Markdown(text))
         return text
 

@@ -293,15 +293,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(plans)} stored plan(s)")
         return 0
     if args.command == "totals":
-        from mcutils.tooling.glue import totals_markdown, verdict_totals
+        from mcutils.tooling.glue import (chapter_links, failures_markdown, headline_failures,
+                                          totals_markdown, verdict_totals)
 
         root = repo_root()
         folder, out = Path(args.chapters_dir), Path(args.output)
         folder = folder if folder.is_absolute() else root / folder
         out = out if out.is_absolute() else root / out
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(totals_markdown(verdict_totals(folder)))
-        print(f"verdict counts of {folder} -> {out}")
+        links = chapter_links(folder)
+        out.write_text(totals_markdown(verdict_totals(folder), links))
+        fails = out.with_name("results_failures.md")
+        fails.write_text(failures_markdown(headline_failures(folder), links))
+        print(f"verdict counts of {folder} -> {out}; claims not reproduced -> {fails}")
         return 0
     if args.command == "pages":
         from mcutils.tooling.pagecheck import bounded_interval_problems, chapter_page_problems
