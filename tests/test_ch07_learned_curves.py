@@ -155,3 +155,15 @@ def test_the_whole_chapter_at_a_tiny_size():
     fig2 = weights.plot_barriers(bprof, rprof)
     assert len(fig2.axes) == 2
     assert np.isfinite(inputs.summary_table({"a": real}).to_numpy(float)).all()
+
+
+def test_claim_notes_are_computed_from_the_data():
+    p = dict(_tiny(), curve_budgets=[2, 4, 8])
+    tie = _tables(True).assign(max_loss=1.0)
+    notes = ch07.claim_notes(p, tie, _tables(True))
+    assert notes["learned_vs_bypass_real"].startswith("on 40 of 40 pairs")
+    assert "learned_connects_real" not in notes  # 40 of 40 clears 0.8
+    few = _tables(True)
+    few = few[few.pair < 5]
+    assert "only 5 pairs" in ch07.claim_notes(p, few, few)["learned_connects_adversarial"]
+    assert "learned_vs_bypass_real" not in ch07.claim_notes(p, _tables(True), _tables(True))
