@@ -25,7 +25,7 @@ def _tiny() -> dict:
              bypass_steps=8, max_rounds=1, curve_budgets=[2, 4, 8], backdoor_subset=300,
              adv_subset=200, val_size=40, eval_size=80, repair_sizes=[10, 20],
              repair_lrs=[0.1], repair_max_steps=2, robust_eval_size=10, pgd_steps=2,
-             path_points=3, n_boot=50, tol=1e-4)
+             path_points=3, n_boot=50, tol=1e-4, num_ts=3)
     return ch07.PARAMETERS.validate(p)
 
 
@@ -43,7 +43,7 @@ def test_a_pool_part_then_the_notebooks_function_give_the_same_model():
     parts = ch07.pool_parts(p)
     assert [label for label, _, _ in parts][:2] == ["ch07 backdoored model 0",
                                                      "ch07 backdoored model 1"]
-    assert len(parts) == 2 * len(p["pair_seeds"]) + len(p["robust_seeds"])
+    assert len(parts) == 2 * len(p["pair_seeds"]) + 2 + len(p["robust_seeds"])
     _, name, kwargs = parts[0]
     getattr(ch07, name)(**kwargs)
     again = weights.backdoored_model(p, 0)

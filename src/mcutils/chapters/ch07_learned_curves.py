@@ -35,7 +35,7 @@ from mcutils.params import Param, ParameterSchema
 
 __all__ = ["CLAIMS", "CONTROL_STATEMENTS", "DEVIATIONS", "EXPECTED", "GPU_NOTE", "PARAMETERS",
            "THRESHOLDS", "claim_notes", "claims", "connected_interval", "findings", "pool_parts",
-           "train_backdoored", "train_robust"]
+           "train_backdoored", "train_clean", "train_robust"]
 
 THRESHOLDS = {"connected_share": 0.8, "asr_backdoored": 0.9, "asr_removed": 0.1}
 """Fixed before any run: a learned curve "connects" a set of pairs when at least 80% of
@@ -117,6 +117,8 @@ PARAMETERS = ParameterSchema("07", {
     "repair_lrs": Param([0.01, 0.03, 0.1], "chapter 05's learning-rate grid",
                         range=(1e-6, 10)),
     "repair_max_steps": Param(200, "chapter 05's step cap of a repair", range=(1, None)),
+    "num_ts": Param(11, "chapter 05's points of a curve scored on the validation split",
+                    range=(3, 101)),
     "n_boot": Param(2000, "bootstrap resamples", range=(10, 100000)),
 }, checks=[_budgets, _seeds])
 """Chapter 07's parameters: the default model's, the input-space pairs, bypass and curves,
@@ -246,6 +248,11 @@ def train_backdoored(params: Mapping[str, Any], seed: int) -> None:
     weights.backdoored_model(params, seed)
 
 
+def train_clean(params: Mapping[str, Any], seed: int) -> None:
+    """Pool part: train (or load) chapter 05's clean model of ``seed`` (the control)."""
+    weights.clean_model(params, seed)
+
+
 def train_robust(params: Mapping[str, Any], seed: int) -> None:
     """Pool part: train (or load) chapter 06's robust model of ``seed``."""
     weights.robust_model(params, seed)
@@ -253,11 +260,13 @@ def train_robust(params: Mapping[str, Any], seed: int) -> None:
 
 def pool_parts(params: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """The expensive, independent pieces: every backdoored end (two per pair seed), the
-    clean control ends and every robust end, each trained in its own worker and cached,
+    two clean models of the control and every robust end, each trained in its own worker and cached,
     so the notebook loads them."""
     p = dict(params)
     parts = [(f"ch07 backdoored model {e}", "train_backdoored", {"params": p, "seed": e})
              for s in p["pair_seeds"] for e in (s, s + 1)]
+    parts += [(f"ch07 clean model {s}", "train_clean", {"params": p, "seed": s})
+              for s in (p["seed"], p["seed"] + 1)]
     parts += [(f"ch07 robust model {s}", "train_robust", {"params": p, "seed": s})
               for s in p["robust_seeds"]]
     return parts

@@ -51,7 +51,8 @@ def ch05_params(params: Mapping[str, Any]) -> dict[str, Any]:
     p.update(backdoor_subset=params["backdoor_subset"], poison_rate=params["poison_rate"],
              target_class=params["target_class"], trigger_size=params["trigger_size"],
              bonafide_sizes=list(params["repair_sizes"]), val_size=params["val_size"],
-             eval_size=params["eval_size"], repair_max_steps=params["repair_max_steps"])
+             eval_size=params["eval_size"], repair_max_steps=params["repair_max_steps"],
+             num_ts=params["num_ts"])
     return p
 
 
