@@ -41,9 +41,10 @@ def test_schema_defaults_are_the_cpu_profile_and_bad_values_fail():
 def test_a_pool_part_then_the_notebooks_function_give_the_same_model():
     p = _tiny()
     parts = ch07.pool_parts(p)
-    assert [label for label, _, _ in parts][:2] == ["ch07 backdoored model 0",
-                                                     "ch07 backdoored model 1"]
-    assert len(parts) == 2 * len(p["pair_seeds"]) + 2 + len(p["robust_seeds"])
+    assert [label for label, _, _ in parts][:2] == ["ch07 backdoored pair 0",
+                                                     "ch07 backdoored pair 2"]
+    assert parts[0][2]["seeds"] == [0, 1]
+    assert len(parts) == len(p["pair_seeds"]) + 1 + len(p["robust_seeds"])
     _, name, kwargs = parts[0]
     getattr(ch07, name)(**kwargs)
     again = weights.backdoored_model(p, 0)

@@ -243,14 +243,16 @@ DEVIATIONS = [
 
 
 # ------------------------------------------------------------------ pool parts
-def train_backdoored(params: Mapping[str, Any], seed: int) -> None:
-    """Pool part: train (or load) chapter 05's backdoored model of ``seed``."""
-    weights.backdoored_model(params, seed)
+def train_backdoored(params: Mapping[str, Any], seeds: list[int]) -> None:
+    """Pool part: train (or load) chapter 05's backdoored models of ``seeds``."""
+    for s in seeds:
+        weights.backdoored_model(params, s)
 
 
-def train_clean(params: Mapping[str, Any], seed: int) -> None:
-    """Pool part: train (or load) chapter 05's clean model of ``seed`` (the control)."""
-    weights.clean_model(params, seed)
+def train_clean(params: Mapping[str, Any], seeds: list[int]) -> None:
+    """Pool part: train (or load) chapter 05's clean models of ``seeds`` (the control)."""
+    for s in seeds:
+        weights.clean_model(params, s)
 
 
 def train_robust(params: Mapping[str, Any], seed: int) -> None:
@@ -259,14 +261,14 @@ def train_robust(params: Mapping[str, Any], seed: int) -> None:
 
 
 def pool_parts(params: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """The expensive, independent pieces: every backdoored end (two per pair seed), the
-    two clean models of the control and every robust end, each trained in its own worker and cached,
-    so the notebook loads them."""
+    """The expensive, independent pieces, each trained in its own worker and cached so
+    that the notebook loads them: the two backdoored ends of every pair seed, the two
+    clean models of the control, and every robust end."""
     p = dict(params)
-    parts = [(f"ch07 backdoored model {e}", "train_backdoored", {"params": p, "seed": e})
-             for s in p["pair_seeds"] for e in (s, s + 1)]
-    parts += [(f"ch07 clean model {s}", "train_clean", {"params": p, "seed": s})
-              for s in (p["seed"], p["seed"] + 1)]
+    parts = [(f"ch07 backdoored pair {s}", "train_backdoored",
+              {"params": p, "seeds": [s, s + 1]}) for s in p["pair_seeds"]]
+    parts.append(("ch07 clean pair", "train_clean",
+                  {"params": p, "seeds": [p["seed"], p["seed"] + 1]}))
     parts += [(f"ch07 robust model {s}", "train_robust", {"params": p, "seed": s})
               for s in p["robust_seeds"]]
     return parts
