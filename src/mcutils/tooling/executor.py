@@ -16,7 +16,7 @@ and the parent prints one status line for all running chapters every
 :data:`STATUS_SECONDS`, not their output.
 
 Used by the tooling (:mod:`mcutils.tooling.runner`, :mod:`mcutils.tooling.gpucheck`) to
-run every chapter (00-06), not by the chapters.
+run every chapter (00-07), not by the chapters.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@
   :func:`chapter_links`.
 
 Used by the tooling (``python -m mcutils.book glue-diff``, ``totals``, the Makefile and
-``benchmarks/glue_diff.py``) for every chapter (00-06), not by the chapters.
+``benchmarks/glue_diff.py``) for every chapter (00-07), not by the chapters.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ torchvision weights are where torchvision looks for them
 (:func:`mcutils.data.download.pretrained_weights_file`); image folders exist.
 
 Used by the runner (:mod:`mcutils.tooling.runner`) and on GPU machines, not by the chapters: it
-runs every chapter (00-06) from outside.
+runs every chapter (00-07) from outside.
 """
 
 from __future__ import annotations

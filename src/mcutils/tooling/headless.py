@@ -9,7 +9,7 @@ the chapters use (``IPython.display.HTML``) come from a small stand-in, and noth
 glued (:mod:`mcutils.core.report` glues only in a kernel).
 
 It is the ``"headless"`` engine of :mod:`mcutils.tooling.executor`, which the GPU check
-(:mod:`mcutils.tooling.gpucheck`) uses to run every chapter (00-06) from outside; not
+(:mod:`mcutils.tooling.gpucheck`) uses to run every chapter (00-07) from outside; not
 used by the chapters.
 """
 

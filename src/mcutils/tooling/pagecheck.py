@@ -12,7 +12,7 @@ every claim of a rate, fraction, accuracy or AUROC whose interval leaves [0, 1].
 
 ``make html`` runs both (``python -m mcutils.book pages _build/html``).
 
-Used by the tooling for every chapter (00-06), not by the chapters.
+Used by the tooling for every chapter (00-07), not by the chapters.
 """
 
 from __future__ import annotations
