@@ -168,3 +168,25 @@ def test_claim_notes_are_computed_from_the_data():
     few = few[few.pair < 5]
     assert "only 5 pairs" in ch07.claim_notes(p, few, few)["learned_connects_adversarial"]
     assert "learned_vs_bypass_real" not in ch07.claim_notes(p, _tables(True), _tables(True))
+
+
+def test_the_ends_are_chapter_05s_and_06s_own_checkpoints(tmp_path):
+    """Chapter 07 asks for the very models chapters 05 and 06 train (no second copy)."""
+    import os
+    from pathlib import Path
+
+    from mcutils.chapters import ch05_study, ch06_robust_path
+
+    p = _tiny()
+    p5, p6 = weights.ch05_params(p), weights.ch06_params(p)
+    trigger, split = ch05_study.defender_data(p5)
+    ends = ch05_study.tampered_ends(p5, split, trigger)
+    ch06_robust_path.robust_end(p6, seed=p["robust_seeds"][0])
+    cache = Path(os.environ["MCUTILS_CACHE"])
+    before = sorted(cache.glob("*.pt"))
+    a = weights.backdoored_model(p, p["seed"])
+    weights.clean_model(p, p["seed"] + 1)
+    weights.robust_model(p, p["robust_seeds"][0])
+    assert sorted(cache.glob("*.pt")) == before  # every one a cache hit
+    for k, v in ends.backdoored[0].state_dict().items():
+        assert torch.equal(v, a.state_dict()[k])
