@@ -170,7 +170,7 @@ def test_claim_notes_are_computed_from_the_data():
     assert "learned_vs_bypass_real" not in ch07.claim_notes(p, _tables(True), _tables(True))
 
 
-def test_the_ends_are_chapter_05s_and_06s_own_checkpoints(tmp_path):
+def test_the_ends_are_chapter_05s_and_06s_own_checkpoints():
     """Chapter 07 asks for the very models chapters 05 and 06 train (no second copy)."""
     import os
     from pathlib import Path

@@ -417,6 +417,10 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, real: Any, ad
         med = last.groupby("kind")[["max_loss", "relative_length", "chord_deviation",
                                     "passes"]].median()
         chapter.record(f"ch07_{name}_medians", med.round(4).to_dict("index"))
+        chapter.record(f"ch07_{name}_geometry_text", "; ".join(
+            f"{k}: length {med.loc[k, 'relative_length']:.3f}, chord deviation "
+            f"{med.loc[k, 'chord_deviation']:.3f}, {med.loc[k, 'passes']:.0f} passes"
+            for k in ("bypass", "bezier", "polychain")))
         chapter.record(f"ch07_{name}_bypass_points", int(np.sum(comp.bypass_rounds)))
     for key in ("tol", "num_points", "bypass_steps", "max_pairs", "pairs_per_class",
                 "adv_pairs_per_class", "pair_seeds", "robust_seeds", "repair_sizes"):
