@@ -432,6 +432,19 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, real: Any, ad
         index="robust_seed", columns="variant", values="barrier").round(4).to_dict("index"))
     chapter.record("ch07_midpoint_asr", backdoor.pivot(
         index="pair_seed", columns="variant", values="asr").round(4).to_dict("index"))
+    if repair is not None:
+        n_large = max(p["repair_sizes"])
+        chosen = repair[(repair.method == "bezier") & (repair.n == n_large)]
+        asr = chosen.pivot(index="pair_seed", columns="variant", values="asr")
+        diff = _seed_diff(chosen, "pair_seed", "asr", "aligned", "unaligned")
+        chapter.record("ch07_repair_n_large", n_large)
+        chapter.record("ch07_repair_asr_large", asr.round(4).to_dict("index"))
+        chapter.record("ch07_repair_asr_large_text", (
+            f"{asr['aligned'].mean():.3f} between aligned ends against "
+            f"{asr['unaligned'].mean():.3f} between unaligned ones (mean over pair seeds; "
+            f"aligned minus unaligned {_text(diff)}): "
+            + stats.interval_word(diff, "higher", "lower", "not distinguishable") + " after "
+            "alignment"))
     notes = claim_notes(p, real.table, adversarial.table)
     for c in claims(p, real.table, adversarial.table, planted, backdoor, clean_control,
                     robust, repair):
