@@ -168,6 +168,10 @@ def test_claim_notes_are_computed_from_the_data():
     few = few[few.pair < 5]
     assert "only 5 pairs" in ch07.claim_notes(p, few, few)["learned_connects_adversarial"]
     assert "learned_vs_bypass_real" not in ch07.claim_notes(p, _tables(True), _tables(True))
+    repair = pd.DataFrame([dict(method="bezier", n=10, variant=v, asr=a, pair_seed=0)
+                           for v, a in (("unaligned", 0.25), ("aligned", 0.75))])
+    note = ch07.claim_notes(p, _tables(True), _tables(True), _weights(True), repair)
+    assert note["aligned_repair_small_n"].endswith("attack success 0.25")
 
 
 def test_the_ends_are_chapter_05s_and_06s_own_checkpoints():

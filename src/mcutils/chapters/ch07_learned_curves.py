@@ -445,7 +445,7 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, real: Any, ad
             f"aligned minus unaligned {_text(diff)}): "
             + stats.interval_word(diff, "higher", "lower", "not distinguishable") + " after "
             "alignment"))
-    notes = claim_notes(p, real.table, adversarial.table)
+    notes = claim_notes(p, real.table, adversarial.table, backdoor, repair)
     for c in claims(p, real.table, adversarial.table, planted, backdoor, clean_control,
                     robust, repair):
         cid = c.pop("claim_id")
@@ -466,12 +466,15 @@ GPU_NOTE = ("the chapter runs on CIFAR-10 with VGG-16 (the models of chapters 05
 """What the gpu profile changes, for the chapter's summary."""
 
 
-def claim_notes(params: Mapping[str, Any], real: pd.DataFrame, adversarial: pd.DataFrame
+def claim_notes(params: Mapping[str, Any], real: pd.DataFrame, adversarial: pd.DataFrame,
+                backdoor: pd.DataFrame | None = None, repair: pd.DataFrame | None = None
                 ) -> dict[str, str]:
     """One-line reasons computed from the data: where the learned curve and the bypass tie
     (both never rise above the worse end, so their largest losses are that end's loss),
-    and where too few pairs had a straight-path barrier for the connection claims'
-    binomial intervals to clear the threshold."""
+    where too few pairs had a straight-path barrier for the connection claims' binomial
+    intervals to clear the threshold, and, for the repair between aligned ends, where its
+    curve starts (the aligned midpoint's accuracy and attack success) beside the same
+    repair between unaligned ends."""
     largest = max(params["curve_budgets"])
     out = {}
     by = {k: real[(real.kind == k) & real.budget.isin([0, largest])].set_index("pair")
@@ -489,4 +492,13 @@ def claim_notes(params: Mapping[str, Any], real: pd.DataFrame, adversarial: pd.D
         if lo < THRESHOLDS["connected_share"]:
             out[cid] = (f"only {n} pairs had a straight-path barrier: even {n} of {n} "
                         f"connected gives a lower bound of {lo:.2f}")
+    if backdoor is not None and repair is not None:
+        mid = backdoor[backdoor.variant == "aligned"]
+        n_small = min(params["repair_sizes"])
+        un = repair[(repair.method == "bezier") & (repair.n == n_small)
+                    & (repair.variant == "unaligned")]
+        out["aligned_repair_small_n"] = (
+            f"the aligned midpoint, where the curve starts, already has accuracy "
+            f"{mid.accuracy.mean():.2f} and attack success {mid.asr.mean():.2f}; between "
+            f"unaligned ends the same repair ends at attack success {un.asr.mean():.2f}")
     return out
