@@ -17,7 +17,7 @@ Used by chapter 04 (through :mod:`mcutils.chapters.ch04_adversarial`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 

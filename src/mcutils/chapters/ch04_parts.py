@@ -21,18 +21,27 @@ import torch
 from filelock import FileLock
 from torch import nn
 
-from mcutils import attacks, data
+import numpy as np
+import pandas as pd
+
+from mcutils import attacks, data, detection
+from mcutils import detection_baselines as baselines
 from mcutils.chapters import ch04_adaptive, ch04_detectors
+from mcutils.core import stats
 from mcutils.core.store import (checkpoint_paths, code_version, config_hash, fingerprint,
                                 load_state, save_state)
 
 __all__ = [
+    "adaptive_inputs",
     "adaptive_part",
+    "adaptive_section",
+    "detection_intervals",
     "attack_part",
     "cached_adaptive",
     "cached_attacks",
     "cached_tensors",
     "pool_parts",
+    "section3",
     "section3_setup",
 ]
 
@@ -95,11 +104,17 @@ def cached_attacks(net: nn.Module, sources: ch04_detectors.Sources,
     return out
 
 
-def attack_part(params: Mapping[str, Any], attack: str) -> None:
-    """Pool part: one attack of section 3 on the chapter's sources, stored in the cache."""
+def attack_part(params: Mapping[str, Any], attacks: list[str] | None = None) -> None:
+    """Pool part: attacks of section 3 (``None``: all, the paper's attack first) on the
+    chapter's sources, each stored in the cache."""
     s = section3_setup(params)
-    cached_attacks(s["net"], s["sources"], {attack: s["specs"][attack]}, seed=params["seed"],
-                   progress=False)
+    names = attacks if attacks is not None else _attack_order(s["specs"])
+    cached_attacks(s["net"], s["sources"], {n: s["specs"][n] for n in names},
+                   seed=params["seed"], progress=False)
+
+
+def _attack_order(specs: Mapping[str, Any]) -> list[str]:
+    return ["paper (matched)"] + [n for n in specs if n != "paper (matched)"]
 
 
 def cached_adaptive(net: nn.Module, sources: ch04_detectors.Sources,
@@ -118,7 +133,7 @@ def cached_adaptive(net: nn.Module, sources: ch04_detectors.Sources,
         net, sources, dep, penalty, attacker, draws=draws, attack=attack, seed=seed)})["adv"]
 
 
-def _adaptive_inputs(params: Mapping[str, Any], s: Mapping[str, Any]):
+def adaptive_inputs(params: Mapping[str, Any], s: Mapping[str, Any]):
     """The adaptive study's sources, their paper-attack examples and the deployment."""
     from mcutils.chapters import ch04_adversarial as ch04
 
@@ -138,19 +153,94 @@ def _adaptive_inputs(params: Mapping[str, Any], s: Mapping[str, Any]):
 def adaptive_part(params: Mapping[str, Any], penalty: float) -> None:
     """Pool part: the adaptive attack at one weight, stored in the cache."""
     s = section3_setup(params)
-    srcs, _, dep, attack = _adaptive_inputs(params, s)
+    srcs, _, dep, attack = adaptive_inputs(params, s)
     cached_adaptive(s["net"], srcs, dep, penalty, s["attacker"], params["eot_draws"], attack,
                     seed=params["seed"])
 
 
 def pool_parts(params: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """The runner's parts: the paper's attack first (the adaptive parts start from it),
-    then the adaptive weights (the longest), then the other attacks."""
+    """The runner's parts: every attack in one part (the paper's attack first: the
+    adaptive parts start from it and wait for it), and one part per adaptive weight (the
+    longest pieces). Fewer, larger parts keep the start-up cost of a worker small beside
+    the work."""
     p = dict(params)
-    names = ["paper (matched)"] + [n for n in ch04_detectors.attack_specs(p, {})
-                                   if n != "paper (matched)"]
-    parts = [(f"04 attack {names[0]}", "attack_part", {"params": p, "attack": names[0]})]
+    parts = [("04 attacks", "attack_part", {"params": p, "attacks": None})]
     parts += [(f"04 adaptive w={w:g}", "adaptive_part", {"params": p, "penalty": float(w)})
               for w in p["adaptive_penalties"] if w > 0]
-    parts += [(f"04 attack {n}", "attack_part", {"params": p, "attack": n}) for n in names[1:]]
     return parts
+
+
+def section3(params: Mapping[str, Any], progress: bool = True) -> dict[str, Any]:
+    """Section 3 from the chapter's parameters: the sources, every attack (cached), the
+    defender's features and the established detectors' grids (all from the defender's
+    half of the pool: the last-layer Mahalanobis detector and the layer ensemble are
+    fitted on it), and the cross-validated detector table.
+
+    Returns:
+        :func:`section3_setup`'s entries plus ``adversarial``, ``real_feats``,
+        ``adv_feats``, ``grids``, ``ensemble``, ``table``, ``scores`` and
+        ``attack_table`` (:func:`~mcutils.chapters.ch04_detectors.attack_summary`).
+    """
+    p = params
+    s = section3_setup(p)
+    net, sources, defender = s["net"], s["sources"], s["defender"]
+    adversarial = cached_attacks(net, sources, s["specs"], seed=p["seed"], progress=progress)
+    maha = detection.Mahalanobis().fit(detection.penultimate_features(net, defender[0]),
+                                       defender[1])
+    ensemble = baselines.MahalanobisEnsemble().fit(net, *defender)
+    real_feats, adv_feats = ch04_detectors.defender_features(
+        net, sources, adversarial, defender, p["num_refs"], p["det_points"], seed=p["seed"],
+        mahalanobis=maha)
+    grids = ch04_detectors.baseline_grids(net, sources, adversarial, defender, ensemble,
+                                          lid_refs=p["lid_refs"], mc_samples=p["mc_samples"],
+                                          seed=p["seed"])
+    table, scores = ch04_detectors.detector_table(
+        real_feats, adv_feats, list(ch04_detectors.DETECTORS), folds=p["folds"],
+        seed=p["seed"], n_boot=p["num_boot"], fpr=p["fpr"], grids=grids)
+    attack_table = ch04_detectors.attack_summary(sources, adversarial, n_boot=p["num_boot"],
+                                                 seed=p["seed"])
+    return dict(s, adversarial=adversarial, maha=maha, ensemble=ensemble,
+                real_feats=real_feats, adv_feats=adv_feats, grids=grids, table=table,
+                scores=scores, attack_table=attack_table)
+
+
+#: The attack the detection claims are read on.
+PAPER_NAME = "paper (matched)"
+
+
+def detection_intervals(table: pd.DataFrame, scores: Mapping[str, Mapping[str, np.ndarray]],
+                        attack: str = PAPER_NAME, n_boot: int = 1000, seed: int = 0
+                        ) -> dict[str, dict[str, Any]]:
+    """The detection claims' intervals on one ``attack`` of a
+    :func:`~mcutils.chapters.ch04_detectors.detector_table`: the barrier detector's and
+    the Mahalanobis ensemble's AUROC, and the paired AUROC differences of profile+logits
+    against the logits and against the ensemble (empty intervals when the attack had
+    too few successes)."""
+    s = scores.get(attack)
+    empty = stats.interval(np.nan, np.nan, np.nan, 0)
+
+    def diff(a: str, b: str) -> dict[str, Any]:
+        if s is None:
+            return empty
+        return stats.auroc_difference(s["labels"], s[a], s[b], s["groups"], n_boot=n_boot,
+                                      seed=seed)
+
+    return {"barrier_detects": ch04_detectors.table_entry(table, attack, "barrier"),
+            "profile_adds": diff("profile_logits", "logits"),
+            "ensemble_detects": ch04_detectors.table_entry(table, attack,
+                                                           "mahalanobis_ensemble"),
+            "profile_beats_ensemble": diff("profile_logits", "mahalanobis_ensemble")}
+
+
+def adaptive_section(params: Mapping[str, Any], s: Mapping[str, Any], progress: bool = True
+                     ) -> pd.DataFrame:
+    """The adaptive study (:func:`mcutils.chapters.ch04_adaptive.adaptive_study`) on the
+    first ``adaptive_inputs`` sources of :func:`section3` ``s``, every weight's examples
+    cached (:func:`adaptive_part` computes the same ones in the pool)."""
+    p = params
+    srcs, plain, dep, attack = adaptive_inputs(p, s)
+    examples = {float(w): cached_adaptive(s["net"], srcs, dep, w, s["attacker"],
+                                          p["eot_draws"], attack, seed=p["seed"])
+                for w in p["adaptive_penalties"] if w > 0}
+    return ch04_adaptive.adaptive_study(s["net"], srcs, plain, dep, examples, seed=p["seed"],
+                                        n_boot=p["num_boot"], progress=progress)
