@@ -38,12 +38,11 @@ from mcutils.advbarriers import PairSet
 from mcutils.chapters import ch04_adaptive, ch04_controls, ch04_imagenet
 from mcutils.chapters.ch04_figures import (DETECTOR_LABELS, adaptive_figure, barrier_boxes,
                                            detector_figure, path_profiles, sweep_figure)
-from mcutils.chapters.ch04_parts import adaptive_part, attack_part
+from mcutils.chapters.ch04_parts import adaptive_part, attack_part, paper_attack, setup_model
 from mcutils.chapters.ch04_parts import pool_parts as _pool_parts
 from mcutils.chapters.common import model_params
 from mcutils.core import stats
 from mcutils.core.report import ChapterReport, verdict
-from mcutils.core.runtime import get_device
 from mcutils.core.stats import format_interval
 from mcutils.params import Param, ParameterSchema
 
@@ -340,23 +339,6 @@ def pool_parts(params: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]
 
 
 # ----------------------------------------------------------------------------- setup and records
-def setup_model(params: Mapping[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """The chapter's network, the default model (chapter 00's checkpoint, loaded from the
-    cache or trained), on the chapter's device, and its training info."""
-    net, info = zoo.trained_model(
-        dataset=params["dataset"], model=params["model"], epochs=params["num_epochs"],
-        lr=params["lr"], batch_size=params["batch_size"], train_subset=params["train_subset"],
-        seed=params["seed"], device=params["device"], return_info=True)
-    return net.to(get_device(params["device"])), info
-
-
-def paper_attack(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The paper's attack settings (normalised input units) from the chapter's parameters."""
-    return dict(steps=params["attack_steps"], lr=params["attack_lr"],
-                mse_weight=params["mse_weight"], hf_weight=params["hf_weight"],
-                warmup=params["warmup"])
-
-
 #: The statistics of the paper protocol the chapter glues (with and without the drop).
 PAPER_KEYS = ("median_gap_real", "median_gap_adv", "auroc_gap", "rho_median")
 

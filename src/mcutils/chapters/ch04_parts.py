@@ -24,10 +24,11 @@ from torch import nn
 import numpy as np
 import pandas as pd
 
-from mcutils import attacks, data, detection
+from mcutils import attacks, data, detection, zoo
 from mcutils import detection_baselines as baselines
 from mcutils.chapters import ch04_adaptive, ch04_detectors
 from mcutils.core import stats
+from mcutils.core.runtime import get_device
 from mcutils.core.store import (checkpoint_paths, code_version, config_hash, fingerprint,
                                 load_state, save_state)
 
@@ -40,9 +41,11 @@ __all__ = [
     "cached_adaptive",
     "cached_attacks",
     "cached_tensors",
+    "paper_attack",
     "pool_parts",
     "section3",
     "section3_setup",
+    "setup_model",
 ]
 
 
@@ -62,21 +65,36 @@ def cached_tensors(config: Mapping[str, Any], compute: Callable[[], dict[str, to
         return out
 
 
+def setup_model(params: Mapping[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """The chapter's network, the default model (chapter 00's checkpoint, loaded from the
+    cache or trained), on the chapter's device, and its training info."""
+    net, info = zoo.trained_model(
+        dataset=params["dataset"], model=params["model"], epochs=params["num_epochs"],
+        lr=params["lr"], batch_size=params["batch_size"], train_subset=params["train_subset"],
+        seed=params["seed"], device=params["device"], return_info=True)
+    return net.to(get_device(params["device"])), info
+
+
+def paper_attack(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The paper's attack settings (normalised input units) from the chapter's parameters."""
+    return dict(steps=params["attack_steps"], lr=params["attack_lr"],
+                mse_weight=params["mse_weight"], hf_weight=params["hf_weight"],
+                warmup=params["warmup"])
+
+
 def section3_setup(params: Mapping[str, Any]) -> dict[str, Any]:
     """What section 3 starts from, from the chapter's parameters alone: the model, the
     test set, the defender's and the attacker's halves of the reference pool, the sources,
     the attacks' specs."""
-    from mcutils.chapters import ch04_adversarial as ch04
-
     p = params
-    net, _ = ch04.setup_model(p)
+    net, _ = setup_model(p)
     test = data.load_dataset(p["dataset"], "test")
     pool = data.load_dataset(p["dataset"], "train", subset=p["ref_pool"], seed=p["seed"] + 1)
     half = len(pool.y) // 2
     sources = ch04_detectors.select_sources(net, test.x, test.y, p["num_inputs"], seed=p["seed"])
     return dict(net=net, test=test, defender=(pool.x[:half], pool.y[:half]),
                 attacker=(pool.x[half:], pool.y[half:]), sources=sources,
-                specs=ch04_detectors.attack_specs(p, ch04.paper_attack(p)))
+                specs=ch04_detectors.attack_specs(p, paper_attack(p)))
 
 
 def _key(kind: str, net: nn.Module, sources: ch04_detectors.Sources, **settings: Any
@@ -135,8 +153,6 @@ def cached_adaptive(net: nn.Module, sources: ch04_detectors.Sources,
 
 def adaptive_inputs(params: Mapping[str, Any], s: Mapping[str, Any]):
     """The adaptive study's sources, their paper-attack examples and the deployment."""
-    from mcutils.chapters import ch04_adversarial as ch04
-
     p = params
     rows = range(p["adaptive_inputs"])
     srcs = s["sources"].select(rows)
@@ -146,7 +162,7 @@ def adaptive_inputs(params: Mapping[str, Any], s: Mapping[str, Any]):
     dep = ch04_adaptive.deploy(s["net"], srcs, plain, s["defender"],
                                detector=p["adaptive_detector"], num_refs=p["num_refs"],
                                num_points=p["det_points"], seed=p["seed"])
-    attack = {**ch04.paper_attack(p), "steps": p["adaptive_steps"]}
+    attack = {**paper_attack(p), "steps": p["adaptive_steps"]}
     return srcs, plain, dep, attack
 
 
