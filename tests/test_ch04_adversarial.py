@@ -201,6 +201,19 @@ def test_parts_then_the_notebook_give_the_one_process_numbers():
     assert list(cc.control_table(ctl).claim) == list(ctl)
 
 
+def test_protocol_part_then_the_notebook_give_the_one_process_rows():
+    params = _tiny_params()
+    net, _ = ch04.setup_model(params)
+    test = data.load_dataset(params["dataset"], "test")
+    direct, k_direct = cs.run_protocol(net, test.x, test.y, params["seeds"], 1, 5, TINY,
+                                       progress=False, return_adversarial=True)
+    ch04.protocol_part(dict(params, attack_steps=TINY["steps"]), params["seeds"][1])
+    rows, k_adv = cpt.cached_protocol(net, test.x, test.y, params["seeds"], 1, 5,
+                                      ch04.paper_attack(params), progress=False)
+    pd.testing.assert_frame_equal(rows, direct, check_dtype=False)
+    assert all(torch.equal(k_adv[s], k_direct[s]) for s in params["seeds"])
+
+
 def test_baseline_grids_and_tuned_table(digits_mlp):
     net, test = digits_mlp
     src = cd.select_sources(net, test.x, test.y, 30, seed=0)
@@ -593,7 +606,8 @@ def test_pool_parts_are_plain_and_name_this_module_s_functions():
 
     params = _tiny_params(adaptive_penalties=[0.0, 0.5, 2.0])
     parts = ch04.pool_parts(params)
-    assert [p[0] for p in parts] == ["04 attacks", "04 adaptive w=0.5", "04 adaptive w=2"]
+    assert [p[0] for p in parts] == ["04 attacks", "04 protocol seed 0", "04 protocol seed 1",
+                                     "04 adaptive w=0.5", "04 adaptive w=2"]
     for _, fn, kwargs in parts:
         assert callable(getattr(ch04, fn))
         pickle.dumps(kwargs)

@@ -38,7 +38,8 @@ from mcutils.advbarriers import PairSet
 from mcutils.chapters import ch04_adaptive, ch04_controls, ch04_imagenet
 from mcutils.chapters.ch04_figures import (DETECTOR_LABELS, adaptive_figure, barrier_boxes,
                                            detector_figure, path_profiles, sweep_figure)
-from mcutils.chapters.ch04_parts import adaptive_part, attack_part, paper_attack, setup_model
+from mcutils.chapters.ch04_parts import (adaptive_part, attack_part, paper_attack,
+                                         protocol_part, setup_model)
 from mcutils.chapters.ch04_parts import pool_parts as _pool_parts
 from mcutils.chapters.common import model_params
 from mcutils.core import stats
@@ -77,6 +78,7 @@ __all__ = [
     "paper_attack",
     "path_profiles",
     "pool_parts",
+    "protocol_part",
     "protocol_table",
     "record_path_comparison",
     "record_protocol",
@@ -255,16 +257,16 @@ PARAMETERS = ParameterSchema("04", {
                       "minibatches of 100)", range=(41, None)),
     "mc_samples": Param(50, "Monte-Carlo dropout samples of BU (Feinman et al.: 50)",
                         range=(2, None)),
-    "adaptive_inputs": Param(100, "sources of the adaptive study (half train, half test)",
-                             range=(8, None)),
-    "adaptive_steps": Param(512, "Adam steps at most of the adaptive attack",
-                            range=(1, None)),
-    "adaptive_penalties": Param([0.0, 0.3, 1.0, 3.0], "weights of the detector term (0: the "
+    "adaptive_inputs": Param(60, "sources of the adaptive study (half train, half test; "
+                             "gpu: 500)", range=(8, None)),
+    "adaptive_steps": Param(64, "Adam steps at most of the adaptive attack (gpu: 512, "
+                            "Tramer et al.)", range=(1, None)),
+    "adaptive_penalties": Param([0.0, 1.0, 3.0], "weights of the detector term (0: the "
                                 "paper's attack)", range=(0, None)),
     "adaptive_detector": Param("profile_logits", "the deployed detector, fixed before any "
                                "result", choices=ADAPTIVE_DETECTORS),
-    "eot_draws": Param(8, "reference sets the attacker draws per step (expectation over "
-                       "them)", range=(1, 100)),
+    "eot_draws": Param(2, "reference sets the attacker draws per step (expectation over "
+                       "them; gpu: 16)", range=(1, 100)),
     "extra_datasets": Param([], 'e.g. [["cifar10", "preresnet20"]]: the protocol on other '
                             "data", group="gpu profile only"),
     "imagenet_models": Param([], "the paper's own ImageNet pairs through these models "

@@ -1,10 +1,11 @@
 """Chapter 04's expensive, independent pieces of work, cached so that the book's worker
 pool can run them side by side before the notebook starts (issue 26's pool parts).
 
-Each attack of section 3 on the chapter's sources (:func:`attack_part`) and each weight of
-the adaptive attack (:func:`adaptive_part`) is one part; :func:`pool_parts` lists them for
-the runner. The notebook calls the same functions through :func:`cached_attacks` and
-:func:`cached_adaptive`, with the same keys, so a run with or without the pool computes
+Each seed of section 1's protocol (:func:`protocol_part`), the attacks of section 3 on
+the chapter's sources (:func:`attack_part`) and each weight of the adaptive attack
+(:func:`adaptive_part`) is one part; :func:`pool_parts` lists them for the runner. The
+notebook calls the same functions through :func:`cached_protocol`, :func:`cached_attacks`
+and :func:`cached_adaptive`, with the same keys, so a run with or without the pool computes
 every number once and gets the same numbers. Results are stored as tensors under
 ``$MCUTILS_CACHE`` (:func:`cached_tensors`), keyed by the model's weights, the sources,
 the settings and the code that produces them.
@@ -14,7 +15,7 @@ Used by chapter 04 (through :mod:`mcutils.chapters.ch04_adversarial`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ import pandas as pd
 
 from mcutils import attacks, data, detection, zoo
 from mcutils import detection_baselines as baselines
-from mcutils.chapters import ch04_adaptive, ch04_detectors
+from mcutils.chapters import ch04_adaptive, ch04_detectors, ch04_sweep
 from mcutils.core import stats
 from mcutils.core.runtime import get_device
 from mcutils.core.store import (checkpoint_paths, code_version, config_hash, fingerprint,
@@ -40,9 +41,11 @@ __all__ = [
     "attack_part",
     "cached_adaptive",
     "cached_attacks",
+    "cached_protocol",
     "cached_tensors",
     "paper_attack",
     "pool_parts",
+    "protocol_part",
     "section3",
     "section3_setup",
     "setup_model",
@@ -174,13 +177,79 @@ def adaptive_part(params: Mapping[str, Any], penalty: float) -> None:
                     seed=params["seed"])
 
 
+def _plain(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (float, np.floating)) and np.isnan(v):
+        return None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v)
+    return str(v)
+
+
+def _pack(frame: pd.DataFrame) -> dict[str, Any]:
+    """A DataFrame as tensors (numeric columns) and lists of plain values (the others:
+    strings, booleans, missing values as ``None``), which the cache stores safely."""
+    out: dict[str, Any] = {"columns": list(frame.columns)}
+    for c in frame.columns:
+        col = frame[c]
+        out[f"col:{c}"] = (torch.from_numpy(col.to_numpy().copy()) if col.dtype.kind in "biuf"
+                           else [_plain(v) for v in col])
+    return out
+
+
+def _unpack(packed: Mapping[str, Any]) -> pd.DataFrame:
+    cols = {}
+    for c in packed["columns"]:
+        v = packed[f"col:{c}"]
+        cols[c] = (v.numpy() if isinstance(v, torch.Tensor)
+                   else pd.Series([np.nan if e is None else e for e in v], dtype=object))
+    return pd.DataFrame(cols)
+
+
+def cached_protocol(net: nn.Module, x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int],
+                    pairs_per_class: int, num_points: int, attack: Mapping[str, Any],
+                    progress: bool = True) -> tuple[pd.DataFrame, dict[int, torch.Tensor]]:
+    """:func:`mcutils.chapters.ch04_sweep.run_protocol` with ``return_adversarial``, one
+    cached result per seed (a seed's pairs and attacks do not depend on the others)."""
+    frames, images = [], {}
+    for s in seeds:
+        key = dict(name="ch04_protocol", model=fingerprint(net), data=fingerprint(x, y),
+                   seed=int(s), pairs=pairs_per_class, points=num_points, attack=dict(attack),
+                   code=code_version(ch04_sweep.run_protocol, *_ATTACK_CODE))
+
+        def compute(s=s):
+            df, k_adv = ch04_sweep.run_protocol(net, x, y, [int(s)], pairs_per_class,
+                                                num_points, attack, progress=progress,
+                                                return_adversarial=True)
+            return {"frame": _pack(df), "k_adv": k_adv[int(s)]}
+
+        got = cached_tensors(key, compute)
+        frames.append(_unpack(got["frame"]))
+        images[int(s)] = got["k_adv"]
+    return pd.concat(frames, ignore_index=True), images
+
+
+def protocol_part(params: Mapping[str, Any], seed: int) -> None:
+    """Pool part: section 1's protocol for one seed, stored in the cache."""
+    p = params
+    net, _ = setup_model(p)
+    test = data.load_dataset(p["dataset"], "test")
+    cached_protocol(net, test.x, test.y, [seed], p["pairs_per_class"], p["num_points"],
+                    paper_attack(p), progress=False)
+
+
 def pool_parts(params: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """The runner's parts: every attack in one part (the paper's attack first: the
-    adaptive parts start from it and wait for it), and one part per adaptive weight (the
-    longest pieces). Fewer, larger parts keep the start-up cost of a worker small beside
-    the work."""
+    """The runner's parts: every attack of section 3 in one part (the paper's attack
+    first: the adaptive parts start from it and wait for it), one part per seed of
+    section 1's protocol, and one part per adaptive weight. Fewer, larger parts keep the
+    start-up cost of a worker small beside the work."""
     p = dict(params)
     parts = [("04 attacks", "attack_part", {"params": p, "attacks": None})]
+    parts += [(f"04 protocol seed {s}", "protocol_part", {"params": p, "seed": int(s)})
+              for s in p["seeds"]]
     parts += [(f"04 adaptive w={w:g}", "adaptive_part", {"params": p, "penalty": float(w)})
               for w in p["adaptive_penalties"] if w > 0]
     return parts
