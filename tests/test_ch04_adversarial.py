@@ -604,7 +604,8 @@ def test_findings_adds_every_claim_and_glues_the_summary():
 def test_pool_parts_are_plain_and_name_this_module_s_functions():
     import pickle
 
-    params = _tiny_params(adaptive_penalties=[0.0, 0.5, 2.0])
+    assert ch04.pool_parts(_tiny_params()) == []  # too small to pay for a worker
+    params = _tiny_params(adaptive_penalties=[0.0, 0.5, 2.0], num_inputs=cpt.PART_MIN_INPUTS)
     parts = ch04.pool_parts(params)
     assert [p[0] for p in parts] == ["04 attacks", "04 protocol seed 0", "04 protocol seed 1",
                                      "04 adaptive w=0.5", "04 adaptive w=2"]

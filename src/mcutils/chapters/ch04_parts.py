@@ -34,6 +34,7 @@ from mcutils.core.store import (checkpoint_paths, code_version, config_hash, fin
                                 load_state, save_state)
 
 __all__ = [
+    "PART_MIN_INPUTS",
     "adaptive_inputs",
     "adaptive_part",
     "adaptive_section",
@@ -241,12 +242,21 @@ def protocol_part(params: Mapping[str, Any], seed: int) -> None:
                     paper_attack(p), progress=False)
 
 
+#: Below this many sources the chapter declares no parts: a worker's start-up (loading
+#: the libraries, the model and the data) would cost more than the work it takes over
+#: (the smoke profile); the notebook then computes the same cached pieces itself.
+PART_MIN_INPUTS = 100
+
+
 def pool_parts(params: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """The runner's parts: every attack of section 3 in one part (the paper's attack
     first: the adaptive parts start from it and wait for it), one part per seed of
-    section 1's protocol, and one part per adaptive weight. Fewer, larger parts keep the
-    start-up cost of a worker small beside the work."""
+    section 1's protocol, and one part per adaptive weight; none below
+    :data:`PART_MIN_INPUTS` sources. Fewer, larger parts keep the start-up cost of a
+    worker small beside the work."""
     p = dict(params)
+    if p["num_inputs"] < PART_MIN_INPUTS:
+        return []
     parts = [("04 attacks", "attack_part", {"params": p, "attacks": None})]
     parts += [(f"04 protocol seed {s}", "protocol_part", {"params": p, "seed": int(s)})
               for s in p["seeds"]]
