@@ -299,17 +299,19 @@ def claim_results(summary: Mapping[str, Any], detection: Mapping[str, Mapping[st
 #: only for claims that are not reproduced).
 NOTES = {
     "adv_gap_high": "the paper's attack stops at a matched loss after a small perturbation "
-                    "of a 28x28 image; section 2 shows the gap moves with the perturbation "
-                    "size and the input dimension",
+                    "of a 28x28 image; section 2 measures how the gap moves with the "
+                    "perturbation size and the input dimension",
     "adv_max_higher": "the barrier max includes the end losses, which the paper's stop "
                       "rule matches",
-    "barrier_detects": "a single barrier height is one feature; the table shows which "
-                       "detectors reach the target",
-    "profile_adds": "the logits alone already separate most of the paper's examples",
-    "ensemble_detects": "read against a fixed target; the table gives every attack",
-    "profile_beats_ensemble": "the established detector reads several layers at once",
-    "adaptive_evades": "the deployed detector is attacked through its own features; see "
-                       "the adaptive table for every weight",
+    "barrier_detects": "one number per input; section 3's table compares it with the whole "
+                       "profile and the established detectors on the same sources",
+    "profile_adds": "read as a paired difference on the same out-of-fold rows; the AUROC "
+                    "table gives both detectors",
+    "ensemble_detects": "read against a fixed target; the AUROC table gives every attack",
+    "profile_beats_ensemble": "the ensemble reads every hidden layer, the profile only the "
+                              "loss of one class along paths",
+    "adaptive_evades": "the cpu profile cuts Tramer et al.'s attack (fewer sources, steps "
+                       "and draws); the gpu profile runs their setting",
 }
 
 
