@@ -150,3 +150,12 @@ def test_chapter_study_runs_both_kinds_per_model(tmp_path):
     assert ch04_imagenet.imagenet_study([], root=tmp_path).empty
     with pytest.raises(ParameterError):
         ch04_imagenet.selected_pairs(pairs_per_kind=0)
+
+
+def test_the_study_checks_the_images_before_building_any_model(tmp_path, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built before the images were checked")
+
+    monkeypatch.setattr(zoo, "imagenet_model", no_model)
+    with pytest.raises(DatasetNotFoundError, match="imagenet/val"):
+        ch04_imagenet.imagenet_study(["googlenet"], pairs_per_kind=1, root=tmp_path)
