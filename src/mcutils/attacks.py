@@ -363,7 +363,8 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                         units: str = "normalized", clip: bool = False,
                         penalty: Penalty | None = None, penalty_weight: float = 0.0,
                         penalty_stop: float | None = None,
-                        batch_size: int | None = None, return_steps: bool = False
+                        batch_size: int | None = None, return_steps: bool = False,
+                        max_norm: float | None = None, norm: str = "l2"
                         ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The input-space paper's targeted optimisation attack, batched over samples.
 
@@ -410,6 +411,11 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
             value, 0: the detector calls it real).
         batch_size: chunk size over samples (``None``: all at once).
         return_steps: also return the number of updates each sample took.
+        max_norm: the bounded variant (not in the paper): after every update the
+            perturbation is projected onto the ball of this radius in *pixel* units
+            (``norm``: ``"l2"`` or ``"linf"``), so the attack compares with PGD at the
+            same radius. ``None``: unbounded, as the paper.
+        norm: the ball's norm.
 
     Returns:
         Adversarial images ``[N, C, H, W]`` in pixel units (and the ``[N]`` step counts).
@@ -428,6 +434,9 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
         raise ParameterError(f"units={units!r} is not known; valid values: normalized, pixel")
     if penalty_weight > 0 and penalty is None:
         raise ParameterError("penalty_weight > 0 needs a penalty function")
+    if max_norm is not None:
+        _check_norm(norm)
+        _check_positive(max_norm=max_norm)
     dev = _model_device(model)
     x = x.detach().to(dev)
     target = target.to(dev)
@@ -470,6 +479,8 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                 g = torch.zeros_like(z)
                 g[idx] = gi
                 z = adam.step(z, g, active)
+                if max_norm is not None:
+                    z = z0 + _project((z - z0) * std, max_norm, norm) / std
                 if clip:
                     z = torch.maximum(torch.minimum(z, hi), lo)
                 taken[rows[idx].cpu()] += 1
