@@ -97,7 +97,8 @@ def barrier_evolution(arch: str, dataset: str, train_set: Any, seeds: Sequence[i
 
 def _track_config(params: Mapping[str, Any], cfg: StudySettings) -> dict[str, Any]:
     p = params
-    synth = dict(cfg.synth, steps=p["track_synth_steps"], stop_loss=p["track_synth_stop_loss"])
+    synth = dict(cfg.synth, steps=p["track_synth_steps"], lr=p["track_synth_lr"],
+                 stop_loss=p["track_synth_stop_loss"])
     return dict(arch=p["model"], dataset=p["dataset"], train_subset=p["train_subset"],
                 data_seed=p["seed"], num_batches=p["track_batches"], every=p["track_every"],
                 batch_size=p["track_batch_size"], lr=p["track_lr"], classes=cfg.classes,

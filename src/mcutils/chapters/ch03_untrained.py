@@ -41,6 +41,7 @@ from mcutils.chapters.common import model_params
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
 from mcutils.data import DatasetInfo, class_pairs, dataset_info
+from mcutils.inputspace.bypass import connect
 from mcutils.inputspace.paths import barrier, loss_profiles, segment_losses
 from mcutils.inputspace.synthesis import synthesize, synthetic_pairs
 from mcutils.params import Param, ParameterSchema
@@ -101,7 +102,7 @@ PARAMETERS = ParameterSchema("03", {
     **model_params(seed_help="seed of the trained reference (the checkpoint of chapter 00)"),
     "model": Param("small_cnn", "untrained architecture studied, tracked in training, "
                    "and the trained reference"),
-    "seeds": Param([0, 1, 2, 3, 4], "random initialisations of the untrained model (and tracked "
+    "seeds": Param([0, 1, 2], "random initialisations of the untrained model (and tracked "
                    "training runs)", range=(0, None)),
     "num_classes_used": Param(None, "None: all classes; else the first N classes",
                               range=(2, None), nullable=True),
@@ -145,9 +146,9 @@ PARAMETERS = ParameterSchema("03", {
     "fast_steps": Param(200, "the variant's step budget (synthesis and bypass)",
                         range=(1, None)),
     "sweep_model": Param("resnet18_cifar", group="the narrow ResNet: width x optimisation budget"),
-    "sweep_widths": Param([4, 16], "the first is the base width", range=(1, 512)),
-    "sweep_step_factors": Param([1.0, 0.25], "multipliers of synth_steps and bypass_steps; the "
-                                "first is the base", range=(0.001, 100)),
+    "sweep_widths": Param([4, 8], "the first is the base width", range=(1, 512)),
+    "sweep_step_factors": Param([0.0625, 0.25], "multipliers of synth_steps and bypass_steps; "
+                                "the first is the base", range=(0.001, 100)),
     "sweep_seeds": Param([0, 1, 2], range=(0, None)),
     "sweep_base_seeds": Param([0, 1, 2], "seeds of the base cell, whose pairs the claim "
                               "reads (includes sweep_seeds)", range=(0, None)),
@@ -159,6 +160,8 @@ PARAMETERS = ParameterSchema("03", {
     "track_lr": Param(0.001, "Adam (paper)", range=(1e-8, 10)),
     "track_points": Param(100, "points per straight path (paper: 200)", range=(3, None)),
     "track_synth_steps": Param(400, "(paper: 4096)", range=(1, None)),
+    "track_synth_lr": Param(1.0, "(paper: 0.05; the fast variant's, to fit the cpu budget)",
+                            range=(1e-6, 10)),
     "track_synth_stop_loss": Param(0.005, "(paper's appendix script)", range=(0, 10)),
     "claim_frac": Param(0.9, "claims: at least this fraction of pairs connected", range=(0, 1)),
     "barrier_frac": Param(0.5, "claim: at least this fraction of straight paths with a barrier "
@@ -454,7 +457,8 @@ def study_part(params: Mapping[str, Any], kind: str, seed: int, factor: float = 
         return {"table": tab.to_dict("list"), "a": syn.a, "c": syn.c, "targets": syn.targets}
 
     return cached(dict(conf, seed=seed), [study_part, _part_setup, _part_net, untrained_study,
-                                          dense_barriers, synthetic_pairs, connect_sets], compute)
+                                          _profile_stats, dense_barriers, synthetic_pairs,
+                                          connect], compute)
 
 
 def part_table(part: Mapping[str, Any], **labels: Any) -> pd.DataFrame:
@@ -482,7 +486,8 @@ def pool_parts(params: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]
     parts.append((f"trained-s{p['seed']}", "study_part",
                   dict(params=p, kind="trained", seed=p["seed"], factor=top)))
     parts.append((f"boxed-s{p['seeds'][0]}", "study_part",
-                  dict(params=p, kind="boxed", seed=p["seeds"][0], factor=top)))
+                  dict(params=p, kind="boxed", seed=p["seeds"][0],
+                       factor=min(p["budget_factors"]))))
     parts += [(f"evolution-s{s}", "evolution_part", dict(params=p, seed=s)) for s in p["seeds"]]
     parts += [(f"fast-s{s}", "study_part", dict(params=p, kind="fast", seed=s))
               for s in p["seeds"]]
@@ -522,7 +527,7 @@ def synthetic_study(params: Mapping[str, Any], cfg: StudySettings | None = None
         untrained network's :class:`~mcutils.inputspace.SyntheticPairs` at the largest
         budget), ``end_losses`` (class losses of every untrained synthetic input there),
         ``reached`` (the fraction below ``synth_stop_loss``), ``boxed_loss`` (class losses
-        when the first seed's inputs are kept inside [0, 1]) and ``ratio_iv`` (median of
+        when the first seed's inputs are kept inside [0, 1], at the smallest budget) and ``ratio_iv`` (median of
         highest straight-path loss over worse endpoint loss, with a hierarchical bootstrap
         interval: seed -> class -> pair).
     """
@@ -551,7 +556,8 @@ def synthetic_study(params: Mapping[str, Any], cfg: StudySettings | None = None
                                   torch.tensor(tab["steps_a"]), torch.tensor(tab["steps_c"]))
     end_losses = np.concatenate([untrained["loss_a"], untrained["loss_c"]])
     reached = float((end_losses < p["synth_stop_loss"]).mean())
-    boxed_loss = torch.tensor(study_part(p, "boxed", seeds[0], top)["boxed_loss"])
+    boxed_loss = torch.tensor(study_part(p, "boxed", seeds[0],
+                                         min(p["budget_factors"]))["boxed_loss"])
     ratio_iv = stats.hierarchical_bootstrap_ci(
         (untrained["peak"] / untrained["end_loss"]).to_numpy(float),
         [untrained["seed"].to_numpy(), untrained["target"].to_numpy()], np.median, seed=seeds[0])
