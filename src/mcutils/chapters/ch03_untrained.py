@@ -17,8 +17,8 @@ narrow ResNet's sweep is in :mod:`mcutils.chapters.ch03_sweep`, the barrier evol
 * :func:`build_untrained` and :func:`untrained_study`: synthetic pairs of networks, connected;
 * :func:`cached` and :func:`study_part`: one seed's study, computed once and kept in the
   checkpoint cache; :func:`pool_parts` lists them for the runner's worker pool;
-* :func:`synthetic_study` and :func:`synthesis_summary`: the chapter's untrained and trained
-  pairs at every budget and in the fast variant;
+* :func:`synthetic_study`: the chapter's untrained and trained pairs at every budget and
+  in the fast variant, with the statistics of their synthetic inputs;
 * :func:`path_geometry`: how straight the connecting paths are.
 
 Used by chapter 03; tested at a tiny size in ``tests/test_inputspace_studies.py`` and
@@ -53,7 +53,7 @@ __all__ = ["PARAMETERS", "EXPECTED", "CLAIMS", "STUDY_KINDS",
            "StudySettings", "expected_claims", "study_settings", "scaled_settings",
            "build_untrained", "untrained_study", "cached", "study_part", "pool_parts",
            "dense_barriers", "part_table", "sweep_cells", "evolution_part",
-           "synthetic_study", "synthesis_summary", "path_geometry"]
+           "synthetic_study", "path_geometry"]
 
 
 def check_nonempty_lists(p: Mapping[str, Any]) -> str | None:
@@ -563,20 +563,6 @@ def synthetic_study(params: Mapping[str, Any], cfg: StudySettings | None = None
         [untrained["seed"].to_numpy(), untrained["target"].to_numpy()], np.median, seed=seeds[0])
     return dict(untrained=untrained, budgets=budgets, fast=fast, trained=trained, pairs=pairs,
                 end_losses=end_losses, reached=reached, boxed_loss=boxed_loss, ratio_iv=ratio_iv)
-
-
-def synthesis_summary(study: Mapping[str, Any], params: Mapping[str, Any]) -> str:
-    """Three lines about a :func:`synthetic_study`: the class losses its synthetic inputs
-    reached, those reached inside [0, 1], and the straight paths' peak ratio."""
-    p, end, boxed, iv = params, study["end_losses"], study["boxed_loss"], study["ratio_iv"]
-    return "\n".join([
-        f"untrained {p['model']}: {len(study['untrained'])} synthetic pairs; class loss of their "
-        f"inputs: median {np.median(end):.2e}, max {end.max():.2e}; {study['reached']:.3f} "
-        f"reached {p['synth_stop_loss']:g} within {p['synth_steps']} steps",
-        f"inside [0, 1] instead (seed {p['seeds'][0]}): median class loss "
-        f"{boxed.median():.3f}, lowest {boxed.min():.3f}",
-        f"straight paths: highest loss / worse endpoint loss, median {iv['estimate']:.1f} "
-        f"{[round(v, 1) for v in iv['ci']]}"])
 
 
 def path_geometry(both: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
