@@ -145,6 +145,7 @@ def test_a_pool_part_then_the_notebook_give_identical_results(tmp_path, monkeypa
     and the second call is a cache hit (it never computes)."""
     monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path / "cache"))
     params = tiny_params()
+    assert ch03.pool_parts(dict(params, profile="smoke")) == []
     parts = ch03.pool_parts(params)
     labels = [label for label, _, _ in parts]
     assert len(labels) == len(set(labels))

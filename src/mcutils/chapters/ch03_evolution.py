@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from mcutils.chapters.ch01_input_space import PairSet
-from mcutils.chapters.ch03_untrained import (StudySettings, _profile_stats, build_untrained,
-                                             cached, study_settings)
+from mcutils.chapters.ch03_study import (StudySettings, _profile_stats, build_untrained, cached,
+                                         study_settings)
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
 from mcutils.data import load_dataset
@@ -109,7 +109,7 @@ def _track_config(params: Mapping[str, Any], cfg: StudySettings) -> dict[str, An
 def evolution_part(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     """One seed's :func:`barrier_evolution` with the chapter's ``track_*`` parameters (its
     pairs synthesised with ``track_synth_steps`` and ``track_synth_stop_loss``), computed
-    once and cached (:func:`~mcutils.chapters.ch03_untrained.cached`): the runner's pool
+    once and cached (:func:`~mcutils.chapters.ch03_study.cached`): the runner's pool
     part and :func:`track_training` call it with the same arguments."""
     p = dict(params)
     conf = _track_config(p, study_settings(p))

@@ -27,8 +27,7 @@ Used by chapter 03; tested at a tiny size in ``tests/test_inputspace_studies.py`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,17 +36,20 @@ import torch
 from torch import nn
 
 from mcutils.chapters.ch01_input_space import PairSet, connect_sets, pair_table, predict_labels
+from mcutils.chapters.ch03_evolution import evolution_part as _evolution_part
+from mcutils.chapters.ch03_study import (StudySettings, _profile_stats, build_untrained, cached,
+                                         scaled_settings, study_settings)
 from mcutils.chapters.common import model_params
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
-from mcutils.data import DatasetInfo, class_pairs, dataset_info
+from mcutils.data import class_pairs
 from mcutils.inputspace.bypass import connect
-from mcutils.inputspace.paths import barrier, loss_profiles, segment_losses
+from mcutils.inputspace.paths import segment_losses
 from mcutils.inputspace.synthesis import synthesize, synthetic_pairs
 from mcutils.params import Param, ParameterSchema
 from mcutils.zoo import trained_model
 
-__all__ = ["PARAMETERS", "EXPECTED", "CLAIMS", "STUDY_KINDS",
+__all__ = ["PARAMETERS", "EXPECTED", "CLAIMS", "STUDY_KINDS", "SMALL_PROFILES",
            "check_nonempty_lists", "check_sweep_base_seeds", "check_connect_tol",
            "check_pixel_box", "check_budget_factors",
            "StudySettings", "expected_claims", "study_settings", "scaled_settings",
@@ -114,8 +116,8 @@ PARAMETERS = ParameterSchema("03", {
     "tolerances": Param([0.001, 0.003, 0.01, 0.03, 0.1], "tolerances reported (nats)",
                         range=(1e-6, 10)),
     "max_rounds": Param(2, "bypass rounds (1: 2-segment paths, 2: 4 segments)", range=(1, 10)),
-    "bypass_all": Param(True, "every round bypasses every segment, as the paper's round 2 does "
-                        "both; False: only segments with a barrier >= connect_tol",
+    "bypass_all": Param(True, "bypass every segment in every round, as the paper does (else "
+                        "only segments with a barrier of at least connect_tol)",
                         choices=(True, False)),
     "num_points": Param(200, "points per straight path (the paper's 200)", range=(3, None)),
     "check_points": Param(1000, "points per segment of the dense check of the final paths "
@@ -199,27 +201,6 @@ def expected_claims(model: str) -> list[str]:
     return [c.format(model=model) for c in EXPECTED]
 
 
-def _profile_stats(model: nn.Module, ps: PairSet, num_points: int) -> dict[str, list[float]]:
-    prof = loss_profiles(model, ps.a, ps.c, ps.targets, num_points=num_points)
-    end = torch.maximum(prof[:, 0], prof[:, -1])
-    return dict(end_loss=end.tolist(), peak=barrier(prof, "max").tolist(),
-                gap=barrier(prof, "gap").tolist())
-
-
-def build_untrained(name: str, dataset: str, seed: int, **kwargs: Any) -> nn.Module:
-    """A randomly initialised network of a registered architecture, in eval mode.
-
-    Seeds everything with ``seed`` first (:func:`mcutils.core.runtime.seed_everything`), as
-    :func:`mcutils.zoo.trained_model` does, so seed ``s`` gives the initialisation
-    from which the cached model of that seed was trained.
-    """
-    from mcutils.core.runtime import seed_everything
-    from mcutils.models import build_for_dataset
-
-    seed_everything(seed)
-    return build_for_dataset(name, dataset, **kwargs).eval()
-
-
 def untrained_study(nets: Mapping[int, nn.Module], classes: Sequence[int], shape: Sequence[int],
                     pairs_per_class: int, synth: Mapping, connect_kw: Mapping, tol: float,
                     num_points: int = 200, real_x: torch.Tensor | None = None,
@@ -282,73 +263,6 @@ def untrained_study(nets: Mapping[int, nn.Module], classes: Sequence[int], shape
     return out
 
 
-@dataclass(frozen=True)
-class StudySettings:
-    """What every study of chapter 03 shares: the dataset's facts, the classes used, and
-    the keyword arguments of the synthesis (``synth``) and of the bypass (``connect``)."""
-
-    info: DatasetInfo
-    classes: list[int]
-    synth: dict[str, Any]
-    connect: dict[str, Any]
-
-
-def study_settings(params: Mapping[str, Any]) -> StudySettings:
-    """The chapter's :class:`StudySettings` from its validated parameters: the paper's
-    feature visualisation and free bypass in normalised units (no hyperplane, no deviation
-    penalty; every segment bypassed in every round with ``bypass_all``), inside
-    ``pixel_box`` when it is set."""
-    p = params
-    info = dataset_info(p["dataset"])
-    box = tuple(p["pixel_box"]) if p["pixel_box"] else None
-    synth = dict(steps=p["synth_steps"], lr=p["synth_lr"], stop_loss=p["synth_stop_loss"],
-                 init_std=p["synth_init_std"], weight_decay=p["synth_weight_decay"],
-                 tv_weight=p["synth_tv_weight"], tv_reduction="sum", space="normalized",
-                 box=box)
-    connect = dict(max_rounds=p["max_rounds"], steps=p["bypass_steps"], lr=p["bypass_lr"],
-                   deviation_weight=0.0, tv_weight=0.0, weight_decay=p["bypass_weight_decay"],
-                   stop_loss=p["bypass_stop_loss"], constrain=False, space="normalized",
-                   box=box, num_points=None, bypass_all=p["bypass_all"])
-    return StudySettings(info, list(range(p["num_classes_used"] or info.num_classes)),
-                         synth, connect)
-
-
-def scaled_settings(cfg: StudySettings, factor: float = 1.0,
-                    lr: float | None = None, steps: int | None = None) -> StudySettings:
-    """``cfg`` with both step budgets multiplied by ``factor`` (at least 1 step), or set to
-    ``steps``, and with both learning rates set to ``lr`` when given."""
-    if not factor > 0:
-        raise ParameterError(f"factor={factor!r} must be positive")
-    synth, conn = dict(cfg.synth), dict(cfg.connect)
-    for d in (synth, conn):
-        d["steps"] = int(steps) if steps is not None else max(1, int(round(d["steps"] * factor)))
-        if lr is not None:
-            d["lr"] = float(lr)
-    return replace(cfg, synth=synth, connect=conn)
-
-
-def cached(config: Mapping[str, Any], code: Sequence[Any],
-           compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``compute()`` once per ``config`` and code version, kept in the checkpoint cache.
-
-    The result (a dict of tensors, lists, numbers and strings) is stored under
-    :func:`mcutils.core.store.checkpoint_paths` of ``config`` joined with
-    :func:`~mcutils.core.store.code_version` of ``code`` (the functions that produce it),
-    under a file lock, so a second process waits and then loads instead of computing
-    twice. What is returned is always the stored copy, so a run that computes it and a
-    run that loads it get identical values.
-    """
-    from filelock import FileLock
-
-    from mcutils.core.store import checkpoint_paths, code_version, load_state, save_state
-
-    key = dict(config, name="ch03-study", code=code_version(*code))
-    pt, _ = checkpoint_paths(key)
-    pt.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(pt.with_suffix(".lock"))):
-        if not pt.exists():
-            save_state(pt, compute())
-        return load_state(pt)
 
 
 def dense_barriers(model: nn.Module, vertices: Sequence[torch.Tensor], targets: torch.Tensor,
@@ -373,6 +287,9 @@ def dense_barriers(model: nn.Module, vertices: Sequence[torch.Tensor], targets: 
         0, owner, seg_max, reduce="amax")
     return (path_max - torch.as_tensor(end_loss, dtype=torch.float32)).clamp_min(0)
 
+
+#: profiles whose parts are too small for the worker pool (:func:`pool_parts`)
+SMALL_PROFILES = ("smoke", "gpu-smoke")
 
 #: the kinds of :func:`study_part`
 STUDY_KINDS = ("untrained", "fast", "trained", "sweep", "boxed")
@@ -473,8 +390,12 @@ def pool_parts(params: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]
     """Chapter 03's independent parts for the runner's worker pool, longest first: every
     :func:`study_part` the notebook loads (each seed at each budget, the fast variant, the
     trained reference, the sweep's cells, the boxed synthesis) and every seed's
-    :func:`~mcutils.chapters.ch03_evolution.evolution_part` (named by its module)."""
+    :func:`~mcutils.chapters.ch03_evolution.evolution_part`. The profiles of
+    :data:`SMALL_PROFILES` declare none: there a worker's start-up costs more than its part,
+    and the notebook computes everything itself."""
     p = dict(params)
+    if p["profile"] in SMALL_PROFILES:
+        return []
     parts: list[tuple[str, str, dict[str, Any]]] = []
     for w, f, seeds in sweep_cells(p):
         parts += [(f"sweep-w{w}-x{f:g}-s{s}", "study_part",
@@ -507,9 +428,7 @@ def sweep_cells(p: Mapping[str, Any]) -> list[tuple[int, float, list[int]]]:
 def evolution_part(params: Mapping[str, Any], seed: int) -> pd.DataFrame:
     """:func:`mcutils.chapters.ch03_evolution.evolution_part`, named here so that the
     runner finds every pool part of the chapter in this module."""
-    from mcutils.chapters.ch03_evolution import evolution_part as part
-
-    return part(params, seed)
+    return _evolution_part(params, seed)
 
 
 def synthetic_study(params: Mapping[str, Any], cfg: StudySettings | None = None
