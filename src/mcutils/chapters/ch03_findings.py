@@ -32,9 +32,14 @@ from mcutils.core.checks import ParameterError
 from mcutils.core.report import ChapterReport
 from mcutils.inputspace.synthesis import FVO_PAPER
 
-__all__ = ["EFFECT_NAMES", "EVOLUTION_NAMES", "untrained_claims", "abs_flags", "budget_curve",
+__all__ = ["BUDGET_COLUMNS", "EFFECT_NAMES", "EVOLUTION_NAMES", "untrained_claims", "abs_flags", "budget_curve",
            "step_effects", "variant_effect", "dense_check", "findings"]
 
+#: reader's column names of a :func:`budget_curve`
+BUDGET_COLUMNS = {"factor": "factor of the paper's budget", "synth_steps": "synthesis steps",
+                  "bypass_steps": "bypass steps", "worse_end_loss": "worse endpoint (median, nats)",
+                  "reached": "inputs at the stopping loss", "gap": "connected, gap criterion",
+                  "abs": "connected, absolute criterion"}
 #: glued name -> factor of :func:`~mcutils.chapters.ch03_sweep.factor_effects` (effects quoted)
 EFFECT_NAMES = {"width": "width", "steps": "step_factor", "tol": "tolerance"}
 #: glued name -> protocol of :func:`~mcutils.chapters.ch03_evolution.barrier_evolution`
@@ -414,7 +419,8 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, synthetic: Ma
                                       measured_effects(effects, variant, steps, dense)))
     for cid, c in claims.items():
         chapter.claim(cid, **c)
-    chapter.summary(gpu=_GPU_NOTE, notes=_notes(chapter, claims, p))
+    tables = {f"connected_{m}": sub for m, sub in claim_table.groupby("model")}
+    chapter.summary(gpu=_GPU_NOTE, notes=_notes(chapter, claims, tables))
     return claims
 
 
@@ -425,22 +431,33 @@ _GPU_NOTE = ("the settings of the claims (learning rate 0.05, 8192 synthesis and
              "pairs with the paper's 4096 steps at learning rate 0.05.")
 
 
-def _notes(chapter: ChapterReport, claims: Mapping[str, Any], p: Mapping[str, Any]
-           ) -> dict[str, str]:
-    """One-line reasons for the claims that were not reproduced or are inconclusive."""
+def _notes(chapter: ChapterReport, claims: Mapping[str, Any],
+           tables: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    """One-line reasons, computed from the claims and their tables (claim id -> pairs), for
+    the claims that were not reproduced or are inconclusive."""
     notes = {}
     for cid in claims:
-        entry = chapter.claims.get(cid, {})
-        if entry.get("verdict") == "reproduced":
+        c = chapter.claims.get(cid, {})
+        if not c or c["verdict"] == "reproduced":
             continue
-        if entry.get("settled") is False:
-            notes[cid] = "the connected fraction still moves between the two largest budgets"
-        elif cid.startswith("connected_"):
-            notes[cid] = (f"too few pairs end below {p['tol']:g} nats over the worse endpoint "
-                          "within two rounds at the paper's settings")
-        elif cid == "straight_barriers":
-            notes[cid] = "most straight paths already stay within the tolerance"
-        elif cid == "trained_straighter":
-            notes[cid] = ("with every segment bypassed, trained and untrained paths bend by "
-                          "comparable amounts")
+        lo, hi = c["ci"]
+        if c.get("settled") is False:
+            notes[cid] = ("the statistic still moves between the two largest budgets "
+                          "(their intervals do not overlap)")
+        elif c["verdict"] == "inconclusive":
+            side = (c["estimate"] >= c["threshold"] if c["direction"] in (">=", ">")
+                    else c["estimate"] <= c["threshold"])
+            notes[cid] = (f"the estimate is on the claim's side, but with n = {c['n']} the "
+                          f"interval still reaches {lo if side else hi:.3g}" if side else
+                          f"the estimate misses the threshold, but with n = {c['n']} the "
+                          f"interval still reaches {hi if lo < c['threshold'] else lo:.3g}")
+        elif cid in tables and cid.startswith("connected_"):
+            t = tables[cid]
+            last = t[round_columns(t)[-1]].to_numpy(float)
+            notes[cid] = (f"after the last round the median barrier over the worse endpoint "
+                          f"is {np.median(last):.3g} nats, with the worse endpoints at a median "
+                          f"{float(np.median(t['end_loss'])):.3g} nats")
+        else:
+            notes[cid] = (f"the whole interval [{lo:.3g}, {hi:.3g}] lies on the wrong side of "
+                          f"{c['threshold']:g}")
     return notes
