@@ -127,6 +127,13 @@ def test_absolute_criterion_and_the_step_effect_separate_deeper_endpoints():
     higher.loc[:19, "round_1"] = 0.02  # the paths rise: both criteria drop
     ctl = fnd.step_effects({0.25: shallow, 1.0: higher}, 0.01, 0.01).set_index("criterion")
     assert ctl.loc["absolute", "effect"]["ci"][1] < 0
+    assert "explain the drop" in fnd.deeper_reading(0.004, 0.0005, eff.loc["gap", "effect"],
+                                                    eff.loc["absolute", "effect"])
+    assert "do not explain" in fnd.deeper_reading(0.004, 0.0005, ctl.loc["gap", "effect"],
+                                                 ctl.loc["absolute", "effect"])
+    flat = fnd.step_effects({0.25: shallow, 1.0: shallow}, 0.01, 0.01).set_index("criterion")
+    assert "no drop" in fnd.deeper_reading(0.004, 0.004, flat.loc["gap", "effect"],
+                                          flat.loc["absolute", "effect"])
     with pytest.raises(Exception):
         fnd.step_effects({1.0: deep}, 0.01, 0.01)
     with pytest.raises(Exception):
