@@ -4,8 +4,9 @@ gap over the worse endpoint, the fast variant, the dense check of the final path
 sweep's effects, the barrier evolution, the deviations table and the closing summary.
 
 * :func:`untrained_claims`: the claims from the pair tables, with their controls and budgets;
-* :func:`abs_flags`, :func:`budget_curve` and :func:`step_effects`: the budget curve under
-  both criteria and the paired effect of the step budget under each;
+* :func:`abs_flags`, :func:`budget_curve`, :func:`step_effects` and :func:`deeper_reading`:
+  the budget curve under both criteria, the paired effect of the step budget under each,
+  and whether deeper endpoints explain it;
 * :func:`variant_effect` and :func:`dense_check`: the fast variant against the paper's
   settings, and the adaptive barrier search against a dense grid;
 * :func:`findings`: everything the chapter records, its claims and its summary.
