@@ -285,7 +285,8 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
             num_points: int | None = 100, search: dict | None = None,
             batch_size: int | None = DEFAULT_BATCH_SIZE, progress: bool = False,
             constrain: bool = True, space: str = "pixel", projection: str = "iterate",
-            weight_decay: float = 0.0, tv_reduction: str = "mean") -> ConnectResult:
+            weight_decay: float = 0.0, tv_reduction: str = "mean",
+            bypass_all: bool = False) -> ConnectResult:
     """Recursive piecewise-linear paths between every pair.
 
     Round 0 is the straight path. In each round, every segment whose highest loss
@@ -314,6 +315,11 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
         space, projection, weight_decay, tv_reduction: passed to
             :func:`bypass_barrier` (:data:`BYPASS_PAPER` and :data:`FREE_PAPER` hold the
             paper's settings).
+        bypass_all: split and bypass *every* segment in every round at its highest
+            point, whatever its barrier, as the paper's code does for untrained networks
+            (``sec4_3_untrained_model.py``: round 1 on ``A-C``, round 2 on both ``A-B'``
+            and ``B'-C``), so every path ends with ``2 ** max_rounds`` segments. The
+            connected criterion (``tol``) is unchanged.
 
     Returns:
         A :class:`ConnectResult` (tensors on the CPU).
@@ -344,7 +350,9 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
     first = None
     histories = []
     for rnd in tqdm(range(1, max_rounds + 1), desc="connect", disable=not progress, leave=False):
-        bad = [(i, k) for i in range(p) for k in (seg_excess[i] >= tol).nonzero().flatten().tolist()]
+        bad = [(i, k) for i in range(p)
+               for k in (range(len(seg_excess[i])) if bypass_all
+                         else (seg_excess[i] >= tol).nonzero().flatten().tolist())]
         if bad:
             owner = torch.tensor([i for i, _ in bad])
             s = torch.stack([vertices[i][k] for i, k in bad])
