@@ -109,7 +109,7 @@ def bend_barriers(model: nn.Module, table: pd.DataFrame,
     paths, targets = [], []
     for _, row in bent.iterrows():
         key = tuple(row[k] for k in key_names)
-        key = key if len(key) > 1 else key[0]
+        key = key if key in results or len(key) > 1 else key[0]
         v = results[key].vertices[int(row["pair"])]
         paths += random_bend([v] * draws, generator=gen)
         targets += [int(row["target"])] * draws
