@@ -29,8 +29,7 @@ from torch import nn
 
 from mcutils import planted
 from mcutils.chapters.ch01_input_space import (PairSet, bypassed, connect_sets, connected_flags,
-                                               fraction_result, median_result, pair_table,
-                                               round_columns)
+                                               fraction_result, median_result, round_columns)
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
 from mcutils.inputspace.bypass import ConnectResult, path_barriers
