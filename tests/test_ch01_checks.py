@@ -126,3 +126,27 @@ def test_views_have_words_for_columns():
                             dense_connected=0.0, min_barrier=16.0)])
     assert fnd.tolerance_view(tb).loc[0, "connected (connect)"]["ci"] == [0.0, 0.6]
     assert paths.synthesis_kwargs(ch01.PARAMETERS.defaults())["tv_weight"] == 2.5e-7
+
+
+def test_claim_notes_explain_what_was_not_reproduced():
+    def spec(est, lo, hi, thr, direction):
+        return {"result": {"estimate": est, "ci": [lo, hi], "n": 9}, "threshold": thr,
+                "direction": direction}
+    notes = fnd.claim_notes({"near_linear": spec(0.05, 0.005, 0.2, 0.01, ">"),
+                             "real_connected": spec(1.0, 0.96, 1.0, 0.95, ">="),
+                             "smoother_a": spec(0.99, 0.96, 1.02, 1.0, "<")})
+    assert set(notes) == {"near_linear", "smoother_a"}
+    assert "interval over classes" in notes["near_linear"]
+    low = fnd.claim_notes({"near_linear": spec(0.002, 0.001, 0.004, 0.01, ">")})
+    assert "clear the barrier too" in low["near_linear"]
+
+
+def test_detour_offset_moves_the_bump_towards_the_chords():
+    far, a, c, _ = planted.detour_pairs(4, seed=0)
+    near, a2, c2, _ = planted.detour_pairs(4, seed=0, offset=0.01)
+    assert torch.equal(a, a2) and torch.equal(c, c2)
+    mid = 0.5 * (a[0] + c[0])
+    assert float((near.m - mid).norm()) == pytest.approx(0.01 * 2 ** 0.5, rel=1e-5)
+    assert float((far.m - mid).norm()) == pytest.approx(0.05 * 2 ** 0.5, rel=1e-5)
+    with pytest.raises(ValueError):
+        planted.detour_pairs(4, offset=0.0)
