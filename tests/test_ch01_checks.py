@@ -125,6 +125,12 @@ def test_views_have_words_for_columns():
     tb = pd.DataFrame([dict(tol=0.01, pairs=4, connected=0.0, lo=0.0, hi=0.6,
                             dense_connected=0.0, min_barrier=16.0)])
     assert fnd.tolerance_view(tb).loc[0, "connected (connect)"]["ci"] == [0.0, 0.6]
+    geo = pd.DataFrame([dict(kind="real-real", statistic="rel_length", median=1.02, lo=1.01,
+                             hi=1.03, pairs=5),
+                        dict(kind="real-real", statistic="chord_deviation", median=0.1, lo=0.05,
+                             hi=0.2, pairs=5)])
+    gv = fnd.geometry_view(geo)
+    assert len(gv) == 1 and gv.loc[0, "median chord deviation"]["ci"] == [0.05, 0.2]
     assert paths.synthesis_kwargs(ch01.PARAMETERS.defaults())["tv_weight"] == 2.5e-7
 
 

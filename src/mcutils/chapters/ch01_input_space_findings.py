@@ -22,7 +22,7 @@ from mcutils.core import stats
 from mcutils.inputspace.bypass import ConnectResult
 
 __all__ = ["GPU_NOTE", "kind_view", "straight_view", "synthesis_view", "smoothness_view",
-           "tolerance_view", "claim_notes", "findings"]
+           "tolerance_view", "geometry_view", "claim_notes", "findings"]
 
 #: what the gpu profile changes (the summary's last line)
 GPU_NOTE = ("CIFAR-10 with resnet18_cifar and more pairs per class and seeds; the paper's own "
@@ -78,6 +78,18 @@ def tolerance_view(two_balls: pd.DataFrame) -> pd.DataFrame:
              "connected (dense grid)": r["dense_connected"],
              "lowest barrier (nats)": r["min_barrier"]} for _, r in two_balls.iterrows()]
     return pd.DataFrame(rows)
+
+
+def geometry_view(geometry: pd.DataFrame) -> pd.DataFrame:
+    """:func:`~mcutils.chapters.ch01_input_space_paths.path_geometry` with words: one row per
+    kind of pair, the median relative length and chord deviation with their intervals."""
+    words = {"rel_length": "path length / |C - A|", "chord_deviation": "chord deviation"}
+    rows: dict[str, dict[str, Any]] = {}
+    for _, r in geometry.iterrows():
+        row = rows.setdefault(r["kind"], {"kind of pair": r["kind"], "bypassed pairs": int(r["pairs"])})
+        row[f"median {words.get(r['statistic'], r['statistic'])}"] = {
+            "estimate": r["median"], "ci": [r["lo"], r["hi"]]}
+    return pd.DataFrame(list(rows.values()))
 
 
 def claim_notes(claims: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
