@@ -130,8 +130,9 @@ def _bypass_numbers(rec: Any, table: pd.DataFrame, tol: float) -> None:
     rec("ch01_need_bypass_real", len(need))
     rec("ch01_need_bypass_all", int((connected_flags(table, tol, rounds[0]) == 0).sum()))
     if len(need):
-        rec("ch01_need_bypass_connected",
-            stats.fraction_interval(connected_flags(need, tol).astype(int)), digits=3)
+        iv = stats.fraction_interval(connected_flags(need, tol).astype(int))
+        rec("ch01_need_bypass_connected_est", iv["estimate"])
+        rec("ch01_need_bypass_connected_ci", iv["ci"], digits=3)
         rec("ch01_need_bypass_round1",
             float(connected_flags(need, tol, rounds[min(1, len(rounds) - 1)]).mean()))
 
@@ -206,7 +207,7 @@ def findings(chapter: Any, params: Mapping[str, Any], *, straight: Any,
         rec(f"ch01_synth_{key}", synthesis[key])
     rec("ch01_synth_outside", synthesis["outside"])
     for name in ("lr", "steps", "stop_loss", "init_std", "weight_decay", "tv_weight"):
-        rec(f"ch01_synth_{name}", params[f"synth_{name}"])
+        rec(f"ch01_synth_{name}", params[f"synth_{name}"], digits=None)
     tv_ratio = synthesis["tv_ratio"]
     rec("ch01_tv_ratio_est", tv_ratio["estimate"])
     rec("ch01_tv_ratio_ci", tv_ratio["ci"], digits=3)
@@ -248,10 +249,17 @@ def findings(chapter: Any, params: Mapping[str, Any], *, straight: Any,
         paper = smoothness.iloc[0]
         rec("ch01_tv_grad_ratio", float(paper["gradient ratio"]), digits=8)
         smooth = smoothness[[iv["ci"][1] < 1 for iv in smoothness["tv_ratio"]]]
-        rec("ch01_tv_smooth_weight",
-            float(smooth["weight"].min()) if len(smooth) else math.nan, digits=8)
-        rec("ch01_tv_smooth_reached",
-            float(smooth.iloc[0]["A reached"]) if len(smooth) else math.nan)
+        first = smooth.iloc[0] if len(smooth) else None
+        rec("ch01_tv_smooth_weight", math.nan if first is None else float(first["weight"]),
+            digits=8)
+        rec("ch01_tv_smooth_factor", math.nan if first is None or not paper["weight"]
+            else float(first["weight"] / paper["weight"]), digits=1)
+        rec("ch01_tv_smooth_ratio_est",
+            math.nan if first is None else first["tv_ratio"]["estimate"])
+        rec("ch01_tv_smooth_ratio_ci",
+            [math.nan, math.nan] if first is None else first["tv_ratio"]["ci"], digits=3)
+        rec("ch01_tv_smooth_reached", math.nan if first is None else float(first["A reached"]))
+        rec("ch01_tv_sweep_pairs", int(paper["tv_ratio"]["n"]))
         rec("ch01_tv_sweep_steps", params["tv_sweep_steps"])
     claims["smoother_a"] = dict(
         statement="the smoothness penalty makes A smoother than C: median TV(A) / TV(C) < 1 "
