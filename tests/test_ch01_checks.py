@@ -143,6 +143,10 @@ def test_claim_notes_explain_what_was_not_reproduced():
                              "smoother_a": spec(0.99, 0.96, 1.02, 1.0, "<")})
     assert set(notes) == {"near_linear", "smoother_a"}
     assert "interval over classes" in notes["near_linear"]
+    few = fnd.claim_notes({"real_connected": spec(1.0, 0.8, 1.0, 0.95, ">="),
+                           "synthetic_connected": spec(0.7, 0.35, 0.93, 0.95, ">=")})
+    assert few["real_connected"].startswith("too few pairs")
+    assert few["synthetic_connected"] == "3 of 9 pairs are not connected after the last round"
     low = fnd.claim_notes({"near_linear": spec(0.002, 0.001, 0.004, 0.01, ">")})
     assert "clear the barrier too" in low["near_linear"]
 
