@@ -147,6 +147,10 @@ def test_claim_notes_explain_what_was_not_reproduced():
                            "synthetic_connected": spec(0.7, 0.35, 0.93, 0.95, ">=")})
     assert few["real_connected"].startswith("too few pairs")
     assert few["synthetic_connected"] == "3 of 9 pairs are not connected after the last round"
+    none = {"result": {"estimate": float("nan"), "ci": [float("nan")] * 2, "n": 0},
+            "threshold": 0.95, "direction": ">="}
+    assert fnd.claim_notes({"synthetic_connected": none}) == {
+        "synthetic_connected": "no pairs of this kind"}
     low = fnd.claim_notes({"near_linear": spec(0.002, 0.001, 0.004, 0.01, ">")})
     assert "clear the barrier too" in low["near_linear"]
 

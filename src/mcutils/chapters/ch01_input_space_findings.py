@@ -118,7 +118,8 @@ def claim_notes(claims: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
         if cid.endswith("_connected") and verdict(c["result"]["ci"], c["threshold"],
                                                   c["direction"]) != "reproduced":
             r = c["result"]
-            out[cid] = ("too few pairs for the exact interval to reach the level"
+            out[cid] = ("no pairs of this kind" if not r["n"] else
+                        "too few pairs for the exact interval to reach the level"
                         if r["estimate"] >= c["threshold"] else
                         f"{round((1 - r['estimate']) * r['n'])} of {r['n']} pairs are not "
                         "connected after the last round")
