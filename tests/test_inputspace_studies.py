@@ -243,11 +243,13 @@ def _table(kind_rows):
 def test_connectivity_claims_reproduced_on_supporting_data():
     rows = [("real-real", 0.5, 0.0, 1, 1.01)] * 40 + [("real-real", 0.0, 0.0, 0, 1.0)] * 40
     rows += [(k, 0.0, 0.0, 0, 1.0) for k in ch01.KINDS[1:] for _ in range(80)]
-    claims = ch01.connectivity_claims(_table(rows), 0.01)
+    bends = pd.DataFrame({"null": np.full(40, 0.3), "target": np.arange(40) % 10})
+    claims = ch01.connectivity_claims(_table(rows), 0.01, bends=bends)
     v = ch01.claim_verdicts(claims)
-    assert v == {k: "reproduced" for k in v}
+    assert v == {k: "reproduced" for k in v} and "near_linear" in v
     assert claims["real_connected"]["method"] == "exact binomial (Clopper-Pearson) over 80 pairs"
     assert claims["near_linear"]["method"].startswith("hierarchical bootstrap (class -> pair)")
+    assert "near_linear" not in ch01.connectivity_claims(_table(rows), 0.01)
     # exact intervals: 30 of 30 connected is not enough for "at least 0.95" (lower 0.884)
     few = [(k, 0.0, 0.0, 0, 1.0) for k in ch01.KINDS for _ in range(30)]
     few = ch01.connectivity_claims(_table(few), 0.01)
@@ -256,10 +258,12 @@ def test_connectivity_claims_reproduced_on_supporting_data():
 
 
 def test_connectivity_claims_negative_controls():
-    """Contradicting data: real pairs stay disconnected, bypassed paths are long."""
+    """Contradicting data: real pairs stay disconnected, random bends clear the barrier."""
     rows = [("real-real", 0.5, 0.5, -1, 1.5)] * 20 + [("real-real", 0.5, 0.0, 2, 1.6)] * 20
     rows += [(k, 0.5, 0.5, -1, 1.0) for k in ch01.KINDS[1:] for _ in range(20)]
-    claims = ch01.connectivity_claims(_table(rows), 0.01)
+    # random bends of the same size clear the barrier: the bend was no targeted move
+    bends = pd.DataFrame({"null": np.full(20, 0.001), "target": np.arange(20) % 10})
+    claims = ch01.connectivity_claims(_table(rows), 0.01, bends=bends)
     v = ch01.claim_verdicts(claims)
     for cid in ("real_connected", "interpolated_connected", "real_synthetic_connected",
                 "synthetic_connected", "one_round", "near_linear"):
