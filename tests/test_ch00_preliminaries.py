@@ -57,3 +57,27 @@ def test_findings_claim_has_exact_interval_control_and_deviations():
 def test_deviation_rows_are_complete():
     for row in ch00.DEVIATIONS:
         assert all(str(row[k]).strip() for k in ("setting", "paper", "source", "ours", "effect"))
+
+
+def test_setup_view_shows_sizes_shape_parameters_and_cache_state():
+    from types import SimpleNamespace
+
+    x, y = _data(40)
+    split = SimpleNamespace(x=x, y=y, classes=[str(c) for c in range(10)])
+    net = torch.nn.Linear(64, 10)  # 650 parameters
+    html = ch00.setup_view(split, SimpleNamespace(x=x[:10], y=y[:10], classes=split.classes),
+                           net, {"cached": True}).data
+    for text in ("<td>40</td>", "<td>10</td>", "1 x 8 x 8", "<td>650</td>", "<td>yes</td>"):
+        assert text in html, text
+    with pytest.raises(ValueError, match="both splits"):
+        ch00.setup_view(SimpleNamespace(x=x[:0]), split, net, {})
+
+
+def test_summary_names_the_failed_accuracy_claim_and_the_gpu_profile():
+    x, y = _data()
+    params = {**ch00.PARAMETERS.defaults(), "seed": 0}
+    chapter = ChapterReport("00", params=params, expected=ch00.EXPECTED)
+    ch00.findings(chapter, params, (y + 1) % 10, y, 1.0, ch00.accuracy_control("mlp", "digits", x, y))
+    text = chapter.summary_text
+    assert "**Not reproduced** (1 of 1)" in text and "*Why:* two epochs" in text
+    assert text.rstrip().endswith(ch00.GPU_NOTE)

@@ -54,7 +54,8 @@ def test_totals_command_writes_the_include(tmp_path):
     _nb(tmp_path / "01_a.ipynb", {"ch01_claims": {"x": _claim("reproduced")}})
     out = tmp_path / "gen" / "t.md"
     assert runner.main(["totals", "--chapters-dir", str(tmp_path), "--output", str(out)]) == 0
-    assert "| 01 | 1 | 0 | 0 | 0 | 0 |" in out.read_text()
+    assert "| 01 {doc}`Chapter 01 <chapters/01_a>` | 1 | 0 | 0 | 0 | 0 |" in out.read_text()
+    assert "No claim was found" in (out.parent / "results_failures.md").read_text()
 
 
 def test_page_checks_find_plumbing_missing_captions_and_unbounded_rates(tmp_path):
@@ -87,3 +88,38 @@ def test_page_checks_find_plumbing_missing_captions_and_unbounded_rates(tmp_path
                  "estimate": 0.5, "ci": [-1.2, 1.4], "verdict": "inconclusive"}}})
     bad = bounded_interval_problems(tmp_path)
     assert len(bad) == 2 and "asr" in bad[0] and "wide" in bad[1] and "[-1, 1]" in bad[1]
+
+
+def _titled(path, chapter, claims, label=False):
+    """An executed-notebook stand-in with a title cell (and a summary label) and claims."""
+    _nb(path, {f"ch{chapter}_claims": claims})
+    nb = json.loads(path.read_text())
+    text = "# The title\n\nIntro." + (f"\n\n(ch{chapter}-summary)=\n## Summary" if label else "")
+    nb["cells"].insert(0, {"cell_type": "markdown", "source": text, "metadata": {}})
+    path.write_text(json.dumps(nb))
+
+
+def test_headline_failures_list_claims_not_reproduced_with_reason_and_link(tmp_path):
+    from mcutils.tooling.glue import chapter_links, failures_markdown, headline_failures
+
+    bad = {**_claim("not reproduced"), "statement": "ASR falls:", "estimate": 0.48,
+           "ci": [0.41, 0.54], "direction": "<=", "threshold": 0.1, "note": "the corner"}
+    other = {**bad, "note": None, "statement": "B:"}
+    del other["note"]
+    _titled(tmp_path / "05_repair.ipynb", "05", {"asr": bad, "ok": _claim("reproduced")},
+            label=True)
+    _titled(tmp_path / "06_hess.ipynb", "06", {"b": other, "c": _claim("inconclusive")})
+    links = chapter_links(tmp_path)
+    assert links["05"]["title"] == "The title"
+    assert links["05"]["summary"] == "{ref}`summary <ch05-summary>`"
+    assert links["06"]["summary"] == "{doc}`chapter <chapters/06_hess>`"  # no label there
+    fails = headline_failures(tmp_path)
+    assert [(f["chapter"], f["claim"]) for f in fails] == [("05", "asr"), ("06", "b")]
+    md = failures_markdown(fails, links)
+    first, second = md.strip().splitlines()
+    assert "`asr`: ASR falls: 0.480 [0.410, 0.540] against <= 0.1" in first
+    assert "*Why:* the corner" in first and "ch05-summary" in first
+    assert "no one-line reason" in second
+    assert "No claim" in failures_markdown([])
+    assert "| 05 {doc}`The title <chapters/05_repair>` | 1 | 1 | 0 |" in totals_markdown(
+        verdict_totals(tmp_path), links)

@@ -92,3 +92,51 @@ def test_status_line_names_each_running_chapter_its_time_and_cell(tmp_path):
                               now=162.0)
     assert line == "03 12 s, 05 62 s (cell 12)"
     assert executor.status_line({}) == ""
+
+
+def test_a_call_task_runs_its_function_in_a_worker_and_reports_errors(tmp_path):
+    made = tmp_path / "made" / "deep"
+    ok = executor.Task(chapter="05:a", notebook=tmp_path / "05_x.ipynb", params={},
+                       log=tmp_path / "a.log", result=tmp_path / "a.json", cwd=tmp_path,
+                       engine="call", call="os:makedirs", kwargs={"name": str(made)}, label="05:a")
+    bad = executor.Task(chapter="05:b", notebook=tmp_path / "05_x.ipynb", params={},
+                        log=tmp_path / "b.log", result=tmp_path / "b.json", cwd=tmp_path,
+                        engine="call", call="os:rmdir", kwargs={"path": str(tmp_path / "no")})
+    res = executor.execute_tasks([ok, bad], jobs=2)
+    assert made.is_dir() and res["05:a"]["error"] is None
+    assert "FileNotFoundError" in res["05:b"]["error"]
+    assert "FileNotFoundError" in (tmp_path / "b.log").read_text()  # the traceback is logged
+    assert ok.name == "05:a" and bad.name == "05_x.ipynb"
+
+
+@pytest.mark.parametrize("fields", [{"engine": "call"}, {"engine": "call", "call": "os.makedirs"},
+                                    {"engine": "headless", "call": "os:makedirs"}])
+def test_a_call_task_needs_a_module_function_and_the_call_engine(tmp_path, fields):
+    with pytest.raises(executor.ParameterError):
+        executor.Task(chapter="05:a", notebook=tmp_path / "x.ipynb", params={},
+                      log=tmp_path / "a.log", result=tmp_path / "a.json", cwd=tmp_path, **fields)
+
+
+def test_pool_parts_come_from_the_chapter_module_with_its_validated_parameters(monkeypatch):
+    import sys
+    import types
+
+    from mcutils import chapters
+    from mcutils.params import Param, ParameterSchema
+
+    fake = types.ModuleType("mcutils.chapters.ch98_fake")
+    fake.PARAMETERS = ParameterSchema("98", {"seeds": Param([0], "seeds")})
+    fake.train = lambda seed: seed
+    fake.pool_parts = lambda p: [(f"seed{s}", "train", {"seed": s}) for s in p["seeds"]]
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    monkeypatch.setitem(chapters.MODULES, "98", "ch98_fake")
+    assert chapters.pool_parts("98", {}) == [("98:seed0", "mcutils.chapters.ch98_fake:train",
+                                              {"seed": 0})]
+    assert [p[0] for p in chapters.pool_parts("98", {"seeds": [3, 4]})] == ["98:seed3", "98:seed4"]
+    fake.pool_parts = lambda p: [("x", "missing", {})]
+    with pytest.raises(AttributeError, match="missing"):
+        chapters.pool_parts("98", {})
+    with pytest.raises(KeyError):
+        chapters.pool_parts("97", {})
+    del fake.pool_parts
+    assert chapters.pool_parts("98", {}) == []

@@ -135,3 +135,38 @@ def test_budget_curve_rejects_too_few_or_too_close_budgets_and_another_reading()
     ok = {300: _iv(0.1, 0, 0.2), 1200: _iv(0.1, 0, 0.2), 3000: _iv(0.4, 0.3, 0.5)}
     with pytest.raises(ValueError, match="largest"):
         chapter.claim("c", "s", "p", ok[300], 0.1, ">", budgets=ok)
+
+
+def _iv(est, lo, hi, n=50):
+    return {"estimate": est, "ci": [lo, hi], "n": n}
+
+
+def test_summary_lists_each_verdict_with_its_reason_and_the_gpu_sentence():
+    rep = report.ChapterReport("07")
+    rep.claim("a", "A holds:", "paper 1", _iv(0.9, 0.8, 0.95), 0.5, ">=")
+    rep.claim("b", "B holds:", "paper 2", _iv(0.1, 0.05, 0.2), 0.5, ">=",
+              note="the ends are too far apart")
+    rep.claim("c", "C holds:", "paper 3", _iv(0.5, 0.3, 0.7), 0.5, ">=")
+    text = rep.summary("more seeds", notes={"c": "too few pairs"})
+    assert "**Reproduced** (1 of 3)" in text and "**Not reproduced** (1 of 3)" in text
+    assert "**Inconclusive** (1 of 3)" in text
+    # each claim sits under its own verdict, with its interval and its reason
+    rep_part, rest = text.split("**Not reproduced**")
+    assert "A holds: 0.900 [0.800, 0.950]" in rep_part and "B holds" not in rep_part
+    assert "*Why:* the ends are too far apart" in rest.split("**Inconclusive**")[0]
+    assert "*Why:* too few pairs" in rest.split("**Inconclusive**")[1]
+    assert text.rstrip().endswith("**With the gpu profile:** more seeds")
+    assert rep.claims["b"]["note"] == "the ends are too far apart"
+
+
+def test_summary_and_note_reject_bad_input():
+    rep = report.ChapterReport("07")
+    with pytest.raises(ValueError, match="at least one claim"):
+        rep.summary("x")
+    with pytest.raises(ValueError, match="one non-empty line"):
+        rep.claim("a", "A", "p", _iv(0.9, 0.8, 0.95), 0.5, ">=", note="two\nlines")
+    rep.claim("a", "A", "p", _iv(0.9, 0.8, 0.95), 0.5, ">=")
+    with pytest.raises(ValueError, match="not added"):
+        rep.summary("x", notes={"zz": "?"})
+    with pytest.raises(ValueError, match="gpu profile"):
+        rep.summary("  ")

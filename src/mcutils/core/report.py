@@ -32,7 +32,7 @@ Claims shape::
                 "threshold": float, "direction": ">=", "<=", ">" or "<", "verdict": str,
                 "n": int, "expected": bool, "method": str,
                 "control": {"statement", "estimate", "ci", "n", "verdict"} (optional),
-                "per_seed": [float] (optional)}}
+                "note": str (optional), "per_seed": [float] (optional)}}
 
 Used by every chapter.
 """
@@ -322,6 +322,7 @@ class ChapterReport:
         self.start = time.perf_counter()
         self.finished = False
         self.provenance: dict[str, Any] | None = None
+        self.summary_text: str | None = None
 
     def record(self, name: str, value: Any, digits: int | None = 4) -> Any:
         """Glue ``value`` under ``name`` (which must start with ``chNN_``); returns it plain."""
@@ -332,7 +333,8 @@ class ChapterReport:
     def claim(self, claim_id: str, statement: str, paper: str, result: Mapping[str, Any],
               threshold: float, direction: str, method: str | None = None,
               control: Mapping[str, Any] | None = None,
-              budgets: Mapping[Any, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+              budgets: Mapping[Any, Mapping[str, Any]] | None = None,
+              note: str | None = None) -> dict[str, Any]:
         """Add one claim and compute its verdict.
 
         Args:
@@ -358,6 +360,9 @@ class ChapterReport:
                 intervals do not overlap the statistic has not settled, and the verdict
                 is ``inconclusive`` whatever the interval says. Glued as
                 ``chNN_<claim_id>_vs_budget``.
+            note: one line on why the claim came out as it did (what the chapter's controls
+                showed), for the chapter's summary and the results page's list of
+                failures; the chapter's prose gives the evidence.
 
         Returns:
             The claim's entry of ``chNN_claims``.
@@ -381,6 +386,10 @@ class ChapterReport:
             "expected": claim_id in self.expected,
             "method": str(method or result.get("method") or "not stated"),
         }
+        if note is not None:
+            if not str(note).strip() or "\n" in str(note):
+                raise ValueError(f"claim {claim_id!r}: note must be one non-empty line")
+            entry["note"] = str(note).strip()
         if "per_seed" in result:
             entry["per_seed"] = [float(v) for v in result["per_seed"]]
         if control is not None:
@@ -492,6 +501,49 @@ class ChapterReport:
         with_control = sum("control" in c for c in asserted)
         return (f"{text}; {with_control} of {len(asserted)} asserted claim"
                 f"{'' if len(asserted) == 1 else 's'} with a control")
+
+    def summary(self, gpu: str, notes: Mapping[str, str] | None = None) -> str:
+        """Glue ``chNN_summary``, the chapter's closing summary as Markdown (shown with
+        ``{glue:md}`` under the chapter's last heading), and return its text.
+
+        The summary is computed from the claims added so far: the reproduced claims, the
+        ones not reproduced and the inconclusive ones, each with its estimate, interval
+        and test, and with its one-line reason where the chapter gives one (``notes``,
+        claim id -> reason, over the claim's own ``note``), then ``gpu``: what the gpu
+        profile would change. Call it after the last claim.
+        """
+        from IPython.display import Markdown
+
+        if not str(gpu).strip():
+            raise ValueError("gpu must say what the gpu profile would change")
+        notes = dict(notes or {})
+        unknown = sorted(set(notes) - set(self.claims))
+        if unknown:
+            raise ValueError(f"notes name claims that were not added: {unknown}")
+        if not self.claims:
+            raise ValueError("summary() needs at least one claim; add the claims first")
+        parts = []
+        for word, title in (("reproduced", "Reproduced"), ("not reproduced", "Not reproduced"),
+                            ("inconclusive", "Inconclusive")):
+            ids = [cid for cid, c in self.claims.items() if c["verdict"] == word]
+            if not ids:
+                continue
+            parts.append(f"**{title}** ({len(ids)} of {len(self.claims)}):\n")
+            for cid in ids:
+                c = self.claims[cid]
+                why = notes.get(cid, c.get("note"))
+                line = (f"- {c['statement']} {format_number(c['estimate'])} "
+                        f"[{format_number(c['ci'][0])}, {format_number(c['ci'][1])}] "
+                        f"(n = {c['n']}; test {c['direction']} {format_number(c['threshold'])})")
+                if c.get("settled") is False:
+                    line += "; not settled: still moving with the budget"
+                parts.append(line + (f". *Why:* {why}" if why else "") + "\n")
+            parts.append("\n")
+        parts.append(f"**With the gpu profile:** {str(gpu).strip()}\n")
+        text = "".join(parts)
+        self.summary_text = text
+        _glue(f"{self.prefix}summary", Markdown(text))
+        return text
 
     def view(self) -> Any:
         """The claims as the HTML table the chapter shows at its end and the results page

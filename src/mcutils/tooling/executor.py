@@ -38,7 +38,7 @@ from mcutils.core.checks import ParameterError
 __all__ = ["ENGINES", "SINGLE_THREAD_ENV", "STATUS_SECONDS", "Task", "execute_tasks",
            "gpu_slots", "status_line", "hide_injected_cell"]
 
-ENGINES = ("papermill", "headless")
+ENGINES = ("papermill", "headless", "call")
 
 #: The environment of every CPU kernel: one thread for torch's OpenMP and MKL pools.
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -59,10 +59,14 @@ class Task:
         log: the file that receives the chapter's output.
         result: the JSON file the worker writes when the chapter ends.
         cwd: the working folder of the chapter.
-        engine: ``"papermill"`` (writes the executed notebook to ``target``) or
-            ``"headless"`` (runs the code cells without Jupyter).
+        engine: ``"papermill"`` (writes the executed notebook to ``target``),
+            ``"headless"`` (runs the code cells without Jupyter) or ``"call"`` (a pool
+            part of the chapter: ``call(**kwargs)``, nothing else).
         target: the executed notebook (papermill only).
         env: extra environment variables for this chapter's worker.
+        call: ``"package.module:function"``, the part's function (engine ``"call"``).
+        kwargs: its keyword arguments (plain picklable values).
+        label: the name printed for the task (default: the notebook's file name).
     """
 
     chapter: str
@@ -74,12 +78,24 @@ class Task:
     engine: str = "papermill"
     target: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    call: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ParameterError(f"engine={self.engine!r} is not known; valid values: {ENGINES}")
         if self.engine == "papermill" and self.target is None:
             raise ParameterError("a papermill task needs a target notebook")
+        if (self.engine == "call") != (self.call is not None):
+            raise ParameterError("engine 'call' and a call 'module:function' go together")
+        if self.call is not None and not re.fullmatch(r"[\w.]+:\w+", self.call):
+            raise ParameterError(f"call={self.call!r} must read 'package.module:function'")
+
+    @property
+    def name(self) -> str:
+        """The name printed for this task."""
+        return self.label or self.notebook.name
 
 
 def gpu_slots(cuda: bool, jobs: int) -> list[str | None]:
@@ -139,7 +155,26 @@ def _redirect_output(log: Path) -> None:
     os.close(fd)
 
 
+def _run_call(task: Task) -> dict[str, Any]:
+    """Run a pool part: import ``module`` and call ``function(**kwargs)``."""
+    import importlib
+
+    start = time.perf_counter()
+    error = None
+    module, function = str(task.call).split(":")
+    try:
+        getattr(importlib.import_module(module), function)(**task.kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported by the parent
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1:]}"
+        import traceback
+
+        traceback.print_exc()
+    return {"seconds": round(time.perf_counter() - start, 1), "error": error}
+
+
 def _run_engine(task: Task) -> dict[str, Any]:
+    if task.engine == "call":
+        return _run_call(task)
     if task.engine == "headless":
         from mcutils.tooling.headless import run_chapter
 
@@ -239,7 +274,7 @@ def execute_tasks(tasks: Sequence[Task], jobs: int, slots: Sequence[str | None] 
                             and (stream or task.log.exists())):
                         started[task.chapter] = (now, task.log)
                         where = f" -> {task.log}" if not stream else ""
-                        print(f"[{label}] {task.notebook.name} started{where}", flush=True)
+                        print(f"[{label}] {task.name} started{where}", flush=True)
                 for fut in done:
                     task = futures[fut]
                     started.pop(task.chapter, None)

@@ -5,7 +5,11 @@
   structure or speed is checked: identical numbers, identical verdicts);
 * :func:`verdict_totals` and :func:`totals_markdown` count the claims' verdicts over the
   executed chapters, for the top of the results page (``python -m mcutils.book totals``
-  writes ``book/_generated/results_totals.md`` before the HTML is built).
+  writes ``book/_generated/results_totals.md`` before the HTML is built);
+* :func:`headline_failures` and :func:`failures_markdown` list the claims not reproduced,
+  each with the chapter's one-line reason and a link to its summary
+  (``book/_generated/results_failures.md``), with the chapter titles of
+  :func:`chapter_links`.
 
 Used by the tooling (``python -m mcutils.book glue-diff``, ``totals``, the Makefile and
 ``benchmarks/glue_diff.py``) for every chapter (00-06), not by the chapters.
@@ -19,7 +23,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["glued", "compare", "verdict_totals", "totals_markdown", "NUMBER"]
+__all__ = ["glued", "compare", "verdict_totals", "totals_markdown", "chapter_links",
+           "headline_failures", "failures_markdown", "NUMBER"]
 
 NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf")
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
@@ -101,14 +106,79 @@ def verdict_totals(folder: Path) -> dict[str, dict[str, int]]:
     return totals
 
 
-def totals_markdown(totals: dict[str, dict[str, int]]) -> str:
-    """The verdict counts as a Markdown table, one row per chapter and a total row."""
+def chapter_links(folder: Path) -> dict[str, dict[str, str]]:
+    """Per executed chapter in ``folder``: its title (the first Markdown heading), a MyST
+    link to it (``{doc}``, relative to ``book/results.md``), and a link to its summary
+    section (``{ref}`` to the label ``chNN-summary`` where the chapter defines it, else
+    the chapter link)."""
+    out = {}
+    for nb in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")):
+        chapter = nb.name[:2]
+        cells = json.loads(nb.read_text()).get("cells", [])
+        text = "\n".join("".join(c.get("source", "")) for c in cells
+                         if c.get("cell_type") == "markdown")
+        heading = re.search(r"^# +(.+)$", text, re.M)
+        title = heading.group(1).strip() if heading else f"Chapter {chapter}"
+        doc = f"{{doc}}`{title} <chapters/{nb.stem}>`"
+        label = f"ch{chapter}-summary"
+        summary = (f"{{ref}}`summary <{label}>`" if f"({label})=" in text
+                   else f"{{doc}}`chapter <chapters/{nb.stem}>`")
+        out[chapter] = {"title": title, "doc": doc, "summary": summary}
+    return out
+
+
+def headline_failures(folder: Path) -> list[dict[str, Any]]:
+    """The claims of the executed chapters in ``folder`` that were *not reproduced*, in
+    chapter order: chapter, claim id, statement, estimate, interval, test and the
+    chapter's one-line reason (the claim's ``note``, where it gives one)."""
+    rows = []
+    for nb in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")):
+        chapter = nb.name[:2]
+        text = glued(nb).get(f"ch{chapter}_claims")
+        if text is None:
+            continue
+        for cid, c in _literal(text).items():
+            if c["verdict"] == "not reproduced":
+                rows.append({"chapter": chapter, "claim": cid, "statement": c["statement"],
+                             "estimate": c["estimate"], "ci": c["ci"],
+                             "test": f"{c['direction']} {c['threshold']}",
+                             "reason": c.get("note")})
+    return rows
+
+
+def failures_markdown(failures: list[dict[str, Any]],
+                      links: dict[str, dict[str, str]] | None = None) -> str:
+    """The headline failures as a Markdown list: each claim with its numbers, the
+    chapter's reason and a link to the chapter's summary."""
+    from mcutils.core.report import format_number
+
+    if not failures:
+        return "*No claim was found not reproduced in the executed chapters.*\n"
+    links = links or {}
+    lines = []
+    for f in failures:
+        where = links.get(f["chapter"], {})
+        reason = f["reason"] or "the chapter gives no one-line reason"
+        lines.append(
+            f"- **Chapter {f['chapter']}**, `{f['claim']}`: {f['statement']} "
+            f"{format_number({'estimate': f['estimate'], 'ci': f['ci']})} against "
+            f"{f['test']}. *Why:* {reason} "
+            f"({where.get('summary', 'see chapter ' + f['chapter'])})")
+    return "\n".join(lines) + "\n"
+
+
+def totals_markdown(totals: dict[str, dict[str, int]],
+                    links: dict[str, dict[str, str]] | None = None) -> str:
+    """The verdict counts as a Markdown table, one row per chapter (its title linked,
+    where ``links`` has it) and a total row."""
     if not totals:
         return "*No executed chapter was found: run `make book` first.*\n"
+    links = links or {}
     cols = [*VERDICTS, "asserted", "asserted with a control"]
     lines = ["| chapter | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for chapter, row in totals.items():
-        lines.append(f"| {chapter} | " + " | ".join(str(row[c]) for c in cols) + " |")
+        name = f"{chapter} {links[chapter]['doc']}" if chapter in links else chapter
+        lines.append(f"| {name} | " + " | ".join(str(row[c]) for c in cols) + " |")
     lines.append("| **all** | " + " | ".join(
         f"**{sum(r[c] for r in totals.values())}**" for c in cols) + " |")
     return "\n".join(lines) + "\n"

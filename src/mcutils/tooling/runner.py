@@ -166,18 +166,46 @@ def _run(plan: dict[str, dict[str, Any]], available: dict[str, Path], out_dir: P
     def done(t: Task, res: dict[str, Any]) -> None:
         status = "FAILED" if res["error"] else "done"
         seconds = "?" if res["seconds"] is None else f"{res['seconds']:.1f}"
-        print(f"[mcutils.book] {t.notebook.name}: {seconds} s, {status} (log: {t.log})",
+        print(f"[mcutils.book] {t.name}: {seconds} s, {status} (log: {t.log})",
               flush=True)
+
+    def part_tasks(chapters: list[str]) -> list[Task]:
+        """The chapters' pool parts (:func:`mcutils.chapters.pool_parts`), to run first."""
+        from mcutils.chapters import pool_parts
+
+        out: list[Task] = []
+        if root.resolve() != repo_root().resolve():
+            return out  # another repository's notebooks (a test's): no chapter modules
+        for chapter in chapters:
+            nb = available[chapter]
+            for label, call, kwargs in pool_parts(chapter, plan[chapter]):
+                stem = f"{nb.stem}.part-{label.split(':', 1)[1]}"
+                out.append(Task(chapter=label, notebook=nb, params={}, cwd=root,
+                                log=logs / f"{stem}.log", result=logs / f"{stem}.json",
+                                engine="call", call=call, kwargs=kwargs, label=label))
+        return out
 
     results: dict[str, dict[str, Any]] = {}
     try:
         for part in ([c for c in plan if c == "00"], [c for c in plan if c != "00"]):
-            results.update(execute_tasks([task(c) for c in part], jobs, slots,
+            # the parts first (longest chapter first, as the plan is ordered), so the
+            # pool trains them side by side; each chapter's notebook then finds them cached
+            tasks = part_tasks(part) + [task(c) for c in part]
+            results.update(execute_tasks(tasks, jobs, slots,
                                          stream=log_output and jobs == 1,
                                          label="mcutils.book", on_done=done))
     finally:
         os.environ.pop(CLAIMS_DIR_ENV, None)
-    timings = {c: r["seconds"] for c, r in results.items() if r["seconds"] is not None}
+    timings = {c: r["seconds"] for c, r in results.items()
+               if r["seconds"] is not None and ":" not in c}
+    part_seconds: dict[str, float] = {}
+    for c, r in results.items():
+        if ":" in c and r["seconds"] is not None:
+            chapter = c.split(":", 1)[0]
+            part_seconds[chapter] = part_seconds.get(chapter, 0.0) + r["seconds"]
+    if part_seconds:
+        print("[mcutils.book] pool parts (worker seconds per chapter): "
+              + ", ".join(f"{c} {s:.0f} s" for c, s in sorted(part_seconds.items())), flush=True)
     errors = {c: r["error"] for c, r in results.items() if r["error"]}
     failed: dict[str, list[str]] = {}
     for chapter in plan:
@@ -265,15 +293,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(plans)} stored plan(s)")
         return 0
     if args.command == "totals":
-        from mcutils.tooling.glue import totals_markdown, verdict_totals
+        from mcutils.tooling.glue import (chapter_links, failures_markdown, headline_failures,
+                                          totals_markdown, verdict_totals)
 
         root = repo_root()
         folder, out = Path(args.chapters_dir), Path(args.output)
         folder = folder if folder.is_absolute() else root / folder
         out = out if out.is_absolute() else root / out
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(totals_markdown(verdict_totals(folder)))
-        print(f"verdict counts of {folder} -> {out}")
+        links = chapter_links(folder)
+        out.write_text(totals_markdown(verdict_totals(folder), links))
+        fails = out.with_name("results_failures.md")
+        fails.write_text(failures_markdown(headline_failures(folder), links))
+        print(f"verdict counts of {folder} -> {out}; claims not reproduced -> {fails}")
         return 0
     if args.command == "pages":
         from mcutils.tooling.pagecheck import bounded_interval_problems, chapter_page_problems
