@@ -126,6 +126,8 @@ from the run's parameters by :func:`deviation_rows`."""
 def deviation_rows(params: Mapping[str, Any]) -> list[dict[str, str]]:
     """:data:`DEVIATIONS` with ``ours`` filled from the chapter's parameters."""
     values = {**params, "curve_budgets_max": max(params["curve_budgets"])}
+    if values.get("adv_subset") is None:
+        values["adv_subset"] = "all training"
     for key in ("variant_seeds", "robust_path_seeds"):
         values[key] = ", ".join(str(s) for s in params[key]) or "none"
     return [{**row, "ours": row["ours"].format(**values)} for row in DEVIATIONS]
