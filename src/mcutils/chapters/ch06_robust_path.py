@@ -194,7 +194,7 @@ PARAMETERS = ParameterSchema("06", {
     "adv_step_size": Param(None, "pgd end: PGD step (None: 2.5 * adv_eps / adv_steps)",
                            range=(1e-5, 1), nullable=True),
     "adv_epochs": Param(2, "epochs of adversarial training (both ends)", range=(1, None)),
-    "adv_subset": Param(None, "training images for adversarial training (None: all)",
+    "adv_subset": Param(20000, "training images for adversarial training (None: all)",
                         range=(1, None), nullable=True),
     "curve_budgets": Param([750, 1500, 3000], "curve steps of the barrier's budget curve, "
                            "snapshots of one run per seed (the largest is the main curve)",
