@@ -578,4 +578,6 @@ def test_robust_path_rises_with_the_attack():
                                    attack_steps=3)
     assert list(rows["t"]) == [0.0, 0.5, 1.0]
     assert (rows["robust_loss"] >= rows["loss"] - 1e-6).all()  # PGD never lowers the loss
+    assert ((rows["robust_error"] >= 0) & (rows["robust_error"] <= 1)).all()
+    assert set(rows) >= {"error", "robust_error"}
 
