@@ -340,7 +340,10 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
                 device: str | torch.device = "cpu", seed: int = 0,
                 transform: Callable[[nn.Module, torch.Tensor, torch.Tensor],
                                     tuple[torch.Tensor, torch.Tensor]] | None = None,
-                progress: bool = True, channels_last: bool | None = None
+                progress: bool = True, channels_last: bool | None = None,
+                objective: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor,
+                                     torch.Tensor], torch.Tensor] | None = None,
+                callback: Callable[[int, CurveModel], None] | None = None
                 ) -> dict[str, list[float]]:
     """Fit the free bends: minimise ``E_t[CE(w(t)) + weight_decay/2 ||w(t)||^2]``.
 
@@ -367,9 +370,16 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
             loader's batch size, :func:`mcutils.core.runtime.prepare`, chosen at the first
             batch as :func:`mcutils.training.train` does); the curve is returned in the
             default layout. The format changes results at float rounding only.
+        objective: ``(forward, x, y) -> loss`` in place of the cross-entropy, with
+            ``forward`` the network at the batch's ``t`` (e.g.
+            :func:`mcutils.attacks.gradient_penalty_objective`: a path trained on the
+            robust loss, as Zhao et al.'s ``train_robust_connection.py``); the
+            ``weight_decay`` penalty is added to it.
+        callback: ``(step, curve_model)`` after each optimiser step (``step`` counts from
+            1), e.g. to keep snapshots of the bends.
 
     Returns:
-        History with per-step ``loss`` (cross-entropy only) and ``t``.
+        History with per-step ``loss`` (cross-entropy, or the objective) and ``t``.
     """
     if optimizer not in ("sgd", "adam"):
         raise ParameterError(f"optimizer={optimizer!r} is not known; valid values: sgd, adam")
@@ -409,7 +419,10 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
                     x, y = transform(plain, x, y)
                     curve_model.train()
                 w = curve_model.weights(t)
-                loss = F.cross_entropy(curve_model.forward_with(x, w), y)
+                if objective is None:
+                    loss = F.cross_entropy(curve_model.forward_with(x, w), y)
+                else:
+                    loss = objective(lambda inp, w=w: curve_model.forward_with(inp, w), x, y)
                 total_loss = loss
                 if weight_decay:
                     total_loss = loss + 0.5 * weight_decay * sum((v * v).sum() for v in w.values())
@@ -422,6 +435,8 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
                 history["t"].append(t)
                 step += 1
                 bar.update(1)
+                if callback is not None:
+                    callback(step, curve_model)
     finally:
         curve_model.set_channels_last(False)
         bar.close()
