@@ -226,8 +226,8 @@ def prune_until(model: nn.Module, loader: Iterable, val_loader: Iterable,
         even the first step loses too much), its validation accuracy, the unpruned
         model's, and ``[(share, accuracy), ...]`` of every share tried.
     """
-    if not 0 <= tolerance < 1 or not 0 < step < 1:
-        raise ParameterError(f"need 0 <= tolerance < 1 and 0 < step < 1 "
+    if not 0 <= tolerance <= 1 or not 0 < step < 1:
+        raise ParameterError(f"need 0 <= tolerance <= 1 and 0 < step < 1 "
                              f"(got {tolerance}, {step})")
     net = copy.deepcopy(model).eval()
     base = _accuracy(net, val_loader)

@@ -20,13 +20,14 @@ from typing import Any
 
 import pandas as pd
 
-from mcutils.chapters.ch05_controls import DEVIATIONS
+from mcutils.chapters.ch05_controls import deviations
 from mcutils.chapters.ch05_repair import (middle_gap, paired_seed_difference, repair_claims,
                                           share_text)
 from mcutils.core.report import ChapterReport
 from mcutils.core.stats import format_interval, interval_word
 
-__all__ = ["FAULT_NUMBERS", "READINGS", "SWEEP_NUMBERS", "findings"]
+__all__ = ["BACKDOOR_CLAIMS", "FAULT_NUMBERS", "GPU_CHANGES", "READINGS", "SWEEP_NUMBERS",
+           "findings"]
 
 #: Glue name (after ``ch05_``) -> (method, size, metric) of the backdoor sweep's summary
 #: that the prose quotes; the size is ``"small"`` (``claim_small_n``) or ``"large"`` (the
@@ -60,8 +61,25 @@ FAULT_NUMBERS: dict[str, tuple[str, str]] = {
 #: The words of a paired comparison: whole interval above 0, below 0, or neither.
 COMPARISON = ("higher than", "lower than", "not distinguishable from")
 
+#: The claims on whether a curve removes the backdoor (the summary gives the midpoint
+#: controls' reading as the reason when one is not reproduced).
+BACKDOOR_CLAIMS = ("curve_removes_backdoor", "curve_removes_backdoor_small_n", "mid_asr",
+                   "polychain_removes_backdoor")
+
+#: What the gpu profile changes, for the chapter's summary.
+GPU_CHANGES = ("the paper's setting: CIFAR-10 with VGG16 ends trained with SGD for many "
+               "epochs on the whole poisoned split, the paper's repair budget of 100 epochs "
+               "over the bonafide images tiled to 10,000, every size, five seeds and a larger "
+               "test set; its controls and budget curve say whether the corner trigger and "
+               "the segment start keep the backdoor alive at that scale too.")
+
 #: Sentences the prose quotes, chosen by a result.
 READINGS = {
+    # the middle's ASR at the two largest budgets: intervals overlap / not
+    "budget": (
+        "the attack success has settled there (the two largest budgets' intervals overlap).",
+        "the attack success has not settled (the two largest budgets' intervals do not "
+        "overlap), so the claim read there is inconclusive."),
     # ASR at the defender's point minus ASR in the middle (above 0, below 0, neither)
     "chosen_vs_mid": (
         "at this budget the defender's clean-data rule gives up what the middle of the curve "
@@ -316,5 +334,28 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, ends: Any, ba
                          "failure against the attacker says nothing about the attacker")
             c["statement"] = "(uninformative while the plain repair fails) " + c["statement"]
         chapter.claim(**c)
-    chapter.deviations(DEVIATIONS)
+    measured = {}
+    if explain is not None:
+        v = explain["variant"]
+        measured = {
+            "the earlier set-up (run as a variant)": (
+                "segment midpoint ASR "
+                f"{format_interval(v.segment['asr'])} (official set-up "
+                f"{format_interval(explain['segment']['asr'])}); Bezier middle at n = "
+                f"{large_n}: see section 5"),
+            "repair budget": "Bezier middle ASR " + ", ".join(
+                f"{format_interval(iv['asr'])} after {k} steps"
+                for k, iv in sorted(explain["budget"][0].items()))}
+    chapter.deviations(deviations(measured))
+    notes = {}
+    if explain is not None:
+        mid = chapter.claims.get("mid_asr", {})
+        chapter.record("ch05_budget_settled", READINGS["budget"][0] if mid.get("settled")
+                       else READINGS["budget"][1])
+        from mcutils.chapters.ch05_midpoints import factor_effects, factor_reading
+
+        why = "the midpoint controls: " + factor_reading(factor_effects(explain["controls"][1]))
+        notes = {cid: why for cid in BACKDOOR_CLAIMS
+                 if cid in chapter.claims and chapter.claims[cid]["verdict"] != "reproduced"}
+    chapter.summary(GPU_CHANGES, notes)
     return table

@@ -41,18 +41,22 @@ __all__ = [
     "FACTORS",
     "VariantStudy",
     "budget_curve",
+    "budget_table",
     "cell_label",
     "chapter_data",
     "clean_pair",
+    "controls_table",
     "curve_middle",
     "end_settings",
     "factor_effects",
     "factor_reading",
     "make_trigger",
     "midpoint_controls",
+    "plot_budget",
     "repair_verdicts",
     "scorer_for",
     "segment_midpoint",
+    "setup_table",
     "tampered_pair",
     "tuned_lr",
     "variant_study",
@@ -343,3 +347,76 @@ def repair_verdicts(settings: Mapping[str, Mapping[str, Any]], asr_max: float,
         rows.append({"setting": label, "asr": s["asr"], "acc": s["acc"],
                      "end accuracy": float(s["end_acc"]), "verdict": word})
     return pd.DataFrame(rows, columns=["setting", "asr", "acc", "end accuracy", "verdict"])
+
+
+def controls_table(cells: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """The midpoint controls as the chapter shows them: one row per cell, its attack
+    success and clean accuracy at ``t = 1/2`` with their intervals."""
+    return pd.DataFrame([{"curve, trigger, bend start": cell, "attack success": v["asr"],
+                          "clean accuracy": v["acc"]} for cell, v in cells.items()])
+
+
+def budget_table(budget: Mapping[int, Mapping[str, Any]]) -> pd.DataFrame:
+    """The budget curve as a table: one row per number of repair steps."""
+    return pd.DataFrame([{"repair steps": k, "attack success": v["asr"],
+                          "clean accuracy": v["acc"]} for k, v in sorted(budget.items())])
+
+
+def setup_table(ends: Any, segment: Mapping[str, Any], middle: Mapping[str, Any],
+                variant: VariantStudy) -> pd.DataFrame:
+    """The chapter's set-up beside the earlier one: the ends' attack success and accuracy
+    (the better end's accuracy), the segment's midpoint and the Bezier middle at the
+    largest ``n``.
+
+    Args:
+        ends: :class:`mcutils.chapters.ch05_study.TamperedEnds` of the chapter's set-up.
+        segment: its :func:`segment_midpoint`.
+        middle: its Bezier middle at the largest ``n`` (``{"asr", "acc"}`` intervals).
+        variant: the earlier set-up (:func:`variant_study`).
+    """
+    from mcutils.chapters.ch05_repair import claim_interval
+
+    vs, tot = variant.sweep.rows, variant.scorer.totals
+    mid = vs[vs.method == "bezier (middle)"]
+    vmid = {"asr": claim_interval(mid.asr, tot["asr"]),
+            "acc": claim_interval(mid.accuracy, tot["accuracy"])}
+    out = []
+    for name, scores, seg, m in (
+            ("official (primary)", ends.scores.iloc[:2], segment, middle),
+            ("earlier (variant)", variant.scores, variant.segment, vmid)):
+        out.append({"set-up": name, "ends' attack success": float(scores.asr.min()),
+                    "better end's accuracy": float(scores.accuracy.max()),
+                    "segment midpoint: attack success": seg["asr"],
+                    "segment midpoint: accuracy": seg["acc"],
+                    "Bezier middle: attack success": m["asr"],
+                    "Bezier middle: accuracy": m["acc"]})
+    return pd.DataFrame(out)
+
+
+def plot_budget(budget: Mapping[int, Mapping[str, Any]], end_accuracy: float,
+                asr_max: float, max_drop: float):
+    """The Bezier middle's attack success and clean accuracy against repair steps (log
+    axis), with 95% intervals, the removal threshold and the accuracy floor. Returns the
+    figure (at most :data:`mcutils.plotting.MAX_WIDTH` wide)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from mcutils.plotting import MAX_WIDTH
+
+    steps = sorted(budget)
+    fig, axes = plt.subplots(1, 2, figsize=(min(MAX_WIDTH, 7.5), 3.0))
+    for ax, key, label, line in ((axes[0], "asr", "attack success rate", asr_max),
+                                 (axes[1], "acc", "clean test accuracy",
+                                  end_accuracy - max_drop)):
+        est = np.array([budget[s][key]["estimate"] for s in steps])
+        lo = np.array([budget[s][key]["ci"][0] for s in steps])
+        hi = np.array([budget[s][key]["ci"][1] for s in steps])
+        ax.errorbar(steps, est, yerr=[est - lo, hi - est], marker="o", capsize=3)
+        ax.axhline(line, color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xticks(steps, [str(s) for s in steps])
+        ax.minorticks_off()
+        ax.set_xlabel("repair steps (log scale)")
+        ax.set_ylabel(label)
+    fig.tight_layout()
+    return fig
