@@ -105,6 +105,9 @@ def test_pool_parts_cover_every_training_and_name_the_chapter_function():
 
     parts = pool_parts("05", {})
     labels = [label for label, _, _ in parts]
+    assert pool_parts("05", {"repair_max_steps": 4, "end_epochs": 1, "backdoor_subset": 1000,
+                             "budget_steps": [2, 4, 8],
+                             "variant_setup": {"backdoor_subset": 1000, "end_epochs": 1}}) == []
     assert len(labels) == len(set(labels))
     assert all(call == "mcutils.chapters.ch05_protocol:run_part" for _, call, _ in parts)
     d = SCHEMA.defaults()
@@ -239,6 +242,8 @@ def test_pool_parts_then_the_notebook_give_the_one_process_numbers(tmp_path, mon
     monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path / "one"))
     alone = notebook()
     monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path / "parts"))
+    assert ch05_parts.parts(p) == []  # tiny: no worker would pay for its start-up
+    monkeypatch.setattr(ch05_parts, "MIN_STEPS_PER_PART", 0)
     labels = []
     for label, function, kwargs in ch05_parts.parts(p):
         assert function == "run_part"

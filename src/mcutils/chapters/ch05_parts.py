@@ -1,8 +1,8 @@
 """Chapter 05's pool parts: its independent trainings, run side by side in the book
 runner's worker pool before the notebook (:func:`mcutils.chapters.pool_parts`).
 
-* :func:`parts`: the list ``(label, "run_part", kwargs)``, the longest first after the
-  ends they all need: the tampered and clean ends, the learning-rate searches, the budget
+* :func:`parts`: the list ``(label, "run_part", kwargs)`` (none for tiny runs, see
+  :data:`MIN_STEPS_PER_PART`), the longest first after the ends they all need: the tampered and clean ends, the learning-rate searches, the budget
   curve, the midpoint controls, the sweep's other seeds and the variant set-up's repair;
 * :func:`run_part`: computes one part with the functions the notebook calls, with the same
   arguments, so the notebook loads each result from the checkpoint cache and its numbers
@@ -25,7 +25,7 @@ from mcutils.chapters.ch05_runs import METHODS, run_repair
 from mcutils.chapters.ch05_study import repair_setup
 from mcutils.core.checks import ParameterError
 
-__all__ = ["parts", "run_part"]
+__all__ = ["MIN_STEPS_PER_PART", "parts", "run_part"]
 
 
 def parts(params: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -69,7 +69,31 @@ def parts(params: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
                 out.append((f"repair-{m}-{n}-{s}", dict(kind="repair", method=m, n=n, seed=s)))
     if p["variant_setup"]:
         out += [(f"variant-{s}", dict(kind="variant", seed=s)) for s in p["seeds"]]
+    steps = [_steps(p, kw) for _, kw in out]
+    if sum(steps) < MIN_STEPS_PER_PART * len(steps):
+        return []  # tiny runs (the smoke profile): a worker's start-up would cost more
     return [(label, "run_part", {**kw, "params": p}) for label, kw in out]
+
+
+#: Parts are worth a worker only when they train this many steps on average; below it
+#: (the smoke profile) :func:`parts` gives none and the notebook trains everything itself.
+MIN_STEPS_PER_PART = 100
+
+
+def _steps(p: Mapping[str, Any], kw: Mapping[str, Any]) -> int:
+    """A part's training steps, roughly (its cost)."""
+    import math
+
+    kind, large = kw["kind"], max(p["bonafide_sizes"])
+    if kind in ("end", "clean"):
+        s = {**p, **(p["variant_setup"] if kw.get("variant") else {})}
+        subset = s["backdoor_subset"] or 60_000
+        return s["end_epochs"] * math.ceil(subset / p["batch_size"])
+    if kind == "tune":
+        return len(p["lrs"]) * _sweep_steps(p, kw["n"])
+    if kind == "budget":
+        return kw["steps"]
+    return _sweep_steps(p, kw.get("n", large))
 
 
 def _sweep_steps(p: Mapping[str, Any], n: int) -> int:
