@@ -30,9 +30,15 @@ intervals over seeds.
 
 The chapter's parameters: :data:`PARAMETERS` (its schema, from which the notebook's
 ``parameters`` cell is rendered and which its validation cell calls) and :data:`EXPECTED`
-(the claims asserted by the ``cpu`` profile). :func:`findings` (from
-:mod:`mcutils.chapters.ch05_findings`) records what the chapter glues and its claims; the
-sections are run by :mod:`mcutils.chapters.ch05_study`.
+(the claims asserted by the ``cpu`` profile). The tampered ends follow the official code
+(``IBM/model-sanitization``: half of the non-target images poisoned, target class 1, SGD
+with weight decay); ``variant_setup`` keeps the chapter's earlier set-up as a variant.
+:func:`findings` (from :mod:`mcutils.chapters.ch05_findings`) records what the chapter
+glues and its claims; the sections are run by :mod:`mcutils.chapters.ch05_study`, the runs
+live in :mod:`mcutils.chapters.ch05_runs` (re-exported here), the explanations of where
+the backdoor survives in :mod:`mcutils.chapters.ch05_midpoints`, and :func:`pool_parts` /
+:func:`run_part` (:mod:`mcutils.chapters.ch05_parts`) let the book runner train the
+independent pieces side by side before the notebook.
 """
 
 from __future__ import annotations
