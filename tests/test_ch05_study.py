@@ -202,6 +202,14 @@ def test_the_chapter_end_to_end_at_tiny_size():
         assert key in got, key
     assert set(got["ch05_mid_asr_vs_budget"]) == {"1", "2", "4"}
     assert chapter.claims["mid_asr"]["budget"] == 4.0
+    plain, aware_claim = chapter.claims["curve_removes_backdoor"], chapter.claims["path_aware_repaired"]
+    if plain["ci"][1] > p["asr_max"]:  # the plain repair fails: the attacker's claim says nothing
+        assert aware_claim["note"].startswith("uninformative")
+        assert aware_claim["statement"].startswith("(uninformative")
+    else:
+        assert "note" not in aware_claim
+    rows = got["ch05_deviations"]
+    assert any(r["setting"] == "repair budget" and r["measured"] != "not measured" for r in rows)
     dev = ChapterReport("05").deviations(ch05_controls.DEVIATIONS)
     assert len(dev) == len(ch05_controls.DEVIATIONS) >= 1 and dev.source.str.contains(":").all()
     for cid in ch05_protocol.EXPECTED:

@@ -220,7 +220,7 @@ PARAMETERS = ParameterSchema("05", {
     "max_drop": Param(0.05, "clean accuracy a repair may lose against the better end",
                       range=(0, 1)),
     "control_curves": Param(["bezier", "polychain"], "curves of the midpoint controls (at "
-                            "the largest n, t = 0.5)"),
+                            "the largest n, the middle of the curve)"),
     "control_places": Param(["corner", "centre"], "trigger placements of the controls"),
     "control_inits": Param(["segment", "random"], "bend starts of the controls"),
     "budget_steps": Param([200, 800, 3200], "repair steps of the Bezier budget curve (largest "
