@@ -2,8 +2,9 @@
 runner's worker pool before the notebook (:func:`mcutils.chapters.pool_parts`).
 
 * :func:`parts`: the list ``(label, "run_part", kwargs)`` (none for tiny runs, see
-  :data:`MIN_STEPS_PER_PART`), the longest first after the ends they all need: the tampered and clean ends, the learning-rate searches, the budget
-  curve, the midpoint controls, the sweep's other seeds and the variant set-up's repair;
+  :data:`MIN_STEPS_PER_PART`): the ends, then what explains the result (the curves'
+  learning rates at the largest size, the sweep's curves there, the midpoint controls),
+  then the rest of the sweep, the variant set-up's repair and the budget curve;
 * :func:`run_part`: computes one part with the functions the notebook calls, with the same
   arguments, so the notebook loads each result from the checkpoint cache and its numbers
   are those of a one-process run.
@@ -36,22 +37,16 @@ def parts(params: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     trained = [m for m in METHODS if m != "noise"]
     tune_seed = p["seeds"][0]
     out: list[tuple[str, dict[str, Any]]] = []
-    for i in (0, 1):
-        out.append((f"end-corner-{i}", dict(kind="end", place="corner", index=i)))
-    for place in p["control_places"]:
-        if place != "corner":
-            out += [(f"end-{place}-{i}", dict(kind="end", place=place, index=i)) for i in (0, 1)]
-    if p["variant_setup"]:
-        out += [(f"end-variant-{i}", dict(kind="end", place="corner", variant=True, index=i))
-                for i in (0, 1)]
-    out += [(f"clean-{i}", dict(kind="clean", index=i)) for i in (0, 1)]
-    out += [(f"tune-{m}-{n}", dict(kind="tune", method=m, n=n))
-            for n in sorted(p["tune_sizes"], reverse=True) for m in trained]
-    sweep_steps = _sweep_steps(p, large)
-    for steps in sorted(p["budget_steps"], reverse=True):
-        if steps != sweep_steps:
-            out += [(f"budget-{steps}-{s}", dict(kind="budget", steps=steps, seed=s))
-                    for s in p["seeds"]]
+    # the explanations first (the ends, the curves' learning rates, the sweep's own curves
+    # at the largest n, the midpoint controls), then the rest of the sweep, the variant
+    # and the budget curve
+    for place in ["corner", *[q for q in p["control_places"] if q != "corner"]]:
+        out += [(f"end-{place}-{i}", dict(kind="end", place=place, index=i)) for i in (0, 1)]
+    curves_first = [m for m in trained if m in p["control_curves"]]
+    out += [(f"tune-{m}-{large}", dict(kind="tune", method=m, n=large)) for m in curves_first
+            if large in p["tune_sizes"]]
+    out += [(f"repair-{m}-{large}-{s}", dict(kind="repair", method=m, n=large, seed=s))
+            for m in curves_first for s in p["seeds"] if s != tune_seed]
     for place in p["control_places"]:
         for curve in p["control_curves"]:
             for init in p["control_inits"]:
@@ -60,15 +55,30 @@ def parts(params: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
                 out += [(f"control-{curve}-{place}-{init}-{s}",
                          dict(kind="control", curve=curve, place=place, init=init, seed=s))
                         for s in p["seeds"]]
+    if p["variant_setup"]:
+        out += [(f"end-variant-{i}", dict(kind="end", place="corner", variant=True, index=i))
+                for i in (0, 1)]
+    out += [(f"clean-{i}", dict(kind="clean", index=i)) for i in (0, 1)]
+    done = {label for label, _ in out}
+    out += [(f"tune-{m}-{n}", dict(kind="tune", method=m, n=n))
+            for n in sorted(p["tune_sizes"], reverse=True) for m in trained
+            if f"tune-{m}-{n}" not in done]
     for n in sorted(p["bonafide_sizes"], reverse=True):
         for s in [*p["seeds"], *([] if n != large else p["extra_curve_seeds"])]:
             for m in trained:
                 if (s == tune_seed and n in p["tune_sizes"]) or (
                         s in p["extra_curve_seeds"] and m != "bezier"):
                     continue
-                out.append((f"repair-{m}-{n}-{s}", dict(kind="repair", method=m, n=n, seed=s)))
+                if f"repair-{m}-{n}-{s}" not in done:
+                    out.append((f"repair-{m}-{n}-{s}", dict(kind="repair", method=m, n=n,
+                                                            seed=s)))
     if p["variant_setup"]:
         out += [(f"variant-{s}", dict(kind="variant", seed=s)) for s in p["seeds"]]
+    sweep_steps = _sweep_steps(p, large)
+    for steps in sorted(p["budget_steps"]):
+        if steps != sweep_steps:
+            out += [(f"budget-{steps}-{s}", dict(kind="budget", steps=steps, seed=s))
+                    for s in p["seeds"]]
     steps = [_steps(p, kw) for _, kw in out]
     if sum(steps) < MIN_STEPS_PER_PART * len(steps):
         return []  # tiny runs (the smoke profile): a worker's start-up would cost more
