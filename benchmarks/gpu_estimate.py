@@ -162,14 +162,20 @@ def estimate(chapter: str, p: dict, q: dict) -> Chapter:
                curves * p["num_ts"] * p["val_size"], 1)
     elif chapter == "06":
         c.training("train the standard end (shared with chapter 05)", m, e)
-        c.training("PGD adversarial training", m, p["adv_epochs"],
+        c.training("robust end (1-step PGD + gradient penalty)", m, p["adv_epochs"], factor=8)
+        c.training("variant end (multi-step PGD)", m, p["adv_epochs"],
                    factor=3 * p["adv_steps"] + 3)
-        c.work("curve", m, p["curve_steps"] * p["batch_size"], 3, batch=p["batch_size"])
-        radii = 1 + len(p.get("extra_eps", []))
-        c.work("losses and PGD attacks along the curve", m,
-               p["num_ts"] * p["eval_size"] * (1 + 3 * p["attack_steps"] * radii), 1)
-        c.work("top Hessian eigenvalues along the curve", m,
-               p["num_ts"] * p["eig_samples"] * p["eig_iters"], 5, batch=p["eig_samples"])
+        runs = len(p["seeds"]) + len(p["variant_seeds"]) + len(p["shared_init_seeds"])
+        c.work("curve runs (every budget from one run per seed)", m,
+               runs * max(p["curve_budgets"]) * p["batch_size"], 3, batch=p["batch_size"])
+        c.work("curves trained on the robust loss", m, len(p["robust_path_seeds"])
+               * p["robust_path_steps"] * p["batch_size"], 8, batch=p["batch_size"])
+        paths = len(p["seeds"]) * len(p["curve_budgets"]) + len(p["variant_seeds"]) * len(
+            p["curve_budgets"]) + len(p["robust_path_seeds"])
+        c.work("losses and PGD attacks along the curves", m,
+               paths * p["num_ts"] * p["path_size"] * (1 + 3 * p["attack_steps"]), 1)
+        c.work("top Hessian eigenvalues along the curve (closed form: 10 backward passes)", m,
+               len(p["seeds"]) * p["num_ts"] * p["eval_size"] * 10, 3, batch=p["batch_size"])
     c.seconds += OVERHEAD_S
     return c
 

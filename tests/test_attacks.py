@@ -366,3 +366,21 @@ def test_detector_penalty_checks_its_inputs(toy_classifier):
         attacks.DetectorPenalty(model, None, "lid", x, y, y, 2, 5)
     with pytest.raises(ParameterError, match="pipeline"):
         attacks.DetectorPenalty(model, object(), "logits", x, y, y, 2, 5)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_bounded_optimization_attack_stays_in_its_pixel_ball(ntoy, norm):
+    model, x, y = ntoy
+    target = (y + 1) % 3
+    free = attacks.optimization_attack(model, x, target, steps=60, lr=0.05)
+    size = attacks.perturbation_norms(x, free)[norm]
+    radius = float(size.median()) / 2
+    bounded = attacks.optimization_attack(model, x, target, steps=60, lr=0.05,
+                                          max_norm=radius, norm=norm)
+    got = attacks.perturbation_norms(x, bounded)[norm]
+    assert (got <= radius * (1 + 1e-4) + 1e-6).all()
+    assert (size > radius).any() and torch.isclose(got.max(), torch.tensor(radius), rtol=1e-3)
+    with pytest.raises(ParameterError):
+        attacks.optimization_attack(model, x, target, steps=2, max_norm=-1.0)
+    with pytest.raises(ParameterError):
+        attacks.optimization_attack(model, x, target, steps=2, max_norm=1.0, norm="l3")

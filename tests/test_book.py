@@ -321,7 +321,8 @@ def test_results_page_pastes_every_chapter():
     for chapter, nb in CHAPTERS.items():
         for key in (f"ch{chapter}_claims_table", f"ch{chapter}_provenance_table"):
             assert re.search(rf"```{{glue}} {key}\n:doc: chapters/{nb.name}\n```", text), key
-        assert f"{{doc}}`chapters/{nb.stem}`" in text
+        assert f"<chapters/{nb.stem}>`" in text  # a titled {doc} link to the chapter
+    assert "```{include} _generated/results_failures.md" in text  # the headline failures
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     assert toc["root"] == "book/intro"
     assert toc["parts"][0]["chapters"][0]["file"] == "book/results"

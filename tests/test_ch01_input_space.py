@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import matplotlib
+import pandas as pd
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from mcutils.chapters import ch01_input_space as ch01
 from mcutils.chapters import ch01_input_space_controls as ctl
 from mcutils.chapters import ch01_input_space_deviations as devs
 from mcutils.chapters import ch01_input_space_figures as figs
+from mcutils.chapters import ch01_input_space_findings as fnd
 from mcutils.chapters import ch01_input_space_paths as paths
 from mcutils.core import report
 from mcutils.core.checks import ParameterError
@@ -49,7 +51,8 @@ def test_schema_defaults_pass_and_expected_claims_are_declared():
     (dict(num_points=2), "num_points=2"),
     (dict(num_test=10), "num_test=10"),
     (dict(claim_frac=1.5), "claim_frac=1.5"),
-    (dict(max_rel_length=0.9), "max_rel_length=0.9"),
+    (dict(bend_draws=0), "bend_draws=0"),
+    (dict(check_points=1), "check_points=1"),
     (dict(image_size=16), "image_size=16"),
     (dict(seeds=[0, -1]), "seeds=-1"),
     (dict(synth_lr=0.0), "synth_lr=0.0"),
@@ -151,7 +154,9 @@ def test_figures_at_tiny_size(planted_run):
             figs.plot_tolerance_curves(curve, ["real-real"], p["max_rounds"], p["tol"]),
             figs.plot_one_bypass(model, sets[0, "real-real"], results[0, "real-real"],
                                  p["num_points"]),
-            figs.plot_path_geometry(ch01.bypassed(table), p["max_rel_length"])]
+            figs.plot_path_geometry(ch01.bypassed(table)),
+            figs.plot_random_bends(pd.DataFrame({"found": [0.0, 1e-3], "null": [0.5, 2e-3]}),
+                                   p["tol"])]
     assert all(isinstance(f, plt.Figure) for f in made)
     assert len(made[2].axes) == 2 and len(made[4].axes) == 6
     assert figs.plot_one_bypass(model, sets[0, "real-synthetic"], results[0, "real-synthetic"],
@@ -171,13 +176,17 @@ class _Capture(report.ChapterReport):
         self.recorded[name] = super().record(name, value, digits)
         return self.recorded[name]
 
+    def summary(self, gpu, notes=None):
+        self.recorded["ch01_summary"] = super().summary(gpu, notes)
+        return self.recorded["ch01_summary"]
+
     def deviations(self, rows, reason=None):
         df = super().deviations(rows, reason)
         self.recorded["ch01_deviations"] = df.to_dict("records")
         return df
 
 
-def test_findings_records_the_glued_numbers_and_claims(planted_run, capsys):
+def test_findings_records_the_glued_numbers_and_claims(planted_run):
     model, sets, p, results, variant = planted_run
     sp = paths.straight_paths(model, sets, ["zero"], p["num_points"], p["tol"], p["connect_tol"])
     table = ch01.pair_table(results, sets, ["seed", "kind"])
@@ -185,7 +194,7 @@ def test_findings_records_the_glued_numbers_and_claims(planted_run, capsys):
     synthesis = dict(reached=1.0, steps_median=3, steps_max=5, loss_max=1e-4, outside=0.0,
                      tv_ratio={"estimate": 0.5, "ci": [0.4, 0.6], "n": 3})
     chapter = _Capture("01", params=p, expected=ch01.EXPECTED)
-    ch01.findings(chapter, p, straight=sp, synthesis=synthesis, results=results,
+    fnd.findings(chapter, p, straight=sp, synthesis=synthesis, results=results,
                   deviation=paths.bypass_deviation(results[0, "real-real"]), table=table,
                   summary=ch01.kind_summary(table, p["tol"]),
                   curve=ch01.tolerance_curve(table, p["tolerances"], n_boot=20),
@@ -193,16 +202,16 @@ def test_findings_records_the_glued_numbers_and_claims(planted_run, capsys):
                   variant_diff=paths.variant_difference(ch01.bypassed(table), vtable))
     rec = chapter.recorded
     assert rec["ch01_num_pairs"] == 3 and rec["ch01_tol"] == p["tol"]
-    assert rec["ch01_pairs_by_kind"] == {"real-real": 3, "real-synthetic": 3}
     assert rec["ch01_straight_frac_real"] == 0.0  # every planted straight line has a barrier
-    assert len(rec["ch01_connected_by_round_real"]) == p["max_rounds"] + 1
-    assert set(rec["ch01_connected_by_tol"]) == {"0.01", "0.1"}
+    assert len(rec["ch01_connected_by_round_real"].split(" / ")) == p["max_rounds"] + 1
+    assert rec["ch01_need_bypass_real"] == 3
     assert rec["ch01_tv_word"] == "smoother than" and rec["ch01_synth_steps"] == p["synth_steps"]
     assert math.isfinite(rec["ch01_rel_deviation_l2"])
     assert set(chapter.claims) == {cid for cid, _ in ch01.CLAIM_KINDS.values()} | {
-        "one_round", "near_linear"}
+        "one_round", "smoother_a"}
     assert chapter.claims["synthetic_connected"]["verdict"] == "inconclusive"  # no such pairs
-    assert "real pairs: 3;" in capsys.readouterr().out
+    assert chapter.claims["smoother_a"]["verdict"] == "reproduced"  # 0.5 [0.4, 0.6] < 1
+    assert rec["ch01_summary"].startswith("**Reproduced**")
 
 
 # ------------------------------------------------------------------ controls, deviations
@@ -210,7 +219,7 @@ def test_findings_records_the_glued_numbers_and_claims(planted_run, capsys):
 
 @pytest.fixture(scope="module")
 def controls():
-    p = _params(bypass_steps=60, bypass_lr=0.05, max_rounds=2)
+    p = _params(bypass_steps=60, bypass_lr=0.05, max_rounds=2, check_points=100, bend_draws=2)
     return p, ctl.planted_controls(p, num_pairs=8, num_detour=6)
 
 
@@ -218,12 +227,16 @@ def test_planted_controls_fail_every_claim(controls):
     """The chapter's checks, run by the chapter's code on the planted pairs, are not
     reproduced: no two-ball pair connects, and the detour paths are long."""
     p, tables = controls
-    assert set(tables) == {"two_balls", "detour"}
+    assert set(tables) == {"two_balls", "detour", "centred", "centred_bends"}
     assert ch01.connected_flags(tables["two_balls"], p["tol"]).sum() == 0
+    assert (tables["two_balls"]["dense"] > 1.0).all()
     detour = tables["detour"]
     assert (detour["rel_length"] >= detour["min_rel_length"]).all()
+    lengths = ctl.detour_lengths(tables)
+    assert lengths["result"]["estimate"] >= lengths["bound"] > 1.05
     results = ctl.control_results(tables, p["tol"])
-    claims = ch01.connectivity_claims(tables["two_balls"].assign(kind="real-real"), p["tol"])
+    claims = ch01.connectivity_claims(tables["two_balls"].assign(kind="real-real"), p["tol"],
+                                      bends=tables["centred_bends"])
     assert set(results) == set(claims)
     for cid, c in claims.items():
         iv = results[cid]["result"]
@@ -239,12 +252,15 @@ def test_findings_carry_controls_and_deviations(planted_run, controls):
     synthesis = dict(reached=1.0, steps_median=3, steps_max=5, loss_max=1e-4, outside=0.0,
                      tv_ratio={"estimate": 0.5, "ci": [0.4, 0.6], "n": 3})
     chapter = _Capture("01", params=p, expected=ch01.EXPECTED, check=True)
-    ch01.findings(chapter, p, straight=sp, synthesis=synthesis, results=results,
+    fnd.findings(chapter, p, straight=sp, synthesis=synthesis, results=results,
                   deviation=None, table=table, summary=ch01.kind_summary(table, p["tol"]),
                   curve=ch01.tolerance_curve(table, p["tolerances"]), variant_table=vtable,
                   variant_diff=paths.variant_difference(ch01.bypassed(table), vtable),
+                  bends=pd.DataFrame({"null": [0.5, 0.6, 0.7], "target": [0, 0, 0],
+                                      "found": [0.0, 0.0, 0.0], "null_min": [0.4, 0.5, 0.6]}),
                   controls=ctl.control_results(controls[1], controls[0]["tol"]))
-    assert all(c["control"]["verdict"] == "not reproduced" for c in chapter.claims.values())
+    assert all(c["control"]["verdict"] == "not reproduced" for cid, c in chapter.claims.items()
+               if cid in ch01.EXPECTED)
     assert not any("cannot fail" in m for m in chapter.failures())
     assert all(c["method"] != "not stated" for c in chapter.claims.values())
     rows = chapter.recorded["ch01_deviations"]
@@ -253,5 +269,6 @@ def test_findings_carry_controls_and_deviations(planted_run, controls):
     measured = {r["setting"]: r["measured"] for r in rows}
     assert measured["rounds of bypass"].startswith("real pairs connected after rounds 0..2")
     assert measured["claim of near-straight paths"] == "not measured"
+    assert chapter.claims["near_linear"]["verdict"] == "reproduced"
     with pytest.raises(ValueError, match="unknown settings"):
         devs.record_deviations(chapter, {"no such setting": "x"})

@@ -12,6 +12,7 @@ from torch import nn
 
 from mcutils import percolation as perc
 from mcutils.chapters import ch02_percolation as ch02
+from mcutils.chapters import ch02_percolation_views as views
 from mcutils.chapters import ch02_percolation_figures as fig02
 from mcutils.core import report
 from mcutils.core.checks import ParameterError
@@ -55,7 +56,7 @@ def test_cross_checks_name_every_per_dimension_list_of_the_wrong_length():
     msg = ch02.check_threshold_lists(bad)
     assert "growth_clusters has 7 entries for 2 dimensions" in msg
     assert "growth_tmax has 1 entries" in msg and "spanning_sizes has 7" in msg
-    with pytest.raises(ParameterError, match="anchored_slices has 5 entries for 2"):
+    with pytest.raises(ParameterError, match="anchored_slices has 4 entries for 2"):
         ch02.PARAMETERS.validate(_scope(slice_dims=[1, 2]))
     # the smoke profile's lists fit its dimensions
     smoke = _scope(slice_dims=[1, 2], anchored_slices=[3, 3], random_slices=[2, 2],
@@ -107,7 +108,7 @@ def tiny():
     return table, study, trios, planes
 
 
-def test_findings_records_every_number_and_claim(tiny, capsys):
+def test_findings_records_every_number_and_claim(tiny):
     table, study, trios, _ = tiny
     chapter = report.ChapterReport("02", expected=ch02.expected_claims([2, 3]))
     params = {"seed": 0, "growth_runs": 3, "growth_clusters": [10, 20],
@@ -123,15 +124,25 @@ def test_findings_records_every_number_and_claim(tiny, capsys):
             "one_patch"} <= set(chapter.claims)
     assert chapter.claims["one_patch"]["statement"] == ch02.ONE_PATCH_CLAIM["statement"]
     assert chapter.claims["pc_d2"]["expected"] and not chapter.claims["one_patch"]["expected"]
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("p_c(2) = ") and out[1].startswith("p_c(3) = ")
-    view = ch02.threshold_view(table)
-    assert "rel_dev" in view.data.columns
+    assert "correlated_trained" in chapter.claims  # the decisive comparison
+    assert "random field with the network's own correlation" in \
+        chapter.claims["correlated_trained"]["statement"]
+    assert chapter.summary_text.startswith("**") and "gpu profile" in chapter.summary_text
+    view = views.threshold_view(table)
+    assert list(view["d"]) == [2, 3] and view.loc[0, "relative deviation"].endswith("%")
+    assert set(view.loc[0, "estimate [95% interval]"]) == {"estimate", "ci"}
 
 
 def test_slice_tables_and_figures(tiny):
     table, study, trios, planes = tiny
     lengths = ch02.matched_length_summary(study)
+    assert len(views.matched_length_view(study)) == len(lengths)
+    onsets = views.onset_view(study)
+    assert {"d = 1", "d = 2"} <= set(onsets.columns) and len(onsets) >= 3
+    match = views.match_view(study)
+    assert (match["closest"] == "yes").sum() == len(study["match"])
+    ext = views.extrapolated_view()
+    assert list(ext["dimension d"]) == list(ch02.INPUT_DIMS.values())
     assert lengths and all(isinstance(v, tuple) and len(v) == 2 for v in lengths.values())
     assert any(k.startswith("trained anchored d=") for k in lengths)
     published = {d: v for d, (v, _) in perc.PUBLISHED_THRESHOLDS.items()}

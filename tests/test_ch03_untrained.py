@@ -1,6 +1,7 @@
-"""Chapter 03's module at a tiny size: its parameter schema and cross-checks, the studies
-the notebook calls (synthetic pairs, sweep, barrier evolution), ``findings`` and the
-figures. The lower-level studies are tested in ``tests/test_inputspace_studies.py``."""
+"""Chapter 03's modules at a tiny size: its parameter schema and cross-checks, the cached
+study parts (a pool part then the notebook's call give identical results), the studies the
+notebook calls (synthetic pairs at every budget, sweep, barrier evolution), ``findings`` and
+the figures. The lower-level studies are tested in ``tests/test_inputspace_studies.py``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from mcutils.chapters import ch01_input_space as ch01
+from mcutils.chapters import ch03_evolution as evolution_mod
+from mcutils.chapters import ch03_findings as findings_mod
 from mcutils.chapters import ch03_sweep
 from mcutils.chapters import ch03_untrained as ch03
 from mcutils.chapters import ch03_untrained_figures as figures
@@ -27,7 +31,8 @@ def tiny_params(**changes):
     p = ch03.PARAMETERS.defaults()
     p.update(dataset="digits", num_epochs=1, batch_size=32, train_subset=64, seeds=[0],
              pairs_per_class=1,
-             num_classes_used=2, num_points=9, synth_steps=5, bypass_steps=3, max_rounds=1,
+             num_classes_used=2, num_points=9, synth_steps=8, bypass_steps=4, max_rounds=1,
+             check_points=20, fast_steps=3,
              tolerances=[0.01, 0.1], sweep_model="small_cnn", sweep_widths=[2, 4],
              sweep_step_factors=[1, 2], sweep_seeds=[0], sweep_base_seeds=[0, 1],
              track_batches=2, track_every=1, track_batch_size=16, track_points=5,
@@ -42,7 +47,7 @@ def test_schema_matches_the_notebook_s_old_checks():
     assert list(defaults)[:10] == ["dataset", "model", "num_epochs", "lr", "batch_size",
                                    "train_subset", "seed", "device", "check_claims", "profile"]
     src = ch03.PARAMETERS.cell_source()
-    for group in ("# synthetic inputs:", "# free optimisation of barrier points:",
+    for group in ("# synthetic inputs:", "# free optimisation of barrier points", "# budget curve",
                   "# the narrow ResNet:", "# barrier evolution during training"):
         assert group in src
     bad = dict(defaults, num_classes_used=1, tolerances=[0.01, 20.0], sweep_widths=[0, 4],
@@ -58,6 +63,10 @@ def test_schema_matches_the_notebook_s_old_checks():
 @pytest.mark.parametrize("changes, message", [
     (dict(seeds=[]), "must be non-empty lists"),
     (dict(sweep_step_factors=[]), "must be non-empty lists"),
+    (dict(budget_factors=[]), "must be non-empty lists"),
+    (dict(budget_factors=[0.25, 1.0]), "at least 3 distinct factors"),
+    (dict(budget_factors=[0.5, 0.75, 1.0]), "at least 4x the smallest"),
+    (dict(budget_factors=[1.0, 0.25, 0.0625]), "the last the largest"),
     (dict(sweep_seeds=[7]), "must include sweep_seeds=[7]"),
     (dict(connect_tol=0.1, tol=0.01), "connect_tol=0.1 must not exceed tol=0.01"),
     (dict(pixel_box=[1.0, 0.0]), "pixel_box=[1.0, 0.0] must be None or [low, high]"),
@@ -77,7 +86,7 @@ def test_expected_claims_and_statements():
     rows = [dict(model=m, seed=0, pair=i, target=i, round_0=0.5, round_1=0.0,
                  rel_length=1.5 if m == "tiny" else 1.0)
             for m in ("tiny", "trained tiny") for i in range(6)]
-    claims = ch03.untrained_claims(pd.DataFrame(rows), 0.01, trained_label="trained tiny")
+    claims = findings_mod.untrained_claims(pd.DataFrame(rows), 0.01, trained_label="trained tiny")
     assert claims["connected_tiny"]["statement"] == (
         "untrained tiny: fraction of synthetic pairs connected (< 0.01 nats) within 1 rounds "
         ">= 0.9")
@@ -87,8 +96,16 @@ def test_expected_claims_and_statements():
 def test_study_settings():
     cfg = ch03.study_settings(tiny_params(pixel_box=[0.0, 1.0]))
     assert cfg.classes == [0, 1] and tuple(cfg.info.shape) == (1, 8, 8)
-    assert cfg.synth["steps"] == 5 and cfg.synth["box"] == (0.0, 1.0)
+    assert cfg.synth["steps"] == 8 and cfg.synth["box"] == (0.0, 1.0)
     assert cfg.connect["max_rounds"] == 1 and cfg.connect["constrain"] is False
+    assert cfg.connect["bypass_all"] is True  # the paper bypasses both segments
+    quarter = ch03.scaled_settings(cfg, 0.25)
+    assert (quarter.synth["steps"], quarter.connect["steps"]) == (2, 1)
+    assert cfg.synth["steps"] == 8  # a copy
+    fast = ch03.scaled_settings(cfg, lr=1.0, steps=3)
+    assert (fast.synth["lr"], fast.connect["lr"], fast.connect["steps"]) == (1.0, 1.0, 3)
+    with pytest.raises(ParameterError, match="factor"):
+        ch03.scaled_settings(cfg, 0.0)
     assert ch03.study_settings(tiny_params(num_classes_used=None)).classes == list(range(10))
 
 
@@ -116,70 +133,126 @@ def test_evolution_changes():
                  gap=0.5, end_loss=0.1)
             for proto in ("re-synthesised", "fixed at init") for s in (0, 1, 2)
             for step in (0, 2, 4)]
-    ch = ch03.evolution_changes(pd.DataFrame(rows))
+    ch = evolution_mod.evolution_changes(pd.DataFrame(rows))
     assert (ch["first"], ch["last"]) == (0, 4)
     assert ch["max_loss"]["fixed at init"]["estimate"] == pytest.approx(4.0)
     assert ch["max_loss"]["re-synthesised"]["estimate"] == pytest.approx(-0.4)
     assert ch["gap"]["fixed at init"]["estimate"] == pytest.approx(0.0)
 
 
-def test_the_chapter_at_a_tiny_size(capsys):
-    """Every step the notebook runs, on digits at a tiny size, through ``findings`` and
-    the figures."""
+def test_a_pool_part_then_the_notebook_give_identical_results(tmp_path, monkeypatch):
+    """The runner's pool part stores what the notebook's call then loads: same numbers,
+    and the second call is a cache hit (it never computes)."""
+    monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path / "cache"))
+    params = tiny_params()
+    assert ch03.pool_parts(dict(params, profile="smoke")) == []
+    parts = ch03.pool_parts(params)
+    labels = [label for label, _, _ in parts]
+    assert len(labels) == len(set(labels))
+    assert {fn for _, fn, _ in parts} == {"study_part", "evolution_part"}
+    assert all(callable(getattr(ch03, fn)) for _, fn, _ in parts)
+    label, fn, kwargs = next(t for t in parts if t[0] == "untrained-x1-s0")
+    first = getattr(ch03, fn)(**kwargs)
+    assert "dense_barrier" in first["table"]  # the largest budget gets the dense check
+    calls = []
+    monkeypatch.setattr(ch03, "build_untrained", lambda *a, **k: calls.append(1))
+    again = ch03.study_part(params, "untrained", 0, 1.0)
+    assert calls == [] and again["table"] == first["table"]  # loaded, never recomputed
+    assert (again["a"] == first["a"]).all()
+    monkeypatch.undo()
+    monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path / "cache"))
+    evo = evolution_mod.evolution_part(params, 0)
+    assert evo.equals(ch03.evolution_part(params, 0))
+    with pytest.raises(ParameterError, match="kind"):
+        ch03.study_part(params, "nope", 0)
+    with pytest.raises(ParameterError, match="width"):
+        ch03.study_part(params, "sweep", 0)
+
+
+def test_dense_barriers_find_what_a_coarse_grid_misses():
+    """A planted bump between two grid points: the dense check sees it."""
+    from mcutils.planted import bump_pairs
+
+    model, a, c, t = bump_pairs()
+    verts = [torch.stack([a[i], c[i]]) for i in range(len(a))]
+    end = torch.zeros(len(a))
+    dense = ch03.dense_barriers(model, verts, t, end, 201)
+    coarse = ch03.dense_barriers(model, verts, t, end, 2)
+    assert (dense > coarse + 0.1).all()
+    with pytest.raises(ParameterError):
+        ch03.dense_barriers(model, verts, t, end, 1)
+
+
+def test_the_chapter_at_a_tiny_size(tmp_path, monkeypatch):
+    """Every step the notebook runs, on digits at a tiny size, through ``findings`` (its
+    claims, budget curve, summary) and the figures."""
+    monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path / "cache"))
     params = tiny_params()
     cfg = ch03.study_settings(params)
     syn = ch03.synthetic_study(params, cfg)
-    assert len(syn["untrained"]) == 2 and len(syn["trained"]) == 2
+    assert len(syn["untrained"]) == 2 and len(syn["trained"]) == 2 and len(syn["fast"]) == 2
+    assert sorted(syn["budgets"]) == [0.0625, 0.25, 1.0]
+    assert syn["budgets"][1.0]["round_1"].tolist() == syn["untrained"]["round_1"].tolist()
     assert set(syn["trained"].state) == {"trained"} and set(syn["pairs"]) == {0}
     assert len(syn["end_losses"]) == 4 and 0 <= syn["reached"] <= 1
     assert len(syn["boxed_loss"]) == 2 and syn["ratio_iv"]["n"] == 1  # seeds (hierarchical)
-    summary = ch03.synthesis_summary(syn, params).splitlines()
-    assert len(summary) == 3 and summary[0].startswith("untrained small_cnn: 2 synthetic pairs")
     sweep, base, alternatives = ch03_sweep.run_sweep(params, cfg)
     assert base == dict(width=2, step_factor=1) and alternatives == dict(width=4, step_factor=2)
     cells = sweep.groupby(["width", "step_factor"]).seed.unique().map(sorted).to_dict()
     assert cells == {(2, 1): [0, 1], (4, 1): [0], (2, 2): [0]}
     effects = ch03_sweep.factor_effects(sweep, base, alternatives, 0.01, 0.1)
-    evolution = ch03.track_training(params, cfg)
+    evolution = evolution_mod.track_training(params, cfg)
     assert sorted(evolution.step.unique()) == [0, 1, 2]
-    evo = {m: ch03.evolution_summary(evolution, m) for m in ["max_loss", "end_loss"]}
-    changes = ch03.evolution_changes(evolution)
+    assert set(evolution.protocol) == {"re-synthesised", "fixed at init"}  # both protocols
+    evo = {m: evolution_mod.evolution_summary(evolution, m) for m in ["max_loss", "end_loss"]}
+    changes = evolution_mod.evolution_changes(evolution)
 
     chapter = report.ChapterReport("03", params=params, expected=ch03.expected_claims("small_cnn"))
     glued = {}
     chapter.record = lambda name, value, digits=4: glued.setdefault(
         name, report.plain(value, digits))
-    claims = ch03.findings(chapter, params, synthetic=syn, sweep=sweep, base=base,
-                           alternatives=alternatives, effects=effects, evo=evo, changes=changes)
-    assert set(claims) == {"connected_small_cnn", "connected_pooled", "straight_barriers",
-                           "trained_straighter"}  # the sweep's model is the untrained one here
+    claims = findings_mod.findings(chapter, params, synthetic=syn, sweep=sweep, base=base,
+                                   alternatives=alternatives, effects=effects, evo=evo,
+                                   changes=changes)
+    assert set(claims) == {"connected_small_cnn", "connected_small_cnn_w2", "connected_pooled",
+                           "straight_barriers", "trained_straighter"}
     assert list(chapter.claims) == list(claims)
     for cid in ch03.expected_claims("small_cnn"):  # every asserted claim: a method, a control
         entry = chapter.claims[cid]
         assert entry["method"] != "not stated" and entry["control"]["n"] >= 1
-    assert chapter.claims["connected_small_cnn"]["control"]["verdict"] == "not reproduced"
+    main = chapter.claims["connected_small_cnn"]
+    assert main["control"]["verdict"] == "not reproduced"
+    assert main["budget"] == 8.0 and isinstance(main["settled"], bool)  # read at the largest
+    assert "ch03_connected_small_cnn_vs_budget" in glued
     assert glued["ch03_control_connected_any_tol"] == 0.0
     assert glued["ch03_model"] == "small_cnn" and glued["ch03_num_seeds"] == 1
     assert glued["ch03_resnet_pairs"] == 4 and glued["ch03_sweep_base_num_seeds"] == 2
-    assert glued["ch03_track_batches"] == 2 and len(glued["ch03_untrained_by_round"]) == 2
+    assert glued["ch03_track_batches"] == 2
+    assert glued["ch03_budget_steps"] == "1/1, 2/1, 8/4"
     for key in ("width", "steps", "tol"):
         assert f"ch03_effect_{key}_ci" in glued
+    for key in ("gap", "abs"):
+        assert f"ch03_step_effect_{key}_ci" in glued
     for key in ("fresh", "fixed"):
         assert not math.isnan(glued[f"ch03_evo_{key}_start"])
-    assert len(glued) == 78  # with finish()'s three, the notebook's 81
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("untrained small_cnn: connected at 0.01 after rounds 0..1:")
-    assert out[1].startswith("narrow ResNet base cell: connected")
+    assert glued["ch03_dense_pairs"] == 4  # untrained and trained pairs
+    from mcutils.chapters.ch03_verdicts import deviation_rows
+
+    rows = {r["setting"]: r for r in deviation_rows(params, (1, 8, 8), 2, 2)}
+    assert "variant: the book's earlier fast settings (not the claims')" in rows
+    assert "which segments round 2 bypasses" not in rows  # bypass_all: as the paper
 
     both = pd.concat([syn["untrained"], syn["trained"]], ignore_index=True)
     curve = ch01.tolerance_curve(both, [0.01, 0.1], by="model", n_boot=50)
     cell_curve = ch03_sweep.cell_tolerance_curve(sweep, [0.01, 0.1])
+    budget = findings_mod.budget_curve(syn["budgets"], 8, 4, 0.01, 0.01, 5e-4)
     figs = [figures.plot_synthetic_pairs(syn["pairs"][0], cfg.info.classes, "small_cnn", 0),
             figures.plot_rounds(both, curve, 0.01, 1, "small_cnn"),
             figures.plot_path_lengths(both),
             figures.plot_sweep(sweep, cell_curve, 0.01, 1, 5e-4),
-            figures.plot_evolution(evo, 1)]
-    assert [len(f.axes) >= 1 for f in figs] == [True] * 5
+            figures.plot_evolution(evo, 1),
+            figures.plot_budget_curve(budget, 0.01, 0.01)]
+    assert [len(f.axes) >= 1 for f in figs] == [True] * 6
     assert figs[1].axes[0].get_ylabel() == "barrier (nats)"
     assert "cell" not in sweep  # the sweep's figure labels a copy
     for f in figs:

@@ -13,10 +13,12 @@ import pytest
 import torch
 
 from mcutils import advbarriers as ab
-from mcutils import data, detection, training
+from mcutils import data, detection, detection_baselines, training
+from mcutils.chapters import ch04_adaptive as ca
 from mcutils.chapters import ch04_adversarial as ch04
 from mcutils.chapters import ch04_controls as cc
 from mcutils.chapters import ch04_detectors as cd
+from mcutils.chapters import ch04_parts as cpt
 from mcutils.chapters import ch04_sweep as cs
 from mcutils.core import report, stats
 from mcutils.core.checks import ParameterError
@@ -128,10 +130,12 @@ def test_adaptive_study_protocol(digits_mlp):
                             progress=False)["paper"][0]
     pool = data.load_dataset("digits", "train")
     half = len(pool.y) // 2
-    res = cd.adaptive_study(net, src, plain, (pool.x[:half], pool.y[:half]),
-                            (pool.x[half:], pool.y[half:]), penalties=[0.0, 1.0],
-                            detector="logits", num_refs=2, num_points=5, attack=att,
-                            n_boot=50, progress=False)
+    dep = ca.deploy(net, src, plain, (pool.x[:half], pool.y[:half]), detector="logits",
+                    num_refs=2, num_points=5)
+    assert dep.is_train.sum() == 20
+    examples = {1.0: ca.adaptive_examples(net, src, dep, 1.0, (pool.x[half:], pool.y[half:]),
+                                          draws=2, attack=att)}
+    res = ca.adaptive_study(net, src, plain, dep, examples, n_boot=50, progress=False)
     assert res.penalty.tolist() == [0.0, 1.0]
     zero, one = res.iloc[0], res.iloc[1]
     # w = 0 is the paper's attack: the retrained detector is the deployed one
@@ -143,8 +147,97 @@ def test_adaptive_study_protocol(digits_mlp):
     assert one.success["estimate"] > 0.8
     assert one.auroc_deployed["estimate"] < zero.auroc_deployed["estimate"] - 0.2
     assert one.auroc_retrained["estimate"] > one.auroc_deployed["estimate"]
+    assert ca.strongest(res).penalty == 1.0
     with pytest.raises(ParameterError, match="one paper-attack example"):
-        cd.adaptive_study(net, src, plain[:3], (pool.x, pool.y), (pool.x, pool.y), [0.0])
+        ca.deploy(net, src, plain[:3], (pool.x, pool.y))
+    with pytest.raises(ParameterError, match="penalty"):
+        ca.adaptive_examples(net, src, dep, 0.0, (pool.x, pool.y))
+
+
+def _tiny_section_params(**changes):
+    return _tiny_params(num_inputs=24, adaptive_inputs=12, folds=2, ref_pool=400,
+                        adaptive_penalties=[0.0, 1.0], adaptive_steps=6, eot_draws=2,
+                        num_refs=2, det_points=4, pgd_steps=2, cw_steps=2, mc_samples=4,
+                        **changes)
+
+
+def test_parts_then_the_notebook_give_the_one_process_numbers():
+    """A pool part computes and caches exactly what the notebook's function loads."""
+    params = _tiny_section_params()
+    s = cpt.section3_setup(params)
+    direct = cd.attack_suite(s["net"], s["sources"], s["specs"], seed=params["seed"],
+                             progress=False)
+    ch04.attack_part(params, None)
+    ch04.adaptive_part(params, 1.0)
+    sec = cpt.section3(params, progress=False)
+    for name, (adv, ok) in direct.items():
+        assert torch.equal(sec["adversarial"][name][0], adv), name
+        assert torch.equal(sec["adversarial"][name][1], ok), name
+    srcs, plain, dep, attack = cpt.adaptive_inputs(params, sec)
+    fresh = ca.adaptive_examples(sec["net"], srcs, dep, 1.0, sec["attacker"], draws=2,
+                                 attack=attack, seed=params["seed"])
+    cached = cpt.cached_adaptive(sec["net"], srcs, dep, 1.0, sec["attacker"], 2, attack,
+                                 seed=params["seed"])
+    assert torch.equal(fresh, cached)
+    # the table has every detector, the established ones with their choice per fold
+    table = sec["table"]
+    assert set(table.detector) == set(cd.DETECTORS)
+    chosen = table[table.detector == "lid"].chosen.iloc[0]
+    assert len(chosen) == 2 and all(0 <= c < len(detection_baselines.LID_KS) for c in chosen)
+    assert table[table.detector == "barrier"].chosen.iloc[0] is None
+    got = cpt.detection_intervals(table, sec["scores"], n_boot=20)
+    assert set(got) == set(ch04.DETECTION_CLAIMS)
+    assert got["ensemble_detects"] == cd.table_entry(table, "paper (matched)",
+                                                     "mahalanobis_ensemble")
+    study = cpt.adaptive_section(params, sec, progress=False)
+    assert study.penalty.tolist() == [0.0, 1.0]
+    # the controls: real inputs relabelled as adversarial are never detected
+    ctl = cc.detection_controls(sec["net"], sec["test"].x, sec["test"].y, sec, params)
+    assert set(ctl) == set(ch04.DETECTION_CLAIMS)
+    for cid in ("barrier_detects", "ensemble_detects"):
+        res = ctl[cid]["result"]
+        assert report.verdict(res["ci"], 0.9, ">=") != "reproduced"
+        assert res["ci"][0] < 0.5 < res["ci"][1] or abs(res["estimate"] - 0.5) < 0.25
+    assert list(cc.control_table(ctl).claim) == list(ctl)
+
+
+def test_protocol_part_then_the_notebook_give_the_one_process_rows():
+    params = _tiny_params()
+    net, _ = ch04.setup_model(params)
+    test = data.load_dataset(params["dataset"], "test")
+    direct, k_direct = cs.run_protocol(net, test.x, test.y, params["seeds"], 1, 5, TINY,
+                                       progress=False, return_adversarial=True)
+    ch04.protocol_part(dict(params, attack_steps=TINY["steps"]), params["seeds"][1])
+    rows, k_adv = cpt.cached_protocol(net, test.x, test.y, params["seeds"], 1, 5,
+                                      ch04.paper_attack(params), progress=False)
+    pd.testing.assert_frame_equal(rows, direct, check_dtype=False)
+    assert all(torch.equal(k_adv[s], k_direct[s]) for s in params["seeds"])
+
+
+def test_baseline_grids_and_tuned_table(digits_mlp):
+    net, test = digits_mlp
+    src = cd.select_sources(net, test.x, test.y, 30, seed=0)
+    adv = cd.attack_suite(net, src, {"pgd": {"kind": "pgd_linf", "eps": 0.3, "steps": 5}},
+                          progress=False)
+    pool = data.load_dataset("digits", "train")
+    ens = detection_baselines.MahalanobisEnsemble().fit(net, pool.x, pool.y)
+    grids = cd.baseline_grids(net, src, adv, (pool.x, pool.y), ens, lid_refs=60,
+                              mc_samples=5)
+    n_ok = int(adv["pgd"][1].sum())
+    assert grids["lid"][0].shape == (30, len(ens.layers), len(detection_baselines.LID_KS))
+    assert grids["kd_bu"][1]["pgd"].shape == (n_ok, 2, len(detection_baselines.KD_SCALES))
+    with pytest.raises(ParameterError, match="lid_refs"):
+        cd.baseline_grids(net, src, adv, (pool.x, pool.y), ens, lid_refs=10)
+    bf, lf, _ = detection.connectivity_features(net, src.x, pool.x, pool.y, num_refs=2,
+                                                num_points=4)
+    bfa, lfa, _ = detection.connectivity_features(net, adv["pgd"][0][adv["pgd"][1]], pool.x,
+                                                  pool.y, num_refs=2, num_points=4)
+    feats = {"pgd": (bfa, lfa, np.flatnonzero(adv["pgd"][1].numpy()))}
+    table, _ = cd.detector_table((bf, lf), feats, ["logits", *detection_baselines.BASELINES],
+                                 folds=3, n_boot=20, grids=grids)
+    assert len(table) == 4
+    with pytest.raises(ParameterError, match="grid"):
+        cd.detector_table((bf, lf), feats, ["lid"], folds=3, n_boot=20)
 
 
 def test_attack_summary_and_defender_features(digits_mlp):
@@ -221,15 +314,28 @@ def _iv(est, lo, hi, n=10):
 def _adaptive_rows():
     return pd.DataFrame([{"penalty": 0.0, "n_test_adv": 5, "success": _iv(1.0, 0.9, 1.0),
                           "l2": _iv(2.0, 1.5, 2.5), "auroc_deployed": _iv(0.9, 0.8, 1.0),
-                          "auroc_retrained": _iv(0.9, 0.8, 1.0), "difference": _iv(0, 0, 0)},
+                          "auroc_retrained": _iv(0.9, 0.8, 1.0), "difference": _iv(0, 0, 0),
+                          "auroc_train": _iv(0.9, 0.8, 1.0)},
                          {"penalty": 1.0, "n_test_adv": 4, "success": _iv(0.8, 0.6, 0.9),
                           "l2": _iv(3.0, 2.5, 3.5), "auroc_deployed": _iv(0.3, 0.1, 0.5),
-                          "auroc_retrained": _iv(0.8, 0.6, 0.9), "difference": _iv(0.5, 0.3, 0.7)}])
+                          "auroc_retrained": _iv(0.8, 0.6, 0.9), "difference": _iv(0.5, 0.3, 0.7),
+                          "auroc_train": _iv(0.35, 0.2, 0.5)},
+                         {"penalty": 3.0, "n_test_adv": 4, "success": _iv(0.5, 0.3, 0.7),
+                          "l2": _iv(4.0, 3.5, 4.5), "auroc_deployed": _iv(0.5, 0.3, 0.7),
+                          "auroc_retrained": _iv(0.8, 0.6, 0.9), "difference": _iv(0.3, 0.1, 0.5),
+                          "auroc_train": _iv(0.6, 0.5, 0.7)}])
+
+
+def _detection(est=0.95, lo=0.92, hi=0.97):
+    return {c: _iv(est, lo, hi) for c in ch04.DETECTION_CLAIMS}
 
 
 def test_claims_are_data_with_unique_ids_and_valid_tests():
     ids = [c["id"] for c in ch04.CLAIMS]
-    assert len(ids) == len(set(ids)) == 7
+    assert len(ids) == len(set(ids)) == 9
+    # the detection claims say they are the book's extension
+    assert all(ch04.EXTENSION in c["paper"] for c in ch04.CLAIMS
+               if c["id"] in (*ch04.DETECTION_CLAIMS, "adaptive_evades"))
     assert ch04.EXPECTED == ["within_low", "adv_gap_higher"]
     for c in ch04.CLAIMS:
         assert set(c) == {"id", "statement", "paper", "threshold", "direction", "expected"}
@@ -243,10 +349,12 @@ def test_claims_are_data_with_unique_ids_and_valid_tests():
 def test_check_claims_reads_each_claim_s_interval_with_negative_controls():
     summary = {"median_gap_real": _iv(0.1, 0.0, 0.2), "auroc_gap": _iv(0.7, 0.6, 0.8),
                "median_gap_adv": _iv(0.2, 0.1, 0.3), "auroc_max": _iv(0.4, 0.3, 0.45)}
-    results = ch04.claim_results(summary, _iv(0.95, 0.92, 0.97), _iv(0.1, 0.05, 0.2),
-                                 _adaptive_rows())
+    results = ch04.claim_results(summary, _detection(), _adaptive_rows())
     assert set(results) == {c["id"] for c in ch04.CLAIMS}
-    assert results["adaptive_evades"] == _iv(0.3, 0.1, 0.5)  # the largest penalty's row
+    # the attacker's strongest weight is chosen on the training half (w=1 here, not w=3)
+    assert results["adaptive_evades"] == _iv(0.3, 0.1, 0.5)
+    with pytest.raises(ValueError, match="detection"):
+        ch04.claim_results(summary, {}, _adaptive_rows())
     chapter = report.ChapterReport("04", expected=ch04.EXPECTED, check=True)
     ch04.check_claims(chapter, results)
     assert list(chapter.claims) == [c["id"] for c in ch04.CLAIMS]
@@ -254,7 +362,11 @@ def test_check_claims_reads_each_claim_s_interval_with_negative_controls():
     assert verdicts == {"within_low": "reproduced", "adv_gap_higher": "reproduced",
                         "adv_gap_high": "not reproduced", "adv_max_higher": "not reproduced",
                         "barrier_detects": "reproduced", "profile_adds": "reproduced",
+                        "ensemble_detects": "reproduced", "profile_beats_ensemble": "reproduced",
                         "adaptive_evades": "reproduced"}
+    # a claim that is not reproduced carries its reason
+    assert chapter.claims["adv_gap_high"]["note"] == ch04.NOTES["adv_gap_high"]
+    assert "note" not in chapter.claims["barrier_detects"]
     assert chapter.claims["within_low"]["statement"] == ch04.CLAIMS[0]["statement"]
     assert not chapter.failures()
     assert chapter.claims["barrier_detects"]["method"] == ch04.METHODS["barrier_detects"]
@@ -358,8 +470,8 @@ def test_tables_format_every_interval():
     gt = ch04.gain_table({"a": _iv(0.1, 0.0, 0.2)}, pd.Series({"a": 0.01234}))
     assert gt.iloc[0].tolist() == ["0.100 [0.000, 0.200]", "0.012"]
     at = ch04.adaptive_table(_adaptive_rows())
-    assert at.auroc_deployed.tolist() == ["0.90 [0.80, 1.00]", "0.30 [0.10, 0.50]"]
-    assert at.penalty.tolist() == [0.0, 1.0]
+    assert at.auroc_deployed.tolist()[:2] == ["0.90 [0.80, 1.00]", "0.30 [0.10, 0.50]"]
+    assert at.penalty.tolist() == [0.0, 1.0, 3.0]
     assert ch04.interval_table(entries, ["rho"], "setting", digits=1).rho.tolist() == \
         ["0.0 [0.0, 0.0]", "1.0 [1.0, 1.0]"]
 
@@ -386,7 +498,7 @@ def test_figures_draw_what_they_are_given(digits_mlp):
     fig = ch04.detector_figure(table, ["barrier", "logits"])
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["x", "y"]
     fig = ch04.adaptive_figure(_adaptive_rows())
-    assert [t.get_text() for t in fig.axes[0].texts] == ["w=0", "w=1"]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["w=0", "w=1", "w=3"]
     plt.close("all")
 
 
@@ -476,34 +588,43 @@ def test_record_rho_trend(digits_mlp):
     assert rec["ch04_auroc_target"] == ch04.AUROC_TARGET
 
 
-def test_findings_prints_key_numbers_and_adds_every_claim(capsys):
+def test_findings_adds_every_claim_and_glues_the_summary():
     summary = {k: _iv(0.5, 0.4, 0.6) for k in ab.STATISTICS}
     summary["median_gap_real"] = _iv(0.1, 0.0, 0.2)
     summary["auroc_gap"] = _iv(0.8, 0.7, 0.9)
-    rho = [{"setting": "paper", "rho": _iv(0.12345, 0.1, 0.2), "auroc": _iv(0.7, 0.6, 0.8)}]
-    nets = [{"network": "mlp", "auroc": _iv(0.6, 0.5, 0.7)}]
     chapter = report.ChapterReport("04", expected=ch04.EXPECTED, check=True)
-    ch04.findings(chapter, _tiny_params(), summary=summary, rho_summary=rho, model_summary=nets,
-                  adaptive=_adaptive_rows(), barrier_auroc=_iv(0.7, 0.6, 0.8),
-                  profile_gain=_iv(0.0, -0.1, 0.1))
-    out = capsys.readouterr().out.splitlines()
-    assert out[1] == "rho sweep: [('paper', 0.123, 0.7)]"
-    assert out[2] == "networks: [('mlp', 0.6)]"
-    assert out[3] == "adaptive: [(0.0, 0.9), (1.0, 0.3)]"
+    text = ch04.findings(chapter, _tiny_params(), summary=summary,
+                         detection=_detection(0.7, 0.6, 0.8), adaptive=_adaptive_rows())
     assert list(chapter.claims) == [c["id"] for c in ch04.CLAIMS]
     assert not chapter.failures()
+    assert "Not reproduced" in text and ch04.GPU_SENTENCE in text
+    assert ch04.NOTES["barrier_detects"] in text  # its reason, since it is not reproduced
+
+
+def test_pool_parts_are_plain_and_name_this_module_s_functions():
+    import pickle
+
+    assert ch04.pool_parts(_tiny_params()) == []  # too small to pay for a worker
+    params = _tiny_params(adaptive_penalties=[0.0, 0.5, 2.0], num_inputs=cpt.PART_MIN_INPUTS)
+    parts = ch04.pool_parts(params)
+    assert [p[0] for p in parts] == ["04 attacks", "04 protocol seed 0", "04 protocol seed 1",
+                                     "04 adaptive w=0.5", "04 adaptive w=2"]
+    for _, fn, kwargs in parts:
+        assert callable(getattr(ch04, fn))
+        pickle.dumps(kwargs)
 
 
 def test_attack_specs_and_detectors():
     params = _tiny_params(eps_linf=0.2, pgd_steps=3)
     specs = cd.attack_specs(params, ch04.paper_attack(params))
     assert list(specs) == ["FGSM", "PGD L-inf", "PGD L2", "CW L2", "paper (matched)",
-                           "paper (over-confident)"]
+                           "paper (over-confident)", "paper (L2-bounded)"]
+    assert specs["paper (L2-bounded)"]["max_norm"] == params["eps_l2"]
     assert {s["kind"] for s in specs.values()} == set(cd.ATTACK_KINDS)
     assert specs["PGD L-inf"] == {"kind": "pgd_linf", "eps": 0.2, "steps": 3}
     assert specs["paper (over-confident)"]["stop"] is None
     assert specs["paper (matched)"]["steps"] == 30 and "stop" not in specs["paper (matched)"]
-    assert len(set(cd.DETECTORS)) == len(cd.DETECTORS) == 8
+    assert len(set(cd.DETECTORS)) == len(cd.DETECTORS) == 11
 
 
 def test_extra_protocols_at_tiny_size():

@@ -103,8 +103,8 @@ def test_claims_are_data_and_fill_their_statements():
     by_id = {c["claim_id"]: c for c in claims}
     assert by_id["curve_keeps_accuracy"]["threshold"] == -0.03
     assert by_id["curve_keeps_accuracy"]["statement"] == (
-        "with 2500 bonafide images the Bezier curve at the defender's t loses at most 0.03 "
-        "clean accuracy against the better end")
+        "with 2500 bonafide images the middle of the Bezier curve (t = 1/2) loses at most "
+        "0.03 clean accuracy against the better end")
     assert by_id["curve_removes_faults"]["statement"].startswith("with 100 bonafide images")
     assert by_id["finetune_keeps_backdoor"]["statement"].endswith("(ASR >= 0.5)")
     for c in claims:

@@ -130,7 +130,7 @@ def test_profile_curve_recomputes_batchnorm_on_preresnet20():
 def test_path_study_trains_one_cached_curve_per_seed_with_weight_decay():
     a, b = _tiny(seed=0), _tiny(seed=1)
     train, test = _data(64, seed=1), _data(10, seed=2)
-    kw = dict(seeds=[0, 1], ts=[0.0, 0.5, 1.0], eps=0.1, curve_steps=3, curve_lr=0.01,
+    kw = dict(seeds=[0, 1], ts=[0.0, 0.5, 1.0], eps=0.1, curve_budgets=[1, 2, 4], curve_lr=0.01,
               batch_size=16, bn_size=16, attack_steps=2, sample_ts=[0.5], path_size=6,
               progress=False)
     study = robustpath.path_study(a, b, train, test.x, test.y, **kw)
@@ -348,10 +348,11 @@ def test_parameters_none_only_where_nullable():
 
 # ------------------------------------------------------------- the chapter's run, tiny
 TINY = dict(dataset="digits", model="mlp", num_epochs=1, batch_size=32, train_subset=200,
-            seeds=[0, 1], adv_steps=1, adv_subset=200, curve_steps=3, curve_subset=200,
+            seeds=[0, 1], adv_steps=1, adv_subset=200, curve_subset=200,
             num_ts=3, sample_ts=[0.5], eval_size=20, path_size=10, attack_steps=2,
             paper_batch=5, bound_eps_l2=[0.5], shared_init_seeds=[0], bn_size=50, n_boot=50,
-            curve_budgets=[2, 3, 8])
+            curve_budgets=[2, 4, 8], variant_seeds=[0], robust_path_seeds=[0],
+            robust_path_steps=2)
 
 
 class _Recorder(report.ChapterReport):
@@ -366,7 +367,7 @@ class _Recorder(report.ChapterReport):
         return self.glued[name]
 
 
-def test_chapter_run_and_findings_at_tiny_size(capsys):
+def test_chapter_run_and_findings_at_tiny_size():
     params = robustpath.PARAMETERS.validate({**robustpath.PARAMETERS.defaults(), **TINY})
     eval_set, curve_train, ts = robustpath.load_data(params)
     assert len(eval_set) == 20 and len(curve_train) == 200 and ts == [0.0, 0.5, 1.0]
@@ -375,8 +376,11 @@ def test_chapter_run_and_findings_at_tiny_size(capsys):
     regular, reg_info = robustpath.regular_end(params)
     robust, rob_info = robustpath.robust_end(params)
     assert reg_info["config"]["adversarial"] is None
-    assert rob_info["config"]["adversarial"]["eps"] == params["adv_eps"]
+    assert rob_info["config"]["penalty"] == params["adv_penalty"]  # the official end
+    assert rob_info["config"]["eps"] == params["adv_eps"]
     assert rob_info["config"]["seed"] == params["robust_seed"]
+    _, pgd_info = robustpath.robust_end(params, protocol="pgd")
+    assert pgd_info["config"]["adversarial"]["steps"] == params["adv_steps"]
     study = robustpath.run_path_study(params, regular, robust, curve_train, eval_set, ts)
     path, samples = study["path"], study["samples"]
     assert sorted(path["seed"].unique()) == [0, 1] and "paper_eig" in path
@@ -396,11 +400,21 @@ def test_chapter_run_and_findings_at_tiny_size(capsys):
     assert list(bound_rows) == ["linf, eps=0.1", "l2, eps=0.5"]
     from mcutils.chapters import ch06_budget
 
-    budget = ch06_budget.run_budget_study(params, regular, robust, curve_train, eval_set, ts)
-    assert sorted(budget["robust"]) == [2, 3, 8] and sorted(budget["standard"]) == [2, 3, 8]
-    # the chapter's own 3-step curves are the budget curve's 3-step point (one cache)
-    assert budget["robust"][3]["per_seed"] == pytest.approx(
-        list(robustpath.barrier_heights(path, "robust_loss", relative=True)), abs=0.05)
+    budget = ch06_budget.run_budget_study(params, regular, robust, curve_train, eval_set, ts,
+                                          path=path)
+    for name in ("robust", "robust_error", "standard"):
+        assert sorted(budget[name]) == [2, 4, 8]
+    # the main study's curves are the budget curve's largest point (its path is reused)
+    assert budget["robust"][8] == robustpath.barrier_interval(path, "robust_loss",
+                                                              relative=True)
+    assert set(budget["paths"]["budget"]) == {2, 4, 8}
+    variant = robustpath.variant_study(params, regular, curve_train, eval_set, ts)
+    assert sorted(variant["barriers"]) == [2, 4, 8]
+    assert len(variant["barriers"][8]["robust"]) == 1
+    trained = robustpath.robust_trained_study(params, regular, robust, curve_train, eval_set, ts)
+    assert list(trained["path"]["seed"].unique()) == [0]
+    assert robustpath.variant_study({**params, "variant_seeds": []}, regular, curve_train,
+                                    eval_set, ts) is None
     chapter = _Recorder("06", params=params, expected=robustpath.EXPECTED, check=False)
     robustpath.findings(
         chapter, params, study=study, shared=shared, barriers=barriers,
@@ -409,18 +423,21 @@ def test_chapter_run_and_findings_at_tiny_size(capsys):
         peak=robustpath.peak_coincidence(path),
         along={m: robustpath.along_path_correlation(path, method=m) for m in ("pearson", "diff")},
         paper_r=robustpath.along_path_correlation(path, b="paper_eig"), bound_rows=bound_rows,
-        budget=budget)
+        budget=budget, variant=variant, robust_trained=trained)
     assert list(chapter.claims) == list(robustpath.CLAIMS)
     barrier = chapter.claims["robust_barrier"]
     assert barrier["budget"] == 8 and barrier["ci"] == budget["robust"][8]["ci"]
+    assert chapter.claims["robust_error_barrier"]["budget"] == 8
     assert chapter.glued["ch06_robust_barrier_settled"] in ("has settled", "is still moving")
-    assert set(chapter.glued["ch06_robust_barrier_vs_budget"]) == {"2", "3", "8"}
+    assert {str(k) for k in chapter.glued["ch06_barrier_vs_steps"]} == {"2", "4", "8"}
+    assert chapter.glued["ch06_curve_steps"] == 8
+    assert "8 steps: " in chapter.glued["ch06_variant_text"]
+    assert "Reproduced" in chapter.summary_text or "Not reproduced" in chapter.summary_text
     for cid in robustpath.CLAIMS:
         assert chapter.glued[f"ch06_verdict_{cid}"] == chapter.claims[cid]["verdict"]
     assert chapter.glued["ch06_num_seeds"] == 2 and chapter.glued["ch06_eps"] == 0.1
-    assert len(chapter.glued["ch06_shared_init_barrier"]) == 1
+    assert chapter.glued["ch06_shared_init_text"].count(",") == 0  # one seed
     assert chapter.glued["ch06_bound_share_text"].startswith("linf, eps=0.1: ")
-    assert "robust_loss" in capsys.readouterr().out  # the per-point means
 
 
 def test_claim_statements_are_filled_from_the_data():
@@ -525,7 +542,9 @@ def test_deviation_rows_are_filled_from_the_parameters():
         assert all(row[k].strip() for k in ("setting", "paper", "source", "ours", "effect"))
         assert "{" not in row["ours"]
     curve = next(r for r in rows if r["setting"].startswith("curve training"))
-    assert str(params["curve_steps"]) in curve["ours"] and "train.py:" in curve["source"]
+    assert str(max(params["curve_budgets"])) in curve["ours"] and "train.py:" in curve["source"]
+    end = next(r for r in rows if r["setting"] == "robust end's training")
+    assert "train_robust_connection.py:" in end["source"] and "utils.py:158" in end["source"]
 
 
 def test_budget_curve_rejects_bad_budgets_and_single_seeds():
@@ -543,6 +562,8 @@ def test_budget_curve_rejects_bad_budgets_and_single_seeds():
     defaults = robustpath.PARAMETERS.defaults()
     with pytest.raises(ParameterError, match="4x the smallest"):
         robustpath.PARAMETERS.validate({**defaults, "curve_budgets": [300, 600, 900]})
+    with pytest.raises(ParameterError, match="at most half"):
+        robustpath.PARAMETERS.validate({**defaults, "curve_budgets": [750, 2000, 3000]})
     with pytest.raises(ParameterError, match="needs at least 2"):
         robustpath.PARAMETERS.validate({**defaults, "seeds": [0]})
 
@@ -557,4 +578,6 @@ def test_robust_path_rises_with_the_attack():
                                    attack_steps=3)
     assert list(rows["t"]) == [0.0, 0.5, 1.0]
     assert (rows["robust_loss"] >= rows["loss"] - 1e-6).all()  # PGD never lowers the loss
+    assert ((rows["robust_error"] >= 0) & (rows["robust_error"] <= 1)).all()
+    assert set(rows) >= {"error", "robust_error"}
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from mcutils import inputspace as ins
 from mcutils.core.checks import ParameterError
 from mcutils.chapters import ch01_input_space as ch01
-from mcutils.chapters import ch03_sweep
+from mcutils.chapters import ch03_evolution, ch03_findings, ch03_sweep
 from mcutils.chapters import ch03_untrained as ch03
 from mcutils.models import build_model
 from mcutils.planted import bump_pairs as planted
@@ -243,11 +243,13 @@ def _table(kind_rows):
 def test_connectivity_claims_reproduced_on_supporting_data():
     rows = [("real-real", 0.5, 0.0, 1, 1.01)] * 40 + [("real-real", 0.0, 0.0, 0, 1.0)] * 40
     rows += [(k, 0.0, 0.0, 0, 1.0) for k in ch01.KINDS[1:] for _ in range(80)]
-    claims = ch01.connectivity_claims(_table(rows), 0.01)
+    bends = pd.DataFrame({"null": np.full(40, 0.3), "target": np.arange(40) % 10})
+    claims = ch01.connectivity_claims(_table(rows), 0.01, bends=bends)
     v = ch01.claim_verdicts(claims)
-    assert v == {k: "reproduced" for k in v}
+    assert v == {k: "reproduced" for k in v} and "near_linear" in v
     assert claims["real_connected"]["method"] == "exact binomial (Clopper-Pearson) over 80 pairs"
     assert claims["near_linear"]["method"].startswith("hierarchical bootstrap (class -> pair)")
+    assert "near_linear" not in ch01.connectivity_claims(_table(rows), 0.01)
     # exact intervals: 30 of 30 connected is not enough for "at least 0.95" (lower 0.884)
     few = [(k, 0.0, 0.0, 0, 1.0) for k in ch01.KINDS for _ in range(30)]
     few = ch01.connectivity_claims(_table(few), 0.01)
@@ -256,10 +258,12 @@ def test_connectivity_claims_reproduced_on_supporting_data():
 
 
 def test_connectivity_claims_negative_controls():
-    """Contradicting data: real pairs stay disconnected, bypassed paths are long."""
+    """Contradicting data: real pairs stay disconnected, random bends clear the barrier."""
     rows = [("real-real", 0.5, 0.5, -1, 1.5)] * 20 + [("real-real", 0.5, 0.0, 2, 1.6)] * 20
     rows += [(k, 0.5, 0.5, -1, 1.0) for k in ch01.KINDS[1:] for _ in range(20)]
-    claims = ch01.connectivity_claims(_table(rows), 0.01)
+    # random bends of the same size clear the barrier: the bend was no targeted move
+    bends = pd.DataFrame({"null": np.full(20, 0.001), "target": np.arange(20) % 10})
+    claims = ch01.connectivity_claims(_table(rows), 0.01, bends=bends)
     v = ch01.claim_verdicts(claims)
     for cid in ("real_connected", "interpolated_connected", "real_synthetic_connected",
                 "synthetic_connected", "one_round", "near_linear"):
@@ -304,17 +308,17 @@ def _untrained_table(connected: bool, barrier: bool, models=("small_cnn", "resne
 
 
 def test_untrained_claims_reproduced_and_negative_controls():
-    good = ch01.claim_verdicts(ch03.untrained_claims(_untrained_table(True, True), 0.01))
+    good = ch01.claim_verdicts(ch03_findings.untrained_claims(_untrained_table(True, True), 0.01))
     assert good["connected_small_cnn"] == good["connected_pooled"] == "reproduced"
     assert good["straight_barriers"] == "reproduced"
-    bad = ch01.claim_verdicts(ch03.untrained_claims(_untrained_table(False, False), 0.01))
+    bad = ch01.claim_verdicts(ch03_findings.untrained_claims(_untrained_table(False, False), 0.01))
     for cid in ("connected_small_cnn", "connected_resnet18_cifar", "connected_pooled",
                 "straight_barriers"):
         assert bad[cid] == "not reproduced", cid
     # a trained network with longer paths contradicts "trained paths are straighter"
     tab = _untrained_table(True, True)
     tr = tab[tab.model == "small_cnn"].assign(model="trained", rel_length=2.0)
-    v = ch01.claim_verdicts(ch03.untrained_claims(pd.concat([tab, tr]), 0.01,
+    v = ch01.claim_verdicts(ch03_findings.untrained_claims(pd.concat([tab, tr]), 0.01,
                                                         trained_label="trained"))
     assert v["trained_straighter"] == "not reproduced"
     assert "connected_trained" not in v
@@ -324,7 +328,7 @@ def test_pooled_verdict_follows_the_intervals():
     """One model connected and one not: the pooled claim is not reproduced at 0.9."""
     tab = pd.concat([_untrained_table(True, True, ("small_cnn",)),
                      _untrained_table(False, True, ("resnet18_cifar",))])
-    claims = ch03.untrained_claims(tab, 0.01)
+    claims = ch03_findings.untrained_claims(tab, 0.01)
     v = ch01.claim_verdicts(claims)
     assert v["connected_small_cnn"] == "reproduced"
     assert v["connected_resnet18_cifar"] == "not reproduced"
@@ -400,7 +404,7 @@ def test_barrier_evolution_tiny():
     train_set = TensorDataset(x, y)
     synth = dict(steps=20, lr=0.1, stop_loss=5e-3, space="normalized", box=None)
     kw = dict(model_kwargs=dict(width=4, hidden=8), num_points=9)
-    df = ch03.barrier_evolution("small_cnn", "digits", train_set, [0, 1], 4, 2, 16, 1e-2,
+    df = ch03_evolution.barrier_evolution("small_cnn", "digits", train_set, [0, 1], 4, 2, 16, 1e-2,
                                    [0, 1], (1, 8, 8), 1, synth, **kw)
     assert sorted(df.step.unique()) == [0, 2, 4]
     assert set(df.protocol) == {"re-synthesised", "fixed at init"}
@@ -409,8 +413,8 @@ def test_barrier_evolution_tiny():
     later = df[df.step == 4].pivot_table(index=["seed", "pair"], columns="protocol", values="end_loss")
     assert not np.allclose(later["re-synthesised"], later["fixed at init"])
     assert (df.max_loss >= df.end_loss - 1e-6).all()
-    summ = ch03.evolution_summary(df)
+    summ = ch03_evolution.evolution_summary(df)
     assert set(summ.n) == {2} and len(summ) == 6
     with pytest.raises(ParameterError):
-        ch03.barrier_evolution("small_cnn", "digits", train_set, [0], 4, 0, 16, 1e-2,
+        ch03_evolution.barrier_evolution("small_cnn", "digits", train_set, [0], 4, 0, 16, 1e-2,
                                   [0], (1, 8, 8), 1, synth, **kw)

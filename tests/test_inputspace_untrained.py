@@ -111,3 +111,19 @@ def test_barrier_recorder_follows_training():
         ins.BarrierRecorder(a, c, y, every=0)
     with pytest.raises(RuntimeError):
         ins.BarrierRecorder(a, c, y).as_tensors()
+
+
+def test_connect_bypass_all_splits_every_segment_like_the_paper():
+    """The paper's round 2 bypasses both segments whatever their barrier: with
+    ``bypass_all`` every path ends with 2 ** rounds segments, even a straight path that
+    was already flat; without it a flat straight path keeps its two vertices."""
+    model, a, c, y = planted()
+    flat_c = a + 1e-3 * (c - a)  # a short straight path: no barrier at tol 0.1
+    kw = dict(max_rounds=2, tol=0.1, steps=5, lr=0.02, num_points=None, constrain=False)
+    every = ins.connect(model, a, flat_c, y, bypass_all=True, **kw)
+    only_bad = ins.connect(model, a, flat_c, y, **kw)
+    assert [len(v) for v in every.vertices] == [5] * len(a)
+    assert [len(v) for v in only_bad.vertices] == [2] * len(a)
+    assert every.connected.all() and only_bad.connected.all()
+    one = ins.connect(model, a, c, y, bypass_all=True, **dict(kw, max_rounds=1))
+    assert [len(v) for v in one.vertices] == [3] * len(a)

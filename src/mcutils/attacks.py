@@ -50,6 +50,7 @@ __all__ = [
     "adversarial_transform",
     "cw_l2",
     "fgsm",
+    "gradient_penalty_objective",
     "high_frequency_penalty",
     "input_normalization",
     "optimization_attack",
@@ -363,7 +364,8 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                         units: str = "normalized", clip: bool = False,
                         penalty: Penalty | None = None, penalty_weight: float = 0.0,
                         penalty_stop: float | None = None,
-                        batch_size: int | None = None, return_steps: bool = False
+                        batch_size: int | None = None, return_steps: bool = False,
+                        max_norm: float | None = None, norm: str = "l2"
                         ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The input-space paper's targeted optimisation attack, batched over samples.
 
@@ -410,6 +412,11 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
             value, 0: the detector calls it real).
         batch_size: chunk size over samples (``None``: all at once).
         return_steps: also return the number of updates each sample took.
+        max_norm: the bounded variant (not in the paper): after every update the
+            perturbation is projected onto the ball of this radius in *pixel* units
+            (``norm``: ``"l2"`` or ``"linf"``), so the attack compares with PGD at the
+            same radius. ``None``: unbounded, as the paper.
+        norm: the ball's norm.
 
     Returns:
         Adversarial images ``[N, C, H, W]`` in pixel units (and the ``[N]`` step counts).
@@ -428,6 +435,9 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
         raise ParameterError(f"units={units!r} is not known; valid values: normalized, pixel")
     if penalty_weight > 0 and penalty is None:
         raise ParameterError("penalty_weight > 0 needs a penalty function")
+    if max_norm is not None:
+        _check_norm(norm)
+        _check_positive(max_norm=max_norm)
     dev = _model_device(model)
     x = x.detach().to(dev)
     target = target.to(dev)
@@ -470,6 +480,8 @@ def optimization_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
                 g = torch.zeros_like(z)
                 g[idx] = gi
                 z = adam.step(z, g, active)
+                if max_norm is not None:
+                    z = z0 + _project((z - z0) * std, max_norm, norm) / std
                 if clip:
                     z = torch.maximum(torch.minimum(z, hi), lo)
                 taken[rows[idx].cpu()] += 1
@@ -678,3 +690,61 @@ def adversarial_transform(method: str = "pgd", eps: float = 0.1, steps: int = 5,
         return x_adv, y
 
     return transform
+
+
+def gradient_penalty_objective(eps: float, step_size: float | None = None, steps: int = 1,
+                               penalty: float = 10.0, random_start: bool = True,
+                               seed: int = 0
+                               ) -> Callable[[Callable[[torch.Tensor], torch.Tensor],
+                                              torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Zhao et al.'s robust training loss, as an ``(forward, x, y) -> loss`` objective.
+
+    The official ``evasion_attack/train_robust_connection.py`` trains the robust end
+    (and the robust paths) on the cross-entropy at a ``steps``-step L-inf PGD example
+    (random start, signed steps of ``step_size``; there 1 step of 2/255 at 8/255) plus
+    ``penalty`` times the sum over the batch of the squared input gradient of the
+    batch-mean loss (``utils.train_examples_regularization``: ``10 * sum(grad_0 ** 2)``).
+    Here the gradient is taken at the adversarial point and kept in the graph
+    (``create_graph=True``), so the penalty trains the weights; the published code takes
+    it without ``create_graph`` (a constant for the optimiser) and through the attack's
+    projection only.
+
+    Args:
+        eps: L-inf radius (pixel units).
+        step_size: the attack's step (default ``eps / 4``: 2/255 at 8/255).
+        steps: attack steps.
+        penalty: weight of the squared input-gradient term (0: plain adversarial loss).
+        random_start: start from a uniform point of the ball.
+        seed: seed of the random starts (one generator for the whole run).
+
+    Returns:
+        ``objective(forward, x, y)``: the scalar loss, differentiable in the weights that
+        ``forward`` uses; the attack itself adds no gradient to them.
+    """
+    _check_positive(eps=eps)
+    step = eps / 4 if step_size is None else step_size
+    _check_positive(step_size=step)
+    if not isinstance(steps, int) or steps < 1:
+        raise ParameterError(f"steps={steps!r} must be a positive integer")
+    if penalty < 0:
+        raise ParameterError(f"penalty={penalty} must be >= 0")
+    gen = torch.Generator().manual_seed(seed)
+
+    def objective(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                  y: torch.Tensor) -> torch.Tensor:
+        x = x.detach()
+        delta = _random_start(x, eps, "linf", gen) if random_start else torch.zeros_like(x)
+        delta = (x + delta).clamp(0, 1) - x
+        for _ in range(steps):
+            xa = (x + delta).requires_grad_(True)
+            (grad,) = torch.autograd.grad(F.cross_entropy(forward(xa), y, reduction="sum"), xa)
+            delta = _project(delta + step * grad.sign(), eps, "linf")
+            delta = (x + delta).clamp(0, 1) - x
+        xa = (x + delta).detach().requires_grad_(True)
+        loss = F.cross_entropy(forward(xa), y)
+        if penalty:
+            (grad,) = torch.autograd.grad(loss, xa, create_graph=True)
+            loss = loss + penalty * (grad ** 2).sum()
+        return loss
+
+    return objective

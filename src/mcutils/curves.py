@@ -129,6 +129,21 @@ def _state_of(obj: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
+def _fresh_states(model: nn.Module, count: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    """``count`` random initialisations of ``model``'s architecture (every submodule's
+    ``reset_parameters``), seeded by ``seed``, without touching the global RNG."""
+    out = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for _ in range(count):
+            net = copy.deepcopy(model)
+            for mod in net.modules():
+                if hasattr(mod, "reset_parameters") and mod is not net:
+                    mod.reset_parameters()
+            out.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+    return out
+
+
 class CurveModel(nn.Module):
     """A parametric curve of weights between two models of the same architecture.
 
@@ -139,7 +154,11 @@ class CurveModel(nn.Module):
             ``"polychain"`` (then with ``num_bends``).
         fix_ends: keep the endpoints fixed (only the inner bends are trained).
         init: ``"linear"`` puts the inner bends on the straight line between the ends
-            (so the untrained curve is the straight line).
+            (so the untrained curve is the straight line; the official code's default,
+            ``init_linear``); ``"random"`` starts each inner bend at a fresh random
+            initialisation of the architecture (its ``reset_parameters``, seeded by
+            ``init_seed``), as the official code does with ``--init_linear_off``.
+        init_seed: seed of the ``"random"`` start.
         num_bends: number of bends when ``curve`` is a name (3 = quadratic Bezier).
 
     ``forward(x, t)`` evaluates the network at ``w(t)``; ``state_at(t)`` and
@@ -149,7 +168,7 @@ class CurveModel(nn.Module):
     def __init__(self, base_model: nn.Module, start_state: nn.Module | Mapping[str, torch.Tensor],
                  end_state: nn.Module | Mapping[str, torch.Tensor],
                  curve: nn.Module | str = "bezier", fix_ends: bool = True, init: str = "linear",
-                 num_bends: int = 3):
+                 num_bends: int = 3, init_seed: int = 0):
         super().__init__()
         if isinstance(curve, str):
             if curve not in CURVES:
@@ -157,8 +176,8 @@ class CurveModel(nn.Module):
             curve = CURVES[curve](num_bends)
         if not isinstance(curve, (Bezier, PolyChain)):
             raise ParameterError("curve must be a Bezier or PolyChain instance or a name")
-        if init not in ("linear",):
-            raise ParameterError(f"init={init!r} is not known; valid values: linear")
+        if init not in ("linear", "random"):
+            raise ParameterError(f"init={init!r} is not known; valid values: linear, random")
         start, end = _state_of(start_state), _state_of(end_state)
         template = copy.deepcopy(base_model).cpu()
         expected = template.state_dict()
@@ -186,10 +205,12 @@ class CurveModel(nn.Module):
         self.net = net
         n = self.num_bends
         inner = [k / (n - 1) for k in range(1, n - 1)]
+        fresh = _fresh_states(template, len(inner), init_seed) if init == "random" else None
         self.bends = nn.ParameterList()
         for i, name in enumerate(self.param_names):
             a, b = start[name].float(), end[name].float()
-            points = [torch.lerp(a, b, s) for s in inner]
+            points = ([f[name].float() for f in fresh] if fresh is not None
+                      else [torch.lerp(a, b, s) for s in inner])
             if self.fix_ends:
                 self.register_buffer(f"start_{i}", a.clone())
                 self.register_buffer(f"end_{i}", b.clone())
@@ -340,7 +361,10 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
                 device: str | torch.device = "cpu", seed: int = 0,
                 transform: Callable[[nn.Module, torch.Tensor, torch.Tensor],
                                     tuple[torch.Tensor, torch.Tensor]] | None = None,
-                progress: bool = True, channels_last: bool | None = None
+                progress: bool = True, channels_last: bool | None = None,
+                objective: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor,
+                                     torch.Tensor], torch.Tensor] | None = None,
+                callback: Callable[[int, CurveModel], None] | None = None
                 ) -> dict[str, list[float]]:
     """Fit the free bends: minimise ``E_t[CE(w(t)) + weight_decay/2 ||w(t)||^2]``.
 
@@ -367,9 +391,16 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
             loader's batch size, :func:`mcutils.core.runtime.prepare`, chosen at the first
             batch as :func:`mcutils.training.train` does); the curve is returned in the
             default layout. The format changes results at float rounding only.
+        objective: ``(forward, x, y) -> loss`` in place of the cross-entropy, with
+            ``forward`` the network at the batch's ``t`` (e.g.
+            :func:`mcutils.attacks.gradient_penalty_objective`: a path trained on the
+            robust loss, as Zhao et al.'s ``train_robust_connection.py``); the
+            ``weight_decay`` penalty is added to it.
+        callback: ``(step, curve_model)`` after each optimiser step (``step`` counts from
+            1), e.g. to keep snapshots of the bends.
 
     Returns:
-        History with per-step ``loss`` (cross-entropy only) and ``t``.
+        History with per-step ``loss`` (cross-entropy, or the objective) and ``t``.
     """
     if optimizer not in ("sgd", "adam"):
         raise ParameterError(f"optimizer={optimizer!r} is not known; valid values: sgd, adam")
@@ -409,7 +440,10 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
                     x, y = transform(plain, x, y)
                     curve_model.train()
                 w = curve_model.weights(t)
-                loss = F.cross_entropy(curve_model.forward_with(x, w), y)
+                if objective is None:
+                    loss = F.cross_entropy(curve_model.forward_with(x, w), y)
+                else:
+                    loss = objective(lambda inp, w=w: curve_model.forward_with(inp, w), x, y)
                 total_loss = loss
                 if weight_decay:
                     total_loss = loss + 0.5 * weight_decay * sum((v * v).sum() for v in w.values())
@@ -422,6 +456,8 @@ def train_curve(curve_model: CurveModel, loader: Iterable, epochs: int = 1, lr: 
                 history["t"].append(t)
                 step += 1
                 bar.update(1)
+                if callback is not None:
+                    callback(step, curve_model)
     finally:
         curve_model.set_channels_last(False)
         bar.close()

@@ -108,7 +108,7 @@ def two_ball_pairs(num_pairs: int = 4, seed: int = 0
             torch.zeros(num_pairs, dtype=torch.long))
 
 
-def detour_pairs(num_pairs: int = 20, seed: int = 0
+def detour_pairs(num_pairs: int = 20, seed: int = 0, offset: float = 0.05
                  ) -> tuple[Bump, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A :class:`Bump` (default width and height) and ``num_pairs`` pairs of class 0 on
     1x4x4 images whose chords all have their midpoint at the same point, next to (not on)
@@ -116,9 +116,12 @@ def detour_pairs(num_pairs: int = 20, seed: int = 0
 
     The ends are ``p + u`` and ``q - u`` with constant images ``p = 0.2``, ``q = 0.8`` and
     a random zero-mean ``u`` of norm 0.15 per pair, so every chord's midpoint is
-    ``(p + q) / 2``; the bump sits at distance 0.05 * sqrt(2) from it. A path whose loss
-    stays within ``tol`` of its worse end must avoid a ball around the bump, so its length
-    is at least :func:`detour_min_length` times the chord's.
+    ``(p + q) / 2``; the bump sits at distance ``offset * sqrt(2)`` from it (default 0.05).
+    A path whose loss stays within ``tol`` of its worse end must avoid a ball around the
+    bump, so its length is at least :func:`detour_min_length` times the chord's. With a
+    small ``offset`` the bump is almost centred on every chord, so every direction
+    orthogonal to the chord leads out of it alike: a bend in a random direction clears it
+    as well as the best bend of the same length.
     """
     if not isinstance(num_pairs, int) or num_pairs < 1:
         raise ValueError(f"num_pairs={num_pairs!r} must be a positive integer")
@@ -128,8 +131,9 @@ def detour_pairs(num_pairs: int = 20, seed: int = 0
     u = torch.randn(num_pairs, *d, generator=gen)
     u = u - u.mean(dim=(1, 2, 3), keepdim=True)
     u = 0.15 * u / u.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    check_positive(offset=offset)
     off = torch.zeros(d)
-    off[0, 0, 0], off[0, 0, 1] = 0.05, -0.05
+    off[0, 0, 0], off[0, 0, 1] = offset, -offset
     return Bump(0.5 * (p + q) + off), p + u, q - u, torch.zeros(num_pairs, dtype=torch.long)
 
 

@@ -8,6 +8,8 @@ Used by chapter 05 (the ``fine_prune`` repair baseline, :func:`mcutils.repair.ca
   would be carried around the block by the shortcut, so such convs are left out;
 * :func:`prune_filters`: zero the channels that clean data activate least (conv weights
   and bias, and the following BatchNorm's scale and shift), keeping a mask per module;
+* :func:`prune_until`: Liu et al.'s stopping rule, prune more and more of the layer while
+  the clean validation accuracy stays within a tolerance of the unpruned model's;
 * :func:`masked_grad_hooks`: gradient hooks that keep the masked channels at zero while
   the pruned model is fine-tuned.
 """
@@ -24,7 +26,7 @@ from torch import nn
 from mcutils.core.checks import ParameterError
 from mcutils.core.runtime import get_device, model_device
 
-__all__ = ["masked_grad_hooks", "prunable_convs", "prune_filters"]
+__all__ = ["masked_grad_hooks", "prunable_convs", "prune_filters", "prune_until"]
 
 _PASS_MODULES = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU,
                  nn.Tanh, nn.Sigmoid, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
@@ -186,3 +188,57 @@ def masked_grad_hooks(model: nn.Module) -> list[torch.utils.hooks.RemovableHandl
                 m = mask.to(p.device).view(shape).to(p.dtype)
                 handles.append(p.register_hook(lambda g, m=m: g * m))
     return handles
+
+
+@torch.inference_mode()
+def _accuracy(model: nn.Module, loader: Iterable) -> float:
+    device = model_device(model)
+    correct = total = 0
+    for x, y in loader:
+        correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
+        total += len(y)
+    if total == 0:
+        raise ParameterError("the validation loader is empty")
+    return correct / total
+
+
+def prune_until(model: nn.Module, loader: Iterable, val_loader: Iterable,
+                tolerance: float = 0.05, step: float = 0.1, layer: str | None = None
+                ) -> dict[str, object]:
+    """Fine-pruning's stopping rule: the largest share of the layer's channels (a multiple
+    of ``step``, below 1) that can be pruned, in order of rising clean activation, while
+    the clean validation accuracy stays at least the unpruned model's minus ``tolerance``.
+
+    Shares are tried in increasing order and the search stops at the first one whose
+    accuracy falls below that level (Liu et al. 2018 prune until the clean validation
+    accuracy drops).
+
+    Args:
+        model: the model (not modified).
+        loader: clean batches that rank the channels (:func:`prune_filters`).
+        val_loader: the defender's clean validation batches ``(x, y)``.
+        tolerance: validation accuracy the pruning may lose.
+        step: increment of the pruned share.
+        layer: which conv (default: the last prunable one).
+
+    Returns:
+        ``{"fraction", "accuracy", "base_accuracy", "tried"}``: the chosen share (0 when
+        even the first step loses too much), its validation accuracy, the unpruned
+        model's, and ``[(share, accuracy), ...]`` of every share tried.
+    """
+    if not 0 <= tolerance <= 1 or not 0 < step < 1:
+        raise ParameterError(f"need 0 <= tolerance <= 1 and 0 < step < 1 "
+                             f"(got {tolerance}, {step})")
+    net = copy.deepcopy(model).eval()
+    base = _accuracy(net, val_loader)
+    chosen, chosen_acc, tried = 0.0, base, []
+    k = 1
+    while k * step < 1 - 1e-9:
+        frac = round(k * step, 6)
+        acc = _accuracy(prune_filters(net, loader, frac, layer), val_loader)
+        tried.append((frac, acc))
+        if acc < base - tolerance - 1e-12:
+            break
+        chosen, chosen_acc = frac, acc
+        k += 1
+    return {"fraction": chosen, "accuracy": chosen_acc, "base_accuracy": base, "tried": tried}

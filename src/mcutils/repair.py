@@ -192,14 +192,16 @@ def cached_curve(start: nn.Module, end: nn.Module, bonafide: ImageDataset, steps
                  lr: float = 0.05, weight_decay: float = 0.0, curve: str = "bezier",
                  num_bends: int = 3, batch_size: int = 128, schedule: str | None = None,
                  seed: int = 0, device: str = "cpu", progress: bool = False,
-                 return_info: bool = False, momentum: float = 0.9):
+                 return_info: bool = False, momentum: float = 0.9, init: str = "linear"):
     """A :class:`~mcutils.curves.CurveModel` between ``start`` and ``end`` trained on
     ``bonafide`` for ``steps`` batches (SGD), cached by :mod:`mcutils.core.store`.
 
     The batch size is ``min(batch_size, len(bonafide))``; the penalty ``weight_decay``
     is on ``w(t)`` (see :func:`mcutils.curves.train_curve`). The cache key holds
     fingerprints of both endpoints and of the data, so a curve is never reused for other
-    models or data.
+    models or data. ``init`` is where the inner bends start
+    (:class:`~mcutils.curves.CurveModel`: ``"linear"``, on the segment, or ``"random"``,
+    a fresh initialisation seeded by ``seed``).
     """
     from mcutils.core.store import code_version, fingerprint, load_or_train
     from mcutils.curves import CurveModel, train_curve
@@ -211,9 +213,12 @@ def cached_curve(start: nn.Module, end: nn.Module, bonafide: ImageDataset, steps
                   batch_size=batch_size, schedule=schedule, seed=seed)
     if momentum != 0.9:
         config["momentum"] = momentum
+    if init != "linear":
+        config["init"] = init
 
     def build() -> nn.Module:
-        return CurveModel(start, start, end, curve, num_bends=num_bends)
+        return CurveModel(start, start, end, curve, num_bends=num_bends, init=init,
+                          init_seed=seed)
 
     def fit(cm: nn.Module) -> None:
         loader = TensorLoader(bonafide, min(batch_size, len(bonafide)), shuffle=True, seed=seed)

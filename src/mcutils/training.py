@@ -286,7 +286,9 @@ def sgd_steps(model: nn.Module, loader: Iterable, steps: int, lr: float,
               optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 0.0,
               lr_factor: Callable[[int], float] | None = None,
               device: str | torch.device = "cpu", seed: int = 0, progress: bool = False,
-              desc: str = "sgd steps", channels_last: bool | None = None) -> None:
+              desc: str = "sgd steps", channels_last: bool | None = None,
+              objective: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+              | None = None) -> None:
     """Train ``model`` in place for exactly ``steps`` optimiser steps of cross-entropy.
 
     Unlike :func:`train`, the budget is a number of steps: ``loader`` is cycled through
@@ -314,6 +316,8 @@ def sgd_steps(model: nn.Module, loader: Iterable, steps: int, lr: float,
             plan, :func:`mcutils.core.runtime.prepare`, chosen at the first batch as in
             :func:`train`); it changes results at float rounding only, and the weights'
             layout is restored afterwards.
+        objective: ``(model, x, y) -> loss`` in place of the cross-entropy (e.g.
+            :func:`mcutils.attacks.gradient_penalty_objective`, chapter 06's robust end).
 
     Only parameters with ``requires_grad`` are optimised; gradient hooks registered on
     the parameters (e.g. :func:`mcutils.pruning.masked_grad_hooks`) act on every step.
@@ -340,7 +344,9 @@ def sgd_steps(model: nn.Module, loader: Iterable, steps: int, lr: float,
             if plan is None:
                 plan = prepare(model, x, device, channels_last=channels_last, purpose="train")
                 layout.enter_context(prepared(model, plan))
-            loss = F.cross_entropy(model(plan.input(x)), y.to(device))
+            x, y = plan.input(x), y.to(device)
+            loss = (F.cross_entropy(model(x), y) if objective is None
+                    else objective(model, x, y))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -2,7 +2,8 @@
 
 :func:`trained_model` trains (or loads) a registry model on a registry dataset with
 :func:`mcutils.training.train`, adversarially when asked (:mod:`mcutils.attacks`), so
-chapters that use the same settings share one checkpoint. Used by every chapter (00-06).
+chapters that use the same settings share one checkpoint. Used by every chapter (00-07); :func:`imagenet_model` by the ImageNet sections of
+chapters 01 and 04.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from mcutils.data import TensorLoader, load_dataset
 from mcutils.models import build_for_dataset
 from mcutils.training import evaluate, train
 
-__all__ = ["trained_model"]
+__all__ = ["IMAGENET_MODELS", "imagenet_model", "trained_model"]
+
+#: The paper's ImageNet classifiers (torchvision names): GoogLeNet for its Figure 6,
+#: ResNet-18 and ViT-B/16 for its other sections.
+IMAGENET_MODELS = ("googlenet", "resnet18", "vit_b_16")
 
 
 def trained_model(dataset: str = "fashion-mnist", model: str = "small_cnn", epochs: int = 2,
@@ -86,3 +91,27 @@ def trained_model(dataset: str = "fashion-mnist", model: str = "small_cnn", epoc
     partial = partial_path(config, code=code)  # resumed after an interruption; removed at the end
     return load_or_train(config, build, fit, evaluate=test_metrics, return_info=return_info,
                          code=code)
+
+
+def imagenet_model(arch: str, pretrained: bool = True, download: bool = False) -> nn.Module:
+    """A torchvision ImageNet classifier of :data:`IMAGENET_MODELS`, wrapped with its
+    input normalisation (pixel inputs in ``[0, 1]``), in eval mode on the CPU.
+
+    With ``pretrained`` the weights are read from ``$TORCH_HOME/hub/checkpoints``
+    (:func:`mcutils.data.pretrained_weights_file` checks they are there *before* any
+    model is built, and names the file and its address when they are not); they are
+    downloaded only with ``download=True`` on a machine that is online. With
+    ``pretrained=False`` the architecture is randomly initialised (the tests).
+    """
+    from mcutils.core.checks import ParameterError
+    from mcutils.data import pretrained_weights_file
+    from mcutils.models import build_model
+
+    if arch not in IMAGENET_MODELS:
+        raise ParameterError(f"arch={arch!r} is not one of the paper's ImageNet models "
+                             f"{IMAGENET_MODELS}")
+    if pretrained:
+        pretrained_weights_file(arch, download=download)
+    net = build_model(f"torchvision:{arch}", num_classes=1000, in_channels=3, input_size=224,
+                      pretrained=pretrained)
+    return net.eval()

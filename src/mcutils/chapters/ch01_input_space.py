@@ -12,7 +12,9 @@ tolerance curves, the intervals behind its claims, and its findings.
 * :func:`two_sample_ci`, :func:`effect_word`, :func:`fraction_result` (exact),
   :func:`median_result` (hierarchical), :func:`one_round_flags`, :func:`connectivity_claims`,
   :func:`claim_verdicts` (with :data:`CLAIM_KINDS` and :data:`PAPER`): the claims;
-* :func:`findings` records what the chapter glues and its claims.
+Its findings are recorded by :func:`mcutils.chapters.ch01_input_space_findings.findings`,
+its own checks (dense re-measurement, random bends, the two-ball region at every
+tolerance, the smoothness comparison) are in :mod:`mcutils.chapters.ch01_input_space_checks`.
 
 Each is tested at a tiny size in ``tests/test_inputspace_studies.py`` and
 ``tests/test_ch01_input_space.py``. Tables are
@@ -39,7 +41,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mcutils.chapters.ch01_input_space_deviations import measured_effects, record_deviations
 from mcutils.chapters.common import model_params
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
@@ -58,7 +59,7 @@ __all__ = ["PARAMETERS", "EXPECTED", "seeds_given", "connect_tol_within_tol",
            "pair_table", "connected_flags", "bypassed", "tolerance_curve", "kind_summary",
            "two_sample_ci", "effect_word", "CLAIM_KINDS", "PAPER", "fraction_result",
            "median_result", "one_round_flags", "connectivity_claims", "claim_verdicts",
-           "findings"]
+           "bypassed"]
 
 
 KINDS = ("real-real", "real-interpolated", "real-synthetic", "synthetic-synthetic")
@@ -128,8 +129,15 @@ PARAMETERS = ParameterSchema("01", {
     "claim_frac": Param(0.95, "claims: at least this fraction of pairs connected", range=(0, 1)),
     "one_round_frac": Param(0.8, "claim: one round connects at least this fraction of barrier "
                             "pairs", range=(0, 1)),
-    "max_rel_length": Param(1.05, "claim: median path length / |C - A| of bypassed pairs at "
-                            "most this", range=(1, None)),
+    "bend_draws": Param(4, "claim near_linear: random bends of each bypassed path (same "
+                        "distances, random direction)", range=(1, None)),
+    "check_points": Param(1000, "points per segment of the dense re-measurement of every "
+                          "final path", range=(2, None)),
+    "tv_sweep_weights": Param([2.5e-7, 2.5e-5, 2.5e-4, 2.5e-3], "smoothness weights of A "
+                              "compared (the first is the paper's)", range=(0, None)),
+    "tv_sweep_steps": Param(512, "maximum Adam steps of that comparison", range=(1, None)),
+    "tv_sweep_pairs_per_class": Param(2, "synthetic pairs per class in that comparison",
+                                      range=(1, None)),
     "image_folder": Param(None, "torchvision models only: folder with one sub-folder of images "
                           "per class", nullable=True),
     "image_size": Param(224, "torchvision models only: input side", range=(32, 1024)),
@@ -515,22 +523,26 @@ PAPER = {
 
 
 def connectivity_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.95,
-                        one_round_frac: float = 0.8, max_rel_length: float = 1.05,
+                        one_round_frac: float = 0.8, bends: pd.DataFrame | None = None,
                         seed: int = 0) -> dict[str, dict[str, Any]]:
     """The claims of chapter 01 from its pair table (column ``kind``), with intervals.
 
     * ``real_connected``, ``interpolated_connected``, ``real_synthetic_connected``,
       ``synthetic_connected``: the fraction of pairs of each kind connected after the
       last round is at least ``claim_frac`` (exact binomial interval over pairs,
-      :func:`fraction_result`);
+      :func:`fraction_result`); with a column ``dense`` (the final paths re-measured on a
+      dense grid, :func:`~mcutils.chapters.ch01_input_space_checks.dense_barriers`) a
+      pair is connected when both measurements say so;
     * ``one_round``: of the real pairs with a straight-path barrier of at least ``tol``,
       the fraction connected after one round is at least ``one_round_frac`` (exact);
-    * ``near_linear``: the median relative path length of the real pairs that needed a
-      bypass is at most ``max_rel_length`` (hierarchical bootstrap over classes and
-      pairs, :func:`median_result`).
+    * ``near_linear`` (with ``bends``, the random bends of the bypassed real pairs,
+      :func:`~mcutils.chapters.ch01_input_space_checks.bend_barriers`): the bypass bends a
+      path only as far as a targeted move needs, so the same bend in a random direction
+      keeps a barrier: the median barrier of the random bends is above ``tol``
+      (hierarchical bootstrap over classes and pairs, :func:`median_result`).
 
-    All are claims of a level (``>=``, ``<=``). :mod:`mcutils.chapters.ch01_input_space_controls`
-    runs the same checks on planted pairs where they are false by construction.
+    :mod:`mcutils.chapters.ch01_input_space_controls` runs the same checks on planted
+    pairs where they are false by construction.
 
     Returns:
         ``{claim_id: {"statement", "paper", "result", "threshold", "direction", "method"}}``,
@@ -539,10 +551,15 @@ def connectivity_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.9
     """
     rounds = round_columns(table)
     out: dict[str, dict[str, Any]] = {}
+    dense = "dense" in table.columns
     for kind, (cid, label) in CLAIM_KINDS.items():
         sub = table[table["kind"] == kind]
-        iv, method = fraction_result(connected_flags(sub, tol) if len(sub) else [])
-        out[cid] = _claim(f"{label}: fraction connected (barrier < {tol:g} nats) within "
+        flags = connected_flags(sub, tol) if len(sub) else []
+        if dense and len(sub):
+            flags = flags * (sub["dense"].to_numpy(float) < tol)
+        iv, method = fraction_result(flags)
+        out[cid] = _claim(f"{label}: fraction connected (barrier < {tol:g} nats"
+                          f"{', also on the dense grid' if dense else ''}) within "
                           f"{len(rounds) - 1} rounds >= {claim_frac:g}", PAPER[cid], iv,
                           claim_frac, ">=", method)
     real = table[table["kind"] == "real-real"]
@@ -550,12 +567,13 @@ def connectivity_claims(table: pd.DataFrame, tol: float, claim_frac: float = 0.9
     out["one_round"] = _claim(
         f"one bypass round connects real pairs with a straight-path barrier >= {tol:g}: "
         f"fraction >= {one_round_frac:g}", PAPER["one_round"], iv, one_round_frac, ">=", method)
-    bent = bypassed(real) if len(real) else real
-    iv, method = median_result(bent["rel_length"] if len(bent) else [],
-                               bent["target"] if len(bent) else [], seed=seed)
-    out["near_linear"] = _claim(
-        f"bypassed real paths are nearly straight: median path length / |C - A| <= "
-        f"{max_rel_length:g}", PAPER["near_linear"], iv, max_rel_length, "<=", method)
+    if bends is not None:
+        iv, method = median_result(bends["null"] if len(bends) else [],
+                                   bends["target"] if len(bends) else [], seed=seed)
+        out["near_linear"] = _claim(
+            f"bypassed real paths are nearly straight: bent by the same distances in a random "
+            f"direction they keep a barrier (median barrier of the random bends > {tol:g} "
+            f"nats)", PAPER["near_linear"], iv, tol, ">", method)
     return out
 
 
@@ -579,121 +597,7 @@ def claim_verdicts(claims: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
             for cid, c in claims.items()}
 
 
-# ------------------------------------------------------------------ findings
-
-
 def bypassed(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of a :func:`pair_table` whose pair needed a bypass (connected or not) and
     whose path has a bypass point."""
     return table[(table["rounds_needed"] != 0) & (table["vertices"] > 2)]
-
-
-def findings(chapter: Any, params: Mapping[str, Any], *, straight: Any,
-             synthesis: Mapping[str, Any], results: Mapping[Hashable, ConnectResult],
-             deviation: Mapping[str, Any] | None, table: pd.DataFrame, summary: pd.DataFrame,
-             curve: pd.DataFrame, variant_table: pd.DataFrame,
-             variant_diff: Mapping[str, Any],
-             controls: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-    """Record what chapter 01 glues and its claims, and print its key numbers.
-
-    Args:
-        chapter: the :class:`~mcutils.core.report.ChapterReport`.
-        params: the validated parameters.
-        straight: the real pairs' straight paths
-            (:func:`mcutils.chapters.ch01_input_space_paths.straight_paths`).
-        synthesis: :func:`synthesis_summary` of the synthetic inputs.
-        results: the paper's bypass, ``{(seed, kind): ConnectResult}``.
-        deviation: the first round's bypass of the first seed's real pairs
-            (:func:`mcutils.chapters.ch01_input_space_paths.bypass_deviation`).
-        table, summary, curve: its :func:`pair_table`, :func:`kind_summary` and
-            :func:`tolerance_curve`.
-        variant_table: the :func:`pair_table` of the early-stopped variant.
-        variant_diff: :func:`mcutils.chapters.ch01_input_space_paths.variant_difference`.
-        controls: the negative controls of the claims, ``{claim_id: {"statement",
-            "result"}}`` (:func:`mcutils.chapters.ch01_input_space_controls.control_results`).
-
-    It also glues the deviations table
-    (:func:`mcutils.chapters.ch01_input_space_deviations.record_deviations`).
-    """
-
-    tol, tolerances, seed = params["tol"], params["tolerances"], params["seeds"][0]
-    rec = chapter.record
-    real_tab = table[table["kind"] == "real-real"]
-    real_rounds = [round(float(connected_flags(real_tab, tol, c).mean()), 3)
-                   for c in round_columns(real_tab)]
-    first = next((r for r in results.values() if r.bypass_history), None)
-    rec("ch01_straight_frac_real", float(connected_flags(real_tab, tol, "round_0").mean()))
-    rec_min = rec("ch01_straight_frac_tol_min",
-                  float(connected_flags(real_tab, min(tolerances), "round_0").mean()))
-    rec_max = rec("ch01_straight_frac_tol_max",
-                  float(connected_flags(real_tab, max(tolerances), "round_0").mean()))
-    rec("ch01_round1_frac_tol_min",
-        float(connected_flags(table, min(tolerances), "round_1").mean()))
-    rec("ch01_bypass_final_loss",
-        first.bypass_history[0][-1].item() if first is not None else math.nan, digits=6)
-    rec("ch01_end_loss_median",
-        straight.profiles[:, [0, -1]].max(1).values.median().item(), digits=6)
-    rec("ch01_rel_deviation_l2", math.nan if deviation is None else deviation["median"])
-
-    barriers = straight.barriers
-    connected_iv = fraction_result(connected_flags(real_tab, tol))[0]
-    barrier_iv = fraction_result((barriers >= tol).int().numpy())[0]
-    real_bent = bypassed(table)
-    real_bent = real_bent[real_bent["kind"] == "real-real"]
-    rel_iv = median_result(real_bent["rel_length"], real_bent["target"], seed)[0]
-    dev_iv = median_result(real_bent["chord_deviation"], real_bent["target"], seed)[0]
-    loose_tol = max(tolerances)
-    rec("ch01_tol", tol)
-    rec("ch01_loose_tol", loose_tol)
-    rec("ch01_max_rounds", params["max_rounds"])
-    rec("ch01_num_pairs", len(straight.real))
-    rec("ch01_pairs_by_kind", {k: int(v) for k, v in zip(summary["kind"], summary["pairs"])})
-    rec("ch01_median_barrier_real", barriers.median().item())
-    rec("ch01_max_barrier_real", barriers.max().item())
-    rec("ch01_barrier_frac_real", barrier_iv)
-    rec("ch01_barrier_frac_real_est", barrier_iv["estimate"])
-    rec("ch01_barrier_frac_real_ci", barrier_iv["ci"], digits=3)
-    rec("ch01_barrier_frac_loose", (barriers >= loose_tol).float().mean().item())
-    rec("ch01_find_barrier_agreement", straight.agreement)
-    for key in ("reached", "steps_median", "steps_max"):
-        rec(f"ch01_synth_{key}", synthesis[key])
-    rec("ch01_synth_loss_max", synthesis["loss_max"], digits=6)
-    rec("ch01_synth_outside", synthesis["outside"])
-    for name in ("lr", "steps", "stop_loss", "init_std", "weight_decay", "tv_weight"):
-        rec(f"ch01_synth_{name}", params[f"synth_{name}"])
-    tv_ratio = synthesis["tv_ratio"]
-    rec("ch01_tv_ratio", tv_ratio)
-    rec("ch01_tv_ratio_est", tv_ratio["estimate"])
-    rec("ch01_tv_ratio_ci", tv_ratio["ci"], digits=3)
-    rec("ch01_tv_word", effect_word(
-        stats.interval(1 - tv_ratio["estimate"], 1 - tv_ratio["ci"][1], 1 - tv_ratio["ci"][0],
-                       tv_ratio["n"]), "smoother than", "rougher than",
-        "not distinguishable in smoothness from"))
-    rec("ch01_connected_frac", connected_iv)
-    rec("ch01_connected_frac_kinds",
-        {k: round(v, 3) for k, v in zip(summary["kind"], summary["connected"])})
-    rec("ch01_connected_by_round_real", real_rounds)
-    real_curve = curve[curve["kind"] == "real-real"]
-    rec("ch01_connected_by_tol",
-        {f"{t:g}": [round(v, 3) for v in real_curve[real_curve["tol"] == t]
-                    .sort_values("round")["estimate"]] for t in tolerances})
-    for name, iv in (("rel_path_length", rel_iv), ("chord_deviation", dev_iv)):
-        rec(f"ch01_{name}", iv)
-        rec(f"ch01_{name}_est", iv["estimate"])
-        rec(f"ch01_{name}_ci", iv["ci"], digits=3)
-    rec("ch01_variant_connected", float(connected_flags(variant_table, tol).mean()))
-    rec("ch01_variant_diff", variant_diff)
-    rec("ch01_variant_diff_est", variant_diff["estimate"])
-    rec("ch01_variant_diff_ci", variant_diff["ci"], digits=4)
-    rec("ch01_variant_word", effect_word(variant_diff, "larger", "smaller", "indistinguishable"))
-    print(f"real pairs: {len(straight.real)}; straight-path barrier >= {tol:g}: "
-          f"{barrier_iv['estimate']:.3f} {[round(v, 3) for v in barrier_iv['ci']]}")
-    print(f"connected at {tol:g} after rounds 0..{params['max_rounds']} (real): {real_rounds}")
-    print(f"bypassed real paths: median length ratio {rel_iv['estimate']:.3f}, chord deviation "
-          f"{dev_iv['estimate']:.3f}")
-    rec("ch01_bypassed_real", len(real_bent))
-    for cid, c in connectivity_claims(table, tol, params["claim_frac"], params["one_round_frac"],
-                                      params["max_rel_length"], seed=seed).items():
-        chapter.claim(cid, **c, control=(controls or {}).get(cid))
-    record_deviations(chapter, measured_effects(params, straight.agreement, real_rounds,
-                                                (rec_min, rec_max), tv_ratio))

@@ -27,7 +27,7 @@ from mcutils.inputspace.paths import loss_profiles
 from mcutils.inputspace.synthesis import SyntheticPairs
 
 __all__ = ["plot_straight_paths", "plot_synthetic_examples", "plot_tolerance_curves",
-           "plot_one_bypass", "plot_path_geometry"]
+           "plot_one_bypass", "plot_path_geometry", "plot_random_bends"]
 
 
 def plot_straight_paths(profiles: torch.Tensor, barriers: torch.Tensor, targets: torch.Tensor,
@@ -140,18 +140,34 @@ def plot_one_bypass(model: nn.Module, pairs: PairSet, result: ConnectResult,
     return fig
 
 
-def plot_path_geometry(bent: pd.DataFrame, max_rel_length: float) -> plt.Figure:
-    """Relative path length (``max_rel_length`` dashed) and chord deviation of the bypassed
-    pairs ``bent`` (rows of a pair table), by kind."""
+def plot_path_geometry(bent: pd.DataFrame) -> plt.Figure:
+    """Relative path length and chord deviation of the bypassed pairs ``bent`` (rows of a
+    pair table), by kind."""
     fig, axes = plt.subplots(1, 2, figsize=(plotting.MAX_WIDTH, 3.2), sharey=True)
     sns.stripplot(data=bent, x="rel_length", y="kind", ax=axes[0], size=4, alpha=0.7)
-    axes[0].axvline(max_rel_length, color="k", ls="--", lw=1,
-                    label=f"claim's bound ({max_rel_length:g})")
     axes[0].set_xlabel("path length relative to |C - A|")
     axes[0].set_ylabel("kind of pair")
-    axes[0].legend(fontsize=8)
     sns.stripplot(data=bent, x="chord_deviation", y="kind", ax=axes[1], size=4, alpha=0.7)
     axes[1].set_xlabel("chord deviation relative to |C - A|")
     axes[1].set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def plot_random_bends(bends: pd.DataFrame, tol: float, floor: float = 1e-5) -> plt.Figure:
+    """The null of "nearly straight": for each bypassed real pair, the barrier of its own
+    path against the mean barrier of the same bend in random directions (log scales,
+    values below ``floor`` drawn at it), with the tolerance dashed on both axes."""
+    fig, ax = plt.subplots(figsize=(min(plotting.MAX_WIDTH, 4.8), 4.0))
+    x = bends["found"].clip(lower=floor)
+    y = bends["null"].clip(lower=floor)
+    ax.scatter(x, y, s=14, alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.axvline(tol, color="k", ls="--", lw=1)
+    ax.axhline(tol, color="k", ls="--", lw=1, label=f"tolerance ({tol:g} nats)")
+    ax.set_xlabel("barrier of the bypassed path (nats)")
+    ax.set_ylabel("barrier of random bends, same size (nats)")
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig

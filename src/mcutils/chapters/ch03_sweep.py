@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from mcutils.chapters.ch01_input_space import connected_flags, effect_word
-from mcutils.chapters.ch03_untrained import StudySettings, build_untrained, untrained_study
+from mcutils.chapters.ch03_untrained import (StudySettings, sweep_cells, build_untrained,
+                                             part_table, study_part, untrained_study)
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
 
@@ -101,31 +102,25 @@ def factor_effects(table: pd.DataFrame, base: Mapping[str, Any], alternatives: M
     return pd.DataFrame(rows)
 
 
-def run_sweep(params: Mapping[str, Any], cfg: StudySettings
+def run_sweep(params: Mapping[str, Any], cfg: StudySettings | None = None
               ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
     """The narrow ResNet's sweep: the base cell (first width, first step factor) on
-    ``sweep_base_seeds``, and every other width and step factor changed alone from it on
-    ``sweep_seeds`` (:func:`sweep_study`, matched pair by pair).
+    ``sweep_base_seeds``, and every other step factor and width changed alone from it on
+    ``sweep_seeds``, one pair per class, matched pair by pair. Each seed of each cell is
+    a :func:`~mcutils.chapters.ch03_untrained.study_part` (computed once, cached, and run
+    side by side in the runner's pool); ``cfg`` is kept for callers.
 
     Returns:
-        ``(sweep, base, alternatives)``: the pair table, the base cell's levels
-        ``{"width", "step_factor"}`` and each varied factor's alternative level, as
-        :func:`factor_effects` takes them.
+        ``(sweep, base, alternatives)``: the pair table (columns ``width`` and
+        ``step_factor``), the base cell's levels ``{"width", "step_factor"}`` and each
+        varied factor's first alternative level, as :func:`factor_effects` takes them.
     """
     p = params
     widths, factors = p["sweep_widths"], p["sweep_step_factors"]
     base = dict(width=widths[0], step_factor=factors[0])
-    cells = [(widths[0], factors[0])]
-    cells += [(w, factors[0]) for w in widths[1:]]
-    cells += [(widths[0], f) for f in factors[1:]]
-    # the base cell (the claim's) runs more seeds; every other cell is matched to it pair by pair
-    parts = [(p["sweep_base_seeds"], cells[:1])]
-    parts += [(p["sweep_seeds"], cells[1:])] if cells[1:] else []
-    sweep = pd.concat([sweep_study(p["sweep_model"], p["dataset"], widths, factors, part_seeds,
-                                   cfg.classes, cfg.info.shape, cfg.synth, cfg.connect,
-                                   p["connect_tol"], num_points=p["num_points"],
-                                   cells=part_cells)
-                       for part_seeds, part_cells in parts], ignore_index=True)
+    frames = [part_table(study_part(p, "sweep", s, f, w), width=w, step_factor=f)
+              for w, f, seeds in sweep_cells(p) for s in seeds]
+    sweep = pd.concat(frames, ignore_index=True)
     alternatives = {}
     if len(widths) > 1:
         alternatives["width"] = widths[1]

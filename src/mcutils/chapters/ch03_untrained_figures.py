@@ -1,12 +1,15 @@
 """Chapter 03's figures: the synthetic pairs of an untrained network, the barrier after
 each bypass round with the tolerance curves, the path lengths, the width/steps sweep of
-the narrow ResNet, and the barrier's evolution in the first training batches.
+the narrow ResNet, the budget curve, and the barrier's evolution in the first training
+batches.
 
 * :func:`plot_synthetic_pairs`: one synthetic pair per class, each image on its own scale;
 * :func:`plot_rounds`: barriers per round, and the connected fraction against the tolerance;
 * :func:`plot_path_lengths`: the relative length of every connecting path, per model;
 * :func:`plot_sweep`: the sweep's tolerance curves per cell and its synthesis losses;
-* :func:`plot_evolution`: highest straight-path loss and worse endpoint loss per batch.
+* :func:`plot_evolution`: highest straight-path loss and worse endpoint loss per batch;
+* :func:`plot_budget_curve`: the connected fraction under both criteria against the step
+  budget, and how deep the endpoints get.
 
 Each returns the figure, at most :data:`mcutils.plotting.MAX_WIDTH` wide (two-panel
 figures stack their panels); the notebook glues it for a numbered caption. Used by
@@ -29,9 +32,9 @@ from mcutils.chapters.ch03_sweep import label_cells
 from mcutils.inputspace.synthesis import SyntheticPairs
 
 __all__ = ["plot_synthetic_pairs", "plot_rounds", "plot_path_lengths", "plot_sweep",
-           "plot_evolution"]
+           "plot_evolution", "plot_budget_curve"]
 
-#: legend entries of the protocols of :func:`~mcutils.chapters.ch03_untrained.barrier_evolution`
+#: legend entries of the protocols of :func:`~mcutils.chapters.ch03_evolution.barrier_evolution`
 _PROTOCOL_LABELS = {"re-synthesised": "pairs synthesised anew at each checkpoint",
                     "fixed at init": "pairs fixed at initialisation"}
 
@@ -141,7 +144,7 @@ def plot_sweep(sweep: pd.DataFrame, cell_curve: pd.DataFrame, tol: float, max_ro
 def plot_evolution(evo: Mapping[str, pd.DataFrame], num_runs: int) -> plt.Figure:
     """The barrier evolution per protocol against the training batches: the highest loss
     on the straight path (top) and the worse endpoint loss (bottom), from
-    :func:`~mcutils.chapters.ch03_untrained.evolution_summary` of ``max_loss`` and
+    :func:`~mcutils.chapters.ch03_evolution.evolution_summary` of ``max_loss`` and
     ``end_loss``, with 95% intervals over ``num_runs`` runs (log scale)."""
     fig, axes = plt.subplots(2, 1, figsize=(plotting.MAX_WIDTH, 7.0), sharex=True)
     for ax, (metric, summ) in zip(axes, evo.items()):
@@ -157,5 +160,32 @@ def plot_evolution(evo: Mapping[str, pd.DataFrame], num_runs: int) -> plt.Figure
     axes[0].set_ylabel("highest straight-path\nloss (nats)")
     axes[0].set_title(f"mean over pairs; 95% interval over {num_runs} runs")
     axes[1].set_ylabel("worse endpoint\nloss (nats)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_budget_curve(curve: pd.DataFrame, tol: float, abs_tol: float) -> plt.Figure:
+    """Top: the fraction of pairs connected against the synthesis step budget (the bypass
+    budget scales with it), under the gap criterion (``tol`` over the worse endpoint) and
+    the absolute one (the whole path below ``abs_tol``), with exact 95% intervals. Bottom:
+    the median class loss of the worse synthetic input of a pair. ``curve`` is a
+    :func:`~mcutils.chapters.ch03_findings.budget_curve`."""
+    fig, axes = plt.subplots(2, 1, figsize=(plotting.MAX_WIDTH, 6.4), sharex=True)
+    x = curve["synth_steps"].to_numpy(float)
+    for key, label in (("gap", f"gap criterion: below the worse endpoint + {tol:g} nats"),
+                       ("abs", f"absolute criterion: the whole path below {abs_tol:g} nats")):
+        est = [iv["estimate"] for iv in curve[key]]
+        lo = [iv["ci"][0] for iv in curve[key]]
+        hi = [iv["ci"][1] for iv in curve[key]]
+        axes[0].plot(x, est, marker="o", label=label)
+        axes[0].fill_between(x, lo, hi, alpha=0.15)
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("fraction of pairs connected")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(x, curve["worse_end_loss"], marker="o", color="k")
+    axes[1].set_yscale("log")
+    axes[1].set_xscale("log", base=2)
+    axes[1].set_xlabel("synthesis steps (the bypass steps scale with them)")
+    axes[1].set_ylabel("median loss of the\nworse endpoint (nats)")
     fig.tight_layout()
     return fig

@@ -10,15 +10,17 @@ ones, and attacked.
   (:func:`mcutils.detection.connectivity_features`), :func:`detector_table` the
   cross-validated AUROC and TPR of every detector on every attack (:data:`DETECTORS`
   in the chapter's order; :func:`table_entry` reads one interval);
-* :func:`adaptive_study`: the deployed detector against the adaptive attack
-  (:class:`mcutils.attacks.DetectorPenalty`) and a detector retrained on it.
+* :func:`baseline_grids` computes the established detectors' features at every value of
+  their tuned hyper-parameter (:mod:`mcutils.detection_baselines`: the Mahalanobis layer
+  ensemble, LID, KD+BU), which :func:`detector_table` tunes inside its folds.
+
+The adaptive attack is in :mod:`mcutils.chapters.ch04_adaptive`.
 
 Used by chapter 04 (through :mod:`mcutils.chapters.ch04_adversarial`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mcutils import attacks, detection
+from mcutils import detection_baselines as baselines
 from mcutils.advbarriers import PAPER_ATTACK, class_loss, predict_classes
 from mcutils.core import stats
 from mcutils.core.checks import ParameterError
@@ -38,10 +41,11 @@ from mcutils.core.runtime import model_device as _model_device
 
 __all__ = [
     "ATTACK_KINDS",
+    "BASELINE_LABELS",
     "DETECTORS",
     "Sources",
-    "adaptive_study",
     "attack_specs",
+    "baseline_grids",
     "attack_suite",
     "attack_summary",
     "defender_features",
@@ -121,7 +125,8 @@ def attack_specs(params: Mapping[str, Any], paper_attack: Mapping[str, Any]
                  ) -> dict[str, dict[str, Any]]:
     """The attacks of section 3 (name -> :func:`attack_suite` spec) from the chapter's
     parameters: FGSM and PGD at the chapter's radii, Carlini-Wagner, and the paper's
-    attack (``paper_attack``) with matched and with over-confident ends."""
+    attack (``paper_attack``) with matched and with over-confident ends, and bounded to
+    PGD L2's radius (targeted, matched stop: the same perturbation budget as PGD L2)."""
     return {
         "FGSM": {"kind": "fgsm", "eps": params["eps_linf"]},
         "PGD L-inf": {"kind": "pgd_linf", "eps": params["eps_linf"], "steps": params["pgd_steps"]},
@@ -129,12 +134,21 @@ def attack_specs(params: Mapping[str, Any], paper_attack: Mapping[str, Any]
         "CW L2": {"kind": "cw", "steps": params["cw_steps"]},
         "paper (matched)": {**paper_attack, "kind": "optim"},
         "paper (over-confident)": {**paper_attack, "kind": "optim", "stop": None},
+        "paper (L2-bounded)": {**paper_attack, "kind": "optim", "max_norm": params["eps_l2"],
+                               "norm": "l2"},
     }
 
 
-#: The detectors of the chapter's table, in its column order.
+#: The detectors of the chapter's table, in its column order: the loss-profile ones, the
+#: logit baselines, Mahalanobis at the last layer without pre-processing (the chapter's
+#: earlier baseline), and the established detectors at full strength
+#: (:data:`mcutils.detection_baselines.BASELINES`).
 DETECTORS = ("barrier", "barrier_max", "profile", "profile_logits", "msp", "margin", "logits",
-             "mahalanobis")
+             "mahalanobis", *baselines.BASELINES)
+#: What each established detector is, in words.
+BASELINE_LABELS = {"mahalanobis_ensemble": "Mahalanobis, layer ensemble + pre-processing "
+                                           "(Lee et al. 2018)",
+                   "lid": "LID (Ma et al. 2018)", "kd_bu": "KD+BU (Feinman et al. 2017)"}
 
 
 def attack_suite(model: nn.Module, sources: Sources, specs: Mapping[str, Mapping[str, Any]],
@@ -232,7 +246,9 @@ def defender_features(model: nn.Module, sources: Sources,
 
 def detector_table(real: tuple[Any, Any], adversarial: Mapping[str, tuple[Any, Any, np.ndarray]],
                    detectors: Sequence[str], folds: int = 5, seed: int = 0, n_boot: int = 1000,
-                   fpr: float = 0.05) -> tuple[pd.DataFrame, dict[str, dict[str, np.ndarray]]]:
+                   fpr: float = 0.05,
+                   grids: Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarray]]] | None = None
+                   ) -> tuple[pd.DataFrame, dict[str, dict[str, np.ndarray]]]:
     """Cross-validated detectors for every attack: AUROC and TPR at ``fpr`` with
     intervals over sources, and a Wilcoxon signed-rank test of the barrier gap of each
     adversarial example against that of its own source.
@@ -247,6 +263,13 @@ def detector_table(real: tuple[Any, Any], adversarial: Mapping[str, tuple[Any, A
         n_boot: bootstrap resamples of the intervals
             (:func:`mcutils.core.stats.metric_interval`).
         fpr: false-positive rate of the TPR column.
+        grids: for the established detectors among ``detectors``
+            (:data:`mcutils.detection_baselines.BASELINES`), ``detector -> (grid of the
+            sources, {attack: grid of its successful examples})`` from
+            :func:`baseline_grids`; their hyper-parameter is tuned inside every fold on
+            the fold's training sources only
+            (:func:`mcutils.detection_baselines.tuned_cross_val_scores`); the column
+            ``chosen`` lists the choice per fold.
 
     Returns:
         ``(table, scores)``: one row per attack and detector with ``auroc`` and ``tpr``
@@ -266,10 +289,22 @@ def detector_table(real: tuple[Any, Any], adversarial: Mapping[str, tuple[Any, A
         wil = stats.wilcoxon_paired(gap_a, gap_r, alternative="greater")
         scores[name] = {}
         for det in detectors:
-            x, labels, groups = detection.stack_groups(
-                detection.feature_matrix(det, bf_r, lf_r), detection.feature_matrix(det, bf, lf),
-                g_r, g)
-            s = detection.cross_val_scores(x, labels, groups, folds=folds, seed=seed)
+            chosen = None
+            if det in baselines.BASELINES:
+                if not grids or det not in grids:
+                    raise ParameterError(f"detector {det!r} needs its grid (grids=)")
+                real_grid, adv_grids = grids[det]
+                x, labels, groups = detection.stack_groups(
+                    real_grid.reshape(len(real_grid), -1), adv_grids[name].reshape(len(g), -1),
+                    g_r, g)
+                x = x.reshape(len(x), *real_grid.shape[1:])
+                s, chosen = baselines.tuned_cross_val_scores(x, labels, groups, folds=folds,
+                                                            seed=seed)
+            else:
+                x, labels, groups = detection.stack_groups(
+                    detection.feature_matrix(det, bf_r, lf_r),
+                    detection.feature_matrix(det, bf, lf), g_r, g)
+                s = detection.cross_val_scores(x, labels, groups, folds=folds, seed=seed)
             scores[name][det] = s
             scores[name]["labels"], scores[name]["groups"] = labels, groups
             rows.append({"attack": name, "detector": det, "n_adv": len(g),
@@ -278,8 +313,47 @@ def detector_table(real: tuple[Any, Any], adversarial: Mapping[str, tuple[Any, A
                          "tpr": stats.metric_interval(labels, s, groups, "tpr", fpr=fpr,
                                                           n_boot=n_boot, seed=seed),
                          "wilcoxon_p": wil["pvalue"],
-                         "median_gap_difference": wil["median_difference"]})
+                         "median_gap_difference": wil["median_difference"],
+                         "chosen": chosen})
     return pd.DataFrame(rows), scores
+
+
+def baseline_grids(model: nn.Module, sources: Sources,
+                   adversarial: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                   defender_pool: tuple[torch.Tensor, torch.Tensor],
+                   ensemble: baselines.MahalanobisEnsemble, lid_refs: int = 100,
+                   mc_samples: int = 50, seed: int = 0
+                   ) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """The established detectors' grids (:mod:`mcutils.detection_baselines`) of the
+    sources and of every attack's successful examples, all from the defender's pool:
+    the Mahalanobis ensemble (``ensemble``, fitted on that pool) at Lee et al.'s noise
+    magnitudes, LID against ``lid_refs`` pool images at several ``k``, KD+BU against the
+    pool at several bandwidths.
+
+    Returns:
+        ``detector -> (grid of the sources, {attack: grid of its successful examples})``,
+        as :func:`detector_table` takes them.
+    """
+    px, py = defender_pool
+    if not isinstance(lid_refs, int) or not max(baselines.LID_KS) < lid_refs <= len(px):
+        raise ParameterError(f"lid_refs={lid_refs!r} must be in ({max(baselines.LID_KS)}, "
+                             f"{len(px)}]")
+    ref = px[torch.randperm(len(px), generator=torch.Generator().manual_seed(seed))[:lid_refs]]
+
+    def grids(xs: torch.Tensor) -> dict[str, np.ndarray]:
+        return {"mahalanobis_ensemble": ensemble.score_grid(model, xs),
+                "lid": baselines.lid_grid(model, xs, ref, layers=ensemble.layers),
+                "kd_bu": baselines.kd_bu_grid(model, xs, px, py, mc_samples=mc_samples,
+                                              seed=seed)}
+
+    real = grids(sources.x)
+    out = {d: (real[d], {}) for d in real}
+    for name, (adv, ok) in adversarial.items():
+        if not ok.any():
+            continue
+        for d, grid in grids(adv[ok]).items():
+            out[d][1][name] = grid
+    return out
 
 
 def table_entry(table: pd.DataFrame, attack: str, detector: str, column: str = "auroc"
@@ -290,112 +364,3 @@ def table_entry(table: pd.DataFrame, attack: str, detector: str, column: str = "
     if len(sel) == 0:
         return stats.interval(np.nan, np.nan, np.nan, 0)
     return sel[column].iloc[0]
-
-
-def adaptive_study(model: nn.Module, sources: Sources, plain: torch.Tensor,
-                   defender_pool: tuple[torch.Tensor, torch.Tensor],
-                   attacker_pool: tuple[torch.Tensor, torch.Tensor], penalties: Sequence[float],
-                   detector: str = "profile_logits", num_refs: int = 3, num_points: int = 16,
-                   draws: int = 1, attack: Mapping[str, Any] | None = None, seed: int = 0,
-                   n_boot: int = 1000, mahalanobis: Any = None, progress: bool = True
-                   ) -> pd.DataFrame:
-    """Deployed against retrained detectors under an adaptive attack, on one protocol.
-
-    The sources are split at random into a training and a test half. The *deployed*
-    detector (``detector``, logistic) is fitted once on the training half: its real
-    sources against their paper-attack examples ``plain``. For each penalty weight
-    ``w`` the attacker reruns the paper's attack on every source with
-    ``w x`` the deployed detector's decision value added to its objective
-    (:class:`mcutils.attacks.DetectorPenalty`, with ``draws`` sets of references per
-    step from its own pool, disjoint from the defender's; with ``w > 0`` a sample stops
-    only when its loss rule holds *and* the detector calls it real). Then, on the test
-    half only:
-
-    * ``auroc_deployed``: the deployed detector, real test sources vs their adaptive
-      examples;
-    * ``auroc_retrained``: a detector of the same kind refitted on the training half's
-      adaptive examples;
-    * ``difference``: retrained minus deployed (paired bootstrap over test sources).
-
-    ``w = 0`` is the paper's attack itself (``plain`` is reused). The defender's
-    references are drawn from its pool with a seed the attacker does not use.
-
-    Returns:
-        One row per penalty: ``penalty``, ``success`` (target reached, all sources),
-        ``l2`` (median pixel L2 of the successful examples), ``auroc_deployed``,
-        ``auroc_retrained``, ``difference`` (intervals) and ``n_test_adv``.
-    """
-    if len(plain) != len(sources):
-        raise ParameterError("plain must hold one paper-attack example per source")
-    n = len(sources)
-    rng = np.random.default_rng(seed)
-    train_rows = np.sort(rng.permutation(n)[: n // 2])
-    is_train = np.zeros(n, bool)
-    is_train[train_rows] = True
-    dx, dy = defender_pool
-    ax, ay = attacker_pool
-    dev = _model_device(model)
-
-    def features(xs: torch.Tensor, draw_seed: int):
-        bf, lf, _ = detection.connectivity_features(model, xs, dx, dy, num_refs=num_refs,
-                                                    num_points=num_points, seed=draw_seed,
-                                                    mahalanobis=mahalanobis)
-        return detection.feature_matrix(detector, bf, lf)
-
-    def success_of(adv: torch.Tensor) -> np.ndarray:
-        return (predict_classes(model, adv) == sources.target).numpy()
-
-    f_real = features(sources.x, seed + 101)
-    ok_plain = success_of(plain)
-    f_plain = features(plain, seed + 202)
-    groups = np.arange(n)
-
-    def fit(f_adv: np.ndarray, ok: np.ndarray):
-        sel = is_train & ok
-        x, lab, _ = detection.stack_groups(f_real[is_train], f_adv[sel], groups[is_train],
-                                           groups[sel])
-        return detection.fit_detector(x, lab, seed=seed)
-
-    def test_set(f_adv: np.ndarray, ok: np.ndarray):
-        sel = ~is_train & ok
-        return detection.stack_groups(f_real[~is_train], f_adv[sel], groups[~is_train],
-                                      groups[sel])
-
-    deployed = fit(f_plain, ok_plain)
-    settings = dict(PAPER_ATTACK)
-    settings.update(attack or {})
-    stop_mode = settings.pop("stop")
-    stop = sources.stop_loss if stop_mode == "matched" else stop_mode
-    rows = []
-    for w in tqdm(list(penalties), desc="adaptive penalties", disable=not progress):
-        if w == 0:
-            adv, f_adv, ok = plain, f_plain, ok_plain
-        else:
-            pen = attacks.DetectorPenalty(model, deployed, detector, ax, ay, sources.target,
-                                            num_refs, num_points, draws=draws, seed=seed + 7)
-            adv = attacks.optimization_attack(model, sources.x.to(dev), sources.target.to(dev),
-                                              stop_loss=stop, penalty=pen, penalty_weight=float(w),
-                                              penalty_stop=math.log(2), **settings).cpu()
-            ok = success_of(adv)
-            f_adv = features(adv, seed + 303)
-        x_t, lab_t, g_t = test_set(f_adv, ok)
-        entry: dict[str, Any] = {"penalty": float(w), "n_test_adv": int(lab_t.sum())}
-        entry["success"] = stats.bootstrap_ci(ok.astype(float), n_boot=n_boot, seed=seed)
-        l2 = (adv - sources.x).flatten(1).norm(dim=1).numpy()[ok]
-        entry["l2"] = (stats.bootstrap_ci(l2, np.median, n_boot=n_boot, seed=seed)
-                       if len(l2) else stats.interval(np.nan, np.nan, np.nan, 0))
-        if lab_t.sum() < 2 or (is_train & ok).sum() < 2:
-            nan = stats.interval(np.nan, np.nan, np.nan, int(lab_t.sum()))
-            entry.update(auroc_deployed=nan, auroc_retrained=nan, difference=nan)
-            rows.append(entry)
-            continue
-        s_dep = detection.detector_scores(deployed, x_t)
-        s_ret = detection.detector_scores(fit(f_adv, ok), x_t)
-        entry["auroc_deployed"] = stats.metric_interval(lab_t, s_dep, g_t, n_boot=n_boot,
-                                                            seed=seed)
-        entry["auroc_retrained"] = stats.metric_interval(lab_t, s_ret, g_t, n_boot=n_boot,
-                                                             seed=seed)
-        entry["difference"] = stats.auroc_difference(lab_t, s_ret, s_dep, g_t,
-                                                         n_boot=n_boot, seed=seed)
-        rows.append(entry)
-    return pd.DataFrame(rows)

@@ -20,13 +20,14 @@ from typing import Any
 
 import pandas as pd
 
-from mcutils.chapters.ch05_controls import DEVIATIONS
+from mcutils.chapters.ch05_controls import deviations
 from mcutils.chapters.ch05_repair import (middle_gap, paired_seed_difference, repair_claims,
                                           share_text)
 from mcutils.core.report import ChapterReport
 from mcutils.core.stats import format_interval, interval_word
 
-__all__ = ["FAULT_NUMBERS", "READINGS", "SWEEP_NUMBERS", "findings"]
+__all__ = ["BACKDOOR_CLAIMS", "FAULT_NUMBERS", "GPU_CHANGES", "READINGS", "SWEEP_NUMBERS",
+           "findings"]
 
 #: Glue name (after ``ch05_``) -> (method, size, metric) of the backdoor sweep's summary
 #: that the prose quotes; the size is ``"small"`` (``claim_small_n``) or ``"large"`` (the
@@ -60,8 +61,25 @@ FAULT_NUMBERS: dict[str, tuple[str, str]] = {
 #: The words of a paired comparison: whole interval above 0, below 0, or neither.
 COMPARISON = ("higher than", "lower than", "not distinguishable from")
 
+#: The claims on whether a curve removes the backdoor (the summary gives the midpoint
+#: controls' reading as the reason when one is not reproduced).
+BACKDOOR_CLAIMS = ("curve_removes_backdoor", "curve_removes_backdoor_small_n", "mid_asr",
+                   "polychain_removes_backdoor")
+
+#: What the gpu profile changes, for the chapter's summary.
+GPU_CHANGES = ("the paper's setting: CIFAR-10 with VGG16 ends trained with SGD for many "
+               "epochs on the whole poisoned split, the paper's repair budget of 100 epochs "
+               "over the bonafide images tiled to 10,000, every size, five seeds and a larger "
+               "test set; its controls and budget curve say whether the corner trigger and "
+               "the segment start keep the backdoor alive at that scale too.")
+
 #: Sentences the prose quotes, chosen by a result.
 READINGS = {
+    # the middle's ASR at the two largest budgets: intervals overlap / not
+    "budget": (
+        "the attack success has settled there (the two largest budgets' intervals overlap).",
+        "the attack success has not settled (the two largest budgets' intervals do not "
+        "overlap), so the claim read there is inconclusive."),
     # ASR at the defender's point minus ASR in the middle (above 0, below 0, neither)
     "chosen_vs_mid": (
         "at this budget the defender's clean-data rule gives up what the middle of the curve "
@@ -101,7 +119,11 @@ def _record_settings(chapter: ChapterReport, params: Mapping[str, Any], budget: 
     chapter.record("ch05_cap_binds_from", int(budget.index[budget.steps >= cap].min())
                    if cap and (budget.steps >= cap).any() else "never")
     chapter.record("ch05_t_tolerance", params["t_tolerance"])
-    chapter.record("ch05_prune_fraction", params["prune_fraction"])
+    chapter.record("ch05_prune_tolerance", params["prune_tolerance"])
+    chapter.record("ch05_lr_extend", params["lr_extend"])
+    for k in ("poison_rate", "target_class", "end_optimizer", "end_lr", "end_epochs",
+              "end_weight_decay", "backdoor_subset"):
+        chapter.record(f"ch05_{k}", params[k])
 
 
 def _record_backdoor(chapter: ChapterReport, params: Mapping[str, Any], ends: Any,
@@ -111,6 +133,15 @@ def _record_backdoor(chapter: ChapterReport, params: Mapping[str, Any], ends: An
     small_n, large_n = params["claim_small_n"], max(params["bonafide_sizes"])
     summary, rows = backdoor.summary, backdoor.rows
     chapter.record("ch05_lr_table", backdoor.sweep.lr_table())
+    lrs = backdoor.sweep.lrs
+    edge = sorted({r.method for r in lrs.itertuples()
+                   if not pd.isna(r.inside) and not bool(r.inside)})
+    chapter.record("ch05_lr_inside", "every chosen rate lies inside its searched grid"
+                   if not edge else "the chosen rate lies on the edge of the extended grid "
+                   "for " + ", ".join(edge))
+    fp = rows[rows.method == "fine_prune"]
+    if len(fp) and "prune_fraction" in fp:
+        chapter.record("ch05_prune_chosen", share_text(fp.prune_fraction.dropna()))
     chapter.record("ch05_t_offset", float((t_chosen.t - 0.5).abs().mean()))
     chapter.record("ch05_floor", format_interval(ends.floor, 3))
     chapter.record("ch05_end_asr", [round(v, 3) for v in ends.scores.asr[:2]])
@@ -175,9 +206,84 @@ def _record_aware(chapter: ChapterReport, params: Mapping[str, Any], backdoor: A
     chapter.record("ch05_aware_word", interval_word(aware_vs_plain, *COMPARISON))
 
 
+def _budget_claims(claims: list[dict[str, Any]], budget_rows: pd.DataFrame,
+                   totals: Mapping[str, int], end_accuracy: float) -> None:
+    """Read the middle's claims (``mid_asr``, ``curve_keeps_accuracy``) on the budget
+    curve: the interval at the largest budget, with every budget's (``budgets=``)."""
+    from mcutils.chapters.ch05_repair import claim_interval
+
+    per = {"mid_asr": ("asr", 0.0), "curve_keeps_accuracy": ("accuracy", -end_accuracy)}
+    for c in claims:
+        if c["claim_id"] not in per:
+            continue
+        col, shift = per[c["claim_id"]]
+        budgets = {int(k): claim_interval(g[col], totals[col], shift)
+                   for k, g in budget_rows.groupby("steps")}
+        c["result"] = budgets[max(budgets)]
+        c["method"] = budgets[max(budgets)]["method"] + ", read at the largest budget"
+        c["budgets"] = budgets
+        c["statement"] += f" (after {max(budgets)} repair steps)"
+
+
+def _record_explanations(chapter: ChapterReport, params: Mapping[str, Any], ends: Any,
+                         explain: Mapping[str, Any]) -> pd.DataFrame:
+    """The untrained segment's midpoint, the midpoint controls and which factor they
+    point to, the budget curve, the variant set-up, and where a curve removes the
+    backdoor. Returns the table of :func:`mcutils.chapters.ch05_midpoints.repair_verdicts`."""
+    from mcutils.chapters.ch05_midpoints import (FACTORS, factor_effects, factor_reading,
+                                                 repair_verdicts)
+    from mcutils.chapters.ch05_repair import claim_interval
+
+    seg, variant = explain["segment"], explain["variant"]
+    chapter.record("ch05_segment_midpoint_asr", format_interval(seg["asr"]))
+    chapter.record("ch05_segment_midpoint_acc", format_interval(seg["acc"]))
+    cells, rows = explain["controls"]
+    chapter.record("ch05_midpoint_controls", cells)
+    chapter.record("ch05_control_seeds", len(params["seeds"]))
+    effects = factor_effects(rows)
+    for f in FACTORS:
+        chapter.record(f"ch05_effect_{f}", format_interval(effects[f]) if f in effects else "n/a")
+    chapter.record("ch05_controls_reading", factor_reading(effects))
+    budget, budget_rows = explain["budget"]
+    chapter.record("ch05_mid_acc_vs_budget", {str(k): v["acc"] for k, v in budget.items()})
+    chapter.record("ch05_budget_text", ", ".join(
+        f"{format_interval(v['asr'])} after {k} steps" for k, v in sorted(budget.items())))
+    chapter.record("ch05_budget_acc_text", ", ".join(
+        f"{format_interval(v['acc'])} after {k} steps" for k, v in sorted(budget.items())))
+    chapter.record("ch05_variant_end_asr", [round(v, 3) for v in variant.scores.asr])
+    chapter.record("ch05_variant_end_acc", [round(v, 3) for v in variant.scores.accuracy])
+    chapter.record("ch05_variant_segment_asr", format_interval(variant.segment["asr"]))
+    chapter.record("ch05_variant_segment_acc", format_interval(variant.segment["acc"]))
+    large = max(params["bonafide_sizes"])
+    vs = variant.sweep.rows
+    tot = variant.scorer.totals
+    vsum = {m: {k: claim_interval(vs[vs.method == m][c], tot[c]) for k, c in
+                (("asr", "asr"), ("acc", "accuracy"))} for m in ("bezier", "bezier (middle)")}
+    chapter.record("ch05_variant_mid_asr", format_interval(vsum["bezier (middle)"]["asr"]))
+    chapter.record("ch05_variant_mid_acc", format_interval(vsum["bezier (middle)"]["acc"]))
+    chapter.record("ch05_variant_chosen_asr", format_interval(vsum["bezier"]["asr"]))
+    # where a curve removes the backdoor (the middle, t = 1/2, unless said)
+    end_acc = rows.groupby("cell").end_acc.first()
+    settings = {f"{cell}, {int(budget_rows.steps.min())} steps": {**iv,
+                                                                   "end_acc": end_acc[cell]}
+                for cell, iv in cells.items()}
+    settings.update({f"Bezier, trigger corner, bend on segment, {k} steps": {
+        **v, "end_acc": ends.accuracy} for k, v in budget.items()
+        if k != int(budget_rows.steps.min())})
+    settings["earlier set-up (variant), Bezier middle"] = {
+        **vsum["bezier (middle)"], "end_acc": float(variant.scores.accuracy.max())}
+    table = repair_verdicts(settings, params["asr_max"], params["max_drop"])
+    for word in ("removed", "kept", "undecided"):
+        names = list(table.setting[table.verdict == word])
+        chapter.record(f"ch05_works_{word}", "; ".join(names) if names else "none")
+    chapter.record("ch05_works_n", large)
+    return table
+
+
 def findings(chapter: ChapterReport, params: Mapping[str, Any], *, ends: Any, backdoor: Any,
              t_chosen: pd.DataFrame, faults: Any, aware: Any, variants: Any,
-             controls: pd.DataFrame | None = None) -> None:
+             controls: pd.DataFrame | None = None,
+             explain: Mapping[str, Any] | None = None) -> pd.DataFrame | None:
     """Record everything chapter 05 glues and the claims it tests.
 
     Args:
@@ -192,6 +298,14 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, ends: Any, ba
         controls: the negative controls' rows
             (:func:`mcutils.chapters.ch05_controls.control_rows`); without them the
             asserted claims carry no control.
+        explain: the explanations of :mod:`mcutils.chapters.ch05_midpoints`:
+            ``"segment"`` (:func:`~mcutils.chapters.ch05_midpoints.segment_midpoint`),
+            ``"controls"`` and ``"budget"`` (each ``(intervals, rows)``) and ``"variant"``
+            (:class:`~mcutils.chapters.ch05_midpoints.VariantStudy`); with them the
+            middle's claims are read on the budget curve.
+
+    Returns:
+        Where a curve removes the backdoor (with ``explain``; else ``None``).
     """
     small_n, large_n = params["claim_small_n"], max(params["bonafide_sizes"])
     chapter.record("ch05_sweep", backdoor.summary)
@@ -203,9 +317,45 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, ends: Any, ba
     chapter.record("ch05_variant_size", size)
     chapter.record("ch05_variants", {v: s[size] for v, s in variants.summary.items()})
     totals = {**ends.scorer.totals, "fault_success": params["num_faults"]}
-    for c in repair_claims(backdoor.rows, ends.accuracy, small_n, large_n,
+    claims = repair_claims(backdoor.rows, ends.accuracy, small_n, large_n,
                            fault_rows=faults.sweep.rows, aware_rows=aware.sweep.rows,
                            asr_max=params["asr_max"], max_drop=params["max_drop"],
-                           totals=totals, control_rows=controls):
+                           totals=totals, control_rows=controls)
+    table = None
+    if explain is not None:
+        _budget_claims(claims, explain["budget"][1], totals, ends.accuracy)
+        table = _record_explanations(chapter, params, ends, explain)
+    plain = next((c for c in claims if c["claim_id"] == "curve_removes_backdoor"), None)
+    for c in claims:
+        if c["claim_id"] == "path_aware_repaired" and plain is not None and not (
+                plain["result"]["ci"][1] <= params["asr_max"]):
+            c["note"] = (f"uninformative: the plain repair already fails (ASR "
+                         f"{format_interval(plain['result'])} at n = {large_n}), so a "
+                         "failure against the attacker says nothing about the attacker")
+            c["statement"] = "(uninformative while the plain repair fails) " + c["statement"]
         chapter.claim(**c)
-    chapter.deviations(DEVIATIONS)
+    measured = {}
+    if explain is not None:
+        v = explain["variant"]
+        measured = {
+            "the earlier set-up (run as a variant)": (
+                "segment midpoint ASR "
+                f"{format_interval(v.segment['asr'])} (official set-up "
+                f"{format_interval(explain['segment']['asr'])}); Bezier middle at n = "
+                f"{large_n}: see section 5"),
+            "repair budget": "Bezier middle ASR " + ", ".join(
+                f"{format_interval(iv['asr'])} after {k} steps"
+                for k, iv in sorted(explain["budget"][0].items()))}
+    chapter.deviations(deviations(measured))
+    notes = {}
+    if explain is not None:
+        mid = chapter.claims.get("mid_asr", {})
+        chapter.record("ch05_budget_settled", READINGS["budget"][0] if mid.get("settled")
+                       else READINGS["budget"][1])
+        from mcutils.chapters.ch05_midpoints import factor_effects, factor_reading
+
+        why = "the midpoint controls: " + factor_reading(factor_effects(explain["controls"][1]))
+        notes = {cid: why for cid in BACKDOOR_CLAIMS
+                 if cid in chapter.claims and chapter.claims[cid]["verdict"] != "reproduced"}
+    chapter.summary(GPU_CHANGES, notes)
+    return table

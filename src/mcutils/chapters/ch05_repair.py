@@ -91,9 +91,9 @@ CLAIMS: list[dict[str, Any]] = [
                    "ASR <= {asr_max}",
          paper="attack success near 0 inside the path with 2,500 bonafide images "
                "(CIFAR-10, VGG16)"),
-    dict(claim_id="curve_keeps_accuracy", rows="sweep", n="large", method="bezier",
+    dict(claim_id="curve_keeps_accuracy", rows="sweep", n="large", method="bezier (middle)",
          metric="accuracy", relative=True, threshold="-max_drop", direction=">=",
-         statement="with {large_n} bonafide images the Bezier curve at the defender's t "
+         statement="with {large_n} bonafide images the middle of the Bezier curve (t = 1/2) "
                    "loses at most {max_drop} clean accuracy against the better end",
          paper="clean accuracy close to the ends' inside the path",
          control=dict(method="untrained",
@@ -104,7 +104,7 @@ CLAIMS: list[dict[str, Any]] = [
          statement="with {small_n} bonafide images the Bezier curve at the defender's t "
                    "has ASR <= {asr_max}",
          paper="the repair works with limited bonafide data"),
-    dict(claim_id="curve_middle_removes_backdoor", rows="sweep", n="large",
+    dict(claim_id="mid_asr", rows="sweep", n="large",
          method="bezier (middle)", metric="asr", threshold="asr_max", direction="<=",
          statement="with {large_n} bonafide images the middle of the Bezier curve "
                    "(t = 0.5, chosen without validation) has ASR <= {asr_max}",

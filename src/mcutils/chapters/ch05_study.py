@@ -4,7 +4,7 @@ variants, each returning what the notebook shows and :func:`mcutils.chapters.ch0
 records.
 
 * :func:`defender_data`: the trigger and the test split cut once
-  (:func:`mcutils.chapters.ch05_protocol.defender_split`);
+  (:func:`mcutils.chapters.ch05_runs.defender_split`);
 * :func:`tampered_ends`: two backdoored and two clean models, their scores and the
   trigger floor (:class:`TamperedEnds`);
 * :func:`repair_setup`, :func:`budget_table`, :func:`backdoor_sweep`: the protocol, its
@@ -30,10 +30,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mcutils import backdoor, curves, data, faults, zoo
-from mcutils.chapters.ch05_protocol import (METHODS, PAPER_BUDGET, DefenderSplit, RepairSetup,
-                                            Scorer, SweepResult, defender_split, repair_budget,
-                                            repair_sweep, variant_sweep)
+from mcutils import backdoor, curves, data, faults
+from mcutils.chapters.ch05_midpoints import chapter_data, clean_pair, make_trigger, tampered_pair
+from mcutils.chapters.ch05_runs import (METHODS, PAPER_BUDGET, DefenderSplit, RepairSetup,
+                                        Scorer, SweepResult, repair_budget, repair_sweep,
+                                        variant_sweep)
 from mcutils.chapters.ch05_repair import interval_table, method_label, plot_vs_n, sweep_summary
 from mcutils.core import stats
 
@@ -58,15 +59,10 @@ __all__ = [
 
 def defender_data(params: Mapping[str, Any]) -> tuple[backdoor.Trigger, DefenderSplit]:
     """The backdoor's trigger (a white square ``trigger_size`` wide, one pixel from the
-    bottom-right corner) and the test split cut once into the defender's pool and
+    bottom-right corner: :func:`mcutils.chapters.ch05_midpoints.make_trigger`) and the test
+    split cut once into the defender's pool and
     validation split, the held-out test images and the rest."""
-    info = data.dataset_info(params["dataset"])
-    corner = info.input_size - params["trigger_size"] - 1
-    trigger = backdoor.Trigger(size=params["trigger_size"], row=corner, col=corner, value=1.0)
-    split = defender_split(data.load_dataset(params["dataset"], "test"),
-                           max(params["bonafide_sizes"]), params["val_size"],
-                           params["eval_size"], seed=params["seed"])
-    return trigger, split
+    return make_trigger(params, "corner"), chapter_data(params)
 
 
 @dataclass
@@ -93,15 +89,12 @@ class TamperedEnds:
 
 def tampered_ends(params: Mapping[str, Any], split: DefenderSplit,
                   trigger: backdoor.Trigger) -> TamperedEnds:
-    """Train (or load) two backdoored and two clean models like the book's default
-    classifier on ``backdoor_subset`` training images, and score them."""
+    """Train (or load) two backdoored and two clean models with the chapter's end settings
+    (``end_*``, on ``backdoor_subset`` training images:
+    :func:`mcutils.chapters.ch05_midpoints.tampered_pair`), and score them."""
     p = params
-    kw = dict(dataset=p["dataset"], model=p["model"], epochs=p["num_epochs"], lr=p["lr"],
-              batch_size=p["batch_size"], train_subset=p["backdoor_subset"], device=p["device"])
-    seeds = (p["seed"], p["seed"] + 1)
-    bd = tuple(backdoor.backdoored_model(target=p["target_class"], rate=p["poison_rate"],
-                                         trigger=trigger, seed=s, **kw) for s in seeds)
-    clean = tuple(zoo.trained_model(seed=s, **kw) for s in seeds)
+    bd = tampered_pair(p, "corner")
+    clean = clean_pair(p)
     scorer = Scorer(split.test, target=p["target_class"], trigger=trigger)
     scores = pd.DataFrame({name: scorer(m) for name, m in
                            [("backdoored 0", bd[0]), ("backdoored 1", bd[1]),
@@ -125,13 +118,13 @@ def repair_setup(params: Mapping[str, Any], ends: Sequence[nn.Module],
                        schedule=p["schedule"], curve_bends=p["num_bends"],
                        ts=tuple(np.linspace(0, 1, p["num_ts"]).round(4)),
                        t_tolerance=p["t_tolerance"], prune_fraction=p["prune_fraction"],
-                       device=p["device"])
+                       prune_tolerance=p["prune_tolerance"], device=p["device"])
 
 
 def budget_table(params: Mapping[str, Any]) -> pd.DataFrame:
     """Per bonafide size ``n``: the repair budget's ``steps`` and ``batch``
-    (:func:`mcutils.chapters.ch05_protocol.repair_budget`) and the paper's ``paper_steps``
-    (:data:`mcutils.chapters.ch05_protocol.PAPER_BUDGET`)."""
+    (:func:`mcutils.chapters.ch05_runs.repair_budget`) and the paper's ``paper_steps``
+    (:data:`mcutils.chapters.ch05_runs.PAPER_BUDGET`)."""
     p = params
     return pd.DataFrame([dict(n=n, **dict(zip(["steps", "batch"], repair_budget(
         n, p["repair_epochs"], p["repair_batch"], p["repair_max_steps"],
@@ -162,13 +155,14 @@ class BackdoorSweep:
 
 def backdoor_sweep(params: Mapping[str, Any], setup: RepairSetup, split: DefenderSplit,
                    scorer: Scorer) -> BackdoorSweep:
-    """Every method of :data:`mcutils.chapters.ch05_protocol.METHODS` at every bonafide
+    """Every method of :data:`mcutils.chapters.ch05_runs.METHODS` at every bonafide
     size and seed, the learning rates searched at ``tune_sizes`` on the first seed; then
     the Bezier curve on ``extra_curve_seeds`` at the largest size, where its claims are
     read (same protocol and learning rate)."""
     p, sizes = params, params["bonafide_sizes"]
     sweep = repair_sweep(setup, split, scorer, methods=METHODS, sizes=sizes, seeds=p["seeds"],
-                         lrs=p["lrs"], tune_sizes=p["tune_sizes"], tune_seed=p["seeds"][0])
+                         lrs=p["lrs"], tune_sizes=p["tune_sizes"], tune_seed=p["seeds"][0],
+                         lr_extend=p["lr_extend"])
     extra = (repair_sweep(setup, split, scorer, methods=["bezier"], sizes=[max(sizes)],
                           seeds=p["extra_curve_seeds"], lr_table=sweep.lr_table())
              if p["extra_curve_seeds"] else None)
@@ -321,7 +315,7 @@ class VariantStudy:
     """Section 4: the curve variants at ``variant_size``.
 
     Attributes:
-        rows: :func:`mcutils.chapters.ch05_protocol.variant_sweep`'s rows.
+        rows: :func:`mcutils.chapters.ch05_runs.variant_sweep`'s rows.
         summary: intervals over seeds per variant label.
         table: ``acc`` and ``asr`` as text, one row per variant.
     """

@@ -28,7 +28,7 @@ from mcutils.inputspace.synthesis import _check_box, _Space, total_variation
 from mcutils.training import MaskedAdam
 
 __all__ = ["project_to_hyperplane", "bypass_barrier", "ConnectResult", "connect", "path_profiles",
-           "BYPASS_PAPER", "FREE_PAPER", "PROJECTIONS"]
+           "path_barriers", "BYPASS_PAPER", "FREE_PAPER", "PROJECTIONS"]
 
 
 def project_to_hyperplane(x: torch.Tensor, point: torch.Tensor, normal: torch.Tensor,
@@ -285,7 +285,8 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
             num_points: int | None = 100, search: dict | None = None,
             batch_size: int | None = DEFAULT_BATCH_SIZE, progress: bool = False,
             constrain: bool = True, space: str = "pixel", projection: str = "iterate",
-            weight_decay: float = 0.0, tv_reduction: str = "mean") -> ConnectResult:
+            weight_decay: float = 0.0, tv_reduction: str = "mean",
+            bypass_all: bool = False) -> ConnectResult:
     """Recursive piecewise-linear paths between every pair.
 
     Round 0 is the straight path. In each round, every segment whose highest loss
@@ -314,6 +315,11 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
         space, projection, weight_decay, tv_reduction: passed to
             :func:`bypass_barrier` (:data:`BYPASS_PAPER` and :data:`FREE_PAPER` hold the
             paper's settings).
+        bypass_all: split and bypass *every* segment in every round at its highest
+            point, whatever its barrier, as the paper's code does for untrained networks
+            (``sec4_3_untrained_model.py``: round 1 on ``A-C``, round 2 on both ``A-B'``
+            and ``B'-C``), so every path ends with ``2 ** max_rounds`` segments. The
+            connected criterion (``tol``) is unchanged.
 
     Returns:
         A :class:`ConnectResult` (tensors on the CPU).
@@ -344,7 +350,9 @@ def connect(model: nn.Module, a: torch.Tensor, c: torch.Tensor, targets: torch.T
     first = None
     histories = []
     for rnd in tqdm(range(1, max_rounds + 1), desc="connect", disable=not progress, leave=False):
-        bad = [(i, k) for i in range(p) for k in (seg_excess[i] >= tol).nonzero().flatten().tolist()]
+        bad = [(i, k) for i in range(p)
+               for k in (range(len(seg_excess[i])) if bypass_all
+                         else (seg_excess[i] >= tol).nonzero().flatten().tolist())]
         if bad:
             owner = torch.tensor([i for i, _ in bad])
             s = torch.stack([vertices[i][k] for i, k in bad])
@@ -434,3 +442,46 @@ def path_profiles(model: nn.Module, vertices: Sequence[torch.Tensor], targets: t
     flat = segment_losses(model, starts, ends, torch.as_tensor(targets)[owner], seg_index_t,
                           torch.cat(local_t), batch_size=batch_size)
     return flat.view(len(vertices), num_points)
+
+
+def path_barriers(model: nn.Module, vertices: Sequence[torch.Tensor], targets: torch.Tensor,
+                  points_per_segment: int = 1000,
+                  batch_size: int | None = DEFAULT_BATCH_SIZE) -> torch.Tensor:
+    """The barrier of each piecewise-linear path on a dense grid of every segment.
+
+    Each segment of each path is evaluated at ``points_per_segment`` evenly spaced points
+    (both ends included), as the paper evaluates its straight lines (1,000 points); the
+    barrier is the highest loss on the path minus the larger of the two endpoint losses
+    (``"gap"``, clamped at 0), the quantity :func:`connect` estimates with the adaptive
+    :func:`~mcutils.inputspace.find_barrier`. Used to check the adaptive search on bent
+    paths.
+
+    Args:
+        model: the classifier.
+        vertices: per pair, ``[V_i, C, H, W]`` vertices (``V_i >= 2``).
+        targets: ``[pairs]`` classes.
+        points_per_segment: grid points per segment (>= 2).
+        batch_size: points per forward pass (``None``: the speed plan's).
+
+    Returns:
+        ``[pairs]`` barriers (float32, CPU).
+    """
+    if not isinstance(points_per_segment, int) or points_per_segment < 2:
+        raise ParameterError(f"points_per_segment={points_per_segment!r} must be an integer >= 2")
+    if not len(vertices) or any(len(v) < 2 for v in vertices):
+        raise ParameterError("every path needs at least two vertices")
+    targets = torch.as_tensor(targets)
+    if len(targets) != len(vertices):
+        raise ParameterError("one target per path")
+    starts, ends, owner = _segments([v.detach().cpu().float() for v in vertices])
+    k = points_per_segment
+    t = torch.linspace(0, 1, k).repeat(len(starts))
+    seg = torch.arange(len(starts)).repeat_interleave(k)
+    loss = segment_losses(model, starts, ends, targets[owner], seg, t,
+                          batch_size=batch_size).view(len(starts), k)
+    top = torch.full((len(vertices),), -math.inf).scatter_reduce(
+        0, owner, loss.max(dim=1).values, "amax")
+    first = torch.tensor([int((owner == i).nonzero()[0]) for i in range(len(vertices))])
+    last = torch.tensor([int((owner == i).nonzero()[-1]) for i in range(len(vertices))])
+    ends_loss = torch.maximum(loss[first, 0], loss[last, -1])
+    return (top - ends_loss).clamp_min(0)

@@ -13,7 +13,8 @@ from mcutils.core.checks import ParameterError
 from mcutils.core.tensors import flat_norm as _flat_norm
 from mcutils.inputspace._common import _check_pairs
 
-__all__ = ["path_length", "relative_path_length", "detour_angle", "chord_deviation", "relative_deviation"]
+__all__ = ["path_length", "relative_path_length", "detour_angle", "chord_deviation", "relative_deviation",
+           "random_bend"]
 
 
 def path_length(vertices: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -72,3 +73,42 @@ def relative_deviation(b: torch.Tensor, b_prime: torch.Tensor, norm: str = "max"
     if norm == "l2":
         return d.norm(dim=1) / b.flatten(1).norm(dim=1).clamp_min(1e-12)
     raise ParameterError(f"norm={norm!r} is not known; valid values: max, l2")
+
+
+def random_bend(vertices: Sequence[torch.Tensor],
+                generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Each path bent by the same distances in a random direction.
+
+    Every interior vertex ``V`` of a path from ``A`` to ``C`` is written as its foot on
+    the chord, ``A + s (C - A) / |C - A|``, plus an offset ``o`` orthogonal to the chord;
+    the bent path keeps every foot and every offset length ``|o|`` but points all offsets
+    along one random unit direction ``u`` orthogonal to the chord (one ``u`` per path,
+    uniform on that sphere). The ends, the positions along the chord and the distances
+    from it are unchanged, so :func:`chord_deviation` is the same; only the direction of
+    the bend is random. A straight path (two vertices) is returned as it is.
+
+    Returns:
+        The bent paths, one ``[V_i, C, H, W]`` tensor per path.
+    """
+    out = []
+    for v in vertices:
+        if v.dim() < 2 or len(v) < 2:
+            raise ParameterError("every path needs at least two vertices")
+        if len(v) == 2:
+            out.append(v.clone())
+            continue
+        a = v[0].flatten()
+        chord = v[-1].flatten() - a
+        length = chord.norm()
+        if float(length) == 0:
+            raise ParameterError("a path with equal ends has no chord to bend away from")
+        e = chord / length
+        rel = (v[1:-1].flatten(1) - a)
+        along = rel @ e
+        offset = (rel - along[:, None] * e).norm(dim=1)
+        u = torch.randn(a.shape, generator=generator, dtype=v.dtype)
+        u = u - (u @ e) * e
+        u = u / u.norm().clamp_min(1e-12)
+        inner = a + along[:, None] * e + offset[:, None] * u
+        out.append(torch.cat([v[:1], inner.view(-1, *v.shape[1:]), v[-1:]]))
+    return out

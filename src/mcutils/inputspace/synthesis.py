@@ -35,7 +35,8 @@ from mcutils.core.runtime import model_device as _model_device
 from mcutils.training import MaskedAdam
 
 __all__ = ["total_variation", "synthesize", "input_normalization", "SyntheticPairs",
-           "synthetic_pairs", "FVO_PAPER", "FVO_PAPER_EVOLUTION", "SPACES"]
+           "synthetic_pairs", "penalty_gradient_ratio", "FVO_PAPER", "FVO_PAPER_EVOLUTION",
+           "SPACES"]
 
 SPACES = ("pixel", "normalized")
 TV_REDUCTIONS = ("mean", "sum")
@@ -323,3 +324,34 @@ def synthetic_pairs(model: nn.Module, targets: torch.Tensor, shape: Sequence[int
                          init_std, generator, box, progress, space, weight_decay, tv_reduction)
     return SyntheticPairs(a=x[:p], c=x[p:], targets=targets.clone(), loss_a=loss[:p],
                           loss_c=loss[p:], steps_a=used[:p], steps_c=used[p:])
+
+
+def penalty_gradient_ratio(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
+                           tv_weight: float, tv_reduction: str = "sum",
+                           space: str = "normalized") -> torch.Tensor:
+    """How strongly the smoothness penalty pulls on each input, relative to the class loss.
+
+    For each input ``x[i]`` (pixel space) the ratio of the Euclidean norms of the two
+    gradients in the objective of :func:`synthesize`, both taken in the units of
+    ``space``: ``|grad tv_weight * TV(z)| / |grad CE(model(x), target)|``. A ratio far
+    below 1 means the penalty hardly changes the direction of the optimisation (Adam
+    rescales each pixel's step, but the penalty's share of each pixel's gradient is
+    about this ratio).
+
+    Returns:
+        ``[N]`` ratios (CPU).
+    """
+    _check_nonneg(tv_weight=tv_weight)
+    targets = torch.as_tensor(targets, dtype=torch.long)
+    if x.dim() != 4 or len(x) != len(targets):
+        raise ParameterError("x must be [N, C, H, W] with one target per input")
+    device = _model_device(model)
+    sp = _Space(model, space, device)
+    z = sp.from_pixel(x.detach().to(device).float()).requires_grad_(True)
+    with _FrozenEval(model, example=z), torch.enable_grad():
+        ce = F.cross_entropy(model(sp.to_pixel(z)).float(), targets.to(device), reduction="none")
+        (g_ce,) = torch.autograd.grad(ce.sum(), z)
+    z2 = z.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        (g_tv,) = torch.autograd.grad((tv_weight * total_variation(z2, tv_reduction)).sum(), z2)
+    return (g_tv.flatten(1).norm(dim=1) / g_ce.flatten(1).norm(dim=1).clamp_min(1e-30)).cpu()
