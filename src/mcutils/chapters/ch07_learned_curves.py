@@ -100,12 +100,14 @@ PARAMETERS = ParameterSchema("07", {
     "poison_rate": Param(0.1, "chapter 05's poisoning rate", range=(0, 1)),
     "target_class": Param(0, "chapter 05's target class", range=(0, 9)),
     "trigger_size": Param(3, "chapter 05's trigger side", range=(1, 10)),
-    "adv_eps": Param(0.1, "chapter 06's PGD radius (pixel units)", range=(1e-4, 1)),
+    "adv_protocol": Param("official", "chapter 06's robust end: official (1-step PGD + "
+                          "gradient penalty) or pgd", choices=("official", "pgd")),
+    "adv_eps": Param(0.1, "chapter 06's adversarial radius (pixel units)", range=(1e-4, 1)),
     "adv_steps": Param(3, "chapter 06's PGD training steps", range=(1, 100)),
     "adv_step_size": Param(None, "chapter 06's PGD training step (None: 2.5 * adv_eps / "
                            "adv_steps)", range=(1e-5, 1), nullable=True),
-    "adv_epochs": Param(1, "chapter 06's PGD training epochs", range=(1, None)),
-    "adv_subset": Param(20000, "chapter 06's PGD training images", range=(1, None),
+    "adv_epochs": Param(2, "chapter 06's adversarial training epochs", range=(1, None)),
+    "adv_subset": Param(20000, "chapter 06's adversarial training images", range=(1, None),
                         nullable=True),
     "pgd_steps": Param(10, "PGD steps of the robustness loss", range=(1, 1000)),
     "robust_eval_size": Param(500, "test images attacked for the robustness loss",

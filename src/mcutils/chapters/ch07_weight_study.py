@@ -62,7 +62,7 @@ def ch06_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
     p = dict(ch06_robust_path.PARAMETERS.defaults())
     p.update({k: params[k] for k in _SHARED})
-    p.update(adv_eps=params["adv_eps"], adv_steps=params["adv_steps"],
+    p.update(adv_protocol=params["adv_protocol"], adv_eps=params["adv_eps"], adv_steps=params["adv_steps"],
              adv_step_size=params["adv_step_size"], adv_epochs=params["adv_epochs"],
              adv_subset=params["adv_subset"])
     return p
@@ -76,26 +76,20 @@ def trigger_and_split(params: Mapping[str, Any]):
 
 
 def backdoored_model(params: Mapping[str, Any], seed: int) -> nn.Module:
-    """Chapter 05's backdoored model of ``seed`` (trained or loaded from the cache)."""
-    from mcutils import backdoor
+    """Chapter 05's backdoored model of ``seed``
+    (:func:`mcutils.chapters.ch05_midpoints.tampered_pair`, its end settings; trained or
+    loaded from the cache)."""
+    from mcutils.chapters.ch05_midpoints import tampered_pair
 
-    p5 = ch05_params(params)
-    trigger, _ = trigger_and_split(params)
-    return backdoor.backdoored_model(
-        dataset=p5["dataset"], model=p5["model"], epochs=p5["num_epochs"], lr=p5["lr"],
-        batch_size=p5["batch_size"], train_subset=p5["backdoor_subset"], device=p5["device"],
-        target=p5["target_class"], rate=p5["poison_rate"], trigger=trigger, seed=int(seed))
+    return tampered_pair(dict(ch05_params(params), seed=int(seed)), "corner", which=(0,))[0]
 
 
 def clean_model(params: Mapping[str, Any], seed: int) -> nn.Module:
-    """Chapter 05's clean model of ``seed`` (same training subset, no poisoning)."""
-    from mcutils import zoo
+    """Chapter 05's clean model of ``seed`` (:func:`mcutils.chapters.ch05_midpoints.clean_pair`:
+    same training subset, no poisoning)."""
+    from mcutils.chapters.ch05_midpoints import clean_pair
 
-    p5 = ch05_params(params)
-    return zoo.trained_model(dataset=p5["dataset"], model=p5["model"], epochs=p5["num_epochs"],
-                             lr=p5["lr"], batch_size=p5["batch_size"],
-                             train_subset=p5["backdoor_subset"], device=p5["device"],
-                             seed=int(seed))
+    return clean_pair(dict(ch05_params(params), seed=int(seed)), which=(0,))[0]
 
 
 def regular_model(params: Mapping[str, Any]) -> nn.Module:
@@ -106,7 +100,8 @@ def regular_model(params: Mapping[str, Any]) -> nn.Module:
 
 
 def robust_model(params: Mapping[str, Any], seed: int) -> nn.Module:
-    """Chapter 06's PGD-trained end, initialised and shuffled by ``seed``."""
+    """Chapter 06's adversarially trained end (its ``adv_protocol``), initialised and
+    shuffled by ``seed``."""
     from mcutils.chapters import ch06_robust_path
 
     return ch06_robust_path.robust_end(ch06_params(params), seed=int(seed))[0]
@@ -198,7 +193,7 @@ def _robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, 
 
 def robust_study(params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per robust seed of ``robust_seeds`` (ends: chapter 06's regular model and the
-    PGD-trained model of that seed) and variant: the straight path's clean test loss
+    adversarially trained model of that seed) and variant: the straight path's clean test loss
     barrier and the midpoint's robustness loss (mean cross-entropy at PGD examples of the
     first ``robust_eval_size`` evaluation images, ``attack_steps`` steps of radius
     ``adv_eps``) and robust accuracy, with the same at the two ends."""
