@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from mcutils.core.checks import ParameterError
@@ -33,8 +35,8 @@ if TYPE_CHECKING:
     from mcutils.curves import CurveModel
     from mcutils.data import ImageDataset
 
-__all__ = ["PROTOCOLS", "cached_robust_curve", "official_robust_end", "pgd_robust_end",
-           "robust_end"]
+__all__ = ["PROTOCOLS", "cached_robust_curve", "load_data", "regular_end",
+           "official_robust_end", "pgd_robust_end", "robust_end"]
 
 PROTOCOLS = ("official", "pgd")
 """The robust ends: the official code's 1-step PGD with the gradient penalty, and the
@@ -151,3 +153,30 @@ def cached_robust_curve(start: nn.Module, end: nn.Module, data: ImageDataset, st
 
     return load_or_train(config, build, fit,
                          code=code_version(train_curve, gradient_penalty_objective))
+
+
+def load_data(params: Mapping[str, Any]) -> tuple[ImageDataset, ImageDataset, list[float]]:
+    """The chapter's data: the ``eval_size`` evaluation images (a random draw of the test
+    split by ``seed``), the curve's training images (``curve_subset`` of the training
+    split) and the grid of ``num_ts`` equally spaced points (rounded to 6 decimals)."""
+    from mcutils.data import load_dataset
+
+    test_set = load_dataset(params["dataset"], "test")
+    order = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(params["seed"]))
+    eval_set = test_set.subset(order[:params["eval_size"]])
+    curve_train = load_dataset(params["dataset"], "train", subset=params["curve_subset"],
+                               seed=params["seed"])
+    ts = np.linspace(0, 1, params["num_ts"]).round(6).tolist()
+    return eval_set, curve_train, ts
+
+
+def regular_end(params: Mapping[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """The regular end ``t = 0``: the default model of chapter 00 (cached by
+    :func:`mcutils.zoo.trained_model`), with its cache info."""
+    from mcutils import zoo
+
+    p = params
+    return zoo.trained_model(
+        dataset=p["dataset"], model=p["model"], epochs=p["num_epochs"], lr=p["lr"],
+        batch_size=p["batch_size"], train_subset=p["train_subset"], seed=p["seed"],
+        device=p["device"], return_info=True)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from mcutils.chapters.ch06_budget import BARRIERS, cached_curve_budgets, robust_path
-from mcutils.chapters.ch06_ends import cached_robust_curve, robust_end
+from mcutils.chapters.ch06_ends import cached_robust_curve, load_data, regular_end, robust_end
 from mcutils.chapters.ch06_path_stats import barrier_heights
 from mcutils.data import ImageDataset, TensorLoader
 
@@ -32,8 +32,6 @@ __all__ = ["pool_parts", "robust_trained_study", "train_curve_part", "train_robu
 
 
 def _setup(params: Mapping[str, Any]) -> tuple[nn.Module, ImageDataset]:
-    from mcutils.chapters.ch06_robust_path import load_data, regular_end
-
     regular, _ = regular_end(params)
     _, curve_train, _ = load_data(params)
     return regular, curve_train

@@ -44,7 +44,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -52,6 +51,7 @@ from tqdm.auto import tqdm
 
 from mcutils.chapters.ch06_curve_profile import _check_grid, profile_curve, weight_norm
 from mcutils.chapters.ch06_deviations import DEVIATIONS, deviations
+from mcutils.chapters.ch06_ends import load_data, regular_end
 from mcutils.chapters.ch06_findings import (
     CLAIMS,
     CONTROL_STATEMENTS,
@@ -312,33 +312,6 @@ def path_study(regular: nn.Module, robust: nn.Module, train_set: ImageDataset,
 
 
 # ------------------------------------------------------------------ the chapter's run
-def load_data(params: Mapping[str, Any]) -> tuple[ImageDataset, ImageDataset, list[float]]:
-    """The chapter's data: the ``eval_size`` evaluation images (a random draw of the test
-    split by ``seed``), the curve's training images (``curve_subset`` of the training
-    split) and the grid of ``num_ts`` equally spaced points (rounded to 6 decimals)."""
-    from mcutils.data import load_dataset
-
-    test_set = load_dataset(params["dataset"], "test")
-    order = torch.randperm(len(test_set), generator=torch.Generator().manual_seed(params["seed"]))
-    eval_set = test_set.subset(order[:params["eval_size"]])
-    curve_train = load_dataset(params["dataset"], "train", subset=params["curve_subset"],
-                               seed=params["seed"])
-    ts = np.linspace(0, 1, params["num_ts"]).round(6).tolist()
-    return eval_set, curve_train, ts
-
-
-def regular_end(params: Mapping[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """The regular end ``t = 0``: the default model of chapter 00 (cached by
-    :func:`mcutils.zoo.trained_model`), with its cache info."""
-    from mcutils import zoo
-
-    p = params
-    return zoo.trained_model(
-        dataset=p["dataset"], model=p["model"], epochs=p["num_epochs"], lr=p["lr"],
-        batch_size=p["batch_size"], train_subset=p["train_subset"], seed=p["seed"],
-        device=p["device"], return_info=True)
-
-
 def robust_end(params: Mapping[str, Any], seed: int | None = None,
                protocol: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The robust end ``t = 1`` (:func:`mcutils.chapters.ch06_ends.robust_end`): the
