@@ -58,7 +58,8 @@ def test_gpu_smoke_is_smoke_on_cuda_with_local_data():
     smoke = profiles.load_profile("smoke")
     gs = profiles.load_profile("gpu-smoke")
     assert gs["extends"] == ["smoke"] and not gs.get("download")
-    changed = {"device", "dataset", "model", "lr"}
+    # the learning rates follow the model: chapter 05's SGD-trained ends (end_lr) as well
+    changed = {"device", "dataset", "model", "lr", "end_lr"}
     for chapter, nb in notebooks.chapters().items():
         declared = notebooks.notebook_defaults(nb)
         p_smoke = notebooks.chapter_parameters(smoke, chapter, nb, "smoke", declared)
