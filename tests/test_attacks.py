@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcutils import attacks, detection
+from mcutils import adaptive, attacks, detection
 from mcutils.core.checks import ParameterError
 
 
@@ -332,7 +332,7 @@ def test_pgd_agrees_with_foolbox(toy):
 
 
 # ----------------------------------------------------------------------------- adaptive attack
-@pytest.mark.parametrize("kind", attacks.DetectorPenalty.KINDS)
+@pytest.mark.parametrize("kind", adaptive.DetectorPenalty.KINDS)
 def test_detector_penalty_recomputes_the_detectors_own_features(toy_classifier, kind):
     model, x, y = toy_classifier
     pred = model(x).argmax(1).detach()
@@ -345,7 +345,7 @@ def test_detector_penalty_recomputes_the_detectors_own_features(toy_classifier, 
     feats = detection.feature_matrix(det_kind, bf, lf)
     labels = (torch.arange(len(x)) % 2).numpy()  # any labels: we test the arithmetic
     clf = detection.fit_detector(feats, labels)
-    pen = attacks.DetectorPenalty(model, clf, kind, x, y, pred, num_refs=3, num_points=7)
+    pen = adaptive.DetectorPenalty(model, clf, kind, x, y, pred, num_refs=3, num_points=7)
     with torch.no_grad():
         mine = pen.features(x, pred, refs)
     np.testing.assert_allclose(mine.numpy(), feats, rtol=1e-4, atol=1e-4)
@@ -363,9 +363,9 @@ def test_detector_penalty_recomputes_the_detectors_own_features(toy_classifier, 
 def test_detector_penalty_checks_its_inputs(toy_classifier):
     model, x, y = toy_classifier
     with pytest.raises(ParameterError, match="kind"):
-        attacks.DetectorPenalty(model, None, "lid", x, y, y, 2, 5)
+        adaptive.DetectorPenalty(model, None, "lid", x, y, y, 2, 5)
     with pytest.raises(ParameterError, match="pipeline"):
-        attacks.DetectorPenalty(model, object(), "logits", x, y, y, 2, 5)
+        adaptive.DetectorPenalty(model, object(), "logits", x, y, y, 2, 5)
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])

@@ -18,7 +18,7 @@ barriers.
   them. The AUROC and interval statistics they report are in :mod:`mcutils.core.stats`
   (:func:`~mcutils.core.stats.auroc`, :func:`~mcutils.core.stats.metric_interval`,
   :func:`~mcutils.core.stats.auroc_difference`), and the adaptive attack's penalty on a
-  fitted detector is :class:`mcutils.attacks.DetectorPenalty`.
+  fitted detector is :class:`mcutils.adaptive.DetectorPenalty`.
 
 Every function that receives a model evaluates it in eval mode and restores the caller's
 mode; none moves the model. Used by chapter 04.

@@ -5,7 +5,7 @@ expectation over the defender's random references, a sweep of the penalty weight
 * :func:`deploy` splits the sources into a training and a test half and fits the
   deployed detector on the training half against the paper's attack;
 * :func:`adaptive_examples` runs the paper's attack with the deployed detector's verdict
-  added to its objective (:class:`mcutils.attacks.DetectorPenalty`) at one penalty weight;
+  added to its objective (:class:`mcutils.adaptive.DetectorPenalty`) at one penalty weight;
   one weight is one piece of work (the chapter's worker pool runs them side by side);
 * :func:`adaptive_study` scores the deployed and a retrained detector on the test half for
   every weight, and :func:`strongest` picks the weight the attacker would choose (the
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mcutils import attacks, detection
+from mcutils import adaptive, attacks, detection
 from mcutils.advbarriers import PAPER_ATTACK, predict_classes
 from mcutils.chapters.ch04_detectors import Sources
 from mcutils.core import stats
@@ -81,9 +81,9 @@ def deploy(model: nn.Module, sources: Sources, plain: torch.Tensor,
     ``plain`` (one per source). The defender draws its references from its own pool."""
     if len(plain) != len(sources):
         raise ParameterError("plain must hold one paper-attack example per source")
-    if detector not in attacks.DetectorPenalty.KINDS:
+    if detector not in adaptive.DetectorPenalty.KINDS:
         raise ParameterError(f"detector={detector!r} cannot be attacked; valid values: "
-                             f"{attacks.DetectorPenalty.KINDS}")
+                             f"{adaptive.DetectorPenalty.KINDS}")
     n = len(sources)
     rng = np.random.default_rng(seed)
     is_train = np.zeros(n, bool)
@@ -123,7 +123,7 @@ def adaptive_examples(model: nn.Module, sources: Sources, dep: Deployment, penal
     stop_mode = settings.pop("stop")
     stop = sources.stop_loss if stop_mode == "matched" else stop_mode
     s = dep.settings
-    pen = attacks.DetectorPenalty(model, dep.detector, dep.kind, *attacker_pool,
+    pen = adaptive.DetectorPenalty(model, dep.detector, dep.kind, *attacker_pool,
                                   sources.target, s["num_refs"], s["num_points"],
                                   draws=draws, seed=seed + 7)
     dev = _model_device(model)

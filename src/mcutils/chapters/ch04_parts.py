@@ -25,7 +25,7 @@ from torch import nn
 import numpy as np
 import pandas as pd
 
-from mcutils import attacks, data, detection, zoo
+from mcutils import adaptive, attacks, data, detection, zoo
 from mcutils import detection_baselines as baselines
 from mcutils.chapters import ch04_adaptive, ch04_detectors, ch04_sweep
 from mcutils.core import stats
@@ -149,7 +149,7 @@ def cached_adaptive(net: nn.Module, sources: ch04_detectors.Sources,
                attack=dict(attack), seed=seed, detector=dep.kind, coef=coef,
                refs=dep.settings["num_refs"], points=dep.settings["num_points"],
                attacker=fingerprint(attacker[0]),
-               code=code_version(ch04_adaptive.adaptive_examples, attacks.DetectorPenalty,
+               code=code_version(ch04_adaptive.adaptive_examples, adaptive.DetectorPenalty,
                                  attacks.optimization_attack))
     return cached_tensors(key, lambda: {"adv": ch04_adaptive.adaptive_examples(
         net, sources, dep, penalty, attacker, draws=draws, attack=attack, seed=seed)})["adv"]
