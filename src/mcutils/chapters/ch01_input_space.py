@@ -11,7 +11,8 @@ tolerance curves, the intervals behind its claims, and its findings.
   :func:`tolerance_curve`, :func:`kind_summary`: per-pair tables and their summaries;
 * :func:`two_sample_ci`, :func:`effect_word`, :func:`fraction_result` (exact),
   :func:`median_result` (hierarchical), :func:`one_round_flags`, :func:`connectivity_claims`,
-  :func:`claim_verdicts` (with :data:`CLAIM_KINDS` and :data:`PAPER`): the claims;
+  :func:`claim_verdicts` (with :data:`CLAIM_KINDS` and :data:`PAPER`): the claims.
+
 Its findings are recorded by :func:`mcutils.chapters.ch01_input_space_findings.findings`,
 its own checks (dense re-measurement, random bends, the two-ball region at every
 tolerance, the smoothness comparison) are in :mod:`mcutils.chapters.ch01_input_space_checks`.

@@ -107,8 +107,8 @@ def variant_study(params: Mapping[str, Any], regular: nn.Module, curve_train: Im
     ``path_size`` images. ``None`` when ``variant_seeds`` is empty.
 
     Returns:
-        ``{"path": table with budget and seed columns, "barriers": {budget: {name:
-        per-seed list}}, "end": the end's cache info}``.
+        A dict: ``"path"``, the table with budget and seed columns; ``"barriers"``,
+        budget -> name -> per-seed list; ``"end"``, the end's cache info.
     """
     p = params
     if not p["variant_seeds"]:
