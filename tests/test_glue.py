@@ -117,7 +117,7 @@ def test_headline_failures_list_claims_not_reproduced_with_reason_and_link(tmp_p
     assert [(f["chapter"], f["claim"]) for f in fails] == [("05", "asr"), ("06", "b")]
     md = failures_markdown(fails, links)
     first, second = md.strip().splitlines()
-    assert "`asr`: ASR falls: 0.480 [0.410, 0.540] against <= 0.1" in first
+    assert "`asr`: ASR falls: 0.480 [0.410, 0.540] against <= 0.100" in first
     assert "*Why:* the corner" in first and "ch05-summary" in first
     assert "no one-line reason" in second
     assert "No claim" in failures_markdown([])

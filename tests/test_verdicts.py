@@ -170,3 +170,10 @@ def test_summary_and_note_reject_bad_input():
         rep.summary("x", notes={"zz": "?"})
     with pytest.raises(ValueError, match="gpu profile"):
         rep.summary("  ")
+
+
+def test_summary_notes_are_kept_on_the_claims_for_the_results_page():
+    rep = report.ChapterReport("07")
+    rep.claim("a", "A", "p", _iv(0.1, 0.05, 0.2), 0.5, ">=")
+    rep.summary("x", notes={"a": "too few steps"})
+    assert rep.claims["a"]["note"] == "too few steps"

@@ -522,6 +522,10 @@ class ChapterReport:
             raise ValueError(f"notes name claims that were not added: {unknown}")
         if not self.claims:
             raise ValueError("summary() needs at least one claim; add the claims first")
+        for cid, why in notes.items():  # the results page reads the reason from the claim
+            if not str(why).strip() or "\n" in str(why):
+                raise ValueError(f"claim {cid!r}: note must be one non-empty line")
+            self.claims[cid]["note"] = str(why).strip()
         parts = []
         for word, title in (("reproduced", "Reproduced"), ("not reproduced", "Not reproduced"),
                             ("inconclusive", "Inconclusive")):
@@ -531,7 +535,7 @@ class ChapterReport:
             parts.append(f"**{title}** ({len(ids)} of {len(self.claims)}):\n")
             for cid in ids:
                 c = self.claims[cid]
-                why = notes.get(cid, c.get("note"))
+                why = c.get("note")
                 line = (f"- {c['statement']} {format_number(c['estimate'])} "
                         f"[{format_number(c['ci'][0])}, {format_number(c['ci'][1])}] "
                         f"(n = {c['n']}; test {c['direction']} {format_number(c['threshold'])})")

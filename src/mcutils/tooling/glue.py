@@ -131,6 +131,8 @@ def headline_failures(folder: Path) -> list[dict[str, Any]]:
     """The claims of the executed chapters in ``folder`` that were *not reproduced*, in
     chapter order: chapter, claim id, statement, estimate, interval, test and the
     chapter's one-line reason (the claim's ``note``, where it gives one)."""
+    from mcutils.core.report import format_number
+
     rows = []
     for nb in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")):
         chapter = nb.name[:2]
@@ -141,7 +143,7 @@ def headline_failures(folder: Path) -> list[dict[str, Any]]:
             if c["verdict"] == "not reproduced":
                 rows.append({"chapter": chapter, "claim": cid, "statement": c["statement"],
                              "estimate": c["estimate"], "ci": c["ci"],
-                             "test": f"{c['direction']} {c['threshold']}",
+                             "test": f"{c['direction']} {format_number(c['threshold'])}",
                              "reason": c.get("note")})
     return rows
 
