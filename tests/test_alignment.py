@@ -67,9 +67,73 @@ def test_matching_a_registry_model_to_its_permutation_keeps_its_outputs():
     assert torch.allclose(alignment.align(a, b)(x), a(x), atol=1e-5)
 
 
-def test_networks_with_skip_connections_and_bad_input_are_refused():
+def _randomise_norms(model: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm entries, so that running statistics must follow their units."""
+    gen = torch.Generator().manual_seed(7)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=gen) * 2 - 1)
+            m.running_var.copy_(torch.rand(n, generator=gen) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name,groups", [("preresnet20", {"stream": 3, "inner": 9}),
+                                         ("resnet18_cifar", {"stream": 4, "inner": 8})])
+def test_residual_nets_are_matched_exactly_with_one_permutation_per_stream(name, groups):
+    torch.manual_seed(0)
+    a = _randomise_norms(build_model(name, in_channels=3, input_size=32, width=4))
+    spec = alignment.permutation_spec(a)
+    assert sum("stream" in g for g in spec.groups) == groups["stream"]  # one per stage
+    assert sum("conv1" in g for g in spec.groups) == groups["inner"]  # one per block
+    # the stem, every block's last conv and the classifier share their stage's stream
+    stream0 = {ax.name for ax in spec.axes_of("P_stream0")}
+    assert {"1.fc.weight"} & stream0 == set()  # fc reads the last stage's stream
+    assert "1.fc.weight" in {ax.name for ax in spec.axes_of(max(
+        (g for g in spec.groups if "stream" in g), key=lambda g: int(g[8:])))}
+    planted = alignment.random_permutation(a, seed=3)
+    b = alignment.permute(a, planted)
+    x = torch.rand(3, 3, 32, 32)
+    assert torch.allclose(a(x), b(x), atol=1e-4)  # the function is unchanged
+    assert any(not torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+    perms = alignment.weight_matching(a, b)
+    for g, p in planted.items():
+        assert torch.equal(perms[g], torch.argsort(p)), g  # the permutation is recovered
+    back = alignment.permute(b, perms)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k]), k
+
+
+def test_a_wrong_stream_permutation_changes_a_residual_function():
+    """The control for the residual spec: permuting a block's output units without the
+    stream they are added to breaks the function, so sharing the stream group matters."""
+    torch.manual_seed(0)
+    a = _randomise_norms(build_model("preresnet20", in_channels=3, input_size=32, width=4))
+    spec = alignment.permutation_spec(a)
+    perm = torch.tensor([1, 0, 2, 3])
+    state = dict(a.state_dict())
+    state["1.blocks.0.conv2.weight"] = state["1.blocks.0.conv2.weight"][perm]  # alone
+    broken = build_model("preresnet20", in_channels=3, input_size=32, width=4).eval()
+    broken.load_state_dict(state)
+    x = torch.rand(3, 3, 32, 32)
+    assert not torch.allclose(a(x), broken(x), atol=1e-3)
+    assert "1.blocks.0.conv2.weight" in {ax.name for ax in spec.axes_of("P_stream0")}
+
+
+def test_networks_with_unknown_skip_connections_and_bad_input_are_refused():
+    class Skip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+            self.head = nn.Linear(4, 10)
+
+        def forward(self, x):
+            return self.head((self.body(x) + x).mean((2, 3)))
+
     with pytest.raises(ParameterError, match="skip connections"):
-        alignment.permutation_spec(build_model("preresnet20", in_channels=3, input_size=32))
+        alignment.permutation_spec(Skip())
     a = _tiny_cnn(0)
     with pytest.raises(ParameterError, match="same architecture"):
         alignment.weight_matching(a, build_model("mlp", input_size=8))

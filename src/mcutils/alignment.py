@@ -10,11 +10,16 @@ by layer, the permutation that maximises the inner product of the two models' we
 (:func:`scipy.optimize.linear_sum_assignment`), and sweeps over the layers in a seeded
 random order until no permutation changes.
 
-* :func:`permutation_spec` reads which parameter axes each permutation acts on, for the
-  book's chain networks (``small_cnn``, ``mlp``, ``vgg16``: convolutions and linear layers
-  in sequence, with optional BatchNorm after a layer, element-wise activations, pooling,
-  dropout and one flatten between the convolutions and the linear layers); networks with
-  skip connections (``preresnet20``, ``resnet18_cifar``) are refused with a clear error;
+* :func:`permutation_spec` reads which parameter axes each permutation acts on. A chain
+  network (``small_cnn``, ``mlp``, ``vgg16``: convolutions and linear layers in sequence,
+  with optional BatchNorm after a layer, element-wise activations, pooling, dropout and
+  one flatten between the convolutions and the linear layers) has one group per hidden
+  layer. A registry residual network (``preresnet20``, ``resnet18_cifar``) has one group
+  per block's inner layer and one per stage's *residual stream*: every layer that writes
+  to the stream (the stem, each block's last convolution, a projection shortcut) and
+  every layer that reads it share that stream's permutation, because the skip connection
+  adds the stream to itself unpermuted; a projection shortcut starts the next stage's
+  stream. Any other network with skip connections is refused with a clear error;
 * :func:`weight_matching` finds the permutations that align ``model_b`` to ``model_a``;
 * :func:`permute` applies permutations to a model (a copy; buffers such as BatchNorm
   running statistics follow their units), :func:`random_permutation` draws random ones
@@ -92,9 +97,9 @@ def _chain_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if not isinstance(m, chains):
                 raise ParameterError(
                     f"weight matching supports chain networks (small_cnn, mlp, vgg16, "
-                    f"nn.Sequential of layers); {type(m).__name__} at {name or 'the top'!r} "
-                    "may hold skip connections (preresnet20 and resnet18_cifar are not "
-                    "supported)")
+                    f"nn.Sequential of layers) and the registry's residual networks "
+                    f"(preresnet20, resnet18_cifar); {type(m).__name__} at "
+                    f"{name or 'the top'!r} may hold skip connections it does not know")
             continue
         if isinstance(m, (*_WEIGHTED, *_NORMS)):
             layers.append((name, m))
@@ -104,13 +109,125 @@ def _chain_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return layers
 
 
+class _SpecBuilder:
+    """Adds the axes of one layer at a time to a :class:`PermutationSpec` (residual nets)."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.spec = PermutationSpec(groups={})
+
+    def group(self, name: str, size: int) -> str:
+        self.spec.groups[name] = size
+        return name
+
+    def _size(self, m: nn.Module, out: bool) -> int:
+        if isinstance(m, _NORMS):
+            return m.num_features
+        if isinstance(m, nn.Conv2d):
+            return m.out_channels if out else m.in_channels
+        return m.out_features if out else m.in_features
+
+    def _check(self, name: str, m: nn.Module, group: str, out: bool) -> str:
+        if self._size(m, out) != self.spec.groups[group]:
+            raise ParameterError(f"layer {name!r} has {self._size(m, out)} units where its "
+                                 f"group {group!r} has {self.spec.groups[group]}")
+        return self.prefix + name
+
+    def writes(self, name: str, m: nn.Module, group: str) -> None:
+        """A conv or linear layer whose outputs are the units of ``group``."""
+        full = self._check(name, m, group, out=True)
+        self.spec.axes.append(Axis(full + ".weight", 0, group))
+        self.spec.matched.add(full + ".weight")
+        if m.bias is not None:
+            self.spec.axes.append(Axis(full + ".bias", 0, group))
+            self.spec.matched.add(full + ".bias")
+
+    def reads(self, name: str, m: nn.Module, group: str) -> None:
+        """A conv or linear layer whose inputs are the units of ``group``."""
+        full = self._check(name, m, group, out=False)
+        self.spec.axes.append(Axis(full + ".weight", 1, group))
+        self.spec.matched.add(full + ".weight")
+
+    def norm(self, name: str, m: nn.Module, group: str) -> None:
+        """A BatchNorm acting on the units of ``group`` (running statistics follow them)."""
+        full = self._check(name, m, group, out=True)
+        for entry in ("weight", "bias", "running_mean", "running_var"):
+            if getattr(m, entry, None) is not None:
+                self.spec.axes.append(Axis(f"{full}.{entry}", 0, group))
+        self.spec.matched |= {f"{full}.{e}" for e in ("weight", "bias")
+                              if getattr(m, e) is not None}
+
+
+def _residual_net(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """``(prefix, net)`` when ``model`` is a registry residual net, bare or after a
+    :class:`~mcutils.models.Normalize` in an ``nn.Sequential``; None otherwise."""
+    from mcutils.models import Normalize, PreResNet, ResNet18CIFAR
+
+    residual = (PreResNet, ResNet18CIFAR)
+    if isinstance(model, residual):
+        return "", model
+    if isinstance(model, nn.Sequential):
+        rest = [(n, m) for n, m in model.named_children() if not isinstance(m, Normalize)]
+        if len(rest) == 1 and isinstance(rest[0][1], residual):
+            return f"{rest[0][0]}.", rest[0][1]
+    return None
+
+
+def _residual_spec(prefix: str, net: nn.Module) -> PermutationSpec:
+    """Groups of a PreResNet (pre-activation blocks) or a ResNet18CIFAR (post-activation
+    blocks): one per block's inner layer, one per stage's residual stream."""
+    from mcutils.models import PreResNet
+
+    b = _SpecBuilder(prefix)
+    pre = isinstance(net, PreResNet)
+    stem = net.conv if pre else net.conv1
+    stream = b.group("P_stream0", stem.out_channels)
+    b.writes("conv" if pre else "conv1", stem, stream)
+    if not pre:
+        b.norm("bn1", net.bn1, stream)
+    blocks = net.blocks if pre else net.layers
+    where = "blocks" if pre else "layers"
+    for i, blk in enumerate(blocks):
+        p = f"{where}.{i}."
+        if pre:
+            b.norm(p + "bn1", blk.bn1, stream)
+        inner = b.group(f"P_{where}.{i}.conv1", blk.conv1.out_channels)
+        b.reads(p + "conv1", blk.conv1, stream)
+        b.writes(p + "conv1", blk.conv1, inner)
+        b.norm(p + ("bn2" if pre else "bn1"), blk.bn2 if pre else blk.bn1, inner)
+        b.reads(p + "conv2", blk.conv2, inner)
+        projection = blk.shortcut if pre else (blk.shortcut[0] if len(blk.shortcut) else None)
+        if projection is not None:
+            new = b.group(f"P_stream{len([g for g in b.spec.groups if 'stream' in g])}",
+                          blk.conv2.out_channels)
+            short = p + ("shortcut" if pre else "shortcut.0")
+            b.reads(short, projection, stream)
+            b.writes(short, projection, new)
+            if not pre:
+                b.norm(p + "shortcut.1", blk.shortcut[1], new)
+            stream = new
+        b.writes(p + "conv2", blk.conv2, stream)
+        if not pre:
+            b.norm(p + "bn2", blk.bn2, stream)
+    if pre:
+        b.norm("bn", net.bn, stream)
+    b.reads("fc", net.fc, stream)
+    return b.spec
+
+
 def permutation_spec(model: nn.Module) -> PermutationSpec:
-    """The permutation groups of a chain network: one per hidden layer's output units.
+    """The permutation groups of a network: one per hidden layer's output units for a
+    chain network; for the registry's residual networks, one per block's inner layer and
+    one per stage's residual stream (see the module's notes).
 
     Raises:
-        ParameterError: a network that is not a chain of convolutions and linear layers
-            (with optional BatchNorm), or whose layer sizes do not chain.
+        ParameterError: a network that is neither a chain of convolutions and linear
+            layers (with optional BatchNorm) nor a registry residual net, or whose layer
+            sizes do not chain.
     """
+    residual = _residual_net(model)
+    if residual is not None:
+        return _residual_spec(*residual)
     layers = _chain_layers(model)
     weighted = [(n, m) for n, m in layers if isinstance(m, _WEIGHTED)]
     if len(weighted) < 2:

@@ -231,9 +231,11 @@ DEVIATIONS = [
     {"setting": "weight matching", "paper": "Ainsworth et al. 2023: MLPs, VGG, ResNets with "
                                             "wider layers",
      "source": "Git Re-Basin, weight_matching.py",
-     "ours": "mcutils.alignment for chain networks (small CNN, VGG16); PreResNet20 not "
-             "supported (skip connections)",
-     "effect": "the gpu profile's PreResNet20 cannot be aligned by this code"},
+     "ours": "mcutils.alignment for chain networks (small CNN, VGG16) and the residual "
+             "PreResNet20 and ResNet-18, with one permutation per residual stream; the gpu "
+             "profile aligns VGG16, the model of chapters 05 and 06's gpu runs",
+     "effect": "PreResNet20 (-p model preresnet20) is tested on planted permutations only; "
+               "its aligned barriers have not been run"},
     {"setting": "regular-to-robust pairs", "paper": "one regular and one robust model",
      "source": "Zhao et al. 2020, evasion_attack/ (chapter 06)",
      "ours": "chapter 06's regular end paired with robust ends of three seeds (the regular "
@@ -463,8 +465,8 @@ def findings(chapter: ChapterReport, params: Mapping[str, Any], *, real: Any, ad
 
 GPU_NOTE = ("the chapter runs on CIFAR-10 with VGG-16 (the models of chapters 05 and 06's gpu "
             "profile, aligned by the same weight matching), with up to 100 pairs per set, "
-            "five pair seeds and five robust seeds; PreResNet20 is not aligned (skip "
-            "connections are not supported).")
+            "five pair seeds and five robust seeds; weight matching also handles "
+            "PreResNet20's residual streams, but the profile does not run it.")
 """What the gpu profile changes, for the chapter's summary."""
 
 
