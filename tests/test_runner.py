@@ -140,3 +140,12 @@ def test_pool_parts_come_from_the_chapter_module_with_its_validated_parameters(m
         chapters.pool_parts("97", {})
     del fake.pool_parts
     assert chapters.pool_parts("98", {}) == []
+
+
+def test_part_log_names_have_no_spaces_and_stay_unique():
+    taken: set[str] = set()
+    a = runner._part_stem("07_learned_curves", "ch07 robust model 1", taken)
+    assert a == "07_learned_curves.part-ch07-robust-model-1"
+    b = runner._part_stem("07_learned_curves", "ch07 robust/model 1", taken)
+    assert b == "07_learned_curves.part-ch07-robust-model-1-2" and " " not in b
+    assert runner._part_stem("05_x", "clean-0", taken) == "05_x.part-clean-0"

@@ -236,6 +236,17 @@ def barrier_features_loop(model: nn.Module, x: torch.Tensor, predicted: torch.Te
                              for f in ("profiles", "gap", "max", "maxima")))
 
 
+def _last_linear(model: nn.Module) -> nn.Linear:
+    """The model's last :class:`torch.nn.Linear` layer (its input: the penultimate features)."""
+    last = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    if last is None:
+        raise ParameterError("the model has no nn.Linear layer to take features from")
+    return last
+
+
 def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int | None = None
                          ) -> torch.Tensor:
     """The input of the model's last :class:`torch.nn.Linear` layer (its penultimate
@@ -245,12 +256,7 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int | No
     Returns:
         ``[N, D]`` float32 features on the CPU.
     """
-    last = None
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            last = m
-    if last is None:
-        raise ParameterError("the model has no nn.Linear layer to take features from")
+    last = _last_linear(model)
     feats: list[torch.Tensor] = []
     hook = last.register_forward_hook(lambda _m, inp, _out: feats.append(inp[0].detach()))
     if batch_size is not None:

@@ -38,7 +38,7 @@ from mcutils.core import stats
 from mcutils.core.checks import ParameterError
 from mcutils.core.runtime import EvalMode as _EvalMode
 from mcutils.core.runtime import model_device as _model_device
-from mcutils.detection import cross_val_scores, make_classifier, source_folds
+from mcutils.detection import _last_linear, cross_val_scores, make_classifier, source_folds
 
 __all__ = [
     "BASELINES",
@@ -246,16 +246,6 @@ def lid_grid(model: nn.Module, x: torch.Tensor, reference_x: torch.Tensor,
 
 
 # ----------------------------------------------------------------------------- KD + BU
-def _last_linear(model: nn.Module) -> nn.Linear:
-    last = None
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            last = m
-    if last is None:
-        raise ParameterError("the model has no nn.Linear layer")
-    return last
-
-
 def _penultimate(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     last = _last_linear(model)
     feats: list[torch.Tensor] = []

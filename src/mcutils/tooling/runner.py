@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -144,6 +145,18 @@ def _ordered(plan: dict[str, dict[str, Any]], timings_file: Path) -> dict[str, d
     return {c: plan[c] for c in (["00"] if "00" in plan else []) + rest}
 
 
+def _part_stem(notebook_stem: str, label: str, taken: set[str]) -> str:
+    """A log-file stem for a pool part: the label with every character other than
+    letters, digits, ``.``, ``_`` and ``-`` replaced by ``-`` (no spaces in file names),
+    made unique among ``taken`` (which it extends)."""
+    base = f"{notebook_stem}.part-{re.sub(r'[^A-Za-z0-9._-]+', '-', label).strip('-')}"
+    stem, k = base, 2
+    while stem in taken:
+        stem, k = f"{base}-{k}", k + 1
+    taken.add(stem)
+    return stem
+
+
 def _run(plan: dict[str, dict[str, Any]], available: dict[str, Path], out_dir: Path,
          claims_dir: Path, root: Path, jobs: int, profile: str, log_output: bool
          ) -> dict[str, Any]:
@@ -176,10 +189,11 @@ def _run(plan: dict[str, dict[str, Any]], available: dict[str, Path], out_dir: P
         out: list[Task] = []
         if root.resolve() != repo_root().resolve():
             return out  # another repository's notebooks (a test's): no chapter modules
+        stems: set[str] = set()
         for chapter in chapters:
             nb = available[chapter]
             for label, call, kwargs in pool_parts(chapter, plan[chapter]):
-                stem = f"{nb.stem}.part-{label.split(':', 1)[1]}"
+                stem = _part_stem(nb.stem, label.split(':', 1)[1], stems)
                 out.append(Task(chapter=label, notebook=nb, params={}, cwd=root,
                                 log=logs / f"{stem}.log", result=logs / f"{stem}.json",
                                 engine="call", call=call, kwargs=kwargs, label=label))
