@@ -257,3 +257,28 @@ def test_the_chapter_at_a_tiny_size(tmp_path, monkeypatch):
     assert "cell" not in sweep  # the sweep's figure labels a copy
     for f in figs:
         plt.close(f)
+
+
+def test_the_study_cache_key_covers_the_numerical_modules_it_calls():
+    """A change to a helper of the bypass or the synthesis must change the key: the listed
+    modules are closed under their mcutils imports (up to the exempt ones), and a module's
+    source enters the key."""
+    import ast
+    import importlib
+    import inspect
+
+    from mcutils.chapters import ch03_study
+    from mcutils.core.store import code_version
+
+    listed = set(ch03_study.ALGORITHM_MODULES)
+    for name in listed:
+        tree = ast.parse(inspect.getsource(importlib.import_module(name)))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mcutils"):
+                assert node.module in listed or node.module.startswith(
+                    ch03_study.KEY_EXEMPT), (name, node.module)
+    fn = [ch03_study.cached]
+    assert ch03_study.study_code_version(fn) != code_version(*fn)
+    assert ch03_study.study_code_version(fn) == ch03_study.study_code_version(fn)
+    assert ch03_study.study_code_version(fn) != ch03_study.study_code_version(
+        [ch03_study.build_untrained])

@@ -21,7 +21,8 @@ from mcutils.core.checks import ParameterError
 from mcutils.data import DatasetInfo, dataset_info
 from mcutils.inputspace.paths import barrier, loss_profiles
 
-__all__ = ["StudySettings", "study_settings", "scaled_settings", "build_untrained", "cached"]
+__all__ = ["StudySettings", "study_settings", "scaled_settings", "build_untrained", "cached",
+           "study_code_version"]
 
 
 def _profile_stats(model: nn.Module, ps: PairSet, num_points: int) -> dict[str, list[float]]:
@@ -90,22 +91,47 @@ def scaled_settings(cfg: StudySettings, factor: float = 1.0,
     return replace(cfg, synth=synth, connect=conn)
 
 
+#: The numerical modules under every cached study (synthesis, bypass and barrier search,
+#: models, training, speed plan): their whole source enters the cache key beside the
+#: functions a caller names, so a change to a helper they call invalidates the entry.
+#: Closed under their mcutils imports except :data:`KEY_EXEMPT` (checked by the tests).
+ALGORITHM_MODULES = ("mcutils.inputspace._common", "mcutils.inputspace.bypass",
+                     "mcutils.inputspace.geometry", "mcutils.inputspace.paths",
+                     "mcutils.inputspace.synthesis", "mcutils.models", "mcutils.training",
+                     "mcutils.core.runtime", "mcutils.core.tensors")
+#: Imported by those modules but without effect on a computed value (argument checks,
+#: folders, checkpoint files; ``mcutils.data`` only for a model's dataset statistics).
+KEY_EXEMPT = ("mcutils.core.checks", "mcutils.core.paths", "mcutils.core.store",
+              "mcutils.data")
+
+
+def study_code_version(code: Sequence[Any]) -> str:
+    """:func:`~mcutils.core.store.code_version` of ``code`` and of every module of
+    :data:`ALGORITHM_MODULES`."""
+    import importlib
+
+    from mcutils.core.store import code_version
+
+    return code_version(*code, *(importlib.import_module(m) for m in ALGORITHM_MODULES))
+
+
 def cached(config: Mapping[str, Any], code: Sequence[Any],
            compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``compute()`` once per ``config`` and code version, kept in the checkpoint cache.
 
     The result (a dict of tensors, lists, numbers and strings) is stored under
     :func:`mcutils.core.store.checkpoint_paths` of ``config`` joined with
-    :func:`~mcutils.core.store.code_version` of ``code`` (the functions that produce it),
+    :func:`study_code_version` of ``code`` (the functions that produce it, and the
+    numerical modules they call),
     under a file lock, so a second process waits and then loads instead of computing
     twice. What is returned is always the stored copy, so a run that computes it and a
     run that loads it get identical values.
     """
     from filelock import FileLock
 
-    from mcutils.core.store import checkpoint_paths, code_version, load_state, save_state
+    from mcutils.core.store import checkpoint_paths, load_state, save_state
 
-    key = dict(config, name="ch03-study", code=code_version(*code))
+    key = dict(config, name="ch03-study", code=study_code_version(code))
     pt, _ = checkpoint_paths(key)
     pt.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(pt.with_suffix(".lock"))):
