@@ -149,3 +149,14 @@ def test_part_log_names_have_no_spaces_and_stay_unique():
     b = runner._part_stem("07_learned_curves", "ch07 robust/model 1", taken)
     assert b == "07_learned_curves.part-ch07-robust-model-1-2" and " " not in b
     assert runner._part_stem("05_x", "clean-0", taken) == "05_x.part-clean-0"
+
+
+def test_cpu_workers_get_one_thread_unless_a_benchmark_asks(monkeypatch):
+    monkeypatch.delenv(runner.THREADS_ENV, raising=False)
+    assert runner.cpu_thread_env() == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    monkeypatch.setenv(runner.THREADS_ENV, "2")
+    assert set(runner.cpu_thread_env().values()) == {"2"}
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(runner.THREADS_ENV, bad)
+        with pytest.raises(runner.ParameterError, match=runner.THREADS_ENV):
+            runner.cpu_thread_env()

@@ -129,11 +129,25 @@ def execute(profile: str = "cpu", selected: Sequence[str] | None = None,
         jobs = (os.cpu_count() or 1) if on_cpu else max(1, len(gpu_slots(True, len(plan))))
     plan = _ordered(plan, out_dir / f"timings-{profile}.json")
     # inherited by every kernel and worker started below
-    saved_env = set_environ(SINGLE_THREAD_ENV if on_cpu else {})
+    saved_env = set_environ(cpu_thread_env() if on_cpu else {})
     try:
         return _run(plan, available, out_dir, claims_dir, root, jobs, profile, log_output)
     finally:
         restore_environ(saved_env)
+
+
+#: Benchmarks only: threads per CPU worker instead of one (``benchmarks/book_workers.py``
+#: compares one 2-thread worker with two 1-thread workers). The provenance records it.
+THREADS_ENV = "MCUTILS_CPU_THREADS"
+
+
+def cpu_thread_env() -> dict[str, str]:
+    """The thread variables of every CPU kernel: :data:`SINGLE_THREAD_ENV`, or
+    ``$MCUTILS_CPU_THREADS`` threads when a benchmark sets it (a positive integer)."""
+    raw = os.environ.get(THREADS_ENV, "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ParameterError(f"{THREADS_ENV}={raw!r} must be a positive integer")
+    return {k: raw for k in SINGLE_THREAD_ENV}
 
 
 def _ordered(plan: dict[str, dict[str, Any]], timings_file: Path) -> dict[str, dict[str, Any]]:
