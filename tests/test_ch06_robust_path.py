@@ -581,3 +581,29 @@ def test_robust_path_rises_with_the_attack():
     assert ((rows["robust_error"] >= 0) & (rows["robust_error"] <= 1)).all()
     assert set(rows) >= {"error", "robust_error"}
 
+
+
+def test_the_regular_end_is_chapter_00_s_model_unless_sgd_is_asked_for(monkeypatch):
+    """Default settings reach zoo.trained_model as chapter 00's (one checkpoint); sgd
+    brings the official train.py settings, to the regular end and the PGD variant end."""
+    from mcutils import zoo
+    from mcutils.chapters import ch06_ends
+
+    calls = []
+    monkeypatch.setattr(zoo, "trained_model", lambda **kw: calls.append(kw) or (None, {}))
+    params = robustpath.PARAMETERS.defaults()
+    ch06_ends.regular_end(params)
+    assert calls[-1]["optimizer"] == "adam" and calls[-1]["schedule"] is None
+    assert calls[-1]["weight_decay"] == 0.0 and calls[-1]["augment"] is False
+    sgd = dict(params, regular_optimizer="sgd", regular_weight_decay=5e-4,
+               regular_augment=True, lr=0.05)
+    for fn in (ch06_ends.regular_end, ch06_ends.pgd_robust_end):
+        fn(sgd)
+        assert (calls[-1]["optimizer"], calls[-1]["schedule"]) == ("sgd", "paper")
+        assert calls[-1]["weight_decay"] == 5e-4 and calls[-1]["augment"] is True
+    row = next(r for r in ch06_deviations.deviation_rows(sgd)
+               if r["setting"] == "regular end's training")
+    assert "SGD" in row["ours"] and "random crops" in row["ours"] and "0.0005" in row["ours"]
+    row = next(r for r in ch06_deviations.deviation_rows(params)
+               if r["setting"] == "regular end's training")
+    assert row["ours"].startswith("Adam") and "no augmentation" in row["ours"]

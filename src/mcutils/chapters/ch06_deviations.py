@@ -35,7 +35,9 @@ DEVIATIONS: list[dict[str, str]] = [
     {"setting": "regular end's training",
      "paper": "SGD, momentum 0.9, weight decay 5e-4, 200 epochs (VGG-16, lr 0.05)",
      "source": f"{_REPO} evasion_attack/README.md:50, evasion_attack/train.py:53,142",
-     "ours": "chapter 00's model: Adam, lr {lr}, {num_epochs} epoch(s), no weight decay",
+     "ours": "{regular_training_text}, lr {lr}, {num_epochs} epoch(s), weight decay "
+             "{regular_weight_decay}, {regular_augment_text} (the cpu profile: chapter 00's "
+             "Adam model; the gpu profile: the official SGD settings)",
      "effect": "a less converged, differently regularised end changes the ends' losses and "
                "so the relative barriers"},
     {"setting": "robust end's training",
@@ -66,7 +68,8 @@ DEVIATIONS: list[dict[str, str]] = [
     {"setting": "robust end variant",
      "paper": "not in the paper",
      "source": "this book's earlier protocol (issue 27)",
-     "ours": "{adv_steps}-step PGD training with Adam (lr {lr}), {adv_epochs} epoch(s) on "
+     "ours": "{adv_steps}-step PGD training with the regular end's optimiser "
+             "({regular_training_text}, lr {lr}), {adv_epochs} epoch(s) on "
              "{adv_subset} images; curves to it for seeds {variant_seeds}",
      "effect": "shows whether the barrier depends on how the robust end was trained"},
     {"setting": "attack radius and step",
@@ -126,6 +129,12 @@ from the run's parameters by :func:`deviation_rows`."""
 def deviation_rows(params: Mapping[str, Any]) -> list[dict[str, str]]:
     """:data:`DEVIATIONS` with ``ours`` filled from the chapter's parameters."""
     values = {**params, "curve_budgets_max": max(params["curve_budgets"])}
+    sgd = params.get("regular_optimizer", "adam") == "sgd"
+    values["regular_weight_decay"] = params.get("regular_weight_decay", 0.0)
+    values["regular_training_text"] = ("SGD, momentum 0.9, the train.py schedule" if sgd
+                                       else "Adam")
+    values["regular_augment_text"] = ("random crops and flips"
+                                      if params.get("regular_augment") else "no augmentation")
     if values.get("adv_subset") is None:
         values["adv_subset"] = "all training"
     for key in ("variant_seeds", "robust_path_seeds"):

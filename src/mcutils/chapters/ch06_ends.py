@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from mcutils.data import ImageDataset
 
 __all__ = ["PROTOCOLS", "cached_robust_curve", "load_data", "regular_end",
-           "official_robust_end", "pgd_robust_end", "robust_end"]
+           "regular_training", "official_robust_end", "pgd_robust_end", "robust_end"]
 
 PROTOCOLS = ("official", "pgd")
 """The robust ends: the official code's 1-step PGD with the gradient penalty, and the
@@ -95,8 +95,9 @@ def official_robust_end(params: Mapping[str, Any], seed: int | None = None
 
 def pgd_robust_end(params: Mapping[str, Any], seed: int | None = None
                    ) -> tuple[nn.Module, dict[str, Any]]:
-    """The variant end: ``adv_steps``-step PGD adversarial training at ``adv_eps`` with
-    Adam (lr ``lr``), ``adv_epochs`` epochs on ``adv_subset`` images
+    """The variant end: ``adv_steps``-step PGD adversarial training at ``adv_eps``,
+    ``adv_epochs`` epochs on ``adv_subset`` images, with the regular end's optimiser
+    (:func:`regular_end`'s settings: Adam at ``lr`` by default)
     (:func:`mcutils.zoo.trained_model`), seeded by ``seed`` (default ``robust_seed``)."""
     from mcutils import zoo
 
@@ -107,7 +108,7 @@ def pgd_robust_end(params: Mapping[str, Any], seed: int | None = None
         dataset=p["dataset"], model=p["model"], epochs=p["adv_epochs"], lr=p["lr"],
         batch_size=p["batch_size"], train_subset=p["adv_subset"],
         seed=p["robust_seed"] if seed is None else seed, device=p["device"],
-        return_info=True, adversarial=adversarial)
+        return_info=True, adversarial=adversarial, **regular_training(p))
 
 
 def robust_end(params: Mapping[str, Any], seed: int | None = None,
@@ -171,12 +172,24 @@ def load_data(params: Mapping[str, Any]) -> tuple[ImageDataset, ImageDataset, li
 
 
 def regular_end(params: Mapping[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """The regular end ``t = 0``: the default model of chapter 00 (cached by
-    :func:`mcutils.zoo.trained_model`), with its cache info."""
+    """The regular end ``t = 0`` (cached by :func:`mcutils.zoo.trained_model`), with its
+    cache info: the default model of chapter 00 (``regular_optimizer="adam"``, no weight
+    decay, no augmentation: the same checkpoint), or an end trained as the official
+    ``train.py`` does (``"sgd"``: momentum 0.9, the papers' schedule, weight decay and
+    augmentation as set)."""
     from mcutils import zoo
 
     p = params
     return zoo.trained_model(
         dataset=p["dataset"], model=p["model"], epochs=p["num_epochs"], lr=p["lr"],
         batch_size=p["batch_size"], train_subset=p["train_subset"], seed=p["seed"],
-        device=p["device"], return_info=True)
+        device=p["device"], return_info=True, **regular_training(p))
+
+
+def regular_training(p: Mapping[str, Any]) -> dict[str, Any]:
+    """Optimiser, schedule, weight decay and augmentation of the regular end (and of the
+    PGD variant end): chapter 00's defaults unless ``regular_optimizer`` is ``"sgd"``."""
+    sgd = p.get("regular_optimizer", "adam") == "sgd"
+    return dict(optimizer="sgd" if sgd else "adam", schedule="paper" if sgd else None,
+                weight_decay=float(p.get("regular_weight_decay", 0.0)),
+                augment=bool(p.get("regular_augment", False)))

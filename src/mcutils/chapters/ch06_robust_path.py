@@ -176,6 +176,13 @@ def _budget_curve(p: Mapping[str, Any]) -> str | None:
 PARAMETERS = ParameterSchema("06", {
     **model_params(seed_help="the regular end (chapter 00's model) and the choice of "
                              "evaluation images"),
+    "regular_optimizer": Param("adam", "the regular end: adam (chapter 00's model) or sgd "
+                               "(the official train.py: momentum 0.9, the papers' schedule)",
+                               choices=("adam", "sgd")),
+    "regular_weight_decay": Param(0.0, "the regular end's weight decay (official VGG16: 5e-4)",
+                                  range=(0, 1)),
+    "regular_augment": Param(False, "the regular end's random crops and flips (official: "
+                             "the VGG transform)", choices=(True, False)),
     "seeds": Param([0, 1, 2], "one curve (its batches and t draws) and one PGD random start "
                    "per seed", range=(0, None)),
     "robust_seed": Param(1, "initialisation and shuffling of the robust end: independent of "

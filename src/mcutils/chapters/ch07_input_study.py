@@ -54,15 +54,19 @@ class PairSet:
 
 
 def model_and_images(params: Mapping[str, Any]) -> tuple[nn.Module, Any]:
-    """The default model (cached by :func:`mcutils.zoo.trained_model`) in eval mode on the
-    chapter's device, and the test split."""
+    """The default model (cached by :func:`mcutils.zoo.trained_model`; trained as chapter
+    06's regular end, :func:`mcutils.chapters.ch06_ends.regular_training`, so the gpu
+    profile's SGD end serves both studies) in eval mode on the chapter's device, and the
+    test split."""
     from mcutils import data, zoo
+    from mcutils.chapters.ch06_ends import regular_training
     from mcutils.core.runtime import get_device
 
     p = params
     net = zoo.trained_model(dataset=p["dataset"], model=p["model"], epochs=p["num_epochs"],
                             lr=p["lr"], batch_size=p["batch_size"],
-                            train_subset=p["train_subset"], seed=p["seed"], device=p["device"])
+                            train_subset=p["train_subset"], seed=p["seed"], device=p["device"],
+                            **regular_training(p))
     return net.to(get_device(p["device"])).eval(), data.load_dataset(p["dataset"], "test")
 
 

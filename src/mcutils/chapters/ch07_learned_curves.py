@@ -100,6 +100,12 @@ PARAMETERS = ParameterSchema("07", {
     "poison_rate": Param(0.1, "chapter 05's poisoning rate", range=(0, 1)),
     "target_class": Param(0, "chapter 05's target class", range=(0, 9)),
     "trigger_size": Param(3, "chapter 05's trigger side", range=(1, 10)),
+    "regular_optimizer": Param("adam", "chapter 06's regular end: adam (chapter 00's model) "
+                               "or sgd (official)", choices=("adam", "sgd")),
+    "regular_weight_decay": Param(0.0, "chapter 06's regular end's weight decay",
+                                  range=(0, 1)),
+    "regular_augment": Param(False, "chapter 06's regular end's crops and flips",
+                             choices=(True, False)),
     "adv_protocol": Param("official", "chapter 06's robust end: official (1-step PGD + "
                           "gradient penalty) or pgd", choices=("official", "pgd")),
     "adv_eps": Param(0.1, "chapter 06's adversarial radius (pixel units)", range=(1e-4, 1)),

@@ -62,6 +62,8 @@ def ch06_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
     p = dict(ch06_robust_path.PARAMETERS.defaults())
     p.update({k: params[k] for k in _SHARED})
+    p.update({k: params[k] for k in ("regular_optimizer", "regular_weight_decay",
+                                     "regular_augment")})
     p.update(adv_protocol=params["adv_protocol"], adv_eps=params["adv_eps"], adv_steps=params["adv_steps"],
              adv_step_size=params["adv_step_size"], adv_epochs=params["adv_epochs"],
              adv_subset=params["adv_subset"])
