@@ -194,3 +194,30 @@ def test_the_ends_are_chapter_05s_and_06s_own_checkpoints():
     assert sorted(cache.glob("*.pt")) == before  # every one a cache hit
     for k, v in ends.backdoored[0].state_dict().items():
         assert torch.equal(v, a.state_dict()[k])
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu", "gpu-smoke"])
+def test_the_weight_study_reuses_chapters_05_and_06_checkpoints(profile):
+    """In every profile, chapter 07 asks for chapter 05's backdoored ends and chapter 06's
+    regular and robust ends with exactly the settings those chapters train them with, so
+    the checkpoints are shared (a mismatch would train a second, different set)."""
+    from mcutils.chapters.ch05_protocol import END_KEYS
+    from mcutils.tooling import notebooks
+
+    prof = profiles.load_profile(profile)
+    books = notebooks.chapters()
+
+    def params(chapter):
+        nb = books[chapter]
+        declared = notebooks.notebook_defaults(nb)
+        return {**declared, **notebooks.chapter_parameters(prof, chapter, nb, profile,
+                                                           declared)}
+
+    p5, p6, p7 = params("05"), params("06"), params("07")
+    derived5, derived6 = weights.ch05_params(p7), weights.ch06_params(p7)
+    for k in (*END_KEYS, "trigger_size", "dataset", "model", "seed"):
+        assert derived5[k] == p5[k], (profile, k)
+    for k in ("dataset", "model", "num_epochs", "lr", "batch_size", "train_subset", "seed",
+              "regular_optimizer", "regular_weight_decay", "regular_augment", "adv_protocol",
+              "adv_eps", "adv_epochs", "adv_subset"):
+        assert derived6[k] == p6[k], (profile, k)

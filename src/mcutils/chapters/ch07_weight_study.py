@@ -48,6 +48,8 @@ def ch05_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
     p = dict(ch05_protocol.PARAMETERS.defaults())
     p.update({k: params[k] for k in _SHARED})
+    p.update({k: params[k] for k in ("end_optimizer", "end_lr", "end_epochs",
+                                     "end_weight_decay", "end_schedule")})
     p.update(backdoor_subset=params["backdoor_subset"], poison_rate=params["poison_rate"],
              target_class=params["target_class"], trigger_size=params["trigger_size"],
              bonafide_sizes=list(params["repair_sizes"]), val_size=params["val_size"],
