@@ -384,3 +384,79 @@ def test_bounded_optimization_attack_stays_in_its_pixel_ball(ntoy, norm):
         attacks.optimization_attack(model, x, target, steps=2, max_norm=-1.0)
     with pytest.raises(ParameterError):
         attacks.optimization_attack(model, x, target, steps=2, max_norm=1.0, norm="l3")
+
+
+def _conv_toy(seed: int = 0):
+    """A briefly trained small CNN on 1x8x8 inputs (conv nets get the planned layout)."""
+    from mcutils.models import SmallCNN
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(48, 1, 8, 8, generator=g)
+    y = (x[:, 0, :4].mean((1, 2)) > x[:, 0, 4:].mean((1, 2))).long()
+    torch.manual_seed(seed)
+    model = SmallCNN(num_classes=2, input_size=8, width=4, hidden=16)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(60):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    return model, x, y
+
+
+def _run(name, model, x, y, **kw):
+    if name == "pgd":
+        return attacks.pgd(model, x, y, eps=0.1, steps=5,
+                           generator=torch.Generator().manual_seed(0), **kw)
+    if name == "fgsm":
+        return attacks.fgsm(model, x, y, eps=0.1, **kw)
+    return attacks.cw_l2(model, x, y, steps=20, lr=0.05, **kw)
+
+
+@pytest.mark.parametrize("name", ["pgd", "fgsm", "cw"])
+def test_attacks_run_conv_nets_in_the_planned_layout_and_change_rounding_only(monkeypatch, name):
+    """The norm-bounded attacks run the weights in the plan's memory format (here the
+    fixed plan: channels_last for conv nets), give the model back exactly as it was, return
+    standard strides, and agree with the same attack in the standard layout up to rounding."""
+    monkeypatch.setenv("MCUTILS_CALIBRATE", "0")
+    model, x, y = _conv_toy()
+    model.train()
+    strides = [p.stride() for p in model.parameters()]
+    seen = []
+    hook = model.features[3].register_forward_pre_hook(
+        lambda m, inp: seen.append(m.weight.is_contiguous(memory_format=torch.channels_last)
+                                   and not m.weight.is_contiguous()))
+    planned = _run(name, model, x, y)
+    hook.remove()
+    assert seen and all(seen)  # the second convolution ran with NHWC weights
+    assert [p.stride() for p in model.parameters()] == strides
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(p.grad is None for p in model.parameters())  # no gradient left on the model
+    assert planned.stride() == x.stride() and planned.shape == x.shape
+    seen.clear()
+    hook = model.features[3].register_forward_pre_hook(
+        lambda m, inp: seen.append(m.weight.is_contiguous()))
+    standard = _run(name, model, x, y, channels_last=False)  # the caller's choice wins
+    hook.remove()
+    assert seen and all(seen)
+    differ = ((planned - standard).abs() > 1e-4).float().mean()
+    assert differ < 0.01  # a sign flipped at rounding level, at most, for a few pixels
+    assert not torch.equal(planned, x)
+
+
+def test_attacks_keep_the_standard_layout_for_a_model_with_layout_hazards(monkeypatch):
+    from mcutils.models import build_model
+
+    monkeypatch.setenv("MCUTILS_CALIBRATE", "0")
+    net = build_model("preresnet20", in_channels=1, input_size=8, width=4).eval()
+    plans = []
+    real = attacks._prepared
+    monkeypatch.setattr(attacks, "_prepared", lambda m, plan: plans.append(plan) or real(m, plan))
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    attacks.pgd(net, x, y, eps=0.05, steps=2)
+    attacks.fgsm(net, x, y, eps=0.05)
+    assert len(plans) == 2 and not any(p.channels_last for p in plans)
+    plans.clear()
+    model, xs, ys = _conv_toy()
+    attacks.pgd(model, xs, ys, eps=0.05, steps=2)
+    assert plans[0].channels_last  # the same fixed plan chooses NHWC for a safe conv net

@@ -25,7 +25,8 @@ prediction towards it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -35,7 +36,10 @@ from torch import nn
 from mcutils.core.checks import ParameterError
 from mcutils.core.checks import check_positive as _check_positive
 from mcutils.core.runtime import FrozenEval as _FrozenEval
+from mcutils.core.runtime import layout_hazards as _layout_hazards
 from mcutils.core.runtime import model_device as _model_device
+from mcutils.core.runtime import prepare as _prepare
+from mcutils.core.runtime import prepared as _prepared
 from mcutils.core.tensors import NORMS
 from mcutils.core.tensors import bview as _view
 from mcutils.core.tensors import flat_norm as _flat_norm
@@ -134,10 +138,34 @@ def _batched(fn: Callable[..., torch.Tensor], x: torch.Tensor, others: Sequence[
 
 
 # ----------------------------------------------------------------------------- attacks
+@contextlib.contextmanager
+def _planned(model: nn.Module, x: torch.Tensor, channels_last: bool | None = None
+             ) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """Run the attack under the machine's inference plan for inputs like ``x``: the
+    weights in the plan's memory format for the duration (exact strides back on exit,
+    :func:`mcutils.core.runtime.prepared`; by default never ``channels_last`` for a model
+    with :func:`mcutils.core.runtime.layout_hazards`; an explicit ``channels_last`` wins).
+    Yields the plan's input conversion. The model's mode, device and ``requires_grad``
+    flags are untouched. The format changes gradients at float rounding only."""
+    if channels_last is None and x.dim() == 4 and _layout_hazards(model):
+        channels_last = False
+    plan = _prepare(model, x[:2], channels_last=channels_last)
+    with _prepared(model, plan):
+        yield (lambda t: t.contiguous(memory_format=torch.channels_last)
+               if plan.channels_last and t.dim() == 4 else t)
+
+
+def _standard(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with standard (NCHW) strides, whatever the plan gave it."""
+    return t.clone(memory_format=torch.contiguous_format) if t.dim() == 4 else t
+
+
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
          targeted: bool = False, random_start: bool = False, step_size: float | None = None,
-         generator: torch.Generator | None = None) -> torch.Tensor:
-    """Fast gradient sign method (L-inf), optionally from a random start ("fast AT").
+         generator: torch.Generator | None = None, channels_last: bool | None = None
+         ) -> torch.Tensor:
+    """Fast gradient sign method (L-inf), optionally from a random start ("fast AT"),
+    under the speed plan's memory format as :func:`pgd`.
 
     Args:
         model: classifier on ``[0, 1]`` inputs (left in its current mode).
@@ -150,6 +178,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
         step_size: size of the signed step (default ``eps``, or ``1.25 eps`` with a
             random start).
         generator: randomness of the start.
+        channels_last: memory format of the weights and inputs (default: the plan's).
 
     Returns:
         Adversarial inputs inside the eps ball and ``[0, 1]``.
@@ -160,17 +189,22 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     x = x.detach()
     delta = _random_start(x, eps, "linf", generator) if random_start else torch.zeros_like(x)
     x0 = (x + delta).clamp(0, 1)
-    _, grad = _loss_grad(model, x0, y)
+    with _planned(model, x, channels_last) as layout:
+        _, grad = _loss_grad(model, layout(x0), y)
     sign = -1.0 if targeted else 1.0
     delta = _project(x0 - x + sign * step * grad.sign(), eps, "linf")
-    return (x + delta).clamp(0, 1).detach()
+    return _standard((x + delta).clamp(0, 1).detach())
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10,
         step_size: float | None = None, norm: str = "linf", targeted: bool = False,
         random_start: bool = True, generator: torch.Generator | None = None,
-        batch_size: int | None = None) -> torch.Tensor:
+        batch_size: int | None = None, channels_last: bool | None = None) -> torch.Tensor:
     """Projected gradient descent (Madry et al.) in the L-inf or L2 ball, batched.
+
+    The weights take the memory format of the machine's speed plan for the duration
+    (as in :func:`optimization_attack`), which changes results at float rounding only;
+    the model's mode and ``requires_grad`` flags are left as they are.
 
     Args:
         model: classifier on ``[0, 1]`` inputs.
@@ -184,6 +218,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
         random_start: start from a random point of the ball.
         generator: randomness of the start.
         batch_size: process inputs in chunks of this size (``None``: all at once).
+        channels_last: memory format of the weights and inputs (default: the plan's; a
+            caller that runs the model under its own plan passes that plan's choice).
 
     Returns:
         Adversarial inputs inside the eps ball and ``[0, 1]``.
@@ -202,12 +238,13 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
         delta = (xb + delta).clamp(0, 1) - xb
         sign = -1.0 if targeted else 1.0
         for _ in range(steps):
-            _, grad = _loss_grad(model, xb + delta, yb)
+            _, grad = _loss_grad(model, layout(xb + delta), yb)
             delta = _project(delta + sign * step * _ascent_direction(grad, norm), eps, norm)
             delta = (xb + delta).clamp(0, 1) - xb
-        return (xb + delta).detach()
+        return _standard((xb + delta).detach())
 
-    return _batched(run, x, [y], batch_size)
+    with _planned(model, x, channels_last) as layout:
+        return _batched(run, x, [y], batch_size)
 
 
 def _margin_loss(logits: torch.Tensor, y: torch.Tensor, targeted: bool,
@@ -222,8 +259,10 @@ def _margin_loss(logits: torch.Tensor, y: torch.Tensor, targeted: bool,
 
 def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0,
           kappa: float = 0.0, steps: int = 100, lr: float = 0.01, targeted: bool = False,
-          binary_search_steps: int = 1, batch_size: int | None = None) -> torch.Tensor:
-    """Carlini-Wagner L2 attack: minimise ``||delta||^2 + c * f(x + delta)`` in tanh space.
+          binary_search_steps: int = 1, batch_size: int | None = None,
+          channels_last: bool | None = None) -> torch.Tensor:
+    """Carlini-Wagner L2 attack: minimise ``||delta||^2 + c * f(x + delta)`` in tanh space,
+    under the speed plan's memory format as :func:`pgd`.
 
     ``f`` is the logit-margin loss with confidence ``kappa``. Among the iterates, the
     successful one with the smallest L2 perturbation is kept per sample (the clean input
@@ -241,6 +280,7 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0,
         targeted: reach ``y`` instead of leaving it.
         binary_search_steps: rounds of the search over ``c``.
         batch_size: chunk size.
+        channels_last: memory format of the weights and inputs (default: the plan's).
 
     Returns:
         Adversarial inputs in ``[0, 1]``.
@@ -266,12 +306,12 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0,
             for _ in range(steps):
                 with torch.enable_grad():
                     xa = (torch.tanh(w) + 1) / 2
-                    logits = model(xa)
+                    logits = model(layout(xa))
                     l2 = (xa - xb).flatten(1).pow(2).sum(1)
                     f = _margin_loss(logits, yb, targeted, kappa)
                     loss = (l2 + const * f).sum()
-                    opt.zero_grad()
-                    loss.backward()
+                    # the gradient of w only: the model's own .grad stays untouched
+                    (w.grad,) = torch.autograd.grad(loss, w)
                     opt.step()
                 with torch.no_grad():
                     pred = logits.argmax(1)
@@ -286,9 +326,10 @@ def cw_l2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: float = 1.0,
             hi = torch.where(succeeded, torch.minimum(hi, const), hi)
             lo = torch.where(succeeded, lo, torch.maximum(lo, const))
             const = torch.where(torch.isinf(hi), const * 10, (lo + hi) / 2)
-        return best.clamp(0, 1)
+        return _standard(best.clamp(0, 1))
 
-    return _batched(run, x, [y], batch_size)
+    with _planned(model, x, channels_last) as layout:
+        return _batched(run, x, [y], batch_size)
 
 
 def input_normalization(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

@@ -597,8 +597,8 @@ def paper_input_eigenvalue(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 def robust_loss_bound(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                       norm: str = "l2", pgd_steps: int = 10, step_size: float | None = None,
                       seed: int = 0, batch_size: int = 256, eig_method: str = "closed_form",
-                      curvature: dict[str, torch.Tensor] | None = None
-                      ) -> dict[str, torch.Tensor]:
+                      curvature: dict[str, torch.Tensor] | None = None,
+                      channels_last: bool | None = None) -> dict[str, torch.Tensor]:
     """The second-order bound on the robustness loss, next to the loss PGD reaches.
 
     Per sample: ``bound = loss + eps ||g||_2 + eps^2/2 lambda_max`` for the L2 ball and
@@ -619,6 +619,8 @@ def robust_loss_bound(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
         eig_method: ``"closed_form"`` (piecewise-linear networks) or ``"lanczos"``.
         curvature: precomputed :func:`closed_form_curvature` output for ``x`` (reused
             across radii).
+        channels_last: the attack's memory format (default: the speed plan's; see
+            :func:`mcutils.attacks.pgd`).
 
     Returns:
         Dict of ``[N]`` CPU tensors: ``loss``, ``robust_loss``, ``first_order``,
@@ -650,7 +652,8 @@ def robust_loss_bound(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
         second = 0.5 * eps ** 2 * dim * lam
     with _quiet_eval(model):
         adv = pgd(model, x, y, eps=eps, steps=pgd_steps, step_size=step_size, norm=norm,
-                  generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
+                  generator=torch.Generator().manual_seed(seed), batch_size=batch_size,
+                  channels_last=channels_last)
         with torch.inference_mode():
             robust = torch.cat([F.cross_entropy(model(adv[i:i + batch_size]),
                                                 y[i:i + batch_size].to(adv.device),

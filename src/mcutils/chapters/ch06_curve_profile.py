@@ -148,7 +148,7 @@ def profile_curve(curve: CurveModel, ts: Sequence[float] | int, x: torch.Tensor,
             clean = _batched_logits(model, xs, batch_size)
             adv = attacks.pgd(model, xs, ys, eps=eps, steps=attack_steps, step_size=step_size,
                               norm="linf", generator=torch.Generator().manual_seed(attack_seed),
-                              batch_size=batch_size)
+                              batch_size=batch_size, channels_last=plan.channels_last)
             adv_logits = _batched_logits(model, adv, batch_size)
             robust = F.cross_entropy(adv_logits, ys, reduction="none").cpu().double()
             lam = curv["top_eig"].double()
@@ -188,7 +188,7 @@ def profile_curve(curve: CurveModel, ts: Sequence[float] | int, x: torch.Tensor,
                     res = hessian.robust_loss_bound(
                         model, xs[:n_path], ys[:n_path], eps=float(radius), norm="l2",
                         pgd_steps=attack_steps, seed=attack_seed, batch_size=batch_size,
-                        curvature=sub)
+                        curvature=sub, channels_last=plan.channels_last)
                     bounds.append(pd.DataFrame({"t": t, "norm": "l2", "eps": float(radius),
                                                 "input": np.arange(n_path),
                                                 "robust_loss": res["robust_loss"].numpy(),
