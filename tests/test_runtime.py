@@ -76,6 +76,21 @@ def test_plan_calibrates_once_and_stores_it(monkeypatch):
     assert calls == [1, 1]
 
 
+@pytest.mark.parametrize("purpose", ["inference", "train"])
+def test_a_cold_calibration_leaves_the_random_stream_alone(purpose):
+    """A plan measured for the first time (random inputs, training steps) must not move
+    the global random stream: otherwise a run with an empty plan file and one with a
+    stored plan would draw different numbers after it (weight init, dropout)."""
+    net = models.build_model("small_cnn", input_size=8)
+    x = torch.rand(4, 1, 8, 8)
+    torch.manual_seed(0)
+    expected = torch.rand(5)
+    torch.manual_seed(0)
+    plan = runtime.prepare(net, x, calibrate=True, purpose=purpose)
+    assert plan.source == "calibrated"
+    assert torch.equal(torch.rand(5), expected)
+
+
 def test_explicit_choices_win_and_fixed_mode_does_not_measure(monkeypatch):
     net = models.build_model("small_cnn")
     x = torch.rand(2, 1, 28, 28)

@@ -330,7 +330,9 @@ def prepare(model: nn.Module, example: torch.Tensor, device: str | torch.device 
     inference batch size by a short calibration (about a second or two for the small
     CNN), measured once per machine, thread count, torch version, device, architecture
     and input shape, and stored in the checkpoint cache (``runtime-plans.json``) so
-    later runs on the machine make the same choices and repeat bit for bit. With
+    later runs on the machine make the same choices and repeat bit for bit. The
+    measurement runs on a forked random stream, so a cold plan file and a stored plan
+    leave the caller's draws the same. With
     ``calibrate=False`` (or the environment variable ``MCUTILS_CALIBRATE=0``, which the
     smoke profile sets) the fixed choices are used: ``channels_last`` for conv nets and
     batch size 128. An explicit ``batch_size`` or ``channels_last`` always wins, except
@@ -390,7 +392,11 @@ def prepare(model: nn.Module, example: torch.Tensor, device: str | torch.device 
             if key in plans:
                 choice, source = (bool(plans[key][0]), int(plans[key][1])), "stored"
             else:
-                choice, source = _calibrate(model, example, dev, conv, purpose), "calibrated"
+                # measured on random inputs: the caller's random stream must not move,
+                # or a cold plan file would change what the run draws afterwards
+                with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                    choice = _calibrate(model, example, dev, conv, purpose)
+                source = "calibrated"
                 plans[key] = [choice[0], choice[1]]
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(plans, indent=1, sort_keys=True))
