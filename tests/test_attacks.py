@@ -460,3 +460,38 @@ def test_attacks_keep_the_standard_layout_for_a_model_with_layout_hazards(monkey
     model, xs, ys = _conv_toy()
     attacks.pgd(model, xs, ys, eps=0.05, steps=2)
     assert plans[0].channels_last  # the same fixed plan chooses NHWC for a safe conv net
+
+
+def test_optimization_attack_chunks_by_the_plan_and_keeps_each_trajectory(monkeypatch):
+    """Without a penalty, ``batch_size=None`` runs the samples in chunks of the speed plan's
+    inference batch (one thread is faster on cache-sized batches); each sample's trajectory
+    is its own, so the result equals the one-batch run. With a penalty (whose random draws
+    are per call) the default stays one batch, so the draws do not depend on the plan."""
+    monkeypatch.setenv("MCUTILS_CALIBRATE", "0")
+    model, x, _ = _conv_toy()
+    x = torch.cat([x] * 6)[:260]                 # more samples than the fixed plan's 128
+    target = torch.randint(0, 2, (len(x),), generator=torch.Generator().manual_seed(1))
+    sizes = []
+    real = model.forward
+    monkeypatch.setattr(model, "forward", lambda t: sizes.append(len(t)) or real(t))
+    planned, steps = attacks.optimization_attack(model, x, target, steps=40, warmup=2,
+                                                 stop_loss=0.3, return_steps=True,
+                                                 units="pixel")
+    assert max(sizes) == 128                     # chunks of the plan's batch, not 260
+    sizes.clear()
+    whole, whole_steps = attacks.optimization_attack(model, x, target, steps=40, warmup=2,
+                                                     stop_loss=0.3, return_steps=True,
+                                                     batch_size=len(x), units="pixel")
+    assert max(sizes) == len(x)
+    assert torch.equal(steps, whole_steps)
+    assert torch.allclose(planned, whole, atol=1e-5)
+    assert len(set(steps.tolist())) > 1          # the stop rule acted, per sample
+    calls = []
+
+    def penalty(xp, rows):
+        calls.append(len(rows))
+        return xp.flatten(1).mean(1)
+
+    attacks.optimization_attack(model, x, target, steps=2, penalty=penalty, penalty_weight=0.1,
+                                units="pixel")
+    assert calls[0] == len(x)                    # one batch: the draws do not depend on the plan
