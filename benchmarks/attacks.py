@@ -7,12 +7,13 @@ Usage::
 PGD-10 (L-inf), FGSM and 20 Carlini-Wagner steps on the small CNN (chapters 04, 06, 07
 attack it), each run as :mod:`mcutils.attacks` runs it now (the weights in the memory
 format of :func:`mcutils.core.runtime.prepare`'s plan: ``channels_last`` for conv nets
-on this machine) and as it ran before (the standard layout, ``channels_last=False``). Best wall time over ``--repeats`` interleaved repetitions (every
-contender once per repetition, in alternating order, so load from other processes
-affects both alike); printed: images/s of each and their ratio, and the share of pixels
-whose adversarial value differs by more than 1e-4 between the two (rounding only). Then
-the paper's optimisation attack (48 steps) in chunks of the plan's inference batch, its
-default, against all samples in one batch.
+on this machine) and as it ran before (the standard layout, ``channels_last=False``);
+then the paper's optimisation attack (48 steps) in chunks of the plan's inference batch,
+its default, against all samples in one batch. Best wall time over ``--repeats``
+interleaved repetitions (every contender once per repetition, in alternating order, so
+load from other processes affects both alike); printed: images/s of each and their
+ratio, and the share of pixels whose adversarial value differs by more than 1e-4 between
+the two (rounding only).
 """
 
 from __future__ import annotations
@@ -43,34 +44,28 @@ def main() -> None:
     print(f"load: {os.getloadavg()}, torch {torch.__version__}")
     torch.manual_seed(0)
     model = build_model("small_cnn").eval()
-    x = torch.rand(args.images, 1, 28, 28)
-    y = torch.randint(0, 10, (args.images,))
-    runs = {
-        "PGD-10": lambda **k: attacks.pgd(model, x, y, eps=0.1, steps=10,
-                                          generator=torch.Generator().manual_seed(0), **k),
-        "FGSM": lambda **k: attacks.fgsm(model, x, y, eps=0.1, **k),
-        "CW-20": lambda **k: attacks.cw_l2(model, x, y, steps=20, lr=0.05, **k),
+    n = args.images
+    x = torch.rand(n, 1, 28, 28)
+    y = torch.randint(0, 10, (n,))
+    suites = {
+        "PGD-10": contenders(lambda **k: attacks.pgd(
+            model, x, y, eps=0.1, steps=10, generator=torch.Generator().manual_seed(0), **k)),
+        "FGSM": contenders(lambda **k: attacks.fgsm(model, x, y, eps=0.1, **k)),
+        "CW-20": contenders(lambda **k: attacks.cw_l2(model, x, y, steps=20, lr=0.05, **k)),
+        # "planned": chunks of the plan's batch; "standard": all samples at once
+        "paper's attack (48 steps)": {
+            "planned": lambda: attacks.optimization_attack(model, x, y, steps=48),
+            "standard": lambda: attacks.optimization_attack(model, x, y, steps=48,
+                                                            batch_size=n)},
     }
-    # the paper's attack: in chunks of the plan's batch against all samples at once
-    paper = {"planned": lambda: attacks.optimization_attack(model, x, y, steps=48),
-             "standard": lambda: attacks.optimization_attack(model, x, y, steps=48,
-                                                             batch_size=len(x))}
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for name, run in runs.items():
-            funcs = contenders(run)
+        for name, funcs in suites.items():
             t = interleaved(funcs, args.repeats)
             differ = ((funcs["planned"]() - funcs["standard"]()).abs() > 1e-4).float().mean()
-            n = args.images
             print(f"{name}, {threads} thread(s): img/s planned {n / t['planned']:.0f}, "
                   f"standard {n / t['standard']:.0f}, ratio {t['standard'] / t['planned']:.2f}x; "
                   f"pixels differing > 1e-4: {float(differ):.2%}")
-        t = interleaved(paper, args.repeats)
-        differ = ((paper["planned"]() - paper["standard"]()).abs() > 1e-4).float().mean()
-        print(f"paper's attack (48 steps), {threads} thread(s): img/s in plan-sized chunks "
-              f"{args.images / t['planned']:.0f}, all at once {args.images / t['standard']:.0f}, "
-              f"ratio {t['standard'] / t['planned']:.2f}x; pixels differing > 1e-4: "
-              f"{float(differ):.2%}")
 
 
 if __name__ == "__main__":

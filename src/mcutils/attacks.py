@@ -151,8 +151,7 @@ def _planned(model: nn.Module, x: torch.Tensor, channels_last: bool | None = Non
         channels_last = False
     plan = _prepare(model, x[:2], channels_last=channels_last)
     with _prepared(model, plan):
-        yield (lambda t: t.contiguous(memory_format=torch.channels_last)
-               if plan.channels_last and t.dim() == 4 else t)
+        yield plan.input
 
 
 def _standard(t: torch.Tensor) -> torch.Tensor:
