@@ -169,6 +169,32 @@ def test_a_pool_part_then_the_notebook_give_identical_results(tmp_path, monkeypa
         ch03.study_part(params, "sweep", 0)
 
 
+def test_the_budget_curve_s_parts_share_one_synthesis_run(tmp_path, monkeypatch):
+    """The parts of one seed at every budget synthesise once, to the largest budget, and
+    each part's table is the one a study with its own synthesis at that budget gives."""
+    monkeypatch.setenv("MCUTILS_CACHE", str(tmp_path / "cache"))
+    params = tiny_params(budget_factors=[0.25, 0.5, 1.0], synth_steps=16, synth_lr=0.5,
+                         synth_stop_loss=0.05, check_points=0)
+    runs = []
+    real = ch03.synthetic_pairs_at
+    monkeypatch.setattr(ch03, "synthetic_pairs_at",
+                        lambda *a, **k: runs.append(list(a[3])) or real(*a, **k))
+    parts = {f: ch03.study_part(params, "untrained", 0, f) for f in (0.25, 1.0, 0.5)}
+    assert runs == [[4, 8, 16]]  # one run, from the first part, serves all three
+    for f, part in parts.items():
+        conf, cfg = ch03._part_setup(params, "untrained", 0, f, None)
+        alone = ch03.untrained_study({0: ch03.build_untrained(params["model"], params["dataset"],
+                                                              0)},
+                                     cfg.classes, conf["shape"], conf["pairs_per_class"],
+                                     conf["synth"], conf["connect"], conf["connect_tol"],
+                                     num_points=conf["num_points"])
+        assert alone.to_dict("list") == part["table"], f
+    steps = {f: part["table"]["steps_a"] + part["table"]["steps_c"] for f, part in parts.items()}
+    assert max(steps[0.25]) <= 4 and max(steps[1.0]) > 4  # the budgets differ
+    with pytest.raises(ParameterError, match="synth_budgets"):
+        ch03.shared_synthesis(dict(conf, synth_budgets=[3]), 0, None)
+
+
 def test_dense_barriers_find_what_a_coarse_grid_misses():
     """A planted bump between two grid points: the dense check sees it."""
     from mcutils.planted import bump_pairs

@@ -107,6 +107,38 @@ def test_synthetic_pairs_penalise_a_only_and_count_steps():
         ins.synthetic_pairs(model, t, (1, 6, 6), tv_weight=-1.0)
 
 
+@pytest.mark.parametrize("space, box", [("normalized", None), ("pixel", (0.0, 1.0))])
+def test_synthetic_pairs_at_several_budgets_equal_one_run_per_budget(space, box):
+    """One run to the largest budget gives, at each smaller budget, exactly the pairs a
+    run with that budget makes: same inputs, losses and step counts, also for inputs
+    that stop early and when every input has stopped before a budget."""
+    torch.manual_seed(0)
+    model = build_model("mlp", num_classes=3, in_channels=1, input_size=6, hidden=32).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    t = torch.tensor([0, 1, 2, 0])
+    kw = dict(lr=0.05, stop_loss=0.05, tv_weight=0.005, space=space, box=box)
+    budgets = [1, 7, 60, 600, 900]
+    runs = ins.synthetic_pairs_at(model, t, (1, 6, 6), budgets,
+                                  generator=torch.Generator().manual_seed(4), **kw)
+    assert sorted(runs) == budgets
+    stopped_between = False
+    for k in budgets:
+        one = ins.synthetic_pairs(model, t, (1, 6, 6), steps=k,
+                                  generator=torch.Generator().manual_seed(4), **kw)
+        got = runs[k]
+        for name in ("a", "c", "targets", "loss_a", "loss_c", "steps_a", "steps_c"):
+            assert torch.equal(getattr(got, name), getattr(one, name)), (k, name)
+        stopped_between |= bool(((one.steps_a < k) & (one.steps_a > 7)).any())
+    assert stopped_between  # the budgets straddle some input's stopping step
+    assert runs[600].reached(0.05).all()  # ... and every input stops before the last one
+    with pytest.raises(ParameterError):
+        ins.synthetic_pairs_at(model, t, (1, 6, 6), [])
+    with pytest.raises(ParameterError):
+        ins.synthetic_pairs_at(model, t, (1, 6, 6), [5, 0])
+
+
 def test_paper_presets_state_their_units():
     assert ins.FVO_PAPER["space"] == "normalized" and ins.FVO_PAPER["stop_loss"] == 5e-4
     assert ins.FVO_PAPER_EVOLUTION["stop_loss"] == 5e-3 and ins.FVO_PAPER_EVOLUTION["steps"] == 4096

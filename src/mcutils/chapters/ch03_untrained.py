@@ -16,7 +16,8 @@ narrow ResNet's sweep is in :mod:`mcutils.chapters.ch03_sweep`, the barrier evol
   :func:`scaled_settings` the same at another step budget or learning rate;
 * :func:`build_untrained` and :func:`untrained_study`: synthetic pairs of networks, connected;
 * :func:`cached` and :func:`study_part`: one seed's study, computed once and kept in the
-  checkpoint cache; :func:`pool_parts` lists them for the runner's worker pool;
+  checkpoint cache, whose synthesis the budget curve's parts of a seed share
+  (:func:`shared_synthesis`); :func:`pool_parts` lists them for the runner's worker pool;
 * :func:`synthetic_study`: the chapter's untrained and trained pairs at every budget and
   in the fast variant, with the statistics of their synthetic inputs;
 * :func:`path_geometry`: how straight the connecting paths are.
@@ -45,7 +46,8 @@ from mcutils.core.checks import ParameterError
 from mcutils.data import class_pairs
 from mcutils.inputspace.bypass import connect
 from mcutils.inputspace.paths import segment_losses
-from mcutils.inputspace.synthesis import synthesize, synthetic_pairs
+from mcutils.inputspace.synthesis import (SyntheticPairs, synthesize, synthetic_pairs,
+                                          synthetic_pairs_at)
 from mcutils.params import Param, ParameterSchema
 from mcutils.zoo import trained_model
 
@@ -53,7 +55,8 @@ __all__ = ["PARAMETERS", "EXPECTED", "CLAIMS", "STUDY_KINDS", "SMALL_PROFILES",
            "check_nonempty_lists", "check_sweep_base_seeds", "check_connect_tol",
            "check_pixel_box", "check_budget_factors",
            "StudySettings", "expected_claims", "study_settings", "scaled_settings",
-           "build_untrained", "untrained_study", "cached", "study_part", "pool_parts",
+           "build_untrained", "untrained_study", "cached", "study_part", "shared_synthesis",
+           "pool_parts",
            "dense_barriers", "part_table", "sweep_cells", "evolution_part",
            "synthetic_study", "path_geometry"]
 
@@ -208,7 +211,8 @@ def untrained_study(nets: Mapping[int, nn.Module], classes: Sequence[int], shape
                     real_box: tuple[float, float] | None = (0.0, 1.0),
                     labels: Mapping[str, Any] | None = None,
                     keep_pairs: dict | None = None,
-                    keep_results: dict | None = None) -> pd.DataFrame:
+                    keep_results: dict | None = None,
+                    synthesized: Mapping[int, SyntheticPairs] | None = None) -> pd.DataFrame:
     """Connect synthetic (and real) same-class pairs of networks, seed by seed.
 
     For each ``seed, net`` of ``nets``: :func:`~mcutils.inputspace.synthetic_pairs` makes ``pairs_per_class``
@@ -218,7 +222,9 @@ def untrained_study(nets: Mapping[int, nn.Module], classes: Sequence[int], shape
     paired and connected too (inside ``real_box``). With ``keep_pairs`` (a dict), the
     :class:`~mcutils.inputspace.SyntheticPairs` of each seed are stored in it under the seed;
     with ``keep_results`` (a dict), the :class:`~mcutils.inputspace.ConnectResult` of each
-    set, under ``(seed, kind)``.
+    set, under ``(seed, kind)``. ``synthesized`` gives a seed's pairs already made with
+    ``synth`` (by :func:`~mcutils.inputspace.synthetic_pairs_at`, for example), which are
+    then used instead of synthesising them again.
 
     Returns:
         A :func:`~mcutils.chapters.ch01_input_space.pair_table` with keys ``seed`` and ``kind`` (``synthetic``/``real``),
@@ -232,8 +238,14 @@ def untrained_study(nets: Mapping[int, nn.Module], classes: Sequence[int], shape
     frames = []
     targets = torch.tensor(list(classes)).repeat_interleave(pairs_per_class)
     for s, net in nets.items():
-        syn = synthetic_pairs(net, targets, shape, generator=torch.Generator().manual_seed(s),
-                              **synth)
+        if synthesized is not None and s in synthesized:
+            syn = synthesized[s]
+            if not torch.equal(syn.targets, targets):
+                raise ParameterError(f"the pairs given for seed {s} have other classes than "
+                                     f"classes x pairs_per_class")
+        else:
+            syn = synthetic_pairs(net, targets, shape,
+                                  generator=torch.Generator().manual_seed(s), **synth)
         if keep_pairs is not None:
             keep_pairs[s] = syn
         sets = {(s, "synthetic"): PairSet(syn.a, syn.c, syn.targets)}
@@ -313,12 +325,16 @@ def _part_setup(params: Mapping[str, Any], kind: str, seed: int, factor: float,
     if kind == "trained":
         net.update(trained=dict(epochs=p["num_epochs"], lr=p["lr"], batch_size=p["batch_size"],
                                 train_subset=p["train_subset"], seed=p["seed"]))
+    family = {"untrained": p["budget_factors"], "sweep": p["sweep_step_factors"]}.get(kind)
     conf = dict(kind=kind, net=net, classes=cfg.classes, shape=list(cfg.info.shape),
                 pairs_per_class=1 if kind == "sweep" else p["pairs_per_class"],
                 synth=cfg.synth, connect=cfg.connect, connect_tol=p["connect_tol"],
                 num_points=p["num_points"], device=p["device"],
                 check_points=p["check_points"] if kind in ("untrained", "trained")
                 and factor == max(p["budget_factors"]) else 0)
+    if family:  # the budget curve's parts share one synthesis run (:func:`shared_synthesis`)
+        conf["synth_budgets"] = sorted({scaled_settings(study_settings(p), f).synth["steps"]
+                                        for f in family})
     return conf, cfg
 
 
@@ -362,10 +378,12 @@ def study_part(params: Mapping[str, Any], kind: str, seed: int, factor: float = 
             return {"boxed_loss": loss.tolist()}
         pairs: dict = {}
         results: dict = {}
+        shared = ({seed: shared_synthesis(conf, seed, net)} if conf.get("synth_budgets")
+                  else None)
         tab = untrained_study({seed: net}, conf["classes"], conf["shape"],
                               conf["pairs_per_class"], conf["synth"], conf["connect"],
                               conf["connect_tol"], num_points=conf["num_points"],
-                              keep_pairs=pairs, keep_results=results)
+                              keep_pairs=pairs, keep_results=results, synthesized=shared)
         syn = pairs[seed]
         if conf["check_points"]:
             tab["dense_barrier"] = dense_barriers(
@@ -375,7 +393,38 @@ def study_part(params: Mapping[str, Any], kind: str, seed: int, factor: float = 
 
     return cached(dict(conf, seed=seed), [study_part, _part_setup, _part_net, untrained_study,
                                           _profile_stats, dense_barriers, synthetic_pairs,
-                                          connect], compute)
+                                          shared_synthesis, synthetic_pairs_at, connect],
+                  compute)
+
+
+def shared_synthesis(conf: Mapping[str, Any], seed: int, net: nn.Module) -> SyntheticPairs:
+    """The synthetic pairs of a :func:`study_part` (its ``conf``, made by ``_part_setup``),
+    taken from one synthesis run of ``net`` to the largest budget of ``conf["synth_budgets"]``
+    that serves every budget of that list (:func:`~mcutils.inputspace.synthetic_pairs_at`:
+    each budget's pairs are those of its own run).
+
+    The run is cached on its own (:func:`cached`, under a file lock), keyed by the network,
+    the pairs, the synthesis settings except the step budget, and the list of budgets, so the
+    budget curve's parts of one seed, in one process or in the pool's workers, synthesise
+    once: a part that finds the run under way waits for it.
+    """
+    synth = {k: v for k, v in conf["synth"].items() if k != "steps"}
+    budgets = [int(k) for k in conf["synth_budgets"]]
+    if conf["synth"]["steps"] not in budgets:
+        raise ParameterError(f"the part's synthesis budget {conf['synth']['steps']} is not one "
+                             f"of synth_budgets={budgets}")
+    key = dict(kind="synthesis", net=conf["net"], classes=conf["classes"], shape=conf["shape"],
+               pairs_per_class=conf["pairs_per_class"], synth=synth, budgets=budgets,
+               device=conf["device"], seed=int(seed))
+
+    def compute() -> dict[str, Any]:
+        targets = torch.tensor(conf["classes"]).repeat_interleave(conf["pairs_per_class"])
+        runs = synthetic_pairs_at(net, targets, conf["shape"], budgets,
+                                  generator=torch.Generator().manual_seed(int(seed)), **synth)
+        return {str(k): vars(v) for k, v in runs.items()}
+
+    return SyntheticPairs(**cached(key, [shared_synthesis, synthetic_pairs_at],
+                                   compute)[str(conf["synth"]["steps"])])
 
 
 def part_table(part: Mapping[str, Any], **labels: Any) -> pd.DataFrame:

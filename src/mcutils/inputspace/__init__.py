@@ -90,6 +90,7 @@ from mcutils.inputspace.synthesis import (
     penalty_gradient_ratio,
     synthesize,
     synthetic_pairs,
+    synthetic_pairs_at,
     total_variation,
 )
 
@@ -128,6 +129,7 @@ __all__ = [
     "SyntheticPairs",
     "penalty_gradient_ratio",
     "synthetic_pairs",
+    "synthetic_pairs_at",
     "FVO_PAPER",
     "FVO_PAPER_EVOLUTION",
     "BYPASS_PAPER",

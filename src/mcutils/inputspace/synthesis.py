@@ -35,7 +35,7 @@ from mcutils.core.runtime import model_device as _model_device
 from mcutils.training import MaskedAdam
 
 __all__ = ["total_variation", "synthesize", "input_normalization", "SyntheticPairs",
-           "synthetic_pairs", "penalty_gradient_ratio", "FVO_PAPER", "FVO_PAPER_EVOLUTION",
+           "synthetic_pairs", "synthetic_pairs_at", "penalty_gradient_ratio", "FVO_PAPER", "FVO_PAPER_EVOLUTION",
            "SPACES"]
 
 SPACES = ("pixel", "normalized")
@@ -135,9 +135,15 @@ def _check_box(box: tuple[float, float] | None) -> tuple[float, float] | None:
 def _fvo(model: nn.Module, targets: torch.Tensor, shape: Sequence[int], steps: int, lr: float,
          tv_weight: float | torch.Tensor, stop_loss: float | None, init_std: float,
          generator: torch.Generator | None, box: tuple[float, float] | None, progress: bool,
-         space: str, weight_decay: float, tv_reduction: str
+         space: str, weight_decay: float, tv_reduction: str,
+         taken: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Feature visualisation core: ``(best x [N, ...] pixel, best loss [N], steps used [N])``."""
+    """Feature visualisation core: ``(best x [N, ...] pixel, best loss [N], steps used [N])``.
+
+    ``taken`` (a dict whose keys are step budgets below ``steps``) receives, under each
+    key ``k``, the triple that a run with ``steps=k`` returns. Such a run is this run's
+    first ``k`` steps followed by one evaluation of the iterate ``z_k``, which is what
+    step ``k`` of this run evaluates first, so the triple is read there."""
     targets = torch.as_tensor(targets, dtype=torch.long)
     if targets.dim() != 1 or len(targets) == 0:
         raise ParameterError("targets must be a non-empty 1-D tensor of classes")
@@ -174,6 +180,7 @@ def _fvo(model: nn.Module, targets: torch.Tensor, shape: Sequence[int], steps: i
     used = torch.full((n,), steps, dtype=torch.long)
     adam = MaskedAdam(z, lr)
     active = torch.ones(n, dtype=torch.bool, device=device)
+    wanted = set() if taken is None else {k for k in taken if k < steps}
     with _FrozenEval(model, example=z), torch.enable_grad():
         for step in tqdm(range(steps), desc="synthesize", disable=not progress, leave=False):
             idx = active.nonzero().flatten()
@@ -192,8 +199,11 @@ def _fvo(model: nn.Module, targets: torch.Tensor, shape: Sequence[int], steps: i
                 if done.any():
                     used[idx[done].cpu()] = step
                     active[idx[done]] = False
-                if not active.any():
-                    break
+            if step in wanted:
+                taken[step] = (sp.to_pixel(best).detach().cpu().clone(),
+                               best_loss.cpu().clone(), used.clamp_max(step))
+            if stop_loss is not None and not active.any():
+                break
             g = torch.zeros_like(z)
             g[idx] = ga
             if weight_decay:
@@ -207,7 +217,12 @@ def _fvo(model: nn.Module, targets: torch.Tensor, shape: Sequence[int], steps: i
                 improved = ce < best_loss[idx]
                 best[idx[improved]] = z[idx][improved]
                 best_loss[idx[improved]] = ce[improved]
-    return sp.to_pixel(best).detach().cpu(), best_loss.cpu(), used
+    out = sp.to_pixel(best).detach().cpu(), best_loss.cpu(), used
+    if taken is not None:
+        for k in taken:  # the budgets reached after every input had stopped, and steps
+            if k not in wanted or taken[k] is None:
+                taken[k] = (out[0], out[1], out[2].clamp_max(k))
+    return out
 
 
 def synthesize(model: nn.Module, targets: torch.Tensor, shape: Sequence[int], steps: int = 200,
@@ -314,16 +329,47 @@ def synthetic_pairs(model: nn.Module, targets: torch.Tensor, shape: Sequence[int
     Returns:
         A :class:`SyntheticPairs`.
     """
+    return synthetic_pairs_at(model, targets, shape, [steps], lr, stop_loss, init_std,
+                              weight_decay, tv_weight, tv_reduction, space, box, generator,
+                              progress)[steps]
+
+
+def synthetic_pairs_at(model: nn.Module, targets: torch.Tensor, shape: Sequence[int],
+                       steps: Sequence[int], lr: float = 0.05, stop_loss: float | None = 5e-4,
+                       init_std: float = 0.01, weight_decay: float = 1e-7,
+                       tv_weight: float = 2.5e-7, tv_reduction: str = "sum",
+                       space: str = "normalized", box: tuple[float, float] | None = None,
+                       generator: torch.Generator | None = None, progress: bool = False
+                       ) -> dict[int, SyntheticPairs]:
+    """:func:`synthetic_pairs` at several step budgets from one run to the largest.
+
+    A run with budget ``k`` is the first ``k`` steps of a longer run followed by one
+    evaluation of the ``k``-th iterate, so one run to ``max(steps)`` gives every smaller
+    budget's pairs as that budget's own run makes them (the same inputs, losses and step
+    counts; tested), at the cost of the largest run alone. Budget curves use it.
+
+    Args:
+        steps: the step budgets (positive integers).
+        The others: as in :func:`synthetic_pairs`.
+
+    Returns:
+        ``{budget: SyntheticPairs}``.
+    """
     targets = torch.as_tensor(targets, dtype=torch.long)
     if targets.dim() != 1 or len(targets) == 0:
         raise ParameterError("targets must be a non-empty 1-D tensor of classes")
+    budgets = sorted({int(k) for k in steps}) if len(steps) else []
+    if not budgets or budgets[0] < 1 or any(int(k) != k for k in steps):
+        raise ParameterError(f"steps={list(steps)!r} must be one or more positive integers")
     _check_nonneg(tv_weight=tv_weight)
     p = len(targets)
     weights = torch.cat([torch.full((p,), float(tv_weight)), torch.zeros(p)])
-    x, loss, used = _fvo(model, targets.repeat(2), shape, steps, lr, weights, stop_loss,
-                         init_std, generator, box, progress, space, weight_decay, tv_reduction)
-    return SyntheticPairs(a=x[:p], c=x[p:], targets=targets.clone(), loss_a=loss[:p],
-                          loss_c=loss[p:], steps_a=used[:p], steps_c=used[p:])
+    taken: dict = {k: None for k in budgets}
+    _fvo(model, targets.repeat(2), shape, budgets[-1], lr, weights, stop_loss, init_std,
+         generator, box, progress, space, weight_decay, tv_reduction, taken)
+    return {k: SyntheticPairs(a=x[:p], c=x[p:], targets=targets.clone(), loss_a=loss[:p],
+                              loss_c=loss[p:], steps_a=used[:p], steps_c=used[p:])
+            for k, (x, loss, used) in taken.items()}
 
 
 def penalty_gradient_ratio(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
