@@ -193,6 +193,12 @@ def test_the_budget_curve_s_parts_share_one_synthesis_run(tmp_path, monkeypatch)
     assert max(steps[0.25]) <= 4 and max(steps[1.0]) > 4  # the budgets differ
     with pytest.raises(ParameterError, match="synth_budgets"):
         ch03.shared_synthesis(dict(conf, synth_budgets=[3]), 0, None)
+    # the sweep shares within a width's cells only: the base width runs both factors, the
+    # other width only the base factor, so its part synthesises its own budget alone
+    sweep = tiny_params(synth_steps=16)  # sweep_widths [2, 4], sweep_step_factors [1, 2]
+    assert ch03._part_setup(sweep, "sweep", 0, 1.0, 2)[0]["synth_budgets"] == [16, 32]
+    assert "synth_budgets" not in ch03._part_setup(sweep, "sweep", 0, 1.0, 4)[0]
+    assert "synth_budgets" not in ch03._part_setup(sweep, "trained", 0, 1.0, None)[0]
 
 
 def test_dense_barriers_find_what_a_coarse_grid_misses():

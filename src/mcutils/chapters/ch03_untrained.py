@@ -325,16 +325,20 @@ def _part_setup(params: Mapping[str, Any], kind: str, seed: int, factor: float,
     if kind == "trained":
         net.update(trained=dict(epochs=p["num_epochs"], lr=p["lr"], batch_size=p["batch_size"],
                                 train_subset=p["train_subset"], seed=p["seed"]))
-    family = {"untrained": p["budget_factors"], "sweep": p["sweep_step_factors"]}.get(kind)
+    # the budgets whose parts share one synthesis run (:func:`shared_synthesis`): the budget
+    # curve's, and the sweep's factors at this width (other widths run the base factor only)
+    family = (p["budget_factors"] if kind == "untrained" else
+              [f for w, f, _ in sweep_cells(p) if w == width] if kind == "sweep" else None)
     conf = dict(kind=kind, net=net, classes=cfg.classes, shape=list(cfg.info.shape),
                 pairs_per_class=1 if kind == "sweep" else p["pairs_per_class"],
                 synth=cfg.synth, connect=cfg.connect, connect_tol=p["connect_tol"],
                 num_points=p["num_points"], device=p["device"],
                 check_points=p["check_points"] if kind in ("untrained", "trained")
                 and factor == max(p["budget_factors"]) else 0)
-    if family:  # the budget curve's parts share one synthesis run (:func:`shared_synthesis`)
-        conf["synth_budgets"] = sorted({scaled_settings(study_settings(p), f).synth["steps"]
-                                        for f in family})
+    base = study_settings(p)
+    budgets = sorted({scaled_settings(base, f).synth["steps"] for f in [*(family or []), factor]})
+    if family and len(budgets) > 1:
+        conf["synth_budgets"] = budgets
     return conf, cfg
 
 
