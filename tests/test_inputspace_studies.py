@@ -31,6 +31,17 @@ def tiny_cnn(seed: int = 0, classes: int = 3, mean=(0.3,), std=(0.4,)):
                        hidden=16, mean=mean, std=std).eval()
 
 
+def steep_mlp():
+    """A 3-class MLP on 6x6 inputs with its weights scaled up 3x, so that synthesis reaches
+    low losses within a few hundred steps."""
+    torch.manual_seed(0)
+    model = build_model("mlp", num_classes=3, in_channels=1, input_size=6, hidden=32).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    return model
+
+
 # ------------------------------------------------------------------ units and protocols
 
 
@@ -82,11 +93,7 @@ def test_normalized_synthesis_equals_adam_on_the_normalised_input():
 
 
 def test_synthetic_pairs_penalise_a_only_and_count_steps():
-    torch.manual_seed(0)
-    model = build_model("mlp", num_classes=3, in_channels=1, input_size=6, hidden=32).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)
+    model = steep_mlp()
     t = torch.tensor([0, 1, 2, 0])
     sp = ins.synthetic_pairs(model, t, (1, 6, 6), steps=600, lr=0.05, stop_loss=0.05,
                              tv_weight=0.005, generator=torch.Generator().manual_seed(0))
@@ -112,11 +119,7 @@ def test_synthetic_pairs_at_several_budgets_equal_one_run_per_budget(space, box)
     """One run to the largest budget gives, at each smaller budget, exactly the pairs a
     run with that budget makes: same inputs, losses and step counts, also for inputs
     that stop early and when every input has stopped before a budget."""
-    torch.manual_seed(0)
-    model = build_model("mlp", num_classes=3, in_channels=1, input_size=6, hidden=32).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)
+    model = steep_mlp()
     t = torch.tensor([0, 1, 2, 0])
     kw = dict(lr=0.05, stop_loss=0.05, tv_weight=0.005, space=space, box=box)
     budgets = [1, 7, 60, 600, 900]
@@ -205,11 +208,7 @@ def test_connect_sets_equals_connecting_each_set_alone():
 
 
 def test_make_pair_sets_gives_four_same_class_kinds():
-    torch.manual_seed(0)
-    model = build_model("mlp", num_classes=3, in_channels=1, input_size=6, hidden=32).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)
+    model = steep_mlp()
     x = torch.rand(60, 1, 6, 6, generator=torch.Generator().manual_seed(0))
     y = ch01.predict_labels(model, x)
     synth = dict(steps=200, stop_loss=0.05)
