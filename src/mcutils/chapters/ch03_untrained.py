@@ -310,11 +310,11 @@ STUDY_KINDS = ("untrained", "fast", "trained", "sweep", "boxed")
 def _part_setup(params: Mapping[str, Any], kind: str, seed: int, factor: float,
                 width: int | None) -> tuple[dict[str, Any], StudySettings]:
     p = params
-    cfg = study_settings(p)
+    base = study_settings(p)
     if kind == "fast":
-        cfg = scaled_settings(cfg, lr=p["fast_lr"], steps=p["fast_steps"])
+        cfg = scaled_settings(base, lr=p["fast_lr"], steps=p["fast_steps"])
     elif kind in ("untrained", "sweep", "trained", "boxed"):
-        cfg = scaled_settings(cfg, factor)
+        cfg = scaled_settings(base, factor)
     else:
         raise ParameterError(f"kind={kind!r} is not known; valid values: {', '.join(STUDY_KINDS)}")
     if kind == "sweep" and width is None:
@@ -335,10 +335,10 @@ def _part_setup(params: Mapping[str, Any], kind: str, seed: int, factor: float,
                 num_points=p["num_points"], device=p["device"],
                 check_points=p["check_points"] if kind in ("untrained", "trained")
                 and factor == max(p["budget_factors"]) else 0)
-    base = study_settings(p)
-    budgets = sorted({scaled_settings(base, f).synth["steps"] for f in [*(family or []), factor]})
-    if family and len(budgets) > 1:
-        conf["synth_budgets"] = budgets
+    if family:
+        budgets = sorted({scaled_settings(base, f).synth["steps"] for f in [*family, factor]})
+        if len(budgets) > 1:
+            conf["synth_budgets"] = budgets
     return conf, cfg
 
 

@@ -35,8 +35,8 @@ from mcutils.core.runtime import model_device as _model_device
 from mcutils.training import MaskedAdam
 
 __all__ = ["total_variation", "synthesize", "input_normalization", "SyntheticPairs",
-           "synthetic_pairs", "synthetic_pairs_at", "penalty_gradient_ratio", "FVO_PAPER", "FVO_PAPER_EVOLUTION",
-           "SPACES"]
+           "synthetic_pairs", "synthetic_pairs_at", "penalty_gradient_ratio", "FVO_PAPER",
+           "FVO_PAPER_EVOLUTION", "SPACES"]
 
 SPACES = ("pixel", "normalized")
 TV_REDUCTIONS = ("mean", "sum")
